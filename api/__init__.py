@@ -1,0 +1,1 @@
+"""Serves: the FastAPI app, its routers, schemas, dependencies and the search page."""

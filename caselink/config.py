@@ -1,0 +1,164 @@
+"""Configuration: one typed settings object, built by :func:`load_settings` and passed explicitly.
+
+Sources, later ones winning: built-in defaults, a TOML file (``caselink.toml`` in the working
+directory or ``--config``/``CASELINK_CONFIG``), then ``CASELINK_*`` environment variables for the
+few settings operators usually set per deployment. Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from caselink.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextConfig(_Section):
+    """Normalisation and tokenisation."""
+
+    opencc: str = Field("t2s", description="OpenCC conversion applied before matching ('' disables).")
+    cjk_bigrams: bool = Field(True, description="Add overlapping CJK character bigrams to jieba words.")
+    user_dict: Path | None = Field(None, description="Extra jieba dictionary file (one term per line).")
+
+
+class EncoderConfig(_Section):
+    """Which sentence encoder embeds records and queries."""
+
+    model: str = Field(
+        "use-m3",
+        description="'use-m3' (bundled multilingual USE), 'minilm' (bundled all-MiniLM-L6-v2, English), "
+        "or a sentence-transformers model name / local directory, optionally prefixed 'st:'.",
+    )
+    threads: int = Field(0, ge=0, description="BLAS/torch threads; 0 = the cores this process may use.")
+    batch_size: int = Field(64, ge=1, le=4096)
+    chunk_chars: int = Field(
+        400, ge=50, description="Texts longer than this are split at sentence ends and their chunk vectors averaged."
+    )
+
+
+class BM25Config(_Section):
+    k1: float = Field(1.2, gt=0)
+    b: float = Field(0.75, ge=0, le=1)
+    title_weight: int = Field(2, ge=1, le=10, description="Title tokens count this many times.")
+    code_weight: int = Field(2, ge=1, le=10, description="Error codes and part numbers count this many times.")
+
+
+class VectorConfig(_Section):
+    exact_below: int = Field(50_000, ge=0, description="Use exact inner-product search below this many records.")
+    ivf_nlist: int = Field(0, ge=0, description="IVF lists for the approximate index; 0 = 4*sqrt(N).")
+    nprobe: int = Field(32, ge=1)
+    quantizer: Literal["flat", "sq8", "pq"] = Field("flat", description="Vector storage in the approximate index.")
+
+
+class RankConfig(_Section):
+    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    fusion: Literal["convex", "rrf"] = Field("convex", description="How dense and keyword rankings are combined.")
+    dense_weight: float = Field(0.5, ge=0, le=1)
+    keyword_weight: float = Field(0.5, ge=0, le=1)
+    rrf_k: int = Field(60, ge=1)
+    candidates: int = Field(100, ge=10, le=5000, description="Candidates taken from each side before fusion.")
+    dense_floor: float = Field(
+        0.25, ge=-1, le=1, description="Below this best cosine the dense side is not trusted; keyword answers."
+    )
+    max_k: int = Field(100, ge=1, le=1000)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_keys: list[str] = Field(default_factory=list, description="Read-write keys.")
+    read_keys: list[str] = Field(default_factory=list, description="Read-only keys.")
+    max_body_bytes: int = Field(2_000_000, ge=1024)
+    max_text_chars: int = Field(20_000, ge=10)
+    max_batch: int = Field(1000, ge=1)
+    persist_every: int = Field(500, ge=1, description="Snapshot the live index after this many writes.")
+
+
+class Settings(_Section):
+    data_dir: Path = Field(Path("var"), description="Holds records.sqlite, the embedding cache and index/.")
+    text: TextConfig = Field(default_factory=TextConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    bm25: BM25Config = Field(default_factory=BM25Config)
+    vectors: VectorConfig = Field(default_factory=VectorConfig)
+    rank: RankConfig = Field(default_factory=RankConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return Path(os.path.expanduser(v))
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "records.sqlite"
+
+    @property
+    def cache_path(self) -> Path:
+        return self.data_dir / "embeddings.sqlite"
+
+    @property
+    def index_root(self) -> Path:
+        return self.data_dir / "index"
+
+
+_ENV = {
+    "CASELINK_DATA_DIR": ("data_dir",),
+    "CASELINK_MODEL": ("encoder", "model"),
+    "CASELINK_THREADS": ("encoder", "threads"),
+    "CASELINK_HOST": ("server", "host"),
+    "CASELINK_PORT": ("server", "port"),
+    "CASELINK_API_KEYS": ("server", "api_keys"),
+    "CASELINK_READ_KEYS": ("server", "read_keys"),
+}
+
+
+def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None, **overrides) -> Settings:
+    """Build settings from defaults, an optional TOML file, the environment and keyword overrides.
+
+    ``overrides`` use dotted names with ``__`` for nesting, e.g. ``rank__mode="keyword"``.
+    Raises :class:`ConfigError` naming the file and the offending field.
+    """
+    env = dict(os.environ) if env is None else env
+    raw: dict = {}
+    path = path or env.get("CASELINK_CONFIG")
+    if path is None and Path("caselink.toml").is_file():
+        path = "caselink.toml"
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+        source = str(p)
+    for var, keys in _ENV.items():
+        if var in env and env[var] != "":
+            value: object = env[var]
+            if keys[-1] in ("api_keys", "read_keys"):
+                value = [k.strip() for k in env[var].split(",") if k.strip()]
+            _set(raw, keys, value)
+    for name, value in overrides.items():
+        if value is not None:
+            _set(raw, tuple(name.split("__")), value)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(f"{source}: setting '{field}': {first['msg']}") from None
+
+
+def _set(tree: dict, keys: tuple[str, ...], value: object) -> None:
+    for key in keys[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[keys[-1]] = value

@@ -1,0 +1,1 @@
+"""Measures: relevance against labeled pairs, with the benchmark protocol and reference baselines."""

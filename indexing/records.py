@@ -1,0 +1,117 @@
+"""The record model: one flat schema for service cases, problem orders and SOP sections.
+
+A flat model (kind-specific fields simply stay empty) keeps storage, the API schema and the
+loaders' column mapping one thing instead of three.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from caselink.errors import InvalidRecord
+
+Kind = Literal["case", "problem", "sop"]
+KINDS: tuple[str, ...] = ("case", "problem", "sop")
+
+_ID_RE = re.compile(r"^[^\x00-\x1f\x7f/?\s][^\x00-\x1f\x7f/?]{0,199}$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class Record(BaseModel):
+    """A service case, a problem order or one section of an SOP document."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: str = Field(..., description="Stable id from the source system, e.g. 'C-2024-0113' or 'SOP-VAC-01#3'.")
+    kind: Kind = Field(..., description="'case', 'problem' (problem order) or 'sop' (one SOP section).")
+    title: str = Field("", max_length=1000)
+    text: str = Field("", max_length=200_000, description="Symptom/description, or the SOP section body.")
+    product: str = Field("", max_length=200)
+    model: str = Field("", max_length=200)
+    module: str = Field("", max_length=200)
+    error_codes: list[str] = Field(default_factory=list, max_length=100)
+    status: str = Field("", max_length=50)
+    priority: str = Field("", max_length=50)
+    category: str = Field("", max_length=200)
+    group: str = Field("", max_length=200, description="Responsible group.")
+    cause: str = Field("", max_length=50_000)
+    resolution: str = Field("", max_length=50_000)
+    workaround: str = Field("", max_length=50_000)
+    created: date | None = None
+    closed: date | None = None
+    doc_id: str = Field("", max_length=200, description="SOP sections: the document they belong to.")
+    doc_title: str = Field("", max_length=1000)
+    section: str = Field("", max_length=1000, description="SOP sections: the section heading.")
+    links: list[str] = Field(default_factory=list, max_length=1000, description="Ids of linked records.")
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, v: str) -> str:
+        if not _ID_RE.match(v):
+            raise ValueError("must be 1-200 characters, no control characters, '/', '?' or leading space")
+        return v
+
+    @field_validator(
+        "title", "text", "product", "model", "module", "status", "priority", "category", "group",
+        "cause", "resolution", "workaround", "doc_id", "doc_title", "section",
+    )
+    @classmethod
+    def _strip_control(cls, v: str) -> str:
+        return _CONTROL.sub(" ", v)
+
+    @field_validator("error_codes", "links", mode="before")
+    @classmethod
+    def _split_list(cls, v):
+        if v is None:
+            return []
+        if isinstance(v, str):
+            return [p.strip() for p in re.split(r"[,;，；、|\s]+", v) if p.strip()]
+        return v
+
+    @field_validator("error_codes", "links")
+    @classmethod
+    def _dedupe(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(s.strip() for s in v if s and s.strip()))
+
+    def content_hash(self) -> str:
+        """Hash of everything that is embedded or indexed; unchanged hash means nothing to re-embed."""
+        return hashlib.sha256(self.model_dump_json().encode("utf-8")).hexdigest()
+
+    def searchable_text(self) -> str:
+        """The text a sentence encoder sees: title first, then the body fields that describe the problem."""
+        parts = [self.title, self.section if self.kind == "sop" else "", self.text, self.cause,
+                 self.resolution, self.workaround]
+        return "\n".join(p for p in parts if p)
+
+    def facets(self) -> str:
+        """Short structured context (product, module, codes) for keyword matching."""
+        return " ".join(p for p in [self.product, self.model, self.module, *self.error_codes] if p)
+
+    def display_title(self) -> str:
+        if self.kind == "sop" and self.doc_title:
+            return f"{self.doc_title} / {self.section}" if self.section else self.doc_title
+        return self.title or self.text[:60]
+
+
+def parse_record(data: dict, *, where: str = "record") -> Record:
+    """Validate a dict into a Record; errors name the field, e.g. ``row 12: field 'kind': ...``."""
+    try:
+        return Record.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(x) for x in first["loc"]) or "record"
+        raise InvalidRecord(f"{where}: field '{field}': {first['msg']}", field=field) from None
+
+
+def record_to_json(record: Record) -> str:
+    return record.model_dump_json(exclude_defaults=True)
+
+
+def record_from_json(text: str) -> Record:
+    return Record.model_validate(json.loads(text))

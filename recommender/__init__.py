@@ -1,0 +1,1 @@
+"""Ranks: hybrid retrieval, fusion, filters, explanations, and the service object the API and CLI use."""
