@@ -1,0 +1,47 @@
+# caselink: `make run` serves the demo on 127.0.0.1:8000; `make test` runs the test suite.
+# Everything installs into .venv; a fresh machine needs only python3 (3.11+) and, for the
+# browser test, root for apt-get (Debian chromium + chromium-driver).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: install run index serve test test-slow browser bench bench-env relevance clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The CPU build of torch first: an unpinned torch pulls a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run: install index serve
+
+index: install
+	$(BIN)/caselink index --demo
+
+serve: install
+	$(BIN)/caselink serve
+
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		echo "installing Debian chromium + chromium-driver for the browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
+test: install browser
+	$(BIN)/python -m pytest -q
+
+test-slow: install browser
+	$(BIN)/python -m pytest -q -m slow
+
+relevance: install
+	$(BIN)/python -m bench.relevance
+
+clean:
+	rm -rf var test-artifacts

@@ -1,0 +1,267 @@
+"""The ``caselink`` command line: index, search, related, serve, eval, stats."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from caselink.config import Settings, load_settings
+from caselink.errors import CaselinkError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="caselink: find the service cases, problem orders and SOP sections related to a case or symptom.")
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Settings file (TOML).", show_default=False)]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Where records and the index live.",
+                                                    show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def friendly(fn):
+    """Turn domain errors into one red line and exit code 2 instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CaselinkError as exc:
+            err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+            if exc.hint:
+                err.print(f"  next: {exc.hint}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _settings(config: Path | None, data_dir: Path | None, **overrides) -> Settings:
+    return load_settings(config, data_dir=data_dir, **overrides)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=False, disable=not err.is_terminal and not _force_bars())
+
+
+def _force_bars() -> bool:
+    import os
+
+    return os.environ.get("CASELINK_PROGRESS") == "1"
+
+
+@app.command()
+@friendly
+def index(
+    sources: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders: CSV/TSV/JSONL/Parquet/Excel "
+                                                                 "exports, SOP folders (md/txt/html/pdf/docx).",
+                                                            show_default=False)] = None,
+    mapping: Annotated[Optional[Path], typer.Option("--mapping", "-m", help="Column mapping (TOML) for tables.",
+                                                    show_default=False)] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Load the bundled demo history.")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Encoder: use-m3, minilm, or a model name / "
+                                                               "directory for sentence-transformers.",
+                                                 show_default=False)] = None,
+) -> None:
+    """Load records into the store and (re)build the search index over everything stored.
+
+    With no sources, rebuilds the index from the records already stored.
+    """
+    from indexing.loaders import load_mapping, load_path
+    from recommender.service import CaselinkService
+
+    settings = _settings(config, data_dir, encoder__model=model)
+    paths = list(sources or [])
+    if demo:
+        from indexing.demo import demo_sources
+
+        paths = demo_sources() + paths
+    table_mapping = load_mapping(mapping) if mapping else None
+    records = []
+    skipped = 0
+    for path in paths:
+        if not path.exists():
+            raise CaselinkError(f"source {path} does not exist", field="sources")
+        result = load_path(path, mapping=table_mapping)
+        records.extend(result.records)
+        skipped += len(result.skipped)
+        err.print(f"{path}: {result.summary()}", highlight=False)
+        for row in result.skipped[:20]:
+            err.print(f"  [yellow]skipped[/yellow] {row}", highlight=False)
+        if len(result.skipped) > 20:
+            err.print(f"  … and {len(result.skipped) - 20} more skipped rows", highlight=False)
+        for w in result.warnings[:10]:
+            err.print(f"  [yellow]warning[/yellow] {w}", highlight=False)
+    with _progress() as bars:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, advance: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total)
+            bars.advance(tasks[stage], advance)
+
+        svc, report = CaselinkService.build(settings, records=records, progress=progress)
+    counts = svc.store.count()
+    svc.close()
+    out.print(f"indexed {report.records} records ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}) "
+              f"in {report.seconds:.1f} s = {report.records_per_s:.0f} records/s; embedded {report.embedded} "
+              f"new texts; vector index {report.factory}; snapshot {report.snapshot}", highlight=False)
+    if skipped:
+        out.print(f"{skipped} rows were skipped (listed above)", highlight=False)
+
+
+def _open(config: Path | None, data_dir: Path | None):
+    from recommender.service import CaselinkService
+
+    return CaselinkService.open(_settings(config, data_dir))
+
+
+def _print_response(resp, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(resp.model_dump_json(indent=2) + "\n")
+        return
+    note = f" (fell back to keyword: {resp.fallback_reason})" if resp.fallback_reason else ""
+    out.print(f"{len(resp.results)} results, path {resp.path}{note}, {resp.timings_ms.get('total', 0):.1f} ms",
+              highlight=False)
+    table = Table(show_lines=False)
+    for col in ("#", "score", "kind", "id", "title", "why"):
+        table.add_column(col, overflow="fold")
+    for i, r in enumerate(resp.results, 1):
+        table.add_row(str(i), f"{r.score:.3f}", r.kind, r.id, r.title[:60], r.explanation.reason)
+    out.print(table)
+
+
+@app.command()
+@friendly
+def search(
+    text: Annotated[str, typer.Argument(help="Symptom text, question, error code or part number.")],
+    k: Annotated[int, typer.Option("--k", "-k", help="How many results.")] = 10,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="hybrid, dense or keyword.", show_default=False)] = None,
+    kind: Annotated[Optional[list[str]], typer.Option("--kind", help="case, problem or sop (repeatable).",
+                                                      show_default=False)] = None,
+    product: Annotated[Optional[list[str]], typer.Option("--product", show_default=False)] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", show_default=False)] = None,
+    module: Annotated[Optional[list[str]], typer.Option("--module", show_default=False)] = None,
+    status: Annotated[Optional[list[str]], typer.Option("--status", show_default=False)] = None,
+    created_from: Annotated[Optional[str], typer.Option("--from", help="Created on or after (YYYY-MM-DD).",
+                                                        show_default=False)] = None,
+    created_to: Annotated[Optional[str], typer.Option("--to", help="Created on or before (YYYY-MM-DD).",
+                                                      show_default=False)] = None,
+    min_score: Annotated[float, typer.Option("--min-score", help="Drop results below this score (0-1).")] = 0.0,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Search cases, problem orders and SOP sections by free text."""
+    from pydantic import ValidationError
+
+    from caselink.errors import InvalidQuery
+    from recommender.results import SearchQuery
+
+    try:
+        q = SearchQuery(text=text, k=k, mode=mode, kind=kind or [], product=product or [], model=model or [],
+                        module=module or [], status=status or [], min_score=min_score,
+                        created_from=_date(created_from, "--from"), created_to=_date(created_to, "--to"))
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        raise InvalidQuery(f"option '{e['loc'][0]}': {e['msg']}", field=str(e["loc"][0])) from None
+    svc = _open(config, data_dir)
+    try:
+        _print_response(svc.search(q), as_json)
+    finally:
+        svc.close()
+
+
+def _date(value: str | None, option: str) -> date | None:
+    from caselink.errors import InvalidQuery
+
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidQuery(f"{option} expects a date like 2024-03-31, got '{value}'", field=option) from None
+
+
+@app.command()
+@friendly
+def related(
+    record_id: Annotated[str, typer.Argument(help="Id of a stored record.")],
+    k: Annotated[int, typer.Option("--k", "-k")] = 10,
+    kind: Annotated[Optional[list[str]], typer.Option("--kind", help="Only these kinds (repeatable).",
+                                                      show_default=False)] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", show_default=False)] = None,
+    exclude_linked: Annotated[bool, typer.Option("--exclude-linked", help="Leave out records it already links to.")] = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Records related to an existing record (never the record itself)."""
+    from pydantic import ValidationError
+
+    from caselink.errors import InvalidQuery
+
+    svc = _open(config, data_dir)
+    try:
+        try:
+            resp = svc.related(record_id, k=k, kinds=kind, mode=mode, exclude_linked=exclude_linked)
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            raise InvalidQuery(f"option '{e['loc'][0]}': {e['msg']}", field=str(e["loc"][0])) from None
+        _print_response(resp, as_json)
+    finally:
+        svc.close()
+
+
+@app.command()
+@friendly
+def stats(as_json: JsonOpt = False, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Record counts per kind, and what the index was built with."""
+    from dataclasses import asdict
+
+    svc = _open(config, data_dir)
+    try:
+        s = asdict(svc.stats())
+    finally:
+        svc.close()
+    if as_json:
+        sys.stdout.write(json.dumps(s, ensure_ascii=False, indent=2) + "\n")
+    else:
+        for key, value in s.items():
+            out.print(f"{key:<11} {value}", highlight=False)
+
+
+@app.command()
+@friendly
+def serve(
+    host: Annotated[Optional[str], typer.Option("--host", help="Bind address (default from config: 127.0.0.1).",
+                                                show_default=False)] = None,
+    port: Annotated[Optional[int], typer.Option("--port", help="Port (default from config: 8000).",
+                                                show_default=False)] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Serve the HTTP API (/v1, /docs) and the search page (/) with uvicorn."""
+    import uvicorn
+
+    from api.app import create_app, check_bind
+
+    settings = _settings(config, data_dir, server__host=host, server__port=port)
+    check_bind(settings)
+    uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port, log_level="info",
+                access_log=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

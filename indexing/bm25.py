@@ -1,0 +1,237 @@
+"""BM25 keyword index with add, update and delete, without a full rebuild.
+
+Layout: a *main* segment, a term-major CSC matrix of term frequencies (rows = slots, columns =
+term ids), plus a *delta* of postings for documents added since the last compaction. Deleting a
+document only clears its ``alive`` flag; document frequencies are counted from live postings at
+query time (we touch those postings to score anyway), so a delete never has to find the terms of
+the deleted document. ``compact`` folds the delta into main and drops dead slots; it runs
+automatically when the delta grows past a fraction of the index, and before saving.
+
+Scoring is Lucene-style BM25: idf = ln(1 + (N - df + 0.5) / (df + 0.5)).
+
+Persistence (see docs/index-format.md): a folder with ``data.npy`` / ``indices.npy`` /
+``indptr.npy`` (the CSC main segment), ``doc_len.npy``, ``keys.npy`` and ``vocab.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+FILES = ("data.npy", "indices.npy", "indptr.npy", "doc_len.npy", "keys.npy", "vocab.json")
+
+
+class BM25Index:
+    """Incremental BM25 over pre-tokenised documents, addressed by integer keys.
+
+    Parameters
+    ----------
+    k1, b : the usual BM25 parameters.
+    compact_ratio : compact when the delta holds more than this share of live documents.
+
+    Example
+    -------
+    >>> idx = BM25Index()
+    >>> idx.add([1, 2], [["vacuum", "leak"], ["robot", "arm"]])
+    >>> idx.search(["leak"], k=1)[0].tolist()
+    [1]
+    """
+
+    def __init__(self, *, k1: float = 1.2, b: float = 0.75, compact_ratio: float = 0.1):
+        self.k1 = k1
+        self.b = b
+        self.compact_ratio = compact_ratio
+        self.vocab_: dict[str, int] = {}
+        self._main = sp.csc_matrix((0, 0), dtype=np.float32)
+        self._delta: dict[int, list[tuple[int, float]]] = {}
+        self._delta_docs = 0
+        self._doc_len = np.zeros(0, dtype=np.float32)
+        self._alive = np.zeros(0, dtype=bool)
+        self._keys = np.zeros(0, dtype=np.int64)
+        self._slot_of: dict[int, int] = {}
+        self._total_len = 0.0
+
+    # -- size -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._slot_of)
+
+    def __contains__(self, key: int) -> bool:
+        return int(key) in self._slot_of
+
+    # -- writes -----------------------------------------------------------------------------
+    def add(self, keys: Sequence[int], docs: Iterable[Sequence[str]]) -> None:
+        """Add documents; a key that is already present is replaced."""
+        keys = [int(k) for k in keys]
+        self.delete([k for k in keys if k in self._slot_of])
+        n_new = len(keys)
+        start = self._n_slots()
+        self._grow(start + n_new)
+        for i, (key, tokens) in enumerate(zip(keys, docs, strict=True)):
+            slot = start + i
+            counts = Counter(tokens)
+            for term, tf in counts.items():
+                tid = self.vocab_.get(term)
+                if tid is None:
+                    tid = self.vocab_[term] = len(self.vocab_)
+                self._delta.setdefault(tid, []).append((slot, float(tf)))
+            length = float(sum(counts.values()))
+            self._doc_len[slot] = length
+            self._alive[slot] = True
+            self._keys[slot] = key
+            self._slot_of[key] = slot
+            self._total_len += length
+        self._delta_docs += n_new
+        if self._delta_docs > max(1000, self.compact_ratio * len(self)):
+            self.compact()
+
+    def delete(self, keys: Iterable[int]) -> int:
+        """Remove documents by key; unknown keys are ignored. Returns how many were removed."""
+        removed = 0
+        for key in keys:
+            slot = self._slot_of.pop(int(key), None)
+            if slot is not None:
+                self._alive[slot] = False
+                self._total_len -= float(self._doc_len[slot])
+                removed += 1
+        return removed
+
+    def _grow(self, n: int) -> None:
+        if n <= len(self._keys):
+            return
+        cap = max(n, int(len(self._keys) * 1.5) + 16)
+        for name, dtype in (("_doc_len", np.float32), ("_alive", bool), ("_keys", np.int64)):
+            old = getattr(self, name)
+            new = np.zeros(cap, dtype=dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def compact(self) -> None:
+        """Fold the delta into the main segment and drop deleted slots."""
+        n_slots = self._n_slots()
+        main = self._main.tocoo()
+        rows = [main.row.astype(np.int64)]
+        cols = [main.col.astype(np.int64)]
+        vals = [main.data.astype(np.float32)]
+        for tid, postings in self._delta.items():
+            arr = np.asarray(postings, dtype=np.float64)
+            rows.append(arr[:, 0].astype(np.int64))
+            cols.append(np.full(len(arr), tid, dtype=np.int64))
+            vals.append(arr[:, 1].astype(np.float32))
+        row, col, val = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+        alive = self._alive[:n_slots]
+        live_slots = np.flatnonzero(alive)
+        new_slot = np.full(n_slots, -1, dtype=np.int64)
+        new_slot[live_slots] = np.arange(len(live_slots))
+        keep = alive[row] if len(row) else np.zeros(0, dtype=bool)
+        self._main = sp.csc_matrix(
+            (val[keep], (new_slot[row[keep]], col[keep])),
+            shape=(len(live_slots), len(self.vocab_)), dtype=np.float32,
+        )
+        self._main.sort_indices()
+        self._doc_len = self._doc_len[live_slots].copy()
+        self._keys = self._keys[live_slots].copy()
+        self._alive = np.ones(len(live_slots), dtype=bool)
+        self._slot_of = {int(k): i for i, k in enumerate(self._keys)}
+        self._delta = {}
+        self._delta_docs = 0
+
+    def _n_slots(self) -> int:
+        return self._main.shape[0] + self._delta_docs
+
+    # -- reads ------------------------------------------------------------------------------
+    def _postings(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
+        if tid < self._main.shape[1]:
+            lo, hi = self._main.indptr[tid], self._main.indptr[tid + 1]
+            rows, tfs = self._main.indices[lo:hi], self._main.data[lo:hi]
+        else:
+            rows, tfs = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        extra = self._delta.get(tid)
+        if extra:
+            arr = np.asarray(extra, dtype=np.float64)
+            rows = np.concatenate([rows, arr[:, 0].astype(np.int32)])
+            tfs = np.concatenate([tfs, arr[:, 1].astype(np.float32)])
+        live = self._alive[rows]
+        return rows[live], tfs[live]
+
+    def score(self, query: Sequence[str], *, normalize: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 scores of every live document that shares a term with ``query``: (keys, scores).
+
+        With ``normalize`` the scores are divided by the query's own score (every query term
+        once, in a document of average length; terms absent from the index count with the
+        highest idf), which puts them on a 0-1 scale comparable across queries.
+        """
+        n = len(self)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        avgdl = max(self._total_len / n, 1e-9)
+        scores = np.zeros(self._n_slots(), dtype=np.float32)
+        touched = []
+        self_score = 0.0
+        for term, qtf in Counter(query).items():
+            tid = self.vocab_.get(term)
+            rows, tfs = self._postings(tid) if tid is not None else (np.zeros(0, dtype=np.int32), None)
+            df = len(rows)
+            idf = np.log1p((n - df + 0.5) / (df + 0.5))
+            self_score += qtf * idf
+            if df == 0:
+                continue
+            norm = self.k1 * (1.0 - self.b + self.b * self._doc_len[rows] / avgdl)
+            scores[rows] += qtf * idf * tfs * (self.k1 + 1.0) / (tfs + norm)
+            touched.append(rows)
+        if not touched:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        slots = np.unique(np.concatenate(touched))
+        out = scores[slots]
+        if normalize and self_score > 0:
+            out = np.minimum(out / self_score, 1.0).astype(np.float32)
+        return self._keys[slots], out
+
+    def search(self, query: Sequence[str], k: int, allow: Callable[[np.ndarray], np.ndarray] | None = None,
+               *, normalize: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` (keys, scores), best first. ``allow`` maps an array of keys to a keep-mask."""
+        keys, scores = self.score(query, normalize=normalize)
+        if allow is not None and len(keys):
+            keep = allow(keys)
+            keys, scores = keys[keep], scores[keep]
+        if len(keys) > k:
+            part = np.argpartition(-scores, k - 1)[:k]
+            keys, scores = keys[part], scores[part]
+        order = np.lexsort((keys, -scores))
+        return keys[order], scores[order]
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, folder: Path) -> list[str]:
+        """Compact and write the index files into ``folder``; returns the file names."""
+        self.compact()
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "data.npy", self._main.data.astype(np.float32))
+        np.save(folder / "indices.npy", self._main.indices.astype(np.int32))
+        np.save(folder / "indptr.npy", self._main.indptr.astype(np.int64))
+        np.save(folder / "doc_len.npy", self._doc_len)
+        np.save(folder / "keys.npy", self._keys)
+        terms = sorted(self.vocab_, key=self.vocab_.__getitem__)
+        (folder / "vocab.json").write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
+        return list(FILES)
+
+    @classmethod
+    def load(cls, folder: Path, *, k1: float, b: float) -> "BM25Index":
+        """Read an index written by :meth:`save`; parameters come from the manifest."""
+        idx = cls(k1=k1, b=b)
+        terms = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        idx.vocab_ = {t: i for i, t in enumerate(terms)}
+        data = np.load(folder / "data.npy")
+        indices = np.load(folder / "indices.npy")
+        indptr = np.load(folder / "indptr.npy")
+        idx._doc_len = np.load(folder / "doc_len.npy")
+        idx._keys = np.load(folder / "keys.npy")
+        n = len(idx._keys)
+        idx._main = sp.csc_matrix((data, indices, indptr), shape=(n, len(terms)))
+        idx._alive = np.ones(n, dtype=bool)
+        idx._slot_of = {int(k): i for i, k in enumerate(idx._keys)}
+        idx._total_len = float(idx._doc_len.sum())
+        return idx

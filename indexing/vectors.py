@@ -1,0 +1,122 @@
+"""FAISS vector index addressed by integer keys, with upsert and delete.
+
+Below ``exact_below`` records the index is exact inner-product search (``IDMap2,Flat``); from
+there up it is IVF (``IVF{nlist},Flat`` or with SQ8/PQ storage), which FAISS can also add to and
+remove from by id, so upsert and delete work the same at every size. HNSW was not chosen because
+FAISS cannot remove ids from it.
+
+Vectors are L2-normalised, so inner product is cosine similarity.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+FILE = "vectors.faiss"
+
+
+def factory_string(n: int, dim: int, *, exact_below: int, nlist: int, quantizer: str) -> str:
+    """The FAISS factory string used for ``n`` vectors (recorded in the manifest)."""
+    if n < exact_below:
+        return "IDMap2,Flat"
+    lists = nlist or max(16, int(4 * math.sqrt(n)))
+    storage = {"flat": "Flat", "sq8": "SQ8", "pq": f"PQ{max(8, dim // 8)}x8"}[quantizer]
+    return f"IVF{lists},{storage}"
+
+
+class VectorIndex:
+    """Keyed inner-product search over normalised vectors.
+
+    Parameters
+    ----------
+    dim : vector dimension.
+    exact_below, nlist, quantizer : pick the index type (see :func:`factory_string`).
+    nprobe : IVF lists visited per query; more is slower and closer to exact.
+    """
+
+    def __init__(self, dim: int, *, exact_below: int = 50_000, nlist: int = 0, nprobe: int = 32,
+                 quantizer: str = "flat"):
+        self.dim = dim
+        self.exact_below = exact_below
+        self.nlist = nlist
+        self.nprobe = nprobe
+        self.quantizer = quantizer
+        self.factory_ = "IDMap2,Flat"
+        self.index_ = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index_.ntotal)
+
+    def build(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Replace the contents with ``vectors`` under ``keys``, choosing the index type by size."""
+        vectors = self._check(vectors)
+        self.factory_ = factory_string(len(keys), self.dim, exact_below=self.exact_below,
+                                       nlist=self.nlist, quantizer=self.quantizer)
+        if self.factory_.startswith("IDMap2"):
+            self.index_ = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        else:
+            self.index_ = faiss.index_factory(self.dim, self.factory_, faiss.METRIC_INNER_PRODUCT)
+            rng = np.random.default_rng(0)
+            sample = vectors if len(vectors) <= 200_000 else vectors[rng.choice(len(vectors), 200_000, replace=False)]
+            self.index_.train(sample)
+        if len(keys):
+            self.index_.add_with_ids(vectors, np.asarray(keys, dtype=np.int64))
+
+    def upsert(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        keys = np.asarray(keys, dtype=np.int64)
+        self.remove(keys)
+        self.index_.add_with_ids(self._check(vectors), keys)
+
+    def remove(self, keys: np.ndarray) -> int:
+        keys = np.asarray(keys, dtype=np.int64)
+        if len(keys) == 0 or self.ntotal == 0:
+            return 0
+        return int(self.index_.remove_ids(faiss.IDSelectorBatch(len(keys), faiss.swig_ptr(keys))))
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` per query: (scores, keys), key -1 where fewer were found.
+
+        ``allowed`` is a boolean mask indexed by key: only keys where it is True are returned.
+        """
+        queries = self._check(queries)
+        k = max(1, min(k, self.ntotal)) if self.ntotal else 1
+        if self.ntotal == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        bitmap = None
+        kwargs = {}
+        if self.factory_.startswith("IVF"):
+            kwargs["nprobe"] = self.nprobe
+        if allowed is not None:
+            bitmap = np.packbits(allowed.astype(bool), bitorder="little")
+            kwargs["sel"] = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
+        params = None
+        if kwargs:
+            params = (faiss.SearchParametersIVF if "nprobe" in kwargs else faiss.SearchParameters)(**kwargs)
+        scores, keys = self.index_.search(queries, k, params=params)
+        del bitmap  # the selector reads it during search; only now may it go
+        return scores, keys
+
+    def _check(self, vectors: np.ndarray) -> np.ndarray:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"expected vectors of shape (n, {self.dim}), got {vectors.shape}")
+        return vectors
+
+    def save(self, folder: Path) -> list[str]:
+        faiss.write_index(self.index_, str(folder / FILE))
+        return [FILE]
+
+    @classmethod
+    def load(cls, folder: Path, *, dim: int, factory: str, **params) -> "VectorIndex":
+        vi = cls(dim, **params)
+        vi.index_ = faiss.read_index(str(folder / FILE))
+        vi.factory_ = factory
+        if vi.index_.d != dim:
+            raise ValueError(f"expected a {dim}-d index, got {vi.index_.d}-d")
+        return vi

@@ -1,0 +1,74 @@
+"""Combining the dense and keyword rankings into one ranking with 0-1 scores.
+
+``convex`` (default) adds the two sides' scores after putting them on the same 0-1 scale:
+cosine similarity for dense, and for BM25 the score as a share of the query's own BM25 score
+(what a record containing every query term once would get), which is comparable across queries,
+unlike max-normalisation that always hands the top keyword hit 1.0 however weak it is.
+A record missing from one side's top list takes that side's lowest listed score: it scored no
+better than that, and 0 would punish it for a cut-off rather than for its content.
+
+``rrf`` is reciprocal-rank fusion, kept for comparison; its score is the RRF sum divided by the
+best possible sum so it is 0-1 too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Fused:
+    keys: np.ndarray
+    scores: np.ndarray
+    dense: dict[int, tuple[int, float]]    # key -> (rank from 1, cosine)
+    keyword: dict[int, tuple[int, float]]  # key -> (rank from 1, normalised BM25)
+
+
+def _ranked(keys: np.ndarray, scores: np.ndarray) -> dict[int, tuple[int, float]]:
+    return {int(k): (i + 1, float(s)) for i, (k, s) in enumerate(zip(keys, scores))}
+
+
+def fuse(dense_keys: np.ndarray, dense_scores: np.ndarray, kw_keys: np.ndarray, kw_scores: np.ndarray,
+         *, method: str = "convex", dense_weight: float = 0.5, keyword_weight: float = 0.5,
+         rrf_k: int = 60) -> Fused:
+    """Fuse two rankings (each best first). ``kw_scores`` must already be on a 0-1 scale."""
+    dense = _ranked(dense_keys, np.clip(dense_scores, 0.0, 1.0))
+    keyword = _ranked(kw_keys, np.clip(kw_scores, 0.0, 1.0))
+    keys = np.asarray(sorted(set(dense) | set(keyword)), dtype=np.int64)
+    if len(keys) == 0:
+        return Fused(keys, np.zeros(0, dtype=np.float32), dense, keyword)
+    total = dense_weight + keyword_weight or 1.0
+    if method == "rrf":
+        d = np.array([dense_weight / (rrf_k + dense[k][0]) if k in dense else 0.0 for k in keys])
+        w = np.array([keyword_weight / (rrf_k + keyword[k][0]) if k in keyword else 0.0 for k in keys])
+        scores = (d + w) / (total / (rrf_k + 1))
+    else:
+        d_floor = min((s for _, s in dense.values()), default=0.0)
+        k_floor = min((s for _, s in keyword.values()), default=0.0)
+        d = np.array([dense[k][1] if k in dense else d_floor for k in keys])
+        w = np.array([keyword[k][1] if k in keyword else k_floor for k in keys])
+        scores = (dense_weight * d + keyword_weight * w) / total
+    order = np.lexsort((keys, -scores))
+    return Fused(keys[order], np.clip(scores[order], 0.0, 1.0).astype(np.float32), dense, keyword)
+
+
+def single(keys: np.ndarray, scores: np.ndarray, side: str) -> Fused:
+    """A one-sided ranking in the same shape as :func:`fuse` output."""
+    ranked = _ranked(keys, np.clip(scores, 0.0, 1.0))
+    return Fused(np.asarray(keys, dtype=np.int64), np.clip(scores, 0.0, 1.0).astype(np.float32),
+                 ranked if side == "dense" else {}, ranked if side == "keyword" else {})
+
+
+def codes_first(fused: Fused, query_codes: set[str], record_codes: dict[int, frozenset[str]]) -> Fused:
+    """Stable re-order: records sharing more of the query's exact codes come first.
+
+    An engineer who types E1023 or PN-7731-02 wants the records with that code, however close
+    other records are in meaning.
+    """
+    if not query_codes or len(fused.keys) == 0:
+        return fused
+    hits = np.array([len(query_codes & record_codes.get(int(k), frozenset())) for k in fused.keys])
+    order = np.lexsort((-fused.scores, -hits))
+    return Fused(fused.keys[order], fused.scores[order], fused.dense, fused.keyword)

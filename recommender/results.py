@@ -1,0 +1,67 @@
+"""Typed search requests and results: the contract shared by the CLI, the API and eval."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Mode = Literal["hybrid", "dense", "keyword"]
+
+
+class SearchQuery(BaseModel):
+    """A free-text search. Filters are case-insensitive; list values mean 'any of'."""
+
+    text: str = Field(..., min_length=1, description="Symptom text, a question, or an error code / part number.")
+    k: int = Field(10, ge=1, description="How many results.")
+    mode: Mode | None = Field(None, description="hybrid (default), dense or keyword.")
+    kind: list[Literal["case", "problem", "sop"]] = Field(default_factory=list)
+    product: list[str] = Field(default_factory=list)
+    model: list[str] = Field(default_factory=list)
+    module: list[str] = Field(default_factory=list)
+    status: list[str] = Field(default_factory=list)
+    created_from: date | None = None
+    created_to: date | None = None
+    min_score: float = Field(0.0, ge=0.0, le=1.0, description="Drop results scoring below this.")
+    exclude_ids: list[str] = Field(default_factory=list, description="Record ids never to return.")
+
+
+class Explanation(BaseModel):
+    """Why a record was suggested."""
+
+    reason: str = Field(..., description="One readable sentence.")
+    matched_terms: list[str] = Field(default_factory=list, description="Query words found in the record.")
+    matched_codes: list[str] = Field(default_factory=list, description="Error codes / part numbers in both.")
+    dense_rank: int | None = Field(None, description="Rank on the semantic side (1 = best), if found there.")
+    keyword_rank: int | None = Field(None, description="Rank on the keyword side, if found there.")
+    dense_score: float | None = Field(None, description="Cosine similarity of the embeddings.")
+    keyword_score: float | None = Field(None, description="BM25 score as a share of the query's own score, 0-1.")
+
+
+class SearchResult(BaseModel):
+    id: str
+    kind: str
+    title: str
+    score: float = Field(..., ge=0.0, le=1.0)
+    snippet: str
+    highlights: list[str] = Field(default_factory=list, description="Substrings of title/snippet to highlight.")
+    product: str = ""
+    model: str = ""
+    module: str = ""
+    status: str = ""
+    error_codes: list[str] = Field(default_factory=list)
+    created: date | None = None
+    doc_id: str = Field("", description="SOP sections: the document.")
+    doc_title: str = ""
+    section: str = Field("", description="SOP sections: the section heading.")
+    explanation: Explanation
+
+
+class SearchResponse(BaseModel):
+    query: str
+    mode: Mode = Field(..., description="The mode asked for.")
+    path: Mode = Field(..., description="The path that produced the ranking (keyword when it fell back).")
+    fallback_reason: str | None = Field(None, description="Why keyword search answered instead of the mode asked for.")
+    results: list[SearchResult]
+    timings_ms: dict[str, float] = Field(default_factory=dict)

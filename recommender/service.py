@@ -1,0 +1,244 @@
+"""The caselink service object: everything the CLI and the API do, over one live index.
+
+Ranking for a query:
+
+1. Normalise and tokenise; pull out exact codes (E1023, PN-7731-02).
+2. Dense side: encode the query, FAISS top-N under the filter mask.
+3. Keyword side: BM25 top-N under the same mask, scores as a share of the query's own score.
+4. Fuse (convex combination or RRF, from config), then put records sharing the query's exact
+   codes first.
+5. Keyword fallback: if the encoder is unavailable, the best cosine is below ``dense_floor``,
+   or the query is essentially a code, the keyword ranking answers and the response says why.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from caselink.config import Settings
+from caselink.errors import CaselinkError, EncoderUnavailable, InvalidQuery, RecordNotFound
+from indexing.embedding_cache import EmbeddingCache
+from indexing.encoders import Encoder, load_encoder
+from indexing.facets import Filters
+from indexing.live import BuildReport, LiveIndex, Progress
+from indexing.normalize import fold
+from indexing.records import Record
+from indexing.store import RecordStore
+from recommender.explain import explain, snippet_and_highlights
+from recommender.fusion import Fused, codes_first, fuse, single
+from recommender.results import SearchQuery, SearchResponse, SearchResult
+
+# A query is "essentially a code" when codes are all it has besides at most this many words.
+_CODE_QUERY_MAX_WORDS = 2
+
+
+@dataclass
+class Stats:
+    records: dict[str, int]
+    indexed: int
+    model: str
+    dim: int
+    factory: str
+    snapshot: str
+    built_at: str
+    change_seq: int
+
+
+class CaselinkService:
+    """Owns the store, the encoder and the live index. Create with :meth:`open` or :meth:`build`."""
+
+    def __init__(self, settings: Settings, store: RecordStore, index: LiveIndex):
+        self.settings = settings
+        self.store = store
+        self.index = index
+        self.encoder_error: str | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @staticmethod
+    def _parts(settings: Settings, encoder: Encoder | None) -> tuple[RecordStore, Encoder, EmbeddingCache]:
+        e = settings.encoder
+        encoder = encoder or load_encoder(e.model, threads=e.threads, batch_size=e.batch_size,
+                                          chunk_chars=e.chunk_chars)
+        return RecordStore(settings.store_path).open(), encoder, EmbeddingCache(settings.cache_path)
+
+    @classmethod
+    def open(cls, settings: Settings, *, encoder: Encoder | None = None, verify: bool = True) -> "CaselinkService":
+        store, encoder, cache = cls._parts(settings, encoder)
+        try:
+            index = LiveIndex.open(settings, store, encoder, cache, verify=verify)
+        except BaseException:
+            store.close()
+            cache.close()
+            raise
+        return cls(settings, store, index)
+
+    @classmethod
+    def build(cls, settings: Settings, *, encoder: Encoder | None = None, records: list[Record] | None = None,
+              progress: Progress | None = None) -> tuple["CaselinkService", BuildReport]:
+        """Store ``records`` (if given) and build a fresh index over the whole store."""
+        store, encoder, cache = cls._parts(settings, encoder)
+        if records:
+            for start in range(0, len(records), 1000):
+                store.upsert(records[start:start + 1000])
+        index, report = LiveIndex.build(settings, store, encoder, cache, progress=progress)
+        return cls(settings, store, index), report
+
+    def close(self) -> None:
+        self.index.close()
+        self.index.cache.close()
+        self.store.close()
+
+    # -- reads ------------------------------------------------------------------------------
+    def get(self, record_id: str) -> Record:
+        sr = self.store.get(record_id)
+        if sr is None:
+            raise RecordNotFound(f"no record with id '{record_id}'", field="id")
+        return sr.record
+
+    def search(self, q: SearchQuery) -> SearchResponse:
+        text = q.text.strip()
+        if not text:
+            raise InvalidQuery("text must not be empty", field="text")
+        if len(text) > self.settings.server.max_text_chars:
+            raise InvalidQuery(f"text is {len(text)} characters, the limit is {self.settings.server.max_text_chars}",
+                               field="text")
+        docs = self.index.docs_
+        return self._rank(q, text=text, tokens=docs.tokenizer.tokenize(text), qvec=None)
+
+    def related(self, record_id: str, *, k: int = 10, kinds: list[str] | None = None, mode: str | None = None,
+                exclude_linked: bool = False, min_score: float = 0.0) -> SearchResponse:
+        """Records related to an existing record, excluding itself (and its linked records if asked)."""
+        rec = self.get(record_id)
+        exclude = [rec.id, *(rec.links if exclude_linked else [])]
+        q = SearchQuery(text=rec.display_title() or rec.id, k=k, mode=mode, kind=kinds or [],
+                        exclude_ids=exclude, min_score=min_score)
+        docs = self.index.docs_
+        qvec = None
+        try:
+            qvec, _ = self.index.cache.encode(self.index.encoder, [docs.embedding_text(rec)])
+        except CaselinkError:
+            qvec = None
+        return self._rank(q, text=rec.searchable_text(), tokens=docs.tokens(rec), qvec=qvec,
+                          query_codes=set(docs.codes(rec)))
+
+    def _rank(self, q: SearchQuery, *, text: str, tokens: list[str], qvec: np.ndarray | None,
+              query_codes: set[str] | None = None) -> SearchResponse:
+        s = self.settings.rank
+        if q.k > s.max_k:
+            raise InvalidQuery(f"expected k <= {s.max_k}, got {q.k}", field="k")
+        if q.created_from and q.created_to and q.created_from > q.created_to:
+            raise InvalidQuery("created_from is after created_to", field="created_from")
+        mode = q.mode or s.mode
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        docs = self.index.docs_
+        if query_codes is None:
+            query_codes = set(docs.tokenizer.codes(text))
+        words = [w for w in docs.tokenizer.tokenize(text, bigrams=False) if w not in query_codes]
+        exclude = {n for n in (self._num(i) for i in q.exclude_ids) if n is not None}
+        filters = Filters(kind=tuple(q.kind), product=tuple(q.product), model=tuple(q.model),
+                          module=tuple(q.module), status=tuple(q.status),
+                          created_from=q.created_from, created_to=q.created_to)
+        mask = self.index.mask(filters, exclude)
+        n_cand = max(s.candidates, q.k)
+        timings["prepare"] = _ms(t0)
+
+        path, reason = mode, None
+        if mode != "keyword" and query_codes and len(words) <= _CODE_QUERY_MAX_WORDS:
+            path, reason = "keyword", "the query is essentially a code: exact keyword matches answer"
+        d_keys = d_scores = None
+        if path != "keyword":
+            try:
+                t = time.perf_counter()
+                if qvec is None:
+                    qvec = self.index.encoder.encode([docs.embedding_text(Record(id="q", kind="case", text=text))])
+                timings["encode"] = _ms(t)
+                t = time.perf_counter()
+                d_keys, d_scores = self.index.search_dense(qvec[0], n_cand, mask)
+                timings["vector"] = _ms(t)
+            except EncoderUnavailable as exc:
+                self.encoder_error = str(exc)
+                path, reason = "keyword", f"the encoder is unavailable ({exc.message})"
+        k_keys = k_scores = None
+        if path != "dense":
+            t = time.perf_counter()
+            k_keys, k_scores = self.index.search_keyword(tokens, n_cand, mask)
+            timings["bm25"] = _ms(t)
+        if (path == "hybrid" and d_scores is not None and len(k_keys)
+                and (len(d_scores) == 0 or float(d_scores[0]) < s.dense_floor)):
+            path, reason = "keyword", f"best semantic match is below dense_floor {s.dense_floor}"
+
+        t = time.perf_counter()
+        if path == "hybrid":
+            fused = fuse(d_keys, d_scores, k_keys, k_scores, method=s.fusion, dense_weight=s.dense_weight,
+                         keyword_weight=s.keyword_weight, rrf_k=s.rrf_k)
+        elif path == "dense":
+            fused = single(d_keys, d_scores, "dense")
+        else:
+            fused = single(k_keys, k_scores, "keyword")
+        fused = codes_first(fused, query_codes, self.index.facets_.codes)
+        timings["fusion"] = _ms(t)
+
+        t = time.perf_counter()
+        results = self._results(fused, q, words, query_codes)
+        timings["fetch"] = _ms(t)
+        timings["total"] = _ms(t0)
+        return SearchResponse(query=q.text, mode=mode, path=path, fallback_reason=reason, results=results,
+                              timings_ms=timings)
+
+    def _results(self, fused: Fused, q: SearchQuery, words: list[str], query_codes: set[str]) -> list[SearchResult]:
+        keep = [(int(k), float(sc)) for k, sc in zip(fused.keys, fused.scores) if sc >= q.min_score][: q.k]
+        records = self.store.get_many([k for k, _ in keep])
+        docs = self.index.docs_
+        out = []
+        for key, score in keep:
+            rec = records.get(key)
+            if rec is None:  # deleted between ranking and fetch
+                continue
+            ex = explain(rec, query_words=words, query_codes=query_codes,
+                         record_codes=self.index.facets_.codes.get(key, frozenset()), tokenizer=docs.tokenizer,
+                         dense=fused.dense.get(key), keyword=fused.keyword.get(key))
+            terms = ex.matched_terms + [fold(c, opencc=docs.tokenizer.opencc) for c in ex.matched_codes]
+            snippet, highlights = snippet_and_highlights(rec, terms, opencc=docs.tokenizer.opencc)
+            out.append(SearchResult(
+                id=rec.id, kind=rec.kind, title=rec.display_title(), score=round(score, 4), snippet=snippet,
+                highlights=highlights, product=rec.product, model=rec.model, module=rec.module, status=rec.status,
+                error_codes=rec.error_codes, created=rec.created, doc_id=rec.doc_id, doc_title=rec.doc_title,
+                section=rec.section, explanation=ex))
+        return out
+
+    def _num(self, record_id: str) -> int | None:
+        sr = self.store.get(record_id)
+        return None if sr is None else sr.num
+
+    # -- writes -----------------------------------------------------------------------------
+    def upsert(self, records: list[Record]) -> list[tuple[str, bool]]:
+        """Create or update records; returns (id, changed). Searchable when this returns."""
+        result = self.index.upsert(records)
+        return [(r.id, changed) for r, (_, changed) in zip(records, result)]
+
+    def delete(self, record_id: str) -> None:
+        if not self.index.delete(record_id):
+            raise RecordNotFound(f"no record with id '{record_id}'", field="id")
+
+    def feedback(self, *, record_id: str, helpful: bool, query: str = "", query_id: str = "",
+                 source: str = "") -> int:
+        if not query.strip() and not query_id:
+            raise InvalidQuery("give the query text or the query record id the suggestion was for", field="query")
+        if self.store.get(record_id) is None:
+            raise RecordNotFound(f"no record with id '{record_id}'", field="record_id")
+        return self.store.add_feedback(record_id=record_id, helpful=helpful, query=query, query_id=query_id,
+                                       source=source)
+
+    def stats(self) -> Stats:
+        idx = self.index
+        return Stats(records=self.store.count(), indexed=idx.count(), model=idx.encoder.model_id,
+                     dim=idx.encoder.dim, factory=idx.vectors_.factory_, snapshot=str(idx.snapshot_path_ or ""),
+                     built_at=idx.built_at_, change_seq=idx.seq_)
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 3)

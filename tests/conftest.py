@@ -1,0 +1,47 @@
+"""Shared fixtures: real settings in tmp_path, the real bundled encoder (loaded once), a tiny corpus."""
+
+from __future__ import annotations
+
+import pytest
+
+from caselink.config import load_settings
+from indexing.encoders import USEEncoder
+from indexing.records import Record
+
+
+@pytest.fixture(scope="session")
+def use_encoder():
+    enc = USEEncoder()
+    enc.encode(["warm up"])
+    return enc
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return load_settings(env={}, data_dir=tmp_path / "data")
+
+
+CORPUS = [
+    Record(id="C-001", kind="case", title="干泵异常停机 E1023", product="HX-Etch 500", module="真空",
+           text="客户反映干泵运行中突然停机，报警E1023，腔体压力升高到 50 Pa。", error_codes=["E1023"],
+           status="closed", created="2024-03-02", links=["PO-01", "SOP-VAC#2"]),
+    Record(id="C-002", kind="case", title="乾泵跳機，腔體壓力異常", product="HX-Etch 500", module="真空",
+           text="夜班乾泵無預警停止，控制器顯示過溫保護，更換冷卻水濾網後恢復。", status="closed",
+           created="2024-05-10", links=["PO-01"]),
+    Record(id="C-003", kind="case", title="Robot fails to pick wafer", product="HX-Litho 3000", module="晶圆传输",
+           text="EFEM robot vacuum grip alarm W3001 while picking wafer from FOUP slot 12.", error_codes=["W3001"],
+           status="open", created="2025-01-15"),
+    Record(id="C-004", kind="case", title="激光功率下降", product="HX-Litho 3000", module="激光光源",
+           text="曝光时激光输出功率比设定值低15%，报警A-4410，更换PN-7731-02后恢复。", error_codes=["A-4410"],
+           status="closed", created="2024-11-20"),
+    Record(id="C-005", kind="case", title="工件台定位超差", product="HX-Litho 3000", module="工件台",
+           text="stage 对准时定位误差超过 50nm，重新校准干涉仪后正常。", status="closed", created="2023-08-01"),
+    Record(id="PO-01", kind="problem", title="干泵控制板固件缺陷导致误报过温停机", product="HX-Etch 500", module="真空",
+           text="多个客户现场出现干泵无故停机，怀疑温度采样固件 bug。", status="open",
+           workaround="临时降低过温阈值灵敏度", created="2024-04-01"),
+    Record(id="SOP-VAC#1", kind="sop", doc_id="SOP-VAC", doc_title="干泵诊断程序", section="1. 适用范围",
+           text="本程序适用于 HX-Etch 500 真空系统干泵。", module="真空"),
+    Record(id="SOP-VAC#2", kind="sop", doc_id="SOP-VAC", doc_title="干泵诊断程序", section="2. E1023 报警处理",
+           text="出现 E1023 时，先检查冷却水流量是否大于 4 L/min，再检查泵体温度传感器。", module="真空",
+           error_codes=["E1023"]),
+]

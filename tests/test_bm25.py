@@ -1,0 +1,112 @@
+"""BM25: scores against the formula, incremental add/update/delete, persistence."""
+
+import math
+
+import numpy as np
+import pytest
+
+from indexing.bm25 import BM25Index
+
+DOCS = {
+    1: ["vacuum", "pump", "alarm", "e1023"],
+    2: ["robot", "wafer", "alarm"],
+    3: ["laser", "power", "drop", "laser"],
+    4: ["vacuum", "leak", "chamber"],
+}
+
+
+def build(docs=DOCS, **kw):
+    idx = BM25Index(**kw)
+    idx.add(list(docs), list(docs.values()))
+    return idx
+
+
+def reference(docs, query, k1=1.2, b=0.75):
+    n = len(docs)
+    avgdl = sum(len(d) for d in docs.values()) / n
+    out = {}
+    for key, doc in docs.items():
+        s = 0.0
+        for term in set(query):
+            df = sum(term in d for d in docs.values())
+            if not df or term not in doc:
+                continue
+            tf = doc.count(term)
+            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            s += query.count(term) * idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(doc) / avgdl))
+        if s:
+            out[key] = s
+    return out
+
+
+@pytest.mark.parametrize("query", [["vacuum"], ["alarm", "vacuum"], ["laser"], ["nothing"]])
+def test_scores_match_the_formula(query):
+    keys, scores = build().score(query)
+    assert dict(zip(keys.tolist(), scores.tolist())) == pytest.approx(reference(DOCS, query), rel=1e-5)
+
+
+def test_search_orders_best_first_and_respects_k():
+    keys, scores = build().search(["vacuum", "alarm"], k=2)
+    assert keys.tolist() == [1, 4] or keys.tolist()[0] == 1
+    assert len(keys) == 2 and scores[0] >= scores[1]
+
+
+def test_update_replaces_the_document():
+    idx = build()
+    idx.add([2], [["laser", "alignment"]])
+    assert 2 not in idx.search(["robot"], k=5)[0].tolist()
+    assert 2 in idx.search(["alignment"], k=5)[0].tolist()
+    assert len(idx) == 4
+
+
+def test_delete_removes_and_updates_statistics():
+    idx = build()
+    assert idx.delete([1, 99]) == 1
+    remaining = {k: v for k, v in DOCS.items() if k != 1}
+    keys, scores = idx.score(["vacuum", "alarm"])
+    assert dict(zip(keys.tolist(), scores.tolist())) == pytest.approx(reference(remaining, ["vacuum", "alarm"]), rel=1e-5)
+
+
+def test_compaction_keeps_scores():
+    idx = build()
+    idx.delete([3])
+    idx.add([5], [["vacuum", "pump", "noise"]])
+    before = idx.score(["vacuum", "pump"])
+    idx.compact()
+    after = idx.score(["vacuum", "pump"])
+    assert dict(zip(*[a.tolist() for a in before])) == pytest.approx(dict(zip(*[a.tolist() for a in after])))
+
+
+def test_many_incremental_adds_equal_one_batch():
+    rng = np.random.default_rng(0)
+    vocab = [f"t{i}" for i in range(50)]
+    docs = {i: list(rng.choice(vocab, size=rng.integers(1, 12))) for i in range(1, 3000)}
+    batch = build(docs)
+    incremental = BM25Index()
+    for key, doc in docs.items():  # crosses the automatic compaction threshold several times
+        incremental.add([key], [doc])
+    q = ["t1", "t7", "t7", "t30"]
+    a, b = batch.score(q), incremental.score(q)
+    assert dict(zip(*[x.tolist() for x in a])) == pytest.approx(dict(zip(*[x.tolist() for x in b])), rel=1e-5)
+
+
+def test_allow_mask_filters_results():
+    keys, _ = build().search(["alarm"], k=5, allow=lambda ks: ks != 1)
+    assert keys.tolist() == [2]
+
+
+def test_normalised_scores_are_between_0_and_1():
+    _, scores = build().search(["vacuum", "pump", "alarm", "e1023"], k=5, normalize=True)
+    assert scores.max() <= 1.0 and scores.min() > 0
+
+
+def test_save_and_load_round_trip(tmp_path):
+    idx = build()
+    idx.delete([4])
+    idx.add([6], [["wafer", "chipping"]])
+    idx.save(tmp_path / "bm25")
+    loaded = BM25Index.load(tmp_path / "bm25", k1=1.2, b=0.75)
+    for q in (["alarm"], ["wafer"], ["vacuum", "leak"]):
+        a, b = idx.score(q), loaded.score(q)
+        assert dict(zip(*[x.tolist() for x in a])) == pytest.approx(dict(zip(*[x.tolist() for x in b])))
+    assert len(loaded) == len(idx) == 4

@@ -1,0 +1,163 @@
+"""The service end to end on a real SQLite store, real FAISS and BM25, and the real USE encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from caselink.errors import EncoderUnavailable, IndexFormatError, IndexNotReady, InvalidQuery, RecordNotFound
+from indexing.records import Record
+from recommender.results import SearchQuery
+from recommender.service import CaselinkService
+from tests.conftest import CORPUS
+
+
+@pytest.fixture
+def svc(settings, use_encoder):
+    service, _ = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
+    yield service
+    service.close()
+
+
+def ids(resp):
+    return [r.id for r in resp.results]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+def test_each_mode_finds_the_case_the_symptom_describes(svc, mode):
+    resp = svc.search(SearchQuery(text="机械手 取片 真空吸附报警 wafer pick", mode=mode, k=3))
+    assert resp.path == mode
+    assert ids(resp)[0] == "C-003"
+    assert all(0.0 <= r.score <= 1.0 for r in resp.results)
+
+
+def test_traditional_query_finds_simplified_records(svc):
+    resp = svc.search(SearchQuery(text="乾泵異常停機", k=3))
+    assert ids(resp)[0] in {"C-001", "C-002"}
+    assert "PO-01" in ids(svc.search(SearchQuery(text="乾泵韌體缺陷 誤報過溫", k=3)))
+
+
+def test_error_code_query_puts_exact_code_first(svc):
+    resp = svc.search(SearchQuery(text="E1023", k=5))
+    assert set(ids(resp)[:2]) == {"C-001", "SOP-VAC#2"}
+    assert resp.path == "keyword" and "code" in resp.fallback_reason
+    assert resp.results[0].explanation.matched_codes == ["E1023"]
+
+
+def test_code_in_a_sentence_still_wins(svc):
+    resp = svc.search(SearchQuery(text="曝光功率偏低 更换了 PN-7731-02 还是报警", k=3))
+    assert resp.path == "hybrid"
+    assert ids(resp)[0] == "C-004"
+    assert "PN-7731-02".lower() in [h.lower() for h in resp.results[0].highlights]
+
+
+def test_filters(svc):
+    assert set(ids(svc.search(SearchQuery(text="干泵停机", kind=["sop"], k=10)))) == {"SOP-VAC#1", "SOP-VAC#2"}
+    only_litho = svc.search(SearchQuery(text="报警", product=["hx-litho 3000"], k=10))
+    assert only_litho.results and all(r.product == "HX-Litho 3000" for r in only_litho.results)
+    dated = svc.search(SearchQuery(text="停机 报警 功率", k=10, created_from="2024-05-01", created_to="2024-12-31"))
+    assert set(ids(dated)) <= {"C-002", "C-004"} and ids(dated)
+    assert ids(svc.search(SearchQuery(text="报警", status=["open"], kind=["case"], k=10))) == ["C-003"]
+
+
+def test_results_explain_themselves(svc):
+    r = svc.search(SearchQuery(text="干泵停机 腔体压力升高", k=1)).results[0]
+    assert r.id == "C-001"
+    assert "干泵" in r.explanation.matched_terms
+    assert r.explanation.dense_rank is not None and r.explanation.keyword_rank is not None
+    assert "干泵" in r.highlights
+    assert r.explanation.reason
+
+
+def test_sop_results_name_document_and_section(svc):
+    r = svc.search(SearchQuery(text="E1023 冷却水流量", kind=["sop"], k=1)).results[0]
+    assert (r.id, r.doc_id, r.section) == ("SOP-VAC#2", "SOP-VAC", "2. E1023 报警处理")
+
+
+def test_related_excludes_itself_and_optionally_linked(svc):
+    resp = svc.related("C-001", k=10)
+    assert "C-001" not in ids(resp)
+    assert {"PO-01", "SOP-VAC#2"} <= set(ids(resp)[:4])
+    unlinked = svc.related("C-001", k=10, exclude_linked=True)
+    assert not {"C-001", "PO-01", "SOP-VAC#2"} & set(ids(unlinked))
+    with pytest.raises(RecordNotFound):
+        svc.related("nope")
+
+
+def test_bad_queries_are_clear_errors(svc):
+    with pytest.raises(InvalidQuery, match="empty") as e:
+        svc.search(SearchQuery(text="   "))
+    assert e.value.field == "text"
+    with pytest.raises(InvalidQuery, match="k <= 100"):
+        svc.search(SearchQuery(text="x", k=500))
+
+
+def test_upsert_is_searchable_at_once_and_delete_is_final(svc):
+    rec = Record(id="C-100", kind="case", title="离子注入机束流不稳 E7788", text="束流波动 20%", error_codes=["E7788"])
+    assert svc.upsert([rec]) == [("C-100", True)]
+    assert ids(svc.search(SearchQuery(text="E7788")))[0] == "C-100"
+    assert svc.upsert([rec]) == [("C-100", False)]
+    svc.upsert([rec.model_copy(update={"title": "离子注入机束流不稳 E7789", "error_codes": ["E7789"]})])
+    assert "C-100" not in ids(svc.search(SearchQuery(text="E7788")))
+    svc.delete("C-100")
+    assert "C-100" not in ids(svc.search(SearchQuery(text="E7789 束流波动")))
+    with pytest.raises(RecordNotFound):
+        svc.delete("C-100")
+
+
+def test_writes_survive_a_crash_through_replay(settings, use_encoder):
+    svc, _ = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
+    svc.upsert([Record(id="C-200", kind="case", title="腔体漏率超标 E5150", error_codes=["E5150"])])
+    svc.delete("C-005")
+    # No close(): the snapshot on disk predates both writes, as after kill -9.
+    again = CaselinkService.open(settings, encoder=use_encoder)
+    assert ids(again.search(SearchQuery(text="E5150")))[0] == "C-200"
+    assert "C-005" not in ids(again.search(SearchQuery(text="工件台定位超差", k=10)))
+    again.close()
+
+
+class _BrokenEncoder:
+    """Injects the failure of a model that cannot run (same id/dim, so the index opens)."""
+
+    def __init__(self, real):
+        self.model_id, self.dim = real.model_id, real.dim
+
+    def encode(self, texts, progress=None):
+        raise EncoderUnavailable("model weights missing")
+
+
+def test_keyword_fallback_when_the_encoder_is_unavailable(svc, settings, use_encoder):
+    svc.close()
+    broken = CaselinkService.open(settings, encoder=_BrokenEncoder(use_encoder))
+    resp = broken.search(SearchQuery(text="干泵停机"))
+    assert resp.path == "keyword" and "encoder is unavailable" in resp.fallback_reason
+    assert ids(resp)[0] in {"C-001", "C-002"}
+    broken.close()
+
+
+def test_keyword_fallback_when_dense_confidence_is_low(settings, use_encoder):
+    from caselink.config import load_settings
+
+    strict = load_settings(env={}, data_dir=settings.data_dir, rank__dense_floor=0.99)
+    svc, _ = CaselinkService.build(strict, encoder=use_encoder, records=CORPUS)
+    resp = svc.search(SearchQuery(text="干泵停机"))
+    assert resp.path == "keyword" and "dense_floor" in resp.fallback_reason
+    svc.close()
+
+
+def test_opening_with_another_model_is_a_clear_error(svc, settings):
+    svc.close()
+
+    class Other:
+        model_id, dim = "st:other", 384
+
+        def encode(self, texts, progress=None):
+            return np.zeros((len(texts), 384), np.float32)
+
+    with pytest.raises(IndexFormatError, match="built with model 'use-m3'"):
+        CaselinkService.open(settings, encoder=Other())
+
+
+def test_no_index_yet_is_a_clear_error(settings, use_encoder):
+    with pytest.raises(IndexNotReady, match="caselink index"):
+        CaselinkService.open(settings, encoder=use_encoder)

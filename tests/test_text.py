@@ -1,0 +1,57 @@
+"""Normalisation and tokenisation: scripts, widths, codes kept whole."""
+
+from indexing.normalize import fold, normalize
+from indexing.tokenize import Tokenizer, canonical_code
+
+
+def test_traditional_and_simplified_fold_to_the_same_text():
+    assert normalize("乾泵跳機，腔體壓力異常") == normalize("干泵跳机，腔体压力异常")
+
+
+def test_full_width_and_case_are_folded():
+    assert normalize("Ｅ１０２３　Vacuum  PUMP") == "e1023 vacuum pump"
+
+
+def test_fold_keeps_positions():
+    text = "報警Ｅ１０２３\n\nABC"
+    folded = fold(text)
+    assert len(folded) == len(text)
+    assert folded.startswith("报警e1023")
+
+
+def test_codes_are_kept_whole_and_canonical():
+    tok = Tokenizer()
+    tokens = tok.tokenize("换了PN-7731-02后仍报E1023, 软件 v3.2.1, 机型 HX-L3200, 轴 F3")
+    for code in ("pn773102", "e1023", "v321", "hxl3200", "f3"):
+        assert code in tokens
+    assert "pn" not in tokens and "7731" not in tokens
+
+
+def test_code_spellings_match():
+    assert canonical_code("E-1023") == canonical_code("e1023") == canonical_code("Ｅ１０２３")
+    assert Tokenizer().codes("报警 E-1023 和 PN 7731") == ["e1023"]
+
+
+def test_pure_numbers_and_words_are_not_codes():
+    tok = Tokenizer()
+    assert tok.codes("压力 50 Pa，流量 4 L/min") == []
+
+
+def test_domain_words_stay_whole():
+    plain = Tokenizer(cjk_bigrams=False).tokenize("晶圆传输模块报警")
+    assert "晶圆传输" not in plain
+    tok = Tokenizer(cjk_bigrams=False, user_words=["晶圆传输"])
+    assert "晶圆传输" in tok.tokenize("晶圆传输模块报警")
+
+
+def test_bigrams_and_english_stemming():
+    tok = Tokenizer()
+    tokens = tok.tokenize("干泵停机 pumps failed")
+    assert {"干泵", "泵停", "停机"} <= set(tokens)
+    assert {"pump", "fail"} <= set(tokens)
+    assert "泵停" not in tok.tokenize("干泵停机", bigrams=False)
+
+
+def test_traditional_query_tokens_equal_simplified():
+    tok = Tokenizer()
+    assert tok.tokenize("機械手臂取片失敗") == tok.tokenize("机械手臂取片失败")
