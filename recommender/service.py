@@ -80,10 +80,15 @@ class CaselinkService:
               progress: Progress | None = None) -> tuple["CaselinkService", BuildReport]:
         """Store ``records`` (if given) and build a fresh index over the whole store."""
         store, encoder, cache = cls._parts(settings, encoder)
-        if records:
-            for start in range(0, len(records), 1000):
-                store.upsert(records[start:start + 1000])
-        index, report = LiveIndex.build(settings, store, encoder, cache, progress=progress)
+        try:
+            if records:
+                for start in range(0, len(records), 1000):
+                    store.upsert(records[start:start + 1000])
+            index, report = LiveIndex.build(settings, store, encoder, cache, progress=progress)
+        except BaseException:
+            store.close()
+            cache.close()
+            raise
         return cls(settings, store, index), report
 
     def close(self) -> None:

@@ -1,0 +1,139 @@
+"""caselink's own ranking modes as harness retrievers.
+
+One :class:`CaselinkEngine` indexes a dataset once (real store, real FAISS and BM25, real
+encoder, in a work folder) and serves every mode; :class:`CaselinkRetriever` is the per-mode
+view the harness evaluates. Queries that are records of the dataset are ranked the way the
+product ranks "related to this record" (:meth:`CaselinkService.related`), everything else as a
+free-text search.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from caselink.config import Settings, load_settings
+from eval.datasets import EvalRecord
+from eval.retrievers import Ranked
+from indexing.records import Record
+from recommender.results import SearchQuery
+from recommender.service import CaselinkService
+
+# Question/section benchmark kinds map onto caselink kinds: questions are asked like cases,
+# sections are what SOP sections are.
+_KIND = {"question": "case", "section": "sop", "case": "case", "problem": "problem", "sop": "sop"}
+
+
+def to_record(r: EvalRecord) -> Record:
+    return Record(id=r.id, kind=_KIND.get(r.kind or "", "case"), title=r.title[:1000], text=r.text[:200_000])
+
+
+class CaselinkEngine:
+    """Indexes a dataset once for all modes.
+
+    Parameters
+    ----------
+    settings : caselink settings; ``data_dir`` is replaced by ``workdir``.
+    workdir : folder for the store and index (a temporary folder when None).
+    cache_path : embedding cache to reuse across runs (``settings.cache_path`` when None).
+    """
+
+    def __init__(self, settings: Settings | None = None, *, workdir: Path | None = None,
+                 cache_path: Path | None = None, progress: Callable[[str, int, int], None] | None = None):
+        self.settings = settings or load_settings(env={})
+        self.workdir = workdir
+        self.cache_path = cache_path
+        self.progress = progress
+        self.service_: CaselinkService | None = None
+        self._fitted: tuple[str, ...] | None = None
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    def fit(self, records: Sequence[EvalRecord]) -> CaselinkService:
+        key = tuple(r.id for r in records)
+        if self.service_ is not None and self._fitted == key:
+            return self.service_
+        self.close()
+        if self.workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="caselink-eval-")
+            workdir = Path(self._tmp.name)
+        else:
+            workdir = self.workdir
+        settings = self.settings.model_copy(update={"data_dir": workdir})
+        if self.cache_path is not None:
+            workdir.mkdir(parents=True, exist_ok=True)
+            link = settings.cache_path
+            if not link.exists():
+                self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(self.cache_path.resolve())
+        self.service_, _ = CaselinkService.build(settings, records=[to_record(r) for r in records],
+                                                 progress=self.progress)
+        self._fitted = key
+        return self.service_
+
+    def close(self) -> None:
+        if self.service_ is not None:
+            self.service_.close()
+            self.service_ = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+class CaselinkRetriever:
+    """One caselink mode (hybrid, dense or keyword) behind the harness's Retriever protocol."""
+
+    def __init__(self, engine: CaselinkEngine, mode: str):
+        self.engine = engine
+        self.mode = mode
+        self.name = mode
+
+    def fit(self, records: list[EvalRecord]) -> None:
+        self.engine.fit(records)
+
+    def rank(self, queries: list[EvalRecord], k: int, candidate_ids: set[str] | None = None) -> Ranked:
+        svc = self.engine.service_
+        kinds = ["sop"] if candidate_ids is not None else None
+        out: Ranked = []
+        for q in queries:
+            if svc.store.get(q.id) is not None:
+                resp = svc.related(q.id, k=k, kinds=kinds, mode=self.mode)
+            else:
+                resp = svc.search(SearchQuery(text=q.full_text()[:10_000] or q.id, k=k, mode=self.mode,
+                                              kind=kinds or []))
+            out.append([(r.id, r.score) for r in resp.results
+                        if candidate_ids is None or r.id in candidate_ids])
+        return out
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """The mode's 0-1 score for each pair, as if b were ranked for a (fusion weights applied)."""
+        svc = self.engine.service_
+        idx, rank = svc.index, svc.settings.rank
+        docs = idx.docs_
+        out = np.zeros(len(pairs), dtype=np.float32)
+        cache: dict[str, tuple[int, Record]] = {}
+
+        def get(i: str):
+            if i not in cache:
+                sr = svc.store.get(i)
+                cache[i] = (sr.num, sr.record)
+            return cache[i]
+
+        for n, (a, b) in enumerate(pairs):
+            (na, ra), (nb, rb) = get(a), get(b)
+            dense = kw = 0.0
+            if self.mode != "keyword":
+                va, _ = idx.cache.encode(idx.encoder, [docs.embedding_text(ra), docs.embedding_text(rb)])
+                dense = max(0.0, float(va[0] @ va[1]))
+            if self.mode != "dense":
+                keys, scores = idx.bm25_.score(docs.tokens(ra), normalize=True)
+                hit = np.flatnonzero(keys == nb)
+                kw = float(scores[hit[0]]) if len(hit) else 0.0
+            if self.mode == "hybrid":
+                w = rank.dense_weight + rank.keyword_weight or 1.0
+                out[n] = (rank.dense_weight * dense + rank.keyword_weight * kw) / w
+            else:
+                out[n] = dense if self.mode == "dense" else kw
+        return out
