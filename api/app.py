@@ -1,0 +1,124 @@
+"""The FastAPI application: :func:`create_app` wires routers, error handlers, metrics and guards;
+the lifespan hook opens the index (never at import time) and closes it on shutdown.
+
+Open without a key: ``/healthz``, ``/readyz``, the search page (``/``, ``/static``), ``/docs`` and
+``/openapi.json``. Everything under ``/v1`` and ``/metrics`` needs a key once any is configured.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from api import errors
+from api.deps import KeyRing
+from api.metrics import Metrics, MetricsMiddleware, RouteTemplates
+from api.middleware import BodyLimitMiddleware, LoopbackHostMiddleware
+from api.routers import feedback, ops, records, search
+from caselink import __version__
+from caselink.config import Settings
+from caselink.errors import CaselinkError, ConfigError
+
+log = logging.getLogger("caselink.api")
+
+STATIC_DIR = Path(__file__).parent / "static"
+NO_KEY_WARNING = "no API key configured: serving on loopback only"
+# The page loads nothing from elsewhere; this keeps it that way and blocks framing.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(settings: Settings) -> str | None:
+    """Refuse to serve without keys on a non-loopback address.
+
+    Returns (and logs) a warning when no key is configured, None when keys are configured.
+    Raises :class:`ConfigError` when ``server.host`` is not loopback and there is no key.
+    """
+    s = settings.server
+    if KeyRing.from_settings(settings).enabled:
+        return None
+    if not is_loopback(s.host):
+        raise ConfigError(f"refusing to serve on {s.host} without an API key", field="server.host",
+                          hint="set server.api_keys (or CASELINK_API_KEYS), or bind 127.0.0.1")
+    log.warning(NO_KEY_WARNING)
+    return NO_KEY_WARNING
+
+
+def _open_service(settings: Settings):
+    from recommender.results import SearchQuery
+    from recommender.service import CaselinkService
+
+    svc = CaselinkService.open(settings)
+    try:  # load the encoder and the segmenter now, so the first real search is not the slow one
+        svc.search(SearchQuery(text="warm-up 预热 设备无法启动", k=1, mode="hybrid"))
+    except Exception as exc:  # noqa: BLE001 - a failed warm-up must not stop the server
+        log.warning("warm-up search failed: %s", exc)
+    if svc.encoder_error:
+        log.warning("encoder unavailable, searches fall back to keywords: %s", svc.encoder_error)
+    return svc
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    settings: Settings = app.state.settings
+    try:
+        app.state.service = await run_in_threadpool(_open_service, settings)
+        app.state.startup_error = None
+        log.info("index open: %d records from %s", app.state.service.index.count(), settings.data_dir)
+    except CaselinkError as exc:  # serve /healthz and 503s that say why, instead of dying
+        app.state.startup_error = exc
+        log.error("index could not be opened: %s", exc)
+    try:
+        yield
+    finally:
+        svc, app.state.service = app.state.service, None
+        if svc is not None:
+            await run_in_threadpool(svc.close)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app for ``settings``. Nothing is opened until the server starts (lifespan)."""
+    app = FastAPI(title="caselink", version=__version__, lifespan=_lifespan,
+                  description="Related-record search over service cases, problem orders and SOP sections.",
+                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
+    app.state.settings = settings
+    app.state.keys = KeyRing.from_settings(settings)
+    app.state.metrics = Metrics()
+    app.state.service = None
+    app.state.startup_error = None
+    errors.install(app)
+    templates = ["/", "/docs", "/openapi.json", "/static/{path:path}"]
+    for module, prefix in ((search, "/v1"), (records, "/v1"), (feedback, "/v1"), (ops, "")):
+        app.include_router(module.router, prefix=prefix)
+        templates += [prefix + route.path for route in module.router.routes]
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_CSP,
+                                                                "X-Content-Type-Options": "nosniff",
+                                                                "Referrer-Policy": "no-referrer"})
+
+    # Added last = outermost: metrics see every answer, including the guards' 400/413.
+    if not app.state.keys.enabled:
+        extra = frozenset({settings.server.host.lower()}) if is_loopback(settings.server.host) else frozenset()
+        app.add_middleware(LoopbackHostMiddleware, extra_hosts=extra)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, templates=RouteTemplates(templates))
+    return app

@@ -1,0 +1,153 @@
+"""One table from domain errors to HTTP status, and the handlers that turn every failure into a
+problem-details body (``application/problem+json``) naming the field at fault.
+
+Bad input is always 4xx: request validation (including malformed JSON) is 422 with the dotted
+field (``records.3.kind``); domain errors map through :data:`STATUS`; anything unexpected is a
+500 whose body says nothing about internals (the traceback goes to the log).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from caselink.errors import (
+    CaselinkError,
+    ConfigError,
+    EncoderUnavailable,
+    IndexFormatError,
+    IndexNotReady,
+    InvalidQuery,
+    InvalidRecord,
+    LoaderError,
+    RecordNotFound,
+)
+
+log = logging.getLogger("caselink.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+# Domain error -> (status, slug, title). Looked up along the exception's MRO, so subclasses inherit.
+STATUS: dict[type[CaselinkError], tuple[int, str, str]] = {
+    InvalidQuery: (422, "invalid-query", "Invalid search request"),
+    InvalidRecord: (422, "invalid-record", "Invalid record"),
+    LoaderError: (400, "bad-input", "Input could not be read"),
+    RecordNotFound: (404, "not-found", "Record not found"),
+    IndexNotReady: (503, "index-not-ready", "Index not ready"),
+    IndexFormatError: (503, "index-format", "Index cannot be read"),
+    EncoderUnavailable: (503, "encoder-unavailable", "Sentence encoder unavailable"),
+    ConfigError: (500, "config", "Server misconfigured"),
+    CaselinkError: (400, "bad-request", "Bad request"),
+}
+# Retry-After for errors that usually pass (an index being built, a model being fetched).
+RETRY_AFTER_S = 30
+
+# What FastAPI says when a body fails to decode before JSON parsing even starts.
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+_HTTP_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+                405: "Method not allowed", 413: "Request body too large", 422: "Invalid input",
+                500: "Internal server error", 503: "Service unavailable"}
+_HTTP_SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
+               405: "method-not-allowed", 413: "too-large", 422: "invalid-input"}
+
+
+def problem(status: int, detail: str, *, slug: str | None = None, title: str | None = None,
+            field: str | None = None, hint: str | None = None, errors: list[dict] | None = None,
+            headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The one way this API writes an error body."""
+    body: dict = {
+        "type": f"urn:caselink:problem:{slug or _HTTP_SLUGS.get(status, 'error')}",
+        "title": title or _HTTP_TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "field": field,
+    }
+    if hint:
+        body["hint"] = hint
+    if errors and len(errors) > 1:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
+
+
+def problem_bytes(status: int, detail: str, *, field: str | None = None) -> bytes:
+    """A problem body for pure-ASGI middleware that answers before the app runs."""
+    return problem(status, detail, field=field).body
+
+
+def dotted(loc: Iterable) -> str | None:
+    """('body', 'records', 3, 'kind') -> 'records.3.kind'; the 'body'/'query'/'path' prefix is dropped."""
+    parts = [str(p) for p in loc]
+    if len(parts) > 1 and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    return ".".join(parts) or None
+
+
+def _validation_items(errors: list[dict]) -> list[dict]:
+    items = []
+    for e in errors:
+        if tuple(e.get("loc", ())) == ("body",) and e.get("type") in ("model_attributes_type", "dict_type"):
+            items.append({"field": "body", "message": "expected a JSON object (Content-Type: application/json)"})
+        elif e.get("type") == "json_invalid":
+            reason = (e.get("ctx") or {}).get("error", "invalid JSON")
+            pos = e["loc"][1] if len(e.get("loc", ())) > 1 else "?"
+            items.append({"field": "body", "message": f"request body is not valid JSON: {reason} at position {pos}"})
+        else:
+            items.append({"field": dotted(e.get("loc", ())), "message": e.get("msg", "invalid")})
+    return items
+
+
+def _validation_response(errors: list[dict]) -> JSONResponse:
+    items = _validation_items(errors) or [{"field": None, "message": "invalid input"}]
+    first = items[0]
+    detail = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+    if len(items) > 1:
+        detail += f" (and {len(items) - 1} more)"
+    return problem(422, detail, field=first["field"], errors=items)
+
+
+async def _on_request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return _validation_response(list(exc.errors()))
+
+
+async def _on_pydantic_validation(request: Request, exc: ValidationError) -> JSONResponse:
+    # A model built inside a route from request values (e.g. a Record from a PUT body).
+    return _validation_response(list(exc.errors()))
+
+
+async def _on_domain(request: Request, exc: CaselinkError) -> JSONResponse:
+    status, slug, title = next(STATUS[c] for c in type(exc).__mro__ if c in STATUS)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    if status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+    return problem(status, exc.message, slug=slug, title=title, field=exc.field, hint=exc.hint, headers=headers)
+
+
+async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if isinstance(exc.detail, dict):  # raised by api.deps with a field
+        detail, field = str(exc.detail.get("detail", "")), exc.detail.get("field")
+    elif exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:  # e.g. bytes that are not UTF-8
+        detail, field = "request body could not be decoded: expected UTF-8 JSON", "body"
+    else:
+        detail, field = str(exc.detail), None
+    return problem(exc.status_code, detail, field=field, headers=exc.headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "internal error; the server log has the details", slug="internal")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handler table on ``app``."""
+    app.add_exception_handler(RequestValidationError, _on_request_validation)
+    app.add_exception_handler(ValidationError, _on_pydantic_validation)
+    app.add_exception_handler(CaselinkError, _on_domain)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)

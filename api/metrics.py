@@ -1,0 +1,88 @@
+"""Prometheus metrics on a per-app registry (never the global one, so several apps can coexist).
+
+Requests are labelled by route template (``/v1/records/{record_id}``, not the id) so the label
+set stays bounded; unknown paths share ``<unmatched>`` and unknown methods ``OTHER``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("caselink_http_requests_total", "HTTP requests by route template and status.",
+                                ["method", "route", "status"], registry=r)
+        self.latency = Histogram("caselink_http_request_duration_seconds", "HTTP request latency by route template.",
+                                 ["method", "route"], buckets=_BUCKETS, registry=r)
+        self.index_records = Gauge("caselink_index_records", "Records in the live index.", registry=r)
+        self.store_records = Gauge("caselink_store_records", "Stored records by kind.", ["kind"], registry=r)
+        self.searches = Counter("caselink_search_total", "Searches by the path that answered.",
+                                ["path", "fallback"], registry=r)
+        self.feedback = Counter("caselink_feedback_total", "Feedback votes received.", ["helpful"], registry=r)
+
+    def observe_search(self, path: str, fell_back: bool) -> None:
+        self.searches.labels(path=path, fallback=str(fell_back).lower()).inc()
+
+    def render(self, service=None) -> bytes:
+        if service is not None:
+            self.index_records.set(service.index.count())
+            for kind, n in service.store.count().items():
+                self.store_records.labels(kind=kind).set(n)
+        return generate_latest(self.registry)
+
+
+class RouteTemplates:
+    """Maps a request path to the template of the route it addresses ('/v1/records/{record_id}').
+
+    Matched here rather than read from the router's scope entries, so requests answered before
+    routing (413) are labelled too and nothing depends on framework internals.
+    """
+
+    def __init__(self, templates: list[str]) -> None:
+        self._compiled = [(compile_path(t)[0], t) for t in dict.fromkeys(templates)]
+
+    def __call__(self, path: str) -> str:
+        for regex, template in self._compiled:
+            if regex.match(path):
+                return template
+        return "<unmatched>"
+
+
+class MetricsMiddleware:
+    """Pure ASGI: counts every HTTP request with its final status and latency."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, templates: RouteTemplates) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.templates = templates
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            route = self.templates(scope["path"])
+            self.metrics.requests.labels(method=method, route=route, status=str(status)).inc()
+            self.metrics.latency.labels(method=method, route=route).observe(time.perf_counter() - start)

@@ -1,0 +1,45 @@
+"""Feedback on suggestions, and its export as labeled pairs for evaluation."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timezone
+
+from fastapi import APIRouter, Request, Response, status
+
+from api.deps import ReadAccess, ServiceDep, WriteAccess
+from api.schemas import PROBLEM_RESPONSES, FeedbackIn, FeedbackOut
+
+router = APIRouter(tags=["feedback"])
+
+EXPORT_COLUMNS = ("id_a", "id_b", "label", "query_type", "source", "created")
+
+
+@router.post("/feedback", response_model=FeedbackOut, status_code=status.HTTP_201_CREATED,
+             dependencies=[WriteAccess], responses=PROBLEM_RESPONSES, summary="Record a helpful / not helpful vote")
+def add_feedback(body: FeedbackIn, svc: ServiceDep, request: Request) -> FeedbackOut:
+    """Give ``query`` (the search text) or ``query_id`` (the record the suggestion was related
+    to); ``record_id`` must exist (404 otherwise)."""
+    fid = svc.feedback(record_id=body.record_id, helpful=body.helpful, query=body.query, query_id=body.query_id,
+                       source=body.source)
+    request.app.state.metrics.feedback.labels(helpful=str(body.helpful).lower()).inc()
+    return FeedbackOut(id=fid)
+
+
+@router.get("/feedback/export", dependencies=[ReadAccess], response_class=Response,
+            responses={200: {"content": {"text/tab-separated-values": {}}}, **PROBLEM_RESPONSES},
+            summary="All feedback as labeled pairs (TSV)")
+def export_feedback(svc: ServiceDep) -> Response:
+    """One row per vote, oldest first, in the pairs format ``eval`` reads: ``id_a`` is the query
+    record id when given, else the query text (``query_type`` says which); ``id_b`` the suggested
+    record; ``label`` 1 for helpful, 0 for not."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for fb in svc.store.feedback():
+        query_type, id_a = ("id", fb.query_id) if fb.query_id else ("text", fb.query)
+        created = datetime.fromtimestamp(fb.created, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        writer.writerow((id_a, fb.record_id, int(fb.helpful), query_type, fb.source, created))
+    return Response(buf.getvalue(), media_type="text/tab-separated-values; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="feedback-pairs.tsv"'})

@@ -1,0 +1,104 @@
+"""Records: read, create or update, delete, batch upsert, and related records.
+
+Writes are searchable as soon as the call returns (the service indexes before acknowledging).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from api.deps import ReadAccess, ServiceDep, SettingsDep, WriteAccess
+from api.schemas import PROBLEM_RESPONSES, BatchUpsertIn, BatchUpsertOut, RecordIn, RecordOut, RelatedOut, UpsertOut
+from caselink.errors import InvalidRecord
+from indexing.records import Record, parse_record
+from recommender.results import Mode
+from recommender.service import CaselinkService
+
+router = APIRouter(tags=["records"])
+
+RecordId = Annotated[str, Path(min_length=1, max_length=200, description="Record id, URL-encoded ('#' as %23).")]
+_GROUPS = {"case": "cases", "problem": "problems", "sop": "sops"}
+
+
+def _upsert(svc: CaselinkService, records: list[Record]) -> list[UpsertOut]:
+    # The index lock makes "did it exist?" and the write one step, so 'created' is exact even
+    # when two clients PUT the same new id at once (the service itself reports only 'changed').
+    with svc.index.lock:
+        existed = [svc.store.get(r.id) is not None for r in records]
+        result = svc.upsert(records)
+    return [UpsertOut(id=rid, created=not ex, changed=changed) for (rid, changed), ex in zip(result, existed)]
+
+
+@router.post("/records:batch", response_model=BatchUpsertOut, dependencies=[WriteAccess],
+             responses=PROBLEM_RESPONSES, summary="Create or update many records at once")
+def batch_upsert(body: BatchUpsertIn, svc: ServiceDep, settings: SettingsDep) -> BatchUpsertOut:
+    """All or nothing: a bad record fails the whole batch with 422 naming it (``records.3.kind``)."""
+    limit = settings.server.max_batch
+    if len(body.records) > limit:
+        raise InvalidRecord(f"expected at most {limit} records per batch, got {len(body.records)}", field="records")
+    seen: dict[str, int] = {}
+    for i, rec in enumerate(body.records):
+        if rec.id in seen:
+            raise InvalidRecord(f"records.{i}.id: '{rec.id}' already appears at records.{seen[rec.id]}",
+                                field=f"records.{i}.id")
+        seen[rec.id] = i
+    results = _upsert(svc, body.records)
+    created = sum(r.created for r in results)
+    updated = sum(r.changed and not r.created for r in results)
+    return BatchUpsertOut(results=results, created=created, updated=updated,
+                          unchanged=len(results) - created - updated)
+
+
+@router.get("/records/{record_id}", response_model=RecordOut, dependencies=[ReadAccess],
+            responses=PROBLEM_RESPONSES, summary="One stored record")
+def get_record(record_id: RecordId, svc: ServiceDep) -> RecordOut:
+    return RecordOut.model_validate(svc.get(record_id).model_dump())
+
+
+@router.put("/records/{record_id}", response_model=UpsertOut, dependencies=[WriteAccess],
+            responses={201: {"model": UpsertOut, "description": "Created"}, **PROBLEM_RESPONSES},
+            summary="Create or update a record")
+def put_record(record_id: RecordId, body: RecordIn, svc: ServiceDep, response: Response) -> UpsertOut:  # type: ignore[valid-type]
+    """The id may be left out of the body; if given it must equal the path's. 201 when created,
+    200 when updated (``changed`` false when the record was already identical)."""
+    data = body.model_dump(exclude_unset=True)
+    body_id = data.pop("id", None)
+    if body_id is not None and body_id.strip() != record_id:
+        raise InvalidRecord(f"id in the body ('{body_id}') does not match the id in the path ('{record_id}')",
+                            field="id")
+    record = parse_record({**data, "id": record_id}, where="body")
+    if record.id != record_id:  # Record strips whitespace: ' x' would silently become 'x'
+        raise InvalidRecord(f"id '{record_id}' has leading or trailing whitespace", field="id")
+    out = _upsert(svc, [record])[0]
+    response.status_code = status.HTTP_201_CREATED if out.created else status.HTTP_200_OK
+    return out
+
+
+@router.delete("/records/{record_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteAccess],
+               response_class=Response, responses=PROBLEM_RESPONSES, summary="Delete a record")
+def delete_record(record_id: RecordId, svc: ServiceDep) -> Response:
+    svc.delete(record_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/records/{record_id}/related", response_model=RelatedOut, dependencies=[ReadAccess],
+            responses=PROBLEM_RESPONSES, summary="Records related to a record (never itself)")
+def related(
+    record_id: RecordId,
+    svc: ServiceDep,
+    k: Annotated[int, Query(ge=1, description="How many results in all (at most rank.max_k).")] = 10,
+    kind: Annotated[list[Literal["case", "problem", "sop"]], Query(description="Only these kinds (repeat).")] = [],
+    mode: Annotated[Mode | None, Query(description="hybrid, dense or keyword.")] = None,
+    exclude_linked: Annotated[bool, Query(description="Leave out records it already links to.")] = False,
+    min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+) -> RelatedOut:
+    resp = svc.related(record_id, k=k, kinds=list(kind), mode=mode, exclude_linked=exclude_linked,
+                       min_score=min_score)
+    results = [r for r in resp.results if r.id != record_id]  # the service already excludes it
+    groups: dict[str, list] = {g: [] for g in _GROUPS.values()}
+    for r in results:
+        groups[_GROUPS.get(r.kind, "cases")].append(r)
+    return RelatedOut(id=record_id, mode=resp.mode, path=resp.path, fallback_reason=resp.fallback_reason,
+                      results=results, timings_ms=resp.timings_ms, **groups)

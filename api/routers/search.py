@@ -1,0 +1,22 @@
+"""Free-text search: POST /v1/search with a SearchQuery, answered with a SearchResponse."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from api.deps import ReadAccess, ServiceDep
+from api.schemas import PROBLEM_RESPONSES
+from recommender.results import SearchQuery, SearchResponse
+
+router = APIRouter(tags=["search"], dependencies=[ReadAccess])
+
+
+@router.post("/search", response_model=SearchResponse, responses=PROBLEM_RESPONSES,
+             summary="Search cases, problem orders and SOP sections")
+def search(q: SearchQuery, svc: ServiceDep, request: Request) -> SearchResponse:
+    """Symptom text, a question, or an error code / part number, in Chinese (either script) or
+    English. ``k`` is limited by ``rank.max_k`` and ``text`` by ``server.max_text_chars``; both
+    are checked by the service and reported as 422 naming the field."""
+    resp = svc.search(q)
+    request.app.state.metrics.observe_search(resp.path, resp.fallback_reason is not None)
+    return resp

@@ -1,0 +1,220 @@
+"""Column mapping: which column of an export feeds which Record field.
+
+Every ticketing system names its export columns differently (and in Chinese), so the mapping is
+a small TOML file kept next to the export rather than code. Format::
+
+    kind = "case"              # kind for rows without a kind column: case, problem or sop
+    encoding = "auto"          # or gbk, big5, utf-8 ...; auto = detect (BOM honoured) and refuse
+                               # to guess when GBK and Big5 cannot be told apart
+    date_format = ""           # optional strptime format, e.g. "%d/%m/%Y"; empty = ISO and
+                               # year-first forms (2024/03/05, 2024-03-05 10:11, 2024年3月5日)
+    list_separator = ","       # splits error_codes/links given in one cell; , ; ， ； 、 and
+                               # newlines always split too
+
+    [columns]                  # record field = source column name
+    id = "工单号"
+    title = "标题"
+    text = ["现象", "补充说明"]  # several columns: non-empty cells joined with newlines
+    error_codes = "报警代码"     # list fields: the cells' items are concatenated
+    created = "创建时间"         # date fields: the first non-empty cell is used
+
+Columns named exactly like a Record field (``id``, ``title``, ``product`` ...) are taken as they
+are unless that field is mapped to another column; all other columns are ignored (with a
+warning, so a typo in the mapping does not go unnoticed). Every mapped column must exist in
+the file. Record fields: see ``indexing.records.Record``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import difflib
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from caselink.errors import ConfigError, InvalidRecord, LoaderError
+from indexing.loaders.values import DATE_FIELDS, LIST_FIELDS, as_date, as_list, as_text, clean_cell
+from indexing.records import KINDS, Record, parse_record
+
+RECORD_FIELDS: tuple[str, ...] = tuple(Record.model_fields)
+_KEYS: tuple[str, ...] = ("kind", "encoding", "date_format", "list_separator", "columns")
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A validated column mapping (see the module docstring for the TOML form).
+
+    Args:
+        kind: Kind of rows that have no kind column (or an empty kind cell).
+        encoding: Codec name for CSV/TSV/JSON text, or ``"auto"``.
+        date_format: ``strptime`` format for date cells, or ``""`` for the built-in forms.
+        list_separator: Extra separator for list cells.
+        columns: Record field -> source columns (one or more).
+
+    Raises:
+        ConfigError: a value is invalid (the error names the key).
+    """
+
+    kind: str = "case"
+    encoding: str = "auto"
+    date_format: str = ""
+    list_separator: str = ","
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Accept {"id": "工单号"} as well as {"id": ("工单号",)} from code; a bare string would
+        # otherwise be iterated character by character.
+        columns = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in self.columns.items()}
+        object.__setattr__(self, "columns", columns)
+        _check(self.kind, self.encoding, self.date_format, self.list_separator, self.columns, source="mapping")
+
+    def to_record(self, row: dict[str, Any]) -> Record:
+        """Build a Record from one raw row (column name -> cell value).
+
+        Raises:
+            InvalidRecord: a field is missing or invalid; the message names the field, its source
+                column and the offending value, without the row's location (the caller adds it).
+        """
+        if self._value("id", row) is None:  # checked first: a row without id is reported as such
+            raise InvalidRecord(f"field 'id'{self._column_note('id')}: expected an id, got an empty cell", field="id")
+        data = {name: value for name in RECORD_FIELDS if (value := self._value(name, row)) is not None}
+        data.setdefault("kind", self.kind)
+        try:
+            return parse_record(data, where="record")
+        except InvalidRecord as exc:
+            name = exc.field or "record"
+            problem = exc.message.removeprefix(f"record: field '{name}': ")
+            top = name.split(".")[0]
+            got = _describe(data.get(top)) if top in data else "got nothing"
+            raise InvalidRecord(f"field '{name}'{self._column_note(top)}: {problem}, {got}", field=name) from None
+
+    def check_columns(self, columns: Iterable[str], source: str) -> list[str]:
+        """Check a file's columns against the mapping before its rows are read.
+
+        Returns:
+            Warnings (columns that feed no field).
+
+        Raises:
+            LoaderError: a mapped column is not in the file.
+        """
+        present = [c for c in dict.fromkeys(columns) if c]
+        missing = [f"'{col}' (for {name})" for name, cols in self.columns.items() for col in cols if col not in present]
+        if missing:
+            raise LoaderError(
+                f"{source}: expected column {', '.join(missing)}, got columns {', '.join(present) or '(none)'}",
+                field="columns",
+                hint="fix [columns] in the mapping TOML",
+            )
+        used = {col for cols in self.columns.values() for col in cols}
+        used |= {c for c in present if c in RECORD_FIELDS and c not in self.columns}
+        ignored = [c for c in present if c not in used]
+        return [f"{source}: ignored columns that feed no field: {', '.join(ignored)}"] if ignored else []
+
+    def _value(self, name: str, row: dict[str, Any]) -> Any:
+        """The value for field ``name`` from its source cells, or None when they are all empty."""
+        sources = self.columns.get(name) or ((name,) if name in row else ())
+        cells = [c for c in (clean_cell(row.get(col)) for col in sources) if c not in (None, [])]
+        if not cells:
+            return None
+        if name in LIST_FIELDS:
+            return [item for c in cells for item in as_list(c, self.list_separator)]
+        if name in DATE_FIELDS:
+            try:
+                return as_date(cells[0], self.date_format)
+            except ValueError as exc:
+                raise InvalidRecord(f"field '{name}'{self._column_note(name)}: {exc}", field=name) from None
+        if name == "kind":
+            return as_text(cells[0]).lower()
+        return "\n".join(as_text(c) for c in cells)
+
+    def _column_note(self, name: str) -> str:
+        cols = self.columns.get(name)
+        if not cols:
+            return ""
+        return f" (column {', '.join(repr(c) for c in cols)})"
+
+
+def load_mapping(path: str | Path) -> Mapping:
+    """Read a mapping TOML file.
+
+    Raises:
+        ConfigError: the file is missing, is not valid TOML, or holds an invalid mapping.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise ConfigError(f"mapping file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: expected a UTF-8 TOML mapping, got: {exc}") from None
+    return mapping_from_dict(data, source=str(path))
+
+
+def mapping_from_dict(data: dict[str, Any], *, source: str = "mapping") -> Mapping:
+    """Build a Mapping from parsed TOML (or any dict of the same shape).
+
+    Raises:
+        ConfigError: an unknown key, an unknown record field under ``[columns]`` or a bad value.
+    """
+    for key in data:
+        if key not in _KEYS:
+            raise ConfigError(f"{source}: unknown key '{key}'; expected one of {', '.join(_KEYS)}", field=key)
+    for key in ("kind", "encoding", "date_format", "list_separator"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"{source}: {key}: expected a string, got {data[key]!r}", field=key)
+    raw_columns = data.get("columns", {})
+    if not isinstance(raw_columns, dict):
+        raise ConfigError(f"{source}: columns: expected a table [columns], got {raw_columns!r}", field="columns")
+    columns: dict[str, tuple[str, ...]] = {}
+    for name, value in raw_columns.items():
+        cols = [value] if isinstance(value, str) else value
+        if not isinstance(cols, list) or not cols or not all(isinstance(c, str) and c.strip() for c in cols):
+            raise ConfigError(
+                f"{source}: columns.{name}: expected a column name or a list of column names, got {value!r}",
+                field=f"columns.{name}",
+            )
+        columns[name] = tuple(c.strip() for c in cols)
+    settings: dict[str, Any] = {f.name: f.default for f in fields(Mapping) if f.name != "columns"}
+    settings.update({k: data[k] for k in settings if k in data})
+    _check(**settings, columns=columns, source=source)  # here, so that errors name the file
+    return Mapping(**settings, columns=columns)
+
+
+def _check(
+    kind: str, encoding: str, date_format: str, list_separator: str, columns: dict[str, Any], *, source: str
+) -> None:
+    if kind not in KINDS:
+        raise ConfigError(f"{source}: kind: expected one of {', '.join(KINDS)}, got {kind!r}", field="kind")
+    if encoding.lower() != "auto":
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ConfigError(
+                f"{source}: encoding: expected 'auto' or a codec name like gbk, big5, utf-8, got {encoding!r}",
+                field="encoding",
+            ) from None
+    if date_format and "%" not in date_format:
+        raise ConfigError(
+            f"{source}: date_format: expected a strptime format like '%d/%m/%Y', got {date_format!r}",
+            field="date_format",
+        )
+    if not list_separator:
+        raise ConfigError(f"{source}: list_separator: expected a non-empty string, got ''", field="list_separator")
+    for name in columns:
+        if name not in RECORD_FIELDS:
+            close = difflib.get_close_matches(name, RECORD_FIELDS, n=1)
+            raise ConfigError(
+                f"{source}: columns: unknown record field '{name}'; expected one of {', '.join(RECORD_FIELDS)}",
+                field=f"columns.{name}",
+                hint=f"did you mean '{close[0]}'?" if close else None,
+            )
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str) and len(value) > 60:
+        return f"got {len(value)} characters"
+    if isinstance(value, list) and len(value) > 5:
+        return f"got {len(value)} items"
+    return f"got {value!r}"

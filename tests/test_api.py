@@ -1,0 +1,271 @@
+"""The HTTP API over real HTTP: a real index in tmp_path, the real app under uvicorn on loopback."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from _server import build_index, make_settings, serve
+
+from api.app import NO_KEY_WARNING, check_bind
+from caselink.errors import ConfigError
+
+WRITE_KEY, READ_KEY = "rw-test-key", "ro-test-key"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    settings = make_settings(tmp_path_factory.mktemp("open"), server__max_body_bytes=64_000,
+                             server__max_text_chars=2_000, server__max_batch=20)
+    build_index(settings)
+    with serve(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    settings = make_settings(tmp_path_factory.mktemp("keyed"), server__api_keys=[WRITE_KEY],
+                             server__read_keys=[READ_KEY])
+    build_index(settings)
+    with serve(settings) as running:
+        yield running
+
+
+@pytest.fixture()
+def client(srv):
+    with httpx.Client(base_url=srv.url, timeout=60) as c:
+        yield c
+
+
+def problem(resp: httpx.Response, status: int, field: str | None = None) -> dict:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    body = resp.json()
+    assert {"type", "title", "status", "detail", "field"} <= body.keys() and body["status"] == status
+    if field is not None:
+        assert body["field"] == field, body
+    return body
+
+
+def search(client, text, **kw) -> dict:
+    resp = client.post("/v1/search", json={"text": text, **kw})
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def ids(results) -> list[str]:
+    return [r["id"] for r in results]
+
+
+# -- search and related ---------------------------------------------------------------------------
+def test_chinese_symptom_finds_case_with_explanation(client):
+    body = search(client, "真空泵无法启动", k=5)
+    top = body["results"][0]
+    assert top["id"] == "C-1001" and top["kind"] == "case"
+    assert "真空泵" in top["highlights"] and top["explanation"]["reason"]
+    assert body["mode"] == "hybrid" and "total" in body["timings_ms"]
+
+
+def test_traditional_query_finds_simplified_record(client):
+    assert ids(search(client, "真空泵無法啟動，報警", k=3)["results"])[0] == "C-1001"
+
+
+def test_error_code_ranks_records_with_that_code_first(client):
+    body = search(client, "主轴 E2040", k=6)
+    assert {"C-1002", "P-2003", "SOP-SPN-02#1"} == set(ids(body["results"][:3]))
+    assert all("E2040" in r["error_codes"] for r in body["results"][:3])
+    assert search(client, "e-2040")["path"] == "keyword"
+
+
+def test_search_filters_by_kind_and_product(client):
+    body = search(client, "真空泵", kind=["sop"])
+    assert ids(body["results"]) == ["SOP-VAC-01#3"]
+    assert {r["product"] for r in search(client, "报警", product=["hx-m100"])["results"]} == {"HX-M100"}
+
+
+def test_related_excludes_itself_and_groups_by_kind(client):
+    body = client.get("/v1/records/C-1001/related", params={"k": 6}).json()
+    flat = ids(body["results"])
+    assert "C-1001" not in flat and "P-2001" in flat and "SOP-VAC-01#3" in flat
+    assert sorted(flat) == sorted(ids(body["cases"] + body["problems"] + body["sops"]))
+    assert all(r["kind"] == "sop" for r in body["sops"])
+    only = client.get("/v1/records/C-1001/related", params=[("kind", "sop"), ("kind", "problem")]).json()
+    assert {r["kind"] for r in only["results"]} <= {"sop", "problem"} and not only["cases"]
+    unlinked = client.get("/v1/records/C-1001/related", params={"exclude_linked": "true"}).json()
+    assert "P-2001" not in ids(unlinked["results"])
+
+
+# -- records: get, put, delete, batch -------------------------------------------------------------
+def test_get_record_with_url_encoded_id(client):
+    rec = client.get("/v1/records/SOP-VAC-01%233").json()
+    assert rec["id"] == "SOP-VAC-01#3" and rec["doc_id"] == "SOP-VAC-01"
+    problem(client.get("/v1/records/NOPE-1"), 404, "id")
+
+
+def test_put_is_searchable_at_once_then_delete_removes_it(client):
+    rid = f"C-T{uuid.uuid4().hex[:8]}"
+    rec = {"kind": "case", "title": "排屑器链条卡死 E7781", "text": "排屑器链条卡死，电机过载报警 E7781。",
+           "error_codes": ["E7781"], "product": "HX-L3200"}
+    resp = client.put(f"/v1/records/{rid}", json=rec)
+    assert resp.status_code == 201 and resp.json() == {"id": rid, "created": True, "changed": True}
+    assert ids(search(client, "排屑器链条卡死")["results"])[0] == rid
+    assert client.get(f"/v1/records/{rid}").json()["title"] == rec["title"]
+    same = client.put(f"/v1/records/{rid}", json={"id": rid, **rec})
+    assert same.status_code == 200 and same.json() == {"id": rid, "created": False, "changed": False}
+    changed = client.put(f"/v1/records/{rid}", json={**rec, "title": "排屑器链条断裂"})
+    assert changed.status_code == 200 and changed.json()["changed"] is True
+    problem(client.put(f"/v1/records/{rid}", json={"id": "OTHER", **rec}), 422, "id")
+    problem(client.put(f"/v1/records/{rid}", json={**rec, "kind": "ticket"}), 422, "kind")
+    assert client.delete(f"/v1/records/{rid}").status_code == 204
+    problem(client.get(f"/v1/records/{rid}"), 404, "id")
+    assert rid not in ids(search(client, "排屑器链条卡死 E7781")["results"])
+    problem(client.delete(f"/v1/records/{rid}"), 404, "id")
+
+
+def test_batch_upsert_and_all_or_nothing(client):
+    tag = uuid.uuid4().hex[:6]
+    good = [{"id": f"B-{tag}-{i}", "kind": "problem", "title": f"气缸漏气 批次{i}", "text": "气缸密封圈老化漏气"}
+            for i in range(3)]
+    resp = client.post("/v1/records:batch", json={"records": good})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["created"] == 3 and [r["id"] for r in resp.json()["results"]] == ids(good)
+    assert f"B-{tag}-0" in ids(search(client, "气缸密封圈漏气")["results"])
+    bad = [{"id": f"X-{tag}-{i}", "kind": "case", "title": "ok"} for i in range(5)]
+    bad[3]["kind"] = "incident"
+    problem(client.post("/v1/records:batch", json={"records": bad}), 422, "records.3.kind")
+    problem(client.get(f"/v1/records/X-{tag}-0"), 404)
+    problem(client.post("/v1/records:batch", json={"records": [good[0], good[0]]}), 422, "records.1.id")
+    too_many = [{"id": f"M-{tag}-{i}", "kind": "case"} for i in range(21)]
+    problem(client.post("/v1/records:batch", json={"records": too_many}), 422, "records")
+
+
+# -- feedback, stats, ops -------------------------------------------------------------------------
+def test_feedback_is_stored_and_exported(client, srv):
+    q = f"真空泵 {uuid.uuid4().hex[:6]}"
+    resp = client.post("/v1/feedback", json={"record_id": "C-1001", "helpful": True, "query": q, "source": "t"})
+    assert resp.status_code == 201 and isinstance(resp.json()["id"], int)
+    resp = client.post("/v1/feedback", json={"record_id": "P-2001", "helpful": False, "query_id": "C-1001"})
+    assert resp.status_code == 201
+    stored = {(f.query, f.record_id, f.helpful) for f in srv.service.store.feedback()}
+    assert (q, "C-1001", True) in stored and ("", "P-2001", False) in stored
+    export = client.get("/v1/feedback/export")
+    assert export.headers["content-type"].startswith("text/tab-separated-values")
+    rows = [line.split("\t") for line in export.text.splitlines()]
+    assert rows[0][:3] == ["id_a", "id_b", "label"]
+    assert [q, "C-1001", "1", "text"] in [r[:4] for r in rows] and ["C-1001", "P-2001", "0", "id"] in [r[:4] for r in rows]
+    problem(client.post("/v1/feedback", json={"record_id": "C-1001", "helpful": True}), 422, "query")
+    problem(client.post("/v1/feedback", json={"record_id": "NOPE", "helpful": True, "query": "x"}), 404, "record_id")
+    problem(client.post("/v1/feedback", json={"record_id": "C-1001", "helpful": "maybe", "query": "x"}), 422, "helpful")
+
+
+def test_stats_health_ready_docs(client):
+    stats = client.get("/v1/stats").json()
+    assert stats["records"]["sop"] == 3 and stats["model"] == "use-m3" and stats["dim"] == 512
+    assert stats["indexed"] == stats["total"]
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/search", "/v1/records:batch", "/v1/records/{record_id}/related", "/v1/feedback"} <= paths.keys()
+    assert client.get("/docs").status_code == 200
+
+
+def test_metrics_count_requests_by_route_template(client):
+    search(client, "液压压力不足")
+    client.get("/v1/records/C-1002")
+    text = client.get("/metrics").text
+    assert 'caselink_http_requests_total{method="POST",route="/v1/search",status="200"}' in text
+    assert 'route="/v1/records/{record_id}"' in text and "C-1002" not in text
+    assert "caselink_http_request_duration_seconds_bucket" in text and "caselink_index_records" in text
+
+
+# -- auth -----------------------------------------------------------------------------------------
+def test_auth_read_and_write_keys(keyed):
+    rw, ro = {"Authorization": f"Bearer {WRITE_KEY}"}, {"Authorization": f"Bearer {READ_KEY}"}
+    with httpx.Client(base_url=keyed.url, timeout=60) as c:
+        resp = c.post("/v1/search", json={"text": "E1023"})
+        problem(resp, 401)
+        assert resp.headers["www-authenticate"].startswith("Bearer")
+        problem(c.post("/v1/search", json={"text": "E1023"}, headers={"Authorization": "Bearer wrong"}), 401)
+        problem(c.get("/metrics"), 401)
+        assert c.post("/v1/search", json={"text": "E1023"}, headers=ro).status_code == 200
+        assert c.get("/metrics", headers=ro).status_code == 200
+        rec = {"kind": "case", "title": "read-only test"}
+        problem(c.put("/v1/records/K-1", json=rec, headers=ro), 403)
+        problem(c.delete("/v1/records/C-1001", headers=ro), 403)
+        problem(c.post("/v1/records:batch", json={"records": [{"id": "K-2", **rec}]}, headers=ro), 403)
+        problem(c.post("/v1/feedback", json={"record_id": "C-1001", "helpful": True, "query": "x"}, headers=ro), 403)
+        assert c.put("/v1/records/K-1", json=rec, headers=rw).status_code == 201
+        assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
+        assert c.get("/").status_code == 200
+
+
+def test_check_bind_refuses_open_server_off_loopback(tmp_path):
+    with pytest.raises(ConfigError, match="without an API key"):
+        check_bind(make_settings(tmp_path, server__host="0.0.0.0"))
+    assert check_bind(make_settings(tmp_path, server__host="localhost")) == NO_KEY_WARNING
+    assert check_bind(make_settings(tmp_path, server__host="::1")) == NO_KEY_WARNING
+    assert check_bind(make_settings(tmp_path, server__host="0.0.0.0", server__api_keys=["k"])) is None
+
+
+def test_open_server_rejects_foreign_host_header(client):
+    problem(client.get("/v1/stats", headers={"Host": "attacker.example"}), 400, "Host")
+
+
+def test_missing_index_serves_health_and_503(tmp_path):
+    with serve(make_settings(tmp_path), wait_for="/healthz") as running, httpx.Client(base_url=running.url) as c:
+        assert c.get("/healthz").status_code == 200
+        problem(c.get("/readyz"), 503)
+        body = problem(c.post("/v1/search", json={"text": "x"}), 503)
+        assert "no index" in body["detail"]
+
+
+# -- bad input: always a 4xx problem naming the field, never 5xx ----------------------------------
+@pytest.mark.parametrize("payload,field", [
+    ({"text": ""}, "text"),
+    ({"text": "   "}, "text"),
+    ({"k": 5}, "text"),
+    ({"text": "x", "k": "many"}, "k"),
+    ({"text": "x", "k": 0}, "k"),
+    ({"text": "x", "k": 101}, "k"),
+    ({"text": "x", "kind": ["ticket"]}, "kind.0"),
+    ({"text": "x", "mode": "fuzzy"}, "mode"),
+    ({"text": "x", "min_score": 2}, "min_score"),
+    ({"text": "x", "created_from": "2024-13-45"}, "created_from"),
+    ({"text": "x" * 2_001}, "text"),
+    ({"text": 42}, "text"),
+    ([1, 2], "body"),
+])
+def test_bad_search_bodies_name_the_field(client, payload, field):
+    problem(client.post("/v1/search", json=payload), 422, field)
+
+
+def test_malformed_or_non_json_bodies(client):
+    headers = {"Content-Type": "application/json"}
+    body = problem(client.post("/v1/search", content=b'{"text": "x",', headers=headers), 422, "body")
+    assert "not valid JSON" in body["detail"]
+    problem(client.post("/v1/search", content=b'{"text": "x"}', headers={"Content-Type": "text/plain"}), 422, "body")
+    problem(client.post("/v1/search", content=b"\xff\xfe{", headers=headers), 400, "body")  # not UTF-8
+    problem(client.put("/v1/records/%20padded", json={"kind": "case"}), 422, "id")
+
+
+def test_oversize_bodies_are_413(client):
+    big = b'{"text": "' + b"x" * 70_000 + b'"}'
+    problem(client.post("/v1/search", content=big, headers={"Content-Type": "application/json"}), 413, "body")
+    chunks = iter([big[:40_000], big[40_000:]])  # no Content-Length: streamed, capped while reading
+    problem(client.post("/v1/search", content=chunks, headers={"Content-Type": "application/json"}), 413)
+
+
+@pytest.mark.parametrize("method,path,params", [
+    ("GET", "/v1/records/C-1001/related", {"k": 0}),
+    ("GET", "/v1/records/C-1001/related", {"k": 1000}),
+    ("GET", "/v1/records/C-1001/related", {"mode": "fuzzy"}),
+    ("GET", "/v1/records/C-1001/related", {"kind": "ticket"}),
+    ("GET", "/v1/records/NOPE/related", {}),
+    ("GET", "/nowhere", {}),
+    ("POST", "/v1/records/C-1001", {}),
+])
+def test_bad_requests_are_4xx_problems(client, method, path, params):
+    resp = client.request(method, path, params=params)
+    assert 400 <= resp.status_code < 500
+    problem(resp, resp.status_code)

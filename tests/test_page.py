@@ -1,0 +1,129 @@
+"""The search page in a real headless Chromium against the real server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from _server import build_index, make_settings, serve
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+WAIT_S = 30
+
+pytestmark = pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+                                reason="needs Debian chromium + chromium-driver at /usr/bin/chromium, /usr/bin/chromedriver")
+
+XSS_TITLE = '<img src=x onerror="document.title=\'pwned\'"> 换刀臂卡住'
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    settings = make_settings(tmp_path_factory.mktemp("page"))
+    build_index(settings)
+    with serve(settings) as running:
+        yield running
+
+
+@pytest.fixture()
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    opts = Options()
+    opts.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'chrome-profile'}", "--window-size=1280,1100", "--lang=zh-CN"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=opts, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(WAIT_S)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(driver):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT_S)
+
+
+def _search(driver, url: str, text: str):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver.get(url + "/")
+    box = driver.find_element(By.ID, "q")
+    box.clear()
+    box.send_keys(text, Keys.ENTER)
+    _wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .result")
+                        or d.find_element(By.ID, "error").is_displayed())
+    assert not driver.find_element(By.ID, "error").is_displayed(), driver.find_element(By.ID, "error").text
+    return driver.find_elements(By.CSS_SELECTOR, "#results .result")
+
+
+def test_search_highlight_feedback_and_screenshot(srv, browser):
+    from selenium.webdriver.common.by import By
+
+    query = "真空泵无法启动"
+    results = _search(browser, srv.url, query)
+    first = results[0]
+    assert first.get_attribute("data-id") == "C-1001"
+    assert "真空泵无法启动" in first.find_element(By.CSS_SELECTOR, ".title").text
+    marks = [m.text for m in first.find_elements(By.CSS_SELECTOR, "mark.hl")]
+    assert "真空泵" in marks
+    assert "E1023" in [c.text for c in first.find_elements(By.CSS_SELECTOR, ".chip")]
+    assert first.find_element(By.CSS_SELECTOR, ".reason").text
+    assert "path hybrid" in browser.find_element(By.ID, "status").text
+    sop = next(r for r in results if r.get_attribute("data-id") == "SOP-VAC-01#3")
+    assert "真空泵接触器更换" in sop.find_element(By.CSS_SELECTOR, ".title").text  # the section, in place
+    assert "真空系统维护规程 (SOP-VAC-01)" in sop.find_element(By.CSS_SELECTOR, ".where").text
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "search-page.png"))
+
+    first.find_element(By.CSS_SELECTOR, ".helpful").click()
+    _wait(browser).until(lambda d: first.find_elements(By.CSS_SELECTOR, ".thanks"))
+    votes = [(f.query, f.record_id, f.helpful, f.source) for f in srv.service.store.feedback()]
+    assert (query, "C-1001", True, "page") in votes
+    export = httpx.get(f"{srv.url}/v1/feedback/export", timeout=30).text
+    assert f"{query}\tC-1001\t1\ttext\tpage" in export
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not severe, severe  # no CSP violations, failed fetches or script errors
+
+
+def test_related_view_excludes_the_record_and_votes_with_its_id(srv, browser):
+    from selenium.webdriver.common.by import By
+
+    first = _search(browser, srv.url, "真空泵无法启动")[0]
+    first.find_element(By.CSS_SELECTOR, ".related").click()
+    _wait(browser).until(lambda d: d.find_element(By.ID, "context").is_displayed()
+                         and d.find_elements(By.CSS_SELECTOR, "#results .group .result"))
+    assert "C-1001" in browser.find_element(By.ID, "context").text
+    shown = [r.get_attribute("data-id") for r in browser.find_elements(By.CSS_SELECTOR, "#results .result")]
+    assert "C-1001" not in shown and "P-2001" in shown
+    target = browser.find_element(By.CSS_SELECTOR, '#results .result[data-id="P-2001"]')
+    target.find_element(By.CSS_SELECTOR, ".not-helpful").click()
+    _wait(browser).until(lambda d: target.find_elements(By.CSS_SELECTOR, ".thanks"))
+    votes = [(f.query_id, f.record_id, f.helpful) for f in srv.service.store.feedback()]
+    assert ("C-1001", "P-2001", False) in votes
+
+
+def test_record_text_is_escaped(srv, browser):
+    from selenium.webdriver.common.by import By
+
+    resp = httpx.put(f"{srv.url}/v1/records/C-XSS", timeout=30,
+                     json={"kind": "case", "title": XSS_TITLE, "text": "换刀臂卡住 <b>bold</b> & <script>x()</script>"})
+    assert resp.status_code in (200, 201)
+    result = _search(browser, srv.url, "换刀臂卡住")[0]
+    assert result.get_attribute("data-id") == "C-XSS"
+    assert result.find_element(By.CSS_SELECTOR, ".title").text.startswith("<img src=x")
+    assert "<b>bold</b>" in result.find_element(By.CSS_SELECTOR, ".snippet").text
+    assert not browser.find_elements(By.CSS_SELECTOR, "#results img, #results b, #results script")
+    assert browser.title != "pwned"
