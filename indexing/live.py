@@ -29,7 +29,7 @@ from indexing.encoders import Encoder
 from indexing.facets import FacetTable, Filters
 from indexing.index_dir import REBUILD_HINT, IndexDir
 from indexing.records import Record
-from indexing.store import RecordStore
+from indexing.store import RecordStore, UpsertResult
 from indexing.tokenize import Tokenizer
 from indexing.vectors import VectorIndex
 
@@ -157,13 +157,19 @@ class LiveIndex:
         return idx
 
     # -- writes -----------------------------------------------------------------------------
-    def _apply(self, pairs: list[tuple[int, Record]]) -> None:
+    def _prepare(self, recs: list[Record]) -> tuple[np.ndarray, list[list[str]]]:
+        """Vectors and tokens for records: the work that can fail (the encoder), done before storing."""
+        vecs, _ = self.cache.encode(self.encoder, [self.docs_.embedding_text(r) for r in recs])
+        return vecs, [self.docs_.tokens(r) for r in recs]
+
+    def _apply(self, pairs: list[tuple[int, Record]], prepared: tuple[np.ndarray, list[list[str]]] | None = None
+               ) -> None:
         if not pairs:
             return
         keys = np.asarray([n for n, _ in pairs], dtype=np.int64)
         recs = [r for _, r in pairs]
-        vecs, _ = self.cache.encode(self.encoder, [self.docs_.embedding_text(r) for r in recs])
-        self.bm25_.add(keys.tolist(), [self.docs_.tokens(r) for r in recs])
+        vecs, tokens = prepared if prepared is not None else self._prepare(recs)
+        self.bm25_.add(keys.tolist(), tokens)
         self.vectors_.upsert(keys, vecs)
         for n, r in pairs:
             self.facets_.set(n, r, self.docs_.codes(r))
@@ -176,14 +182,21 @@ class LiveIndex:
         for k in keys:
             self.facets_.remove(k)
 
-    def upsert(self, records: Iterable[Record]) -> list[tuple[int, bool]]:
-        """Store and index records; searchable when this returns. Returns (num, changed) per record."""
+    def upsert(self, records: Iterable[Record]) -> list[UpsertResult]:
+        """Store and index records; searchable when this returns.
+
+        Embedding happens before the store is touched, so an encoder failure stores nothing and
+        the store and the live index never disagree.
+        """
         records = list(records)
         with self.lock:
+            vecs, tokens = self._prepare(records)
             result = self.store.upsert(records)
-            self._apply([(num, rec) for (num, changed), rec in zip(result, records) if changed])
+            changed = [i for i, r in enumerate(result) if r.changed]
+            self._apply([(result[i].num, records[i]) for i in changed],
+                        (vecs[changed], [tokens[i] for i in changed]))
             self.seq_ = self.store.last_seq()
-            self._count_writes(sum(1 for _, c in result if c))
+            self._count_writes(len(changed))
         return result
 
     def delete(self, record_id: str) -> bool:
@@ -257,7 +270,8 @@ class LiveIndex:
     def mask(self, filters: Filters | None, exclude: set[int] | None = None) -> np.ndarray | None:
         if (filters is None or filters.is_empty()) and not exclude:
             return None
-        return self.facets_.mask(filters, exclude)
+        with self.lock:  # an upsert may be growing the facet arrays
+            return self.facets_.mask(filters, exclude)
 
     def search_dense(self, qvec: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         with self.lock:

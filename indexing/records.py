@@ -28,7 +28,8 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    id: str = Field(..., description="Stable id from the source system, e.g. 'C-2024-0113' or 'SOP-VAC-01#3'.")
+    id: str = Field(..., max_length=200,
+                    description="Stable id from the source system, e.g. 'C-2024-0113' or 'SOP-VAC-01#3'.")
     kind: Kind = Field(..., description="'case', 'problem' (problem order) or 'sop' (one SOP section).")
     title: str = Field("", max_length=1000)
     text: str = Field("", max_length=200_000, description="Symptom/description, or the SOP section body.")
@@ -85,8 +86,8 @@ class Record(BaseModel):
 
     def searchable_text(self) -> str:
         """The text a sentence encoder sees: title first, then the body fields that describe the problem."""
-        parts = [self.title, self.section if self.kind == "sop" else "", self.text, self.cause,
-                 self.resolution, self.workaround]
+        heading = [self.doc_title, self.section] if self.kind == "sop" else []
+        parts = [self.title, *heading, self.text, self.cause, self.resolution, self.workaround]
         return "\n".join(p for p in parts if p)
 
     def facets(self) -> str:

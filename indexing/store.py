@@ -60,6 +60,13 @@ class StoredRecord:
 
 
 @dataclass(frozen=True)
+class UpsertResult:
+    num: int
+    changed: bool  # False when the stored record was identical: nothing was written
+    created: bool  # True when the id was new
+
+
+@dataclass(frozen=True)
 class Feedback:
     fid: int
     query: str
@@ -108,10 +115,9 @@ class RecordStore:
         return self._conn  # type: ignore[return-value]
 
     # -- writes -----------------------------------------------------------------------------
-    def upsert(self, records: Iterable[Record]) -> list[tuple[int, bool]]:
-        """Insert or replace records in one transaction. Returns (num, changed) per record;
-        ``changed`` is False when the stored record was identical (no change is logged)."""
-        out: list[tuple[int, bool]] = []
+    def upsert(self, records: Iterable[Record]) -> list[UpsertResult]:
+        """Insert or replace records in one transaction; an identical record logs no change."""
+        out: list[UpsertResult] = []
         now = time.time()
         with self._lock:
             conn = self.conn
@@ -121,7 +127,7 @@ class RecordStore:
                     h = rec.content_hash()
                     row = conn.execute("SELECT num, hash FROM records WHERE id = ?", (rec.id,)).fetchone()
                     if row is not None and row[1] == h:
-                        out.append((row[0], False))
+                        out.append(UpsertResult(row[0], False, False))
                         continue
                     values = (rec.kind, rec.product, rec.model, rec.module, rec.status,
                               rec.created.isoformat() if rec.created else None, record_to_json(rec), h, now)
@@ -136,7 +142,7 @@ class RecordStore:
                             "UPDATE records SET kind=?, product=?, model=?, module=?, status=?, created=?,"
                             " body=?, hash=?, updated=? WHERE num=?", (*values, num))
                     conn.execute("INSERT INTO changes (num, op) VALUES (?, 'upsert')", (num,))
-                    out.append((int(num), True))
+                    out.append(UpsertResult(int(num), True, row is None))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

@@ -94,6 +94,14 @@ class Tokenizer:
         found = (m.group(0) for m in _CODE.finditer(t))
         return list(dict.fromkeys(_SEPARATORS.sub("", c) for c in found if is_code(c)))
 
+    def surfaces(self, text: str) -> dict[str, str]:
+        """Stemmed token -> the word as written (first occurrence), for explanations and highlights."""
+        words = [w for w in _WORD.findall(normalize(text, opencc=self.opencc)) if w not in _EN_STOP]
+        out: dict[str, str] = {}
+        for stem, word in zip(self._stem(words), words):
+            out.setdefault(stem, word)
+        return out
+
     def tokenize(self, text: str, *, bigrams: bool | None = None) -> list[str]:
         """Tokens of ``text``: codes, Chinese words and bigrams, stemmed English words, numbers.
 

@@ -31,7 +31,9 @@ def explain(record: Record, *, query_words: list[str], query_codes: set[str], re
         " ".join((record.title, record.doc_title, record.section, record.text, record.cause, record.resolution,
                   record.workaround, record.product, record.model, record.module)), bigrams=False))
     matched_codes = [_display_code(c, record) for c in sorted(query_codes & record_codes)]
-    matched = [w for w in dict.fromkeys(query_words) if w in doc_words and w not in query_codes]
+    shown = tokenizer.surfaces(" ".join((record.title, record.section, record.text)))
+    # A stem ('spindl') is matched, the record's own word ('spindle') is shown.
+    matched = [shown.get(w, w) for w in dict.fromkeys(query_words) if w in doc_words and w not in query_codes]
     parts = []
     if matched_codes:
         parts.append("same code " + ", ".join(matched_codes))

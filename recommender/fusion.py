@@ -71,4 +71,7 @@ def codes_first(fused: Fused, query_codes: set[str], record_codes: dict[int, fro
         return fused
     hits = np.array([len(query_codes & record_codes.get(int(k), frozenset())) for k in fused.keys])
     order = np.lexsort((-fused.scores, -hits))
-    return Fused(fused.keys[order], fused.scores[order], fused.dense, fused.keyword)
+    # Keep scores non-increasing down the list: a record that outranks another on an exact code
+    # scores at least as much as it, so a score threshold never cuts a code match above a non-match.
+    scores = np.maximum.accumulate(fused.scores[order][::-1])[::-1]
+    return Fused(fused.keys[order], scores, fused.dense, fused.keyword)

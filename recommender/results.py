@@ -13,7 +13,9 @@ Mode = Literal["hybrid", "dense", "keyword"]
 class SearchQuery(BaseModel):
     """A free-text search. Filters are case-insensitive; list values mean 'any of'."""
 
-    text: str = Field(..., min_length=1, description="Symptom text, a question, or an error code / part number.")
+    text: str = Field(..., min_length=1, max_length=100_000,
+                      description="Symptom text, a question, or an error code / part number "
+                                  "(the server's limit, server.max_text_chars, may be lower).")
     k: int = Field(10, ge=1, description="How many results.")
     mode: Mode | None = Field(None, description="hybrid (default), dense or keyword.")
     kind: list[Literal["case", "problem", "sop"]] = Field(default_factory=list)

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import ValidationError
 
 from caselink.config import Settings
 from caselink.errors import CaselinkError, EncoderUnavailable, InvalidQuery, RecordNotFound
@@ -33,6 +34,13 @@ from recommender.results import SearchQuery, SearchResponse, SearchResult
 
 # A query is "essentially a code" when codes are all it has besides at most this many words.
 _CODE_QUERY_MAX_WORDS = 2
+
+
+@dataclass(frozen=True)
+class UpsertOutcome:
+    id: str
+    changed: bool
+    created: bool
 
 
 @dataclass
@@ -118,8 +126,13 @@ class CaselinkService:
         """Records related to an existing record, excluding itself (and its linked records if asked)."""
         rec = self.get(record_id)
         exclude = [rec.id, *(rec.links if exclude_linked else [])]
-        q = SearchQuery(text=rec.display_title() or rec.id, k=k, mode=mode, kind=kinds or [],
-                        exclude_ids=exclude, min_score=min_score)
+        try:
+            q = SearchQuery(text=rec.display_title() or rec.id, k=k, mode=mode, kind=kinds or [],
+                            exclude_ids=exclude, min_score=min_score)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(x) for x in first["loc"])
+            raise InvalidQuery(f"field '{field}': {first['msg']}", field=field) from None
         docs = self.index.docs_
         qvec = None
         try:
@@ -220,10 +233,10 @@ class CaselinkService:
         return None if sr is None else sr.num
 
     # -- writes -----------------------------------------------------------------------------
-    def upsert(self, records: list[Record]) -> list[tuple[str, bool]]:
-        """Create or update records; returns (id, changed). Searchable when this returns."""
+    def upsert(self, records: list[Record]) -> list[UpsertOutcome]:
+        """Create or update records. Searchable when this returns."""
         result = self.index.upsert(records)
-        return [(r.id, changed) for r, (_, changed) in zip(records, result)]
+        return [UpsertOutcome(r.id, u.changed, u.created) for r, u in zip(records, result)]
 
     def delete(self, record_id: str) -> None:
         if not self.index.delete(record_id):

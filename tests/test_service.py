@@ -94,9 +94,9 @@ def test_bad_queries_are_clear_errors(svc):
 
 def test_upsert_is_searchable_at_once_and_delete_is_final(svc):
     rec = Record(id="C-100", kind="case", title="离子注入机束流不稳 E7788", text="束流波动 20%", error_codes=["E7788"])
-    assert svc.upsert([rec]) == [("C-100", True)]
+    assert [(o.id, o.changed, o.created) for o in svc.upsert([rec])] == [("C-100", True, True)]
     assert ids(svc.search(SearchQuery(text="E7788")))[0] == "C-100"
-    assert svc.upsert([rec]) == [("C-100", False)]
+    assert [(o.changed, o.created) for o in svc.upsert([rec])] == [(False, False)]
     svc.upsert([rec.model_copy(update={"title": "离子注入机束流不稳 E7789", "error_codes": ["E7789"]})])
     assert "C-100" not in ids(svc.search(SearchQuery(text="E7788")))
     svc.delete("C-100")
@@ -161,3 +161,28 @@ def test_opening_with_another_model_is_a_clear_error(svc, settings):
 def test_no_index_yet_is_a_clear_error(settings, use_encoder):
     with pytest.raises(IndexNotReady, match="caselink index"):
         CaselinkService.open(settings, encoder=use_encoder)
+
+
+def test_an_upsert_whose_embedding_fails_stores_nothing(settings, use_encoder):
+    svc, _ = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
+    svc.index.encoder = _BrokenEncoder(use_encoder)
+    with pytest.raises(EncoderUnavailable):
+        svc.upsert([Record(id="C-300", kind="case", title="新记录 E4242")])
+    assert svc.store.get("C-300") is None and svc.store.changes_since(svc.index.seq_) == []
+    svc.index.encoder = use_encoder
+    svc.close()
+
+
+def test_code_matches_come_first_with_non_increasing_scores(svc):
+    resp = svc.search(SearchQuery(text="干泵 停机 报警 E1023 腔体压力", k=8))
+    scores = [r.score for r in resp.results]
+    assert scores == sorted(scores, reverse=True)
+    assert {r.id for r in resp.results[:2]} == {"C-001", "SOP-VAC#2"}
+
+
+def test_explanations_show_words_as_written(svc):
+    r = svc.search(SearchQuery(text="robots picking wafers from the FOUP", k=1)).results[0]
+    assert r.id == "C-003"
+    written = (r.title + " " + svc.get("C-003").text).lower()
+    assert {"robot", "wafer"} <= set(r.explanation.matched_terms)  # stems matched, words shown
+    assert all(t in written for t in r.explanation.matched_terms)

@@ -23,12 +23,7 @@ _GROUPS = {"case": "cases", "problem": "problems", "sop": "sops"}
 
 
 def _upsert(svc: CaselinkService, records: list[Record]) -> list[UpsertOut]:
-    # The index lock makes "did it exist?" and the write one step, so 'created' is exact even
-    # when two clients PUT the same new id at once (the service itself reports only 'changed').
-    with svc.index.lock:
-        existed = [svc.store.get(r.id) is not None for r in records]
-        result = svc.upsert(records)
-    return [UpsertOut(id=rid, created=not ex, changed=changed) for (rid, changed), ex in zip(result, existed)]
+    return [UpsertOut(id=o.id, created=o.created, changed=o.changed) for o in svc.upsert(records)]
 
 
 @router.post("/records:batch", response_model=BatchUpsertOut, dependencies=[WriteAccess],
