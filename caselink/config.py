@@ -60,7 +60,8 @@ class VectorConfig(_Section):
 
 class RankConfig(_Section):
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
-    fusion: Literal["convex", "rrf"] = Field("convex", description="How dense and keyword rankings are combined.")
+    fusion: Literal["adaptive", "convex", "rrf"] = Field(
+        "adaptive", description="How dense and keyword rankings are combined (see recommender/fusion.py).")
     dense_weight: float = Field(0.5, ge=0, le=1)
     keyword_weight: float = Field(0.5, ge=0, le=1)
     rrf_k: int = Field(60, ge=1)

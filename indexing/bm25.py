@@ -161,9 +161,10 @@ class BM25Index:
     def score(self, query: Sequence[str], *, normalize: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """BM25 scores of every live document that shares a term with ``query``: (keys, scores).
 
-        With ``normalize`` the scores are divided by the query's own score (every query term
-        once, in a document of average length; terms absent from the index count with the
-        highest idf), which puts them on a 0-1 scale comparable across queries.
+        With ``normalize`` the scores are divided by the most any document could score for this
+        query (each term's contribution saturates at idf * (k1 + 1); terms absent from the index
+        count with the highest idf), which puts them on a 0-1 scale comparable across queries
+        without clipping, so the order of the best matches is never flattened into ties.
         """
         n = len(self)
         if n == 0:
@@ -177,7 +178,7 @@ class BM25Index:
             rows, tfs = self._postings(tid) if tid is not None else (np.zeros(0, dtype=np.int32), None)
             df = len(rows)
             idf = np.log1p((n - df + 0.5) / (df + 0.5))
-            self_score += qtf * idf
+            self_score += qtf * idf * (self.k1 + 1.0)
             if df == 0:
                 continue
             norm = self.k1 * (1.0 - self.b + self.b * self._doc_len[rows] / avgdl)
@@ -188,7 +189,7 @@ class BM25Index:
         slots = np.unique(np.concatenate(touched))
         out = scores[slots]
         if normalize and self_score > 0:
-            out = np.minimum(out / self_score, 1.0).astype(np.float32)
+            out = (out / self_score).astype(np.float32)
         return self._keys[slots], out
 
     def search(self, query: Sequence[str], k: int, allow: Callable[[np.ndarray], np.ndarray] | None = None,

@@ -49,15 +49,17 @@ class Tokenizer:
     opencc : OpenCC configuration for script folding ('' disables).
     cjk_bigrams : add overlapping CJK character bigrams besides jieba's words.
     stem : apply the Snowball English stemmer to Latin words.
+    word_bigrams : add adjacent Latin word pairs ('power_cord') as phrase tokens.
     user_words : domain terms (module, product names) jieba must keep whole.
 
     Construction is cheap; jieba's dictionary loads on first use.
     """
 
-    def __init__(self, *, opencc: str = "t2s", cjk_bigrams: bool = True, stem: bool = True,
-                 user_words: Iterable[str] = ()):
+    def __init__(self, *, opencc: str = "t2s", cjk_bigrams: bool = True, word_bigrams: bool = False,
+                 stem: bool = True, user_words: Iterable[str] = ()):
         self.opencc = opencc
         self.cjk_bigrams = cjk_bigrams
+        self.word_bigrams = word_bigrams
         self.stem = stem
         self.user_words = sorted({w.strip() for w in user_words if w and w.strip()})
         self._jieba = None
@@ -121,8 +123,10 @@ class Tokenizer:
                 last = m.end()
         rest.append(t[last:])
         plain = " ".join(rest)
-        words = [w for w in _WORD.findall(plain) if w not in _EN_STOP]
-        tokens.extend(self._stem(words))
+        words = self._stem([w for w in _WORD.findall(plain) if w not in _EN_STOP])
+        tokens.extend(words)
+        if bigrams and self.word_bigrams:
+            tokens.extend(f"{a}_{b}" for a, b in zip(words, words[1:]))
         for run in _CJK_RUN.findall(plain):
             tokens.extend(w for w in self._segmenter().cut(run, HMM=True) if w not in _ZH_STOP)
             if bigrams and len(run) > 2:

@@ -34,6 +34,10 @@ from recommender.results import SearchQuery, SearchResponse, SearchResult
 
 # A query is "essentially a code" when codes are all it has besides at most this many words.
 _CODE_QUERY_MAX_WORDS = 2
+# Exact codes decide the order only when the query names a few of them: an engineer typing
+# "E1023 after PM" means that code; a long report mentioning thirty versions, hosts and class
+# names does not, and ordering by how many of those overlap was measured to hurt (see bench/relevance.md).
+_CODES_FIRST_MAX = 3
 
 
 @dataclass(frozen=True)
@@ -197,7 +201,8 @@ class CaselinkService:
             fused = single(d_keys, d_scores, "dense")
         else:
             fused = single(k_keys, k_scores, "keyword")
-        fused = codes_first(fused, query_codes, self.index.facets_.codes)
+        if len(query_codes) <= _CODES_FIRST_MAX:
+            fused = codes_first(fused, query_codes, self.index.facets_.codes)
         timings["fusion"] = _ms(t)
 
         t = time.perf_counter()

@@ -1,0 +1,38 @@
+"""Fusion: score ranges, the three methods, code-first ordering."""
+
+import numpy as np
+import pytest
+
+from recommender.fusion import adaptive_weights, codes_first, fuse
+
+
+def test_convex_combines_and_fills_missing_with_the_side_floor():
+    f = fuse(np.array([1, 2]), np.array([0.9, 0.5]), np.array([2, 3]), np.array([0.9, 0.4]),
+             method="convex", dense_weight=0.5, keyword_weight=0.5)
+    got = dict(zip(f.keys.tolist(), f.scores.tolist()))
+    assert got == pytest.approx({1: (0.9 + 0.4) / 2, 2: (0.5 + 0.9) / 2, 3: (0.5 + 0.4) / 2})
+    assert f.keys.tolist() == [2, 1, 3]
+    assert f.dense[1] == (1, pytest.approx(0.9)) and f.keyword[3] == (2, pytest.approx(0.4))
+
+
+def test_rrf_scores_are_normalised_to_one_at_best():
+    f = fuse(np.array([7]), np.array([0.3]), np.array([7]), np.array([0.1]), method="rrf")
+    assert f.scores.tolist() == pytest.approx([1.0])
+
+
+def test_adaptive_weights_trust_the_side_whose_best_stands_out():
+    flat = np.linspace(0.50, 0.40, 50)            # the best barely stands out
+    sharp = np.r_[0.90, np.linspace(0.20, 0.10, 49)]  # one clear answer
+    wd, wk = adaptive_weights(flat, sharp, 0.5, 0.5)
+    assert wk > 4 * wd
+    wd, wk = adaptive_weights(sharp, flat, 0.5, 0.5)
+    assert wd > 4 * wk
+    assert adaptive_weights(sharp[:2], flat, 0.3, 0.7) == (0.3, 0.7)  # too few to judge
+
+
+def test_codes_first_reorders_and_keeps_scores_non_increasing():
+    f = fuse(np.array([1, 2, 3]), np.array([0.9, 0.8, 0.7]), np.array([], dtype=np.int64), np.array([]),
+             method="convex")
+    out = codes_first(f, {"e1023"}, {3: frozenset({"e1023"})})
+    assert out.keys.tolist() == [3, 1, 2]
+    assert out.scores.tolist() == sorted(out.scores.tolist(), reverse=True)
