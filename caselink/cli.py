@@ -263,5 +263,10 @@ def serve(
                 access_log=False)
 
 
+from caselink.eval_command import eval_command  # noqa: E402  (a command of its own module, registered here)
+
+app.command("eval")(friendly(eval_command))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

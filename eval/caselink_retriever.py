@@ -42,9 +42,13 @@ class CaselinkEngine:
     """
 
     def __init__(self, settings: Settings | None = None, *, workdir: Path | None = None,
-                 cache_path: Path | None = None, progress: Callable[[str, int, int], None] | None = None):
+                 cache_path: Path | None = None, progress: Callable[[str, int, int], None] | None = None,
+                 full_records: dict[str, Record] | None = None):
         self.settings = settings or load_settings(env={})
         self.workdir = workdir
+        # Evaluating caselink's own records: index them whole (product, module, codes, links),
+        # not just the id/title/text the harness passes around.
+        self.full_records = full_records or {}
         self.cache_path = cache_path
         self.progress = progress
         self.service_: CaselinkService | None = None
@@ -68,8 +72,8 @@ class CaselinkEngine:
             if not link.exists():
                 self.cache_path.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(self.cache_path.resolve())
-        self.service_, _ = CaselinkService.build(settings, records=[to_record(r) for r in records],
-                                                 progress=self.progress)
+        recs = [self.full_records.get(r.id) or to_record(r) for r in records]
+        self.service_, _ = CaselinkService.build(settings, records=recs, progress=self.progress)
         self._fitted = key
         return self.service_
 

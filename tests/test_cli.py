@@ -1,0 +1,91 @@
+"""The caselink command line, run as a user would: a real process, real files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CASELINK_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "caselink.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=data_dir.parent, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    data = tmp_path_factory.mktemp("cli") / "data"
+    proc = run("index", "--demo", data_dir=data)
+    assert "indexed 536 records" in proc.stdout
+    return data
+
+
+def test_search_returns_case_problem_and_sop_for_a_chinese_symptom(demo_dir):
+    out = json.loads(run("search", "刻蚀机前级干泵抽真空时电流一直往上涨然后跳停，进气口全是粉", "-k", "10",
+                         "--json", data_dir=demo_dir).stdout)
+    ids = [r["id"] for r in out["results"]]
+    assert "PO-2023-003" in ids[:5]
+    assert {"C-2023-00042", "C-2023-00026"} & set(ids[:5])
+    assert any(i.startswith("SOP-VAC-003#") for i in ids)
+
+
+def test_traditional_query_finds_simplified_records(demo_dir):
+    out = json.loads(run("search", "換了新的汞燈還是點不起來，燈箱裡一直有放電聲", "--json", data_dir=demo_dir).stdout)
+    ids = [r["id"] for r in out["results"]]
+    assert "C-2025-00174" in ids[:5]  # written in simplified script
+    assert "PO-2025-013" in ids[:5]
+
+
+def test_error_code_query_puts_exact_code_first(demo_dir):
+    out = json.loads(run("search", "A-4410", "-k", "10", "--json", data_dir=demo_dir).stdout)
+    top = out["results"][:7]
+    assert all("A-4410" in r["explanation"]["matched_codes"] for r in top)
+    assert "PO-2024-043" in {r["id"] for r in top}
+    assert any(r["id"].startswith("SOP-GAS-002#") for r in out["results"])
+
+
+def test_related_and_stats(demo_dir):
+    out = json.loads(run("related", "C-2023-00026", "--json", data_dir=demo_dir).stdout)
+    ids = [r["id"] for r in out["results"]]
+    assert "C-2023-00026" not in ids and "PO-2023-003" in ids[:5]
+    stats = json.loads(run("stats", "--json", data_dir=demo_dir).stdout)
+    assert stats["records"] == {"case": 324, "problem": 44, "sop": 168} and stats["model"] == "use-m3"
+
+
+def test_errors_are_one_clear_line_and_exit_2(demo_dir, tmp_path):
+    proc = run("related", "NO-SUCH-ID", data_dir=demo_dir, check=False)
+    assert proc.returncode == 2 and "no record with id 'NO-SUCH-ID'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run("search", "泵", "--from", "yesterday", data_dir=demo_dir, check=False)
+    assert proc.returncode == 2 and "--from expects a date" in proc.stderr
+    proc = run("search", "泵", data_dir=tmp_path / "empty", check=False)
+    assert proc.returncode == 2 and "caselink index" in proc.stderr
+
+
+def test_index_reports_bad_rows_and_keeps_the_rest(tmp_path):
+    csv = tmp_path / "export.csv"
+    csv.write_text("id,kind,title,created\nX-1,case,真空泵报警 E1023,2024-01-02\nX-2,incident,坏行,2024-01-02\n"
+                   "X-3,case,机械手报错,not-a-date\n,case,没有编号,2024-01-02\nX-5,case,激光功率下降,2024-02-03\n",
+                   encoding="utf-8")
+    proc = run("index", str(csv), data_dir=tmp_path / "data")
+    assert "indexed 2 records" in proc.stdout
+    assert "row 3" in proc.stderr and "kind" in proc.stderr
+    assert "row 4" in proc.stderr and "created" in proc.stderr
+
+
+def test_eval_on_the_demo_history(demo_dir):
+    out = json.loads(run("eval", "--demo", "--max-queries", "60", "--json", data_dir=demo_dir).stdout)
+    assert out["dataset"] == "demo" and out["queries"] == 60
+    assert set(out["modes"]) == {"hybrid", "dense", "keyword"}
+    assert out["modes"]["hybrid"]["hit@10"] >= 0.9
+    assert set(out["modes"]["hybrid"]) >= {"hit@1", "recall@10", "mrr@10", "ndcg@10"}
