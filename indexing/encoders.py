@@ -143,7 +143,9 @@ class SentenceTransformerEncoder(_ChunkingEncoder):
         self.threads = threads or available_cores()
         self.model_id = f"st:{Path(name_or_path).name if os.path.isdir(name_or_path) else name_or_path}"
         self._model = None
-        self.dim = self._load().get_sentence_embedding_dimension()
+        model = self._load()
+        dim_of = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self.dim = dim_of()
 
     def _load(self):
         if self._model is None:

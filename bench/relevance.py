@@ -1,0 +1,96 @@
+"""Relevance on the shared benchmarks: caselink's three modes next to the reference baselines.
+
+    python -m bench.relevance [--sets zh_bq_dev,...] [--out bench/relevance.md] [--no-baselines]
+
+Runs the protocol of ../shared/benchmarks/README.md (via eval.runner.evaluate) on each set with
+default settings, and writes one Markdown table with every metric plus the issue's target metric
+per set. Embeddings are cached in var/eval-cache/ so a rerun only re-ranks.
+Benchmarks are located by CASELINK_BENCHMARKS, default ../shared/benchmarks next to the repo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from bench.machine import REPO, header
+
+SETS = ("zh_bq_dev", "zh_afqmc_dev", "en_emanual_tv_remote", "en_openoffice_dups", "en_gitbugs_hadoop")
+# The issue's reference figures and targets for caselink hybrid (metric, TF-IDF, USE, naive RRF, target).
+TARGETS = {
+    "zh_bq_dev": ("mrr@10", 0.247, 0.272, 0.285, 0.33),
+    "zh_afqmc_dev": ("mrr@10", 0.140, 0.178, 0.189, 0.22),
+    "en_emanual_tv_remote": ("hit@1", 0.477, 0.307, 0.431, 0.55),
+    "en_openoffice_dups": ("hit@10", 0.616, 0.635, 0.680, 0.72),
+    "en_gitbugs_hadoop": ("mrr@10", 0.563, 0.443, 0.523, 0.60),
+}
+METRICS = ("hit@1", "hit@10", "recall@10", "mrr@10", "ndcg@10")
+
+
+def run_set(folder: Path, baselines: bool) -> dict:
+    from caselink.config import load_settings
+    from eval.baselines import NaiveRRFRetriever, TfidfRetriever, UseDenseRetriever
+    from eval.caselink_retriever import CaselinkEngine, CaselinkRetriever
+    from eval.runner import evaluate_benchmark
+
+    settings = load_settings(env={})
+    engine = CaselinkEngine(settings, cache_path=REPO / "var" / "eval-cache" / "embeddings.sqlite")
+    retrievers = {m: CaselinkRetriever(engine, m) for m in ("hybrid", "dense", "keyword")}
+    if baselines:
+        tfidf, use = TfidfRetriever(), UseDenseRetriever()
+        retrievers.update({"tfidf": tfidf, "use": use, "naive-rrf": NaiveRRFRetriever(tfidf, use)})
+    t0 = time.perf_counter()
+    try:
+        result = evaluate_benchmark(folder, retrievers, n_bootstrap=200)
+    finally:
+        engine.close()
+    out = result.to_json()
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    out["ci"] = {m: {k: [round(x, 3) for x in r.ci[k]] for k in METRICS} for m, r in result.modes.items()}
+    return out
+
+
+def render(results: list[dict], command: str) -> str:
+    lines = [header("Relevance on the shared benchmarks", command=command), ""]
+    lines += ["## Target metric per set (hybrid = caselink default settings)", "",
+              "| set | metric | TF-IDF (ref) | USE (ref) | naive RRF (ref) | caselink keyword | caselink dense "
+              "| caselink hybrid | target | met |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        metric, tf, use, rrf, target = TARGETS[r["dataset"]]
+        m = r["modes"]
+        hyb = m["hybrid"][metric]
+        lines.append(f"| {r['dataset']} | {metric} | {tf:.3f} | {use:.3f} | {rrf:.3f} | {m['keyword'][metric]:.3f} "
+                     f"| {m['dense'][metric]:.3f} | **{hyb:.3f}** | {target:.2f} | {'yes' if hyb >= target else 'no'} |")
+    lines += ["", "Reference columns are the figures given in the issue; the baselines measured here on the same "
+              "protocol are in the full table below.", "", "## All modes, all metrics (95% bootstrap CI for hybrid)", ""]
+    for r in results:
+        lines += [f"### {r['dataset']} ({r['queries']} queries, {r['seconds']} s)", "",
+                  "| mode | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+        for mode, vals in r["modes"].items():
+            lines.append(f"| {mode} | " + " | ".join(f"{vals[k]:.3f}" for k in METRICS) + " |")
+        ci = r["ci"]["hybrid"]
+        lines += ["", "hybrid 95% CI: " + ", ".join(f"{k} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" for k in METRICS), ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sets", default=",".join(SETS))
+    ap.add_argument("--out", default=str(REPO / "bench" / "relevance.md"))
+    ap.add_argument("--no-baselines", action="store_true")
+    args = ap.parse_args(argv)
+    root = Path(os.environ.get("CASELINK_BENCHMARKS", REPO.parent / "shared" / "benchmarks"))
+    results = []
+    for name in args.sets.split(","):
+        res = run_set(root / name, baselines=not args.no_baselines)
+        print(json.dumps({k: res[k] for k in ("dataset", "queries", "modes")}), flush=True)
+        results.append(res)
+    Path(args.out).write_text(render(results, "python -m bench.relevance " + " ".join(argv or [])), encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
