@@ -265,7 +265,11 @@ def serve(
 
 from caselink.eval_command import eval_command  # noqa: E402  (a command of its own module, registered here)
 
+from caselink.insight_commands import emerging_command, suggest_command  # noqa: E402
+
 app.command("eval")(friendly(eval_command))
+app.command("emerging")(friendly(emerging_command))
+app.command("suggest")(friendly(suggest_command))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -77,9 +77,11 @@ class LiveIndex:
         self.facets_ = FacetTable()
 
     # -- construction -----------------------------------------------------------------------
-    def _make_docs(self, user_words: list[str]) -> DocumentBuilder:
-        t = self.settings.text
-        tok = Tokenizer(opencc=t.opencc, cjk_bigrams=t.cjk_bigrams, user_words=user_words)
+    def _make_docs(self, user_words: list[str], text: dict | None = None) -> DocumentBuilder:
+        """Tokenisation as configured, or as recorded in a manifest (``text``) for an existing index."""
+        t = text or self.settings.text.model_dump()
+        tok = Tokenizer(opencc=t["opencc"], cjk_bigrams=t["cjk_bigrams"], word_bigrams=t.get("word_bigrams", False),
+                        user_words=user_words)
         return DocumentBuilder(tok, title_weight=self.settings.bm25.title_weight,
                                code_weight=self.settings.bm25.code_weight)
 
@@ -140,7 +142,7 @@ class LiveIndex:
                 f"but the configured model is '{encoder.model_id}' ({encoder.dim}-d)",
                 hint="set encoder.model back, or " + REBUILD_HINT)
         p = manifest["params"]
-        idx.docs_ = idx._make_docs(p["text"]["user_words"])
+        idx.docs_ = idx._make_docs(p["text"]["user_words"], p["text"])
         idx.docs_.title_weight = p["bm25"]["title_weight"]
         idx.docs_.code_weight = p["bm25"]["code_weight"]
         try:
@@ -252,6 +254,7 @@ class LiveIndex:
                         "vectors": {"factory": self.vectors_.factory_, "nprobe": s.vectors.nprobe},
                         "text": {"opencc": self.docs_.tokenizer.opencc,
                                  "cjk_bigrams": self.docs_.tokenizer.cjk_bigrams,
+                                 "word_bigrams": self.docs_.tokenizer.word_bigrams,
                                  "user_words": self.docs_.tokenizer.user_words},
                         "encoder": {"chunk_chars": s.encoder.chunk_chars},
                     },

@@ -89,3 +89,13 @@ def test_eval_on_the_demo_history(demo_dir):
     assert set(out["modes"]) == {"hybrid", "dense", "keyword"}
     assert out["modes"]["hybrid"]["hit@10"] >= 0.9
     assert set(out["modes"]["hybrid"]) >= {"hit@1", "recall@10", "mrr@10", "ndcg@10"}
+
+
+def test_emerging_and_suggest_commands(demo_dir):
+    report = json.loads(run("emerging", "--window", "90d", "--json", data_dir=demo_dir).stdout)
+    assert report["window_days"] == 90 and report["recent_cases"] > 0
+    assert {p["id"] for p in report["rising_problems"]} >= {"PO-2025-036"}
+    bad = run("emerging", "--window", "3x", data_dir=demo_dir, check=False)
+    assert bad.returncode == 2 and "--window expects" in bad.stderr
+    sugg = json.loads(run("suggest", "C-2023-00026", "--json", data_dir=demo_dir).stdout)
+    assert sugg["fields"]["module"]["value"] == "真空"
