@@ -21,7 +21,7 @@ from api import errors
 from api.deps import KeyRing
 from api.metrics import Metrics, MetricsMiddleware, RouteTemplates
 from api.middleware import BodyLimitMiddleware, LoopbackHostMiddleware
-from api.routers import feedback, ops, records, search
+from api.routers import feedback, insights, ops, records, search
 from caselink import __version__
 from caselink.config import Settings
 from caselink.errors import CaselinkError, ConfigError
@@ -104,7 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.startup_error = None
     errors.install(app)
     templates = ["/", "/docs", "/openapi.json", "/static/{path:path}"]
-    for module, prefix in ((search, "/v1"), (records, "/v1"), (feedback, "/v1"), (ops, "")):
+    for module, prefix in ((search, "/v1"), (records, "/v1"), (feedback, "/v1"), (insights, "/v1"), (ops, "")):
         app.include_router(module.router, prefix=prefix)
         templates += [prefix + route.path for route in module.router.routes]
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -2,13 +2,16 @@
 problem-details body (``application/problem+json``) naming the field at fault.
 
 Bad input is always 4xx: request validation (including malformed JSON) is 422 with the dotted
-field (``records.3.kind``); domain errors map through :data:`STATUS`; anything unexpected is a
+field (``records.3.kind``); domain errors map through :data:`STATUS`; storage failures (SQLite
+errors, OSError) are 507 when the disk is full and 503 otherwise; anything unexpected is a
 500 whose body says nothing about internals (the traceback goes to the log).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from collections.abc import Iterable, Mapping
 
 from fastapi import FastAPI, Request
@@ -51,9 +54,13 @@ RETRY_AFTER_S = 30
 # What FastAPI says when a body fails to decode before JSON parsing even starts.
 _FASTAPI_BODY_ERROR = "There was an error parsing the body"
 
+# A storage error with one of these in its chain means the disk (or the file size limit) is full.
+_NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_SQLITE_FULL = 13  # primary result code; sqlite3 exposes sqlite_errorcode, extended codes keep it in the low byte
+
 _HTTP_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
                 405: "Method not allowed", 413: "Request body too large", 422: "Invalid input",
-                500: "Internal server error", 503: "Service unavailable"}
+                500: "Internal server error", 503: "Service unavailable", 507: "Insufficient storage"}
 _HTTP_SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
                405: "method-not-allowed", 413: "too-large", 422: "invalid-input"}
 
@@ -129,14 +136,53 @@ async def _on_domain(request: Request, exc: CaselinkError) -> JSONResponse:
     return problem(status, exc.message, slug=slug, title=title, field=exc.field, hint=exc.hint, headers=headers)
 
 
+def _body_error(cause: BaseException | None) -> str:
+    """Why a body that is not a JSON syntax error could not be parsed (FastAPI chains the cause)."""
+    if isinstance(cause, RecursionError):
+        return "request body is nested too deeply to be read as JSON"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return "request body holds a number with too many digits"
+    return "request body could not be decoded: expected UTF-8 JSON"
+
+
 async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if isinstance(exc.detail, dict):  # raised by api.deps with a field
         detail, field = str(exc.detail.get("detail", "")), exc.detail.get("field")
-    elif exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:  # e.g. bytes that are not UTF-8
-        detail, field = "request body could not be decoded: expected UTF-8 JSON", "body"
+    elif exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:  # json.loads failed, not with a syntax error
+        detail, field = _body_error(exc.__cause__), "body"
     else:
         detail, field = str(exc.detail), None
     return problem(exc.status_code, detail, field=field, headers=exc.headers)
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """True when ``exc`` or an exception it was raised from says the disk is full."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _NO_SPACE_ERRNOS:
+            return True
+        if isinstance(current, sqlite3.Error) and (getattr(current, "sqlite_errorcode", 0) or 0) & 0xFF == _SQLITE_FULL:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+async def _on_storage(request: Request, exc: Exception) -> JSONResponse:
+    """The record store or the index files could not be written or read (SQLite error, OSError).
+
+    Not the client's fault and usually not permanent: 507 when the disk is full, else 503 with
+    Retry-After. The write was not acknowledged; PUT and batch upserts can simply be retried.
+    """
+    log.error("storage error on %s %s: %s", request.method, request.url.path, exc, exc_info=exc)
+    hint = "retry the request once the server has storage again; PUT and batch upserts are idempotent"
+    if _out_of_space(exc):
+        return problem(507, "the server is out of storage space; the request was not acknowledged",
+                       slug="insufficient-storage", hint=hint)
+    return problem(503, "the server could not read or write its storage; the request was not acknowledged",
+                   slug="storage-unavailable", title="Storage unavailable", hint=hint,
+                   headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -144,10 +190,31 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem(500, "internal error; the server log has the details", slug="internal")
 
 
+def _declare_problem_media_type(app: FastAPI) -> None:
+    """Make the OpenAPI schema say what :func:`problem` sends: error bodies are
+    ``application/problem+json`` (FastAPI documents every response model as ``application/json``)."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()  # cached by FastAPI in app.openapi_schema; edited in place once
+            for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if status[:1] in ("4", "5") and "application/json" in content:
+                        content[PROBLEM_JSON] = content.pop("application/json")
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
-    """Register the handler table on ``app``."""
+    """Register the handler table on ``app``, and declare its media type in the OpenAPI schema."""
+    _declare_problem_media_type(app)
     app.add_exception_handler(RequestValidationError, _on_request_validation)
     app.add_exception_handler(ValidationError, _on_pydantic_validation)
     app.add_exception_handler(CaselinkError, _on_domain)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(sqlite3.Error, _on_storage)
+    app.add_exception_handler(OSError, _on_storage)
     app.add_exception_handler(Exception, _on_unexpected)

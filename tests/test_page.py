@@ -127,3 +127,82 @@ def test_record_text_is_escaped(srv, browser):
     assert "<b>bold</b>" in result.find_element(By.CSS_SELECTOR, ".snippet").text
     assert not browser.find_elements(By.CSS_SELECTOR, "#results img, #results b, #results script")
     assert browser.title != "pwned"
+
+
+# A burst of one new fault, well after the demo history: the emerging view must flag it.
+BURST = [
+    ("B-1", "2025-06-03", "腔盖互锁误报 E9401", "PM1 运行中突然报 E9401 lid open interlock，腔盖实际已关好，复位后又出现。"
+     "腔盖微动开关接触不良。"),
+    ("B-2", "2025-06-09", "腔蓋互鎖誤報 E9401", "PM2 製程中報 E9401 腔蓋開啟互鎖，腔蓋實際關閉。檢查腔蓋微動開關接觸不良，"
+     "清潔後暫時恢復。"),
+    ("B-3", "2025-06-15", "False lid-open interlock E9401", "E9401 lid open interlock during process although the "
+     "chamber lid is closed. The lid micro switch contact is intermittent."),
+    ("B-4", "2025-06-24", "腔盖开关误触发 E9401 导致 abort", "E9401 腔盖互锁误报，wafer abort，腔盖微动开关接触不良，"
+     "更换开关后恢复。"),
+]
+# An open problem order with one linked case last window and three this window: rising.
+RISING_PO = {"kind": "problem", "status": "investigating", "created": "2025-05-01", "module": "真空",
+             "title": "TMP-2300 分子泵轴承早期失效，振动报警 E1110", "error_codes": ["E1110"],
+             "text": "特定批号分子泵运行数月后振动报警 E1110，轴承磨损。"}
+LINKED = [("K-0", "2025-05-20", "分子泵振动报警 E1110"), ("K-1", "2025-06-05", "分子泵运行中振动报警 E1110"),
+          ("K-2", "2025-06-11", "分子幫浦振動報警 E1110"), ("K-3", "2025-06-18", "TMP vibration alarm E1110")]
+
+
+def test_emerging_view_lists_the_burst_and_members_open_related(srv, browser):
+    from selenium.webdriver.common.by import By
+
+    for rid, created, title, text in BURST:
+        resp = httpx.put(f"{srv.url}/v1/records/{rid}", timeout=30, json={
+            "kind": "case", "title": title, "text": text, "created": created, "product": "HX-Etch 500",
+            "module": "真空", "error_codes": ["E9401"], "status": "open"})
+        assert resp.status_code in (200, 201), resp.text
+    assert httpx.put(f"{srv.url}/v1/records/PO-RISE", json=RISING_PO, timeout=30).status_code in (200, 201)
+    for rid, created, title in LINKED:
+        resp = httpx.put(f"{srv.url}/v1/records/{rid}", timeout=30, json={
+            "kind": "case", "title": title, "text": f"{title}，轴承异响。", "created": created, "module": "真空",
+            "error_codes": ["E1110"], "links": ["PO-RISE"]})
+        assert resp.status_code in (200, 201), resp.text
+    browser.get(srv.url + "/")
+    browser.find_element(By.ID, "nav-emerging").click()
+    _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#emerging .emerging-group")
+                         or d.find_element(By.ID, "error").is_displayed())
+    assert not browser.find_element(By.ID, "error").is_displayed(), browser.find_element(By.ID, "error").text
+    assert "view=emerging" in browser.current_url and not browser.find_element(By.ID, "search-form").is_displayed()
+    group = browser.find_element(By.CSS_SELECTOR, "#emerging .emerging-group")
+    assert group.get_attribute("data-cases") == "B-1 B-2 B-3 B-4"
+    assert "E9401" in group.find_element(By.CSS_SELECTOR, ".title").text
+    assert "4 cases" in group.text and "growth ×5.0" in group.text and "HX-Etch 500" in group.text
+    assert [c.text for c in group.find_elements(By.CSS_SELECTOR, ".codes .chip")] == ["E9401"]
+    members = group.find_elements(By.CSS_SELECTOR, "a.member")
+    assert [m.text for m in members] == ["B-1", "B-2", "B-3", "B-4"]
+    assert "1 emerging group" in browser.find_element(By.ID, "status").text
+    rising = browser.find_element(By.CSS_SELECTOR, '#emerging .rising[data-id="PO-RISE"]')
+    assert "E1110" in rising.find_element(By.CSS_SELECTOR, ".title").text and "growth ×" in rising.text
+    assert [m.text for m in rising.find_elements(By.CSS_SELECTOR, "a.member")] == ["K-1", "K-2", "K-3"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "emerging-page.png"))
+
+    members[1].click()  # B-2 -> "related to this record" in the search view
+    _wait(browser).until(lambda d: d.find_element(By.ID, "context").is_displayed()
+                         and d.find_elements(By.CSS_SELECTOR, "#results .group .result"))
+    assert "related=B-2" in browser.current_url and not browser.find_element(By.ID, "emerging").is_displayed()
+    assert "B-2" in browser.find_element(By.ID, "context").text
+    shown = [r.get_attribute("data-id") for r in browser.find_elements(By.CSS_SELECTOR, "#results .result")]
+    assert "B-2" not in shown and {"B-1", "B-3", "B-4"} <= set(shown)
+
+    # Suggest fields inline: the burst's module is suggested, the unset category is not (with the reason).
+    target = browser.find_element(By.CSS_SELECTOR, '#results .result[data-id="B-1"]')
+    target.find_element(By.CSS_SELECTOR, ".suggest").click()
+    _wait(browser).until(lambda d: target.find_elements(By.CSS_SELECTOR, '.suggestions tr[data-field="module"]'))
+    module = target.find_element(By.CSS_SELECTOR, '.suggestions tr[data-field="module"]')
+    assert module.find_element(By.CSS_SELECTOR, ".value strong").text == "真空" and "%" in module.text
+    category = target.find_element(By.CSS_SELECTOR, '.suggestions tr[data-field="category"]')
+    assert "no suggestion" in category.text and "'category' set" in category.text
+    browser.save_screenshot(str(ARTIFACTS / "suggest-fields.png"))
+    assert not browser.find_elements(By.CSS_SELECTOR, '#results .result.kind-sop .suggest')
+
+    browser.back()  # history: back to the emerging view
+    _wait(browser).until(lambda d: d.find_element(By.ID, "emerging").is_displayed()
+                         and d.find_elements(By.CSS_SELECTOR, "#emerging .emerging-group"))
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not severe, severe  # no CSP violations, failed fetches or script errors

@@ -47,7 +47,8 @@ def stats(svc: ServiceDep) -> StatsOut:
 
 
 @router.get("/metrics", dependencies=[ReadAccess], summary="Prometheus metrics (text format)",
-            response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+            response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}},
+                                                **{c: PROBLEM_RESPONSES[c] for c in (401, 403)}})
 def metrics(request: Request) -> Response:
     body = request.app.state.metrics.render(request.app.state.service)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -7,7 +7,9 @@ const KIND_LABEL = { case: "case", problem: "problem", sop: "SOP" };
 const GROUPS = [["cases", "Service cases"], ["problems", "Problem orders"], ["sops", "SOP sections"]];
 
 const $ = (sel) => document.querySelector(sel);
-const state = { query: "", relatedTo: null };
+const state = { query: "", relatedTo: null, view: "search" };
+const SUGGEST_LABEL = { category: "Category", module: "Module", priority: "Priority", group: "Group",
+  product: "Product", model: "Model" };
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -112,6 +114,12 @@ function renderResult(r, feedbackFor) {
     ev.preventDefault();
     showRelated(r.id, true);
   });
+  const suggest = node.querySelector(".suggest");
+  if (r.kind === "case") {
+    suggest.addEventListener("click", () => toggleSuggestions(node, r));
+  } else {
+    suggest.remove();  // suggestions come from past cases' fields: offered for cases only
+  }
   const vote = node.querySelector(".vote");
   vote.querySelector(".helpful").addEventListener("click", () => sendFeedback(vote, r.id, true, feedbackFor));
   vote.querySelector(".not-helpful").addEventListener("click", () => sendFeedback(vote, r.id, false, feedbackFor));
@@ -165,6 +173,7 @@ async function runSearch(push) {
   const text = $("#q").value.trim();
   if (!text) return;
   const f = formFilters();
+  setView("search");
   clearMessages();
   state.query = text;
   state.relatedTo = null;
@@ -189,6 +198,7 @@ async function runSearch(push) {
 
 async function showRelated(id, push) {
   const f = formFilters();
+  setView("search");
   clearMessages();
   state.relatedTo = id;
   if (push) history.pushState(null, "", `?related=${encodeURIComponent(id)}`);
@@ -233,12 +243,206 @@ function recordTitle(rec) {
 
 function fromUrl() {
   const params = new URLSearchParams(location.search);
-  if (params.get("related")) {
+  if (params.get("view") === "emerging") {
+    for (const [name, id] of EMERGING_PARAMS) if (params.has(name)) $(id).value = params.get(name);
+    loadEmerging(false);
+  } else if (params.get("related")) {
     showRelated(params.get("related"), false);
   } else if (params.get("q")) {
     $("#q").value = params.get("q");
     runSearch(false);
+  } else {
+    setView("search");
   }
+}
+
+// ---- views ---------------------------------------------------------------------------------------
+function setView(view) {
+  state.view = view;
+  const emerging = view === "emerging";
+  for (const id of ["#search-form", "#results"]) $(id).hidden = emerging;
+  for (const id of ["#emerging-form", "#emerging"]) $(id).hidden = !emerging;
+  if (emerging) $("#context").hidden = true;
+  for (const [id, on] of [["#nav-search", !emerging], ["#nav-emerging", emerging]]) {
+    if (on) $(id).setAttribute("aria-current", "page"); else $(id).removeAttribute("aria-current");
+  }
+}
+
+function backToSearch() {
+  if (state.relatedTo) { showRelated(state.relatedTo, true); return; }
+  if (state.query) { $("#q").value = state.query; runSearch(true); return; }
+  setView("search");
+  clearMessages();
+  history.pushState(null, "", "/");
+  $("#q").focus();
+}
+
+// ---- emerging problems ---------------------------------------------------------------------------
+// Query parameter -> form input. Empty inputs are left out (the server's defaults apply).
+const EMERGING_PARAMS = [["window_days", "#em-window"], ["as_of", "#em-as-of"], ["product", "#em-product"],
+  ["min_size", "#em-min-size"], ["similarity", "#em-similarity"]];
+
+function emergingParams() {
+  const params = new URLSearchParams();
+  for (const [name, id] of EMERGING_PARAMS) {
+    const value = $(id).value.trim();
+    if (value) params.set(name, value);
+  }
+  return params;
+}
+
+async function loadEmerging(push) {
+  setView("emerging");
+  clearMessages();
+  const params = emergingParams();
+  if (push) history.pushState(null, "", `?view=emerging${params.toString() ? `&${params}` : ""}`);
+  const box = $("#emerging");
+  box.setAttribute("aria-busy", "true");
+  $("#status").textContent = "Looking for emerging problems…";
+  const started = performance.now();
+  try {
+    const report = await api(`/v1/emerging?${params}`);
+    renderEmerging(report, Math.round(performance.now() - started));
+  } catch (err) {
+    $("#status").textContent = "";
+    box.replaceChildren();
+    showError(err);
+  } finally {
+    box.removeAttribute("aria-busy");
+  }
+}
+
+function renderEmerging(report, elapsed) {
+  const box = $("#emerging");
+  box.replaceChildren();
+  const n = report.groups.length;
+  const parts = [`${n} emerging group${n === 1 ? "" : "s"}`,
+    `${report.recent_cases} recent case${report.recent_cases === 1 ? "" : "s"}`];
+  if (report.excluded_linked) parts.push(`${report.excluded_linked} already linked to open problem orders`);
+  parts.push(report.as_of ? `window ${report.window_start} – ${report.as_of}` : "no dated cases", `${elapsed} ms`);
+  $("#status").textContent = parts.join(" · ");
+
+  const groups = el("section", "group group-emerging");
+  groups.append(el("h2", "group-title", `Emerging groups (${n})`));
+  report.groups.forEach((g) => groups.append(renderGroup(g)));
+  if (!n) groups.append(el("p", "empty", "No burst of similar uncovered cases in this window."));
+  const rising = el("section", "group group-rising");
+  rising.append(el("h2", "group-title", `Rising problem orders (${report.rising_problems.length})`));
+  report.rising_problems.forEach((p) => rising.append(renderRising(p)));
+  if (!report.rising_problems.length) rising.append(el("p", "empty", "No open problem order is rising."));
+  box.append(groups, rising);
+}
+
+function fixed(x, digits) {
+  return Number(x).toFixed(digits);
+}
+
+function recordLink(id, cls) {
+  const a = el("a", cls, id);
+  a.href = `?related=${encodeURIComponent(id)}`;
+  a.title = `records related to ${id}`;
+  a.addEventListener("click", (ev) => { ev.preventDefault(); showRelated(id, true); });
+  return a;
+}
+
+function renderGroup(g) {
+  const node = $("#group-tpl").content.firstElementChild.cloneNode(true);
+  node.dataset.cases = g.case_ids.join(" ");
+  node.querySelector(".title").textContent = g.title;
+  node.querySelector(".score").textContent = `score ${fixed(g.score, 1)}`;
+  const seen = g.first_seen === g.last_seen ? g.first_seen : `${g.first_seen} – ${g.last_seen}`;
+  const stats = [`${g.size} cases`, `growth ×${fixed(g.growth, 1)}`, seen,
+    `previous windows: ${g.history_counts.length ? g.history_counts.join(", ") : "–"}`, `cohesion ${fixed(g.cohesion, 2)}`];
+  const statsBox = node.querySelector(".stats");
+  stats.forEach((s, i) => statsBox.append(el("span", i === 1 ? "growth" : "", s)));
+  node.querySelector(".facets").textContent = [...g.products, ...g.modules].join(" · ");
+  const codes = node.querySelector(".codes");
+  g.common_codes.forEach((c) => codes.append(el("span", "chip", c)));
+  const terms = node.querySelector(".terms");
+  if (g.common_terms.length) terms.textContent = `Common words: ${g.common_terms.join(", ")}`; else terms.remove();
+  if (g.similar_problem) {
+    const sp = g.similar_problem;
+    const similar = node.querySelector(".similar");
+    similar.hidden = false;
+    similar.append(el("span", "", "Close to known problem order "), recordLink(sp.id, "member"),
+      el("span", "", ` ${sp.title} (${sp.status || "no status"}, similarity ${fixed(sp.similarity, 2)}): a regression?`));
+  }
+  const members = node.querySelector(".members");
+  g.case_ids.forEach((id) => members.append(recordLink(id, "member")));
+  return node;
+}
+
+function renderRising(p) {
+  const node = el("article", "result kind-problem rising");
+  node.dataset.id = p.id;
+  const head = el("div", "head");
+  head.append(el("span", "badge badge-problem", "problem"), el("h3", "title", p.title || p.id),
+    el("span", "score", `growth ×${fixed(p.growth, 1)}`));
+  const meta = el("div", "meta");
+  meta.append(el("span", "id", p.id), el("span", "facets", [p.status, p.module].filter(Boolean).join(" · ")),
+    el("span", "", `${p.current} cases this window, ${fixed(p.baseline, 1)} per window before ` +
+      `(${p.history_counts.join(", ") || "–"})`));
+  const members = el("div", "members");
+  members.append(el("span", "muted", "Cases:"));
+  p.case_ids.forEach((id) => members.append(recordLink(id, "member")));
+  const actions = el("div", "actions");
+  const related = recordLink(p.id, "related");
+  related.textContent = "Related to this problem order";
+  actions.append(related);
+  node.append(head, meta, members, actions);
+  return node;
+}
+
+// ---- field suggestions ---------------------------------------------------------------------------
+async function toggleSuggestions(node, r) {
+  const panel = node.querySelector(".suggestions");
+  const button = node.querySelector(".suggest");
+  if (!panel.hidden) {
+    panel.hidden = true;
+    button.setAttribute("aria-expanded", "false");
+    button.textContent = "Suggest fields";
+    return;
+  }
+  panel.hidden = false;
+  button.setAttribute("aria-expanded", "true");
+  button.textContent = "Hide suggestions";
+  if (panel.dataset.loaded) return;
+  panel.replaceChildren(el("span", "muted", "Asking similar past cases…"));
+  button.disabled = true;
+  try {
+    const s = await api(`/v1/records/${encodeURIComponent(r.id)}/suggestions`);
+    panel.replaceChildren(renderSuggestions(s, r));
+    panel.dataset.loaded = "1";
+  } catch (err) {
+    panel.replaceChildren(el("span", "suggest-error", `Could not get suggestions: ${err.message}`));
+    if (err.status === 401) showError(err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function renderSuggestions(s, r) {
+  const table = el("table", "suggest-table");
+  table.append(el("caption", "muted",
+    `Suggested from ${s.neighbours.length} similar past case${s.neighbours.length === 1 ? "" : "s"}`));
+  for (const [name, f] of Object.entries(s.fields)) {
+    const row = el("tr", f.value === null ? "none" : "");
+    row.dataset.field = name;
+    row.append(el("th", "", SUGGEST_LABEL[name] || name));
+    const value = el("td", "value");
+    if (f.value === null) value.append(el("span", "no-value", "no suggestion"));
+    else value.append(el("strong", "", f.value));
+    if (r[name]) value.append(el("span", "muted", ` (now: ${r[name]})`));
+    const conf = el("td", "conf");
+    const meter = el("span", "meter");
+    const bar = el("span", "bar");
+    bar.style.width = `${Math.round(Math.max(0, Math.min(1, f.confidence)) * 100)}%`;
+    meter.append(bar);
+    conf.append(meter, el("span", "", ` ${Math.round(f.confidence * 100)}%`));
+    row.append(value, conf, el("td", "why", f.reason));
+    table.append(row);
+  }
+  return table;
 }
 
 // ---- API key ---------------------------------------------------------------------------------
@@ -255,6 +459,9 @@ function showKeyState() {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("#search-form").addEventListener("submit", (ev) => { ev.preventDefault(); runSearch(true); });
+  $("#emerging-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadEmerging(true); });
+  $("#nav-emerging").addEventListener("click", (ev) => { ev.preventDefault(); loadEmerging(true); });
+  $("#nav-search").addEventListener("click", (ev) => { ev.preventDefault(); backToSearch(); });
   $("#key-toggle").addEventListener("click", () => toggleKeyPanel());
   $("#key-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -263,7 +470,9 @@ document.addEventListener("DOMContentLoaded", () => {
     $("#api-key").value = "";
     showKeyState();
     toggleKeyPanel(false);
-    if (state.relatedTo) showRelated(state.relatedTo, false); else if ($("#q").value.trim()) runSearch(false);
+    if (state.view === "emerging") loadEmerging(false);
+    else if (state.relatedTo) showRelated(state.relatedTo, false);
+    else if ($("#q").value.trim()) runSearch(false);
   });
   $("#key-clear").addEventListener("click", () => { sessionStorage.removeItem(KEY_STORE); showKeyState(); });
   window.addEventListener("popstate", fromUrl);

@@ -1,0 +1,97 @@
+"""Insights over the history: emerging problems, and field suggestions for a case.
+
+All three routes only read (a read key is enough, ``POST /v1/suggest`` included). Bad parameters
+are 422 naming the field, either from request validation or from the domain functions'
+:class:`caselink.errors.InvalidQuery`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import ReadAccess, ServiceDep
+from api.routers.records import RecordId
+from api.schemas import PROBLEM_RESPONSES, EmergingOut, SuggestField, SuggestIn, SuggestionsOut
+from caselink.errors import InvalidRecord
+from indexing.records import Record, parse_record
+from recommender.suggest import DEFAULT_FIELDS, Suggestions, suggest_fields
+
+router = APIRouter(tags=["insights"], dependencies=[ReadAccess])
+
+# Stands in for the id of a posted record that has none; never returned (record_id is null then).
+_UNSAVED_ID = "(unsaved)"
+
+
+@router.get("/emerging", response_model=EmergingOut, responses=PROBLEM_RESPONSES,
+            summary="Emerging problems: bursts of similar recent cases no open problem order covers")
+def emerging(
+    svc: ServiceDep,
+    window_days: Annotated[int, Query(ge=1, description="Window length in days.")] = 30,
+    as_of: Annotated[date | None, Query(description="Last day of the window, YYYY-MM-DD (default: the "
+                                                     "latest case date).")] = None,
+    product: Annotated[str | None, Query(max_length=200, description="Only this product (case-insensitive); "
+                                                                      "empty means any.")] = None,
+    min_size: Annotated[int, Query(ge=2, description="Smallest flagged group.")] = 3,
+    similarity: Annotated[float, Query(ge=-1.0, le=1.0, description="Cosine threshold (tuned: 0.6).")] = 0.6,
+    history_windows: Annotated[int, Query(ge=0, le=24, description="Previous windows for the baseline.")] = 3,
+    code_boost: Annotated[float, Query(ge=0.0, le=1.0, description="Added to a pair's similarity when "
+                                                                    "they share an error code.")] = 0.1,
+) -> EmergingOut:
+    """Recent cases (in ``(as_of - window_days, as_of]``) not linked to an open problem order,
+    grouped by average-linkage clustering on embedding cosine; groups of at least ``min_size``
+    are flagged and ranked by ``size * growth`` against the previous windows. Also lists open
+    problem orders whose case rate rose. See :mod:`recommender.emerging`."""
+    from recommender.emerging import find_emerging  # sklearn/scipy: loaded on first use only
+
+    report = find_emerging(svc, window_days=window_days, as_of=as_of, product=(product or "").strip() or None,
+                           min_size=min_size, similarity=similarity, history_windows=history_windows,
+                           code_boost=code_boost)
+    return EmergingOut.model_validate(report.to_dict())
+
+
+@router.get("/records/{record_id}/suggestions", response_model=SuggestionsOut, responses=PROBLEM_RESPONSES,
+            summary="Suggested category, module, priority, group for a stored record")
+def record_suggestions(
+    record_id: RecordId,
+    svc: ServiceDep,
+    k: Annotated[int, Query(ge=1, description="Neighbours that vote (at most rank.max_k).")] = 15,
+    min_confidence: Annotated[float, Query(ge=0.0, le=1.0, description="Smallest winning share suggested.")] = 0.5,
+    field: Annotated[list[SuggestField],  # type: ignore[valid-type]
+                     Query(description="Fields to suggest (repeat); default category, module, priority, group.")] = [],
+) -> SuggestionsOut:
+    """Each of the ``k`` nearest past cases (the record itself excluded) votes for its value with
+    its search score; a value is suggested when its share reaches ``min_confidence``, otherwise
+    ``value`` is null and ``reason`` says why. 404 for an unknown id."""
+    record = svc.get(record_id)
+    out = suggest_fields(svc, record=record, k=k, min_confidence=min_confidence,
+                         fields=tuple(dict.fromkeys(field)) or DEFAULT_FIELDS)
+    return _out(out)
+
+
+@router.post("/suggest", response_model=SuggestionsOut, responses=PROBLEM_RESPONSES,
+             summary="Suggested fields for free text or a record that need not be stored")
+def suggest(body: SuggestIn, svc: ServiceDep) -> SuggestionsOut:
+    """Give exactly one of ``text`` and ``record``. Changes nothing: a read key is enough."""
+    record = _record(body.record.model_dump()) if body.record is not None else None
+    out = suggest_fields(svc, record=record, text=body.text, k=body.k, min_confidence=body.min_confidence,
+                         fields=tuple(dict.fromkeys(body.fields)))
+    return _out(out)
+
+
+def _record(data: dict) -> Record:
+    rid = data.pop("id", None)
+    try:
+        record = parse_record({**data, "id": rid if rid is not None else _UNSAVED_ID}, where="record")
+    except InvalidRecord as exc:
+        raise InvalidRecord(exc.message, field=f"record.{exc.field}" if exc.field else "record") from None
+    return record if rid is not None else record.model_copy(update={"id": ""})
+
+
+def _out(s: Suggestions) -> SuggestionsOut:
+    out = SuggestionsOut.model_validate(s.to_dict())
+    if out.record_id == "":
+        out.record_id = None
+    return out
