@@ -41,8 +41,10 @@ class EncoderConfig(_Section):
     threads: int = Field(0, ge=0, description="BLAS/torch threads; 0 = the cores this process may use.")
     batch_size: int = Field(64, ge=1, le=4096)
     chunk_chars: int = Field(
-        400, ge=50, description="Texts longer than this are split at sentence ends and their chunk vectors averaged."
+        400, ge=50, description="Texts longer than this are split at sentence ends and their chunk vectors pooled."
     )
+    lead_weight: float = Field(
+        0.5, ge=0, le=1, description="Share of a long text's vector given to its lead chunk (title and opening).")
 
 
 class BM25Config(_Section):

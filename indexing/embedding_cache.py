@@ -1,4 +1,7 @@
-"""Embedding cache keyed by (model id, sha256 of the embedded text).
+"""Embedding cache keyed by (encoder cache key, sha256 of the embedded text).
+
+The cache key is the model id plus the pooling settings (``use-m3|chunk400|lead0.5``): a vector
+depends on both, so changing either never serves stale vectors.
 
 Re-indexing an unchanged corpus embeds nothing, and a record edit that does not change the text
 the encoder sees (a status change, say) costs no embedding either.
@@ -61,7 +64,8 @@ class EmbeddingCache:
         """Vectors for ``texts``, embedding only those not cached. Returns (vectors, number embedded)."""
         hashes = [text_hash(t) for t in texts]
         out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
-        cached = self.get(encoder.model_id, list(dict.fromkeys(hashes)), encoder.dim)
+        key = getattr(encoder, "cache_key", encoder.model_id)
+        cached = self.get(key, list(dict.fromkeys(hashes)), encoder.dim)
         missing: dict[str, list[int]] = {}
         for i, h in enumerate(hashes):
             vec = cached.get(h)
@@ -76,7 +80,7 @@ class EmbeddingCache:
             part = todo[start:start + chunk]
             vecs = encoder.encode([texts[missing[h][0]] for h in part],
                                   progress=None if progress is None else (lambda n, p=part: None))
-            self.put(encoder.model_id, part, vecs)
+            self.put(key, part, vecs)
             for h, v in zip(part, vecs):
                 out[missing[h]] = v
             if progress is not None:

@@ -136,6 +136,11 @@ class LiveIndex:
         idx = cls(settings, store, encoder, cache)
         snap, manifest = idx.dir.read_manifest(verify=verify)
         model = manifest["model"]
+        key = getattr(encoder, "cache_key", encoder.model_id)
+        if model.get("cache_key", key) != key and model["id"] == encoder.model_id:
+            raise IndexFormatError(
+                f"the index in {snap} was built with pooling '{model['cache_key']}', the configured encoder "
+                f"pools as '{key}'", hint="set encoder.chunk_chars / encoder.lead_weight back, or " + REBUILD_HINT)
         if model["id"] != encoder.model_id or model["dim"] != encoder.dim:
             raise IndexFormatError(
                 f"the index in {snap} was built with model '{model['id']}' ({model['dim']}-d), "
@@ -245,7 +250,8 @@ class LiveIndex:
                 manifest = {
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "versions": _versions(),
-                    "model": {"id": self.encoder.model_id, "dim": self.encoder.dim},
+                    "model": {"id": self.encoder.model_id, "dim": self.encoder.dim,
+                              "cache_key": getattr(self.encoder, "cache_key", self.encoder.model_id)},
                     "change_seq": self.seq_,
                     "counts": {"records": len(self.bm25_), "vectors": self.vectors_.ntotal,
                                "terms": len(self.bm25_.vocab_)},
@@ -256,7 +262,7 @@ class LiveIndex:
                                  "cjk_bigrams": self.docs_.tokenizer.cjk_bigrams,
                                  "word_bigrams": self.docs_.tokenizer.word_bigrams,
                                  "user_words": self.docs_.tokenizer.user_words},
-                        "encoder": {"chunk_chars": s.encoder.chunk_chars},
+                        "encoder": {"chunk_chars": s.encoder.chunk_chars, "lead_weight": s.encoder.lead_weight},
                     },
                 }
                 self.snapshot_path_ = self.dir.publish(tmp, manifest)

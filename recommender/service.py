@@ -73,7 +73,7 @@ class CaselinkService:
     def _parts(settings: Settings, encoder: Encoder | None) -> tuple[RecordStore, Encoder, EmbeddingCache]:
         e = settings.encoder
         encoder = encoder or load_encoder(e.model, threads=e.threads, batch_size=e.batch_size,
-                                          chunk_chars=e.chunk_chars)
+                                          chunk_chars=e.chunk_chars, lead_weight=e.lead_weight)
         return RecordStore(settings.store_path).open(), encoder, EmbeddingCache(settings.cache_path)
 
     @classmethod

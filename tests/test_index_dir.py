@@ -17,7 +17,7 @@ class _FailingEncoder:
     """Fails halfway through embedding, like a model crashing or the process being killed."""
 
     def __init__(self, real):
-        self.model_id, self.dim, self.real = real.model_id, real.dim, real
+        self.model_id, self.dim, self.cache_key, self.real = real.model_id, real.dim, real.cache_key, real
 
     def encode(self, texts, progress=None):
         raise EncoderUnavailable("simulated crash during embedding")
@@ -78,8 +78,17 @@ def test_manifest_records_model_params_and_checksums(settings, use_encoder):
     svc, report = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
     svc.close()
     m = json.loads((report.snapshot / "manifest.json").read_text())
-    assert m["model"] == {"id": "use-m3", "dim": 512}
+    assert m["model"] == {"id": "use-m3", "dim": 512, "cache_key": "use-m3|chunk400|lead0.5"}
     assert m["counts"]["records"] == len(CORPUS)
     assert m["params"]["bm25"]["k1"] == settings.bm25.k1
     assert set(m["files"]) >= {"vectors.faiss", "bm25/data.npy", "bm25/vocab.json", "facets.json"}
     assert all(len(d) == 64 for d in m["files"].values())
+
+
+def test_opening_with_other_pooling_is_refused(settings, use_encoder):
+    from indexing.encoders import USEEncoder
+
+    svc, _ = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
+    svc.close()
+    with pytest.raises(IndexFormatError, match="pooling"):
+        CaselinkService.open(settings, encoder=USEEncoder(lead_weight=0.0))

@@ -120,7 +120,7 @@ class _BrokenEncoder:
     """Injects the failure of a model that cannot run (same id/dim, so the index opens)."""
 
     def __init__(self, real):
-        self.model_id, self.dim = real.model_id, real.dim
+        self.model_id, self.dim, self.cache_key = real.model_id, real.dim, real.cache_key
 
     def encode(self, texts, progress=None):
         raise EncoderUnavailable("model weights missing")

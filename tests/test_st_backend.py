@@ -56,3 +56,17 @@ def test_missing_model_directory_is_a_clear_error(tmp_path):
     with pytest.raises(EncoderUnavailable, match="could not load sentence-transformers model") as exc:
         load_encoder(str(tmp_path / "no-such-model"))
     assert "local model directory" in exc.value.hint
+
+
+def test_lead_weighted_pooling_of_long_texts(minilm):
+    """A long text's vector leans toward its opening; a one-chunk text is unaffected."""
+    from indexing.encoders import load_encoder
+
+    lead = "Turbo pump trips on overheat. "
+    body = " ".join(f"Log line {i}: scheduler heartbeat ok, queue depth nominal." for i in range(40))
+    plain = load_encoder("minilm", lead_weight=0.0)
+    leaning = load_encoder("minilm", lead_weight=0.8)
+    topic = minilm.encode([lead])[0]
+    assert float(leaning.encode([lead + body])[0] @ topic) > float(plain.encode([lead + body])[0] @ topic) + 0.05
+    assert np.allclose(leaning.encode([lead])[0], plain.encode([lead])[0], atol=1e-5)
+    assert leaning.cache_key != plain.cache_key
