@@ -110,3 +110,20 @@ def test_save_and_load_round_trip(tmp_path):
         a, b = idx.score(q), loaded.score(q)
         assert dict(zip(*[x.tolist() for x in a])) == pytest.approx(dict(zip(*[x.tolist() for x in b])))
     assert len(loaded) == len(idx) == 4
+
+
+def test_bulk_add_equals_incremental_adds_and_handles_repeated_keys():
+    rng = np.random.default_rng(1)
+    vocab = [f"w{i}" for i in range(300)]
+    docs = {i: list(rng.choice(vocab, size=rng.integers(1, 30))) for i in range(1, 2501)}
+    bulk = BM25Index()
+    bulk.add([5, 5], [["stale"], ["fresh"]])  # a key repeated in one call: the last wins
+    bulk.add(list(docs), list(docs.values()))  # bulk path, replaces key 5 again
+    small = BM25Index()
+    for key, doc in docs.items():
+        small.add([key], [doc])
+    assert len(bulk) == len(small) == 2500
+    assert bulk.search(["stale"], k=5)[0].tolist() == [] and bulk.search(["fresh"], k=5)[0].tolist() == []
+    for q in (["w1"], ["w2", "w3", "w3"], ["w299", "w0"]):
+        a, b = bulk.score(q), small.score(q)
+        assert dict(zip(*[x.tolist() for x in a])) == pytest.approx(dict(zip(*[x.tolist() for x in b])), rel=1e-5)
