@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
+import shutil
 import platform
 import threading
 import time
@@ -34,6 +36,7 @@ from indexing.tokenize import Tokenizer
 from indexing.vectors import VectorIndex
 
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
+log = logging.getLogger("caselink.index")
 
 
 @dataclass
@@ -202,7 +205,7 @@ class LiveIndex:
             changed = [i for i, r in enumerate(result) if r.changed]
             self._apply([(result[i].num, records[i]) for i in changed],
                         (vecs[changed], [tokens[i] for i in changed]))
-            self.seq_ = self.store.last_seq()
+            self._catch_up(own={result[i].num for i in changed})
             self._count_writes(len(changed))
         return result
 
@@ -212,28 +215,45 @@ class LiveIndex:
             if num is None:
                 return False
             self._remove([num])
-            self.seq_ = self.store.last_seq()
+            self._catch_up(own={num})
             self._count_writes(1)
         return True
+
+    def _catch_up(self, own: set[int]) -> int:
+        """Advance ``seq_`` past this process's own changes, applying any another process made
+        meanwhile (``caselink index`` run while the server is up) instead of skipping them.
+        Returns how many records were re-read."""
+        changes = self.store.changes_since(self.seq_)
+        if not changes:
+            return 0
+        foreign = sorted({num for _, num, _ in changes if num not in own})
+        if foreign:
+            present = self.store.get_many(foreign)
+            self._remove([n for n in foreign if n not in present])
+            self._apply(sorted(present.items()))
+        self.seq_ = changes[-1][0]
+        return len(foreign)
 
     def _count_writes(self, n: int) -> None:
         self.writes_since_snapshot_ += n
         if self.writes_since_snapshot_ >= self.settings.server.persist_every:
-            self.snapshot()
+            try:
+                self.snapshot()
+            except (OSError, RuntimeError) as exc:
+                # The write is committed to the store and applied in memory; a snapshot is only a
+                # shortcut for the next start (the change log replays the rest). Failing the
+                # caller's write here would report a stored write as lost.
+                log.warning("snapshot failed, will retry after %d more writes: %s",
+                            self.settings.server.persist_every, exc)
+                self.writes_since_snapshot_ = 0
 
     def replay(self) -> int:
-        """Apply changes logged in the store after this index's sequence number."""
+        """Apply changes logged in the store after this index's sequence number; returns how many
+        records they touched (also the way a server picks up another process's writes)."""
         with self.lock:
-            changes = self.store.changes_since(self.seq_)
-            if not changes:
-                return 0
-            nums = sorted({num for _, num, _ in changes})
-            present = self.store.get_many(nums)
-            self._remove([n for n in nums if n not in present])
-            self._apply(sorted(present.items()))
-            self.seq_ = changes[-1][0]
-            self.writes_since_snapshot_ += len(nums)
-            return len(nums)
+            n = self._catch_up(own=set())
+            self.writes_since_snapshot_ += n
+            return n
 
     def snapshot(self) -> Path:
         """Write the in-memory state as a new snapshot and make it current."""
@@ -241,34 +261,40 @@ class LiveIndex:
             self.dir.root.mkdir(parents=True, exist_ok=True)
             with open(self.dir.root / ".lock", "w") as lock_file:
                 fcntl.flock(lock_file, fcntl.LOCK_EX)  # one writer at a time across processes
+                self._catch_up(own=set())  # never claim a change_seq whose changes are not in the files
                 tmp = self.dir.new_snapshot()
-                self.bm25_.save(tmp / "bm25")
-                self.vectors_.save(tmp)
-                (tmp / "facets.json").write_text(json.dumps(self.facets_.to_json(), ensure_ascii=False),
-                                                 encoding="utf-8")
-                s = self.settings
-                manifest = {
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "versions": _versions(),
-                    "model": {"id": self.encoder.model_id, "dim": self.encoder.dim,
-                              "cache_key": getattr(self.encoder, "cache_key", self.encoder.model_id)},
-                    "change_seq": self.seq_,
-                    "counts": {"records": len(self.bm25_), "vectors": self.vectors_.ntotal,
-                               "terms": len(self.bm25_.vocab_)},
-                    "params": {
-                        "bm25": s.bm25.model_dump(),
-                        "vectors": {"factory": self.vectors_.factory_, "nprobe": s.vectors.nprobe},
-                        "text": {"opencc": self.docs_.tokenizer.opencc,
-                                 "cjk_bigrams": self.docs_.tokenizer.cjk_bigrams,
-                                 "word_bigrams": self.docs_.tokenizer.word_bigrams,
-                                 "user_words": self.docs_.tokenizer.user_words},
-                        "encoder": {"chunk_chars": s.encoder.chunk_chars, "lead_weight": s.encoder.lead_weight},
-                    },
-                }
-                self.snapshot_path_ = self.dir.publish(tmp, manifest)
-                self.built_at_ = manifest["created"]
+                try:
+                    self.snapshot_path_ = self.dir.publish(tmp, self._write_files(tmp))
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
                 self.writes_since_snapshot_ = 0
             return self.snapshot_path_
+
+    def _write_files(self, tmp: Path) -> dict:
+        """Write the index files into ``tmp``; returns the manifest (without checksums)."""
+        self.bm25_.save(tmp / "bm25")
+        self.vectors_.save(tmp)
+        (tmp / "facets.json").write_text(json.dumps(self.facets_.to_json(), ensure_ascii=False), encoding="utf-8")
+        s = self.settings
+        self.built_at_ = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return {
+            "created": self.built_at_,
+            "versions": _versions(),
+            "model": {"id": self.encoder.model_id, "dim": self.encoder.dim,
+                      "cache_key": getattr(self.encoder, "cache_key", self.encoder.model_id)},
+            "change_seq": self.seq_,
+            "counts": {"records": len(self.bm25_), "vectors": self.vectors_.ntotal, "terms": len(self.bm25_.vocab_)},
+            "params": {
+                "bm25": s.bm25.model_dump(),
+                "vectors": {"factory": self.vectors_.factory_, "nprobe": s.vectors.nprobe},
+                "text": {"opencc": self.docs_.tokenizer.opencc,
+                         "cjk_bigrams": self.docs_.tokenizer.cjk_bigrams,
+                         "word_bigrams": self.docs_.tokenizer.word_bigrams,
+                         "user_words": self.docs_.tokenizer.user_words},
+                "encoder": {"chunk_chars": s.encoder.chunk_chars, "lead_weight": s.encoder.lead_weight},
+            },
+        }
 
     def close(self) -> None:
         with self.lock:

@@ -145,7 +145,8 @@ class RecordStore:
                     out.append(UpsertResult(int(num), True, row is None))
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # after an I/O error SQLite has already rolled back
+                    conn.execute("ROLLBACK")
                 raise
         return out
 
@@ -163,7 +164,8 @@ class RecordStore:
                 conn.execute("INSERT INTO changes (num, op) VALUES (?, 'delete')", (row[0],))
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # after an I/O error SQLite has already rolled back
+                    conn.execute("ROLLBACK")
                 raise
         return int(row[0])
 

@@ -94,7 +94,7 @@ class VectorIndex:
             kwargs["nprobe"] = self.nprobe
         if allowed is not None:
             bitmap = np.packbits(allowed.astype(bool), bitorder="little")
-            kwargs["sel"] = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
+            kwargs["sel"] = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # size in bytes
         params = None
         if kwargs:
             params = (faiss.SearchParametersIVF if "nprobe" in kwargs else faiss.SearchParameters)(**kwargs)

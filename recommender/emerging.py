@@ -172,7 +172,7 @@ def find_emerging(service, *, window_days: int = 30, as_of: date | None = None, 
     >>> report = find_emerging(service, window_days=30)          # doctest: +SKIP
     >>> [(g.title, g.size, g.growth) for g in report.groups]     # doctest: +SKIP
     """
-    _check(window_days >= 1, "window_days", ">= 1", window_days)
+    _check(1 <= window_days <= 3660, "window_days", "between 1 and 3660", window_days)
     _check(min_size >= 2, "min_size", ">= 2", min_size)
     _check(-1.0 <= similarity <= 1.0, "similarity", "between -1 and 1", similarity)
     _check(history_windows >= 0, "history_windows", ">= 0", history_windows)
@@ -192,7 +192,12 @@ def find_emerging(service, *, window_days: int = 30, as_of: date | None = None, 
                             recent_cases=0, excluded_linked=0, groups=[], rising_problems=[])
     if as_of is None:
         return report
-    report.window_start = as_of - timedelta(days=window_days - 1)
+    try:
+        report.window_start = as_of - timedelta(days=window_days * (history_windows + 1))
+        report.window_start = as_of - timedelta(days=window_days - 1)
+    except OverflowError:
+        raise InvalidQuery(f"as_of {as_of} minus {history_windows + 1} windows of {window_days} days is before "
+                           "year 1", field="as_of") from None
 
     def window_of(c: Record) -> int:
         days = (as_of - c.created).days

@@ -131,6 +131,9 @@ def _read_jsonl(path: Path, mapping: Mapping, source: str) -> _Table:
             problem = f"expected a JSON object, got invalid JSON ({exc.msg}, column {exc.colno})"
             table.skipped.append(SkippedRow(source, number, None, problem))
             continue
+        except (ValueError, RecursionError) as exc:  # a number over 4,300 digits, nesting too deep
+            table.skipped.append(SkippedRow(source, number, None, f"expected a JSON object, got unreadable JSON ({exc})"))
+            continue
         _add_object(table, number, item, source)
     return table
 
@@ -141,6 +144,8 @@ def _read_json(path: Path, mapping: Mapping, source: str) -> _Table:
         items = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LoaderError(f"{source}: expected JSON, got {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # a number over 4,300 digits, nesting too deep
+        raise LoaderError(f"{source}: expected JSON, got unreadable JSON ({exc})") from None
     if not isinstance(items, list):
         raise LoaderError(f"{source}: expected a JSON array of objects, got {type(items).__name__}",
                           hint="use .jsonl for one object per line")
