@@ -7,6 +7,7 @@ Open without a key: ``/healthz``, ``/readyz``, the search page (``/``, ``/static
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from contextlib import asynccontextmanager
@@ -84,12 +85,32 @@ async def _lifespan(app: FastAPI):
     except CaselinkError as exc:  # serve /healthz and 503s that say why, instead of dying
         app.state.startup_error = exc
         log.error("index could not be opened: %s", exc)
+    follow = asyncio.create_task(_follow_store(app, settings.server.follow_seconds))
     try:
         yield
     finally:
+        follow.cancel()
         svc, app.state.service = app.state.service, None
         if svc is not None:
             await run_in_threadpool(svc.close)
+
+
+async def _follow_store(app: FastAPI, every: float) -> None:
+    """Apply records another process wrote to the store (``caselink index`` while serving), so
+    they become searchable without a restart. Writes through this server are applied at once."""
+    if every <= 0:
+        return
+    while True:
+        await asyncio.sleep(every)
+        svc = getattr(app.state, "service", None)
+        if svc is None:
+            continue
+        try:
+            n = await run_in_threadpool(svc.index.replay)
+            if n:
+                log.info("applied %d records written by another process", n)
+        except Exception as exc:  # noqa: BLE001 - keep serving; the next round retries
+            log.warning("could not apply changes from the store: %s", exc)
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -84,6 +84,8 @@ class ServerConfig(_Section):
     max_text_chars: int = Field(20_000, ge=10)
     max_batch: int = Field(1000, ge=1)
     persist_every: int = Field(500, ge=1, description="Snapshot the live index after this many writes.")
+    follow_seconds: float = Field(5.0, ge=0, description="How often the server applies records other processes "
+                                                          "wrote to the store (0 = never).")
 
 
 class Settings(_Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
@@ -269,3 +270,25 @@ def test_bad_requests_are_4xx_problems(client, method, path, params):
     resp = client.request(method, path, params=params)
     assert 400 <= resp.status_code < 500
     problem(resp, resp.status_code)
+
+
+def test_server_picks_up_records_another_process_stored(tmp_path):
+    """`caselink index` run while the server is up: its records become searchable without a restart."""
+    from caselink.config import load_settings
+    from indexing.records import Record
+    from recommender.service import CaselinkService
+
+    settings = make_settings(tmp_path, server__follow_seconds=0.2)
+    build_index(settings)
+    with serve(settings) as srv:
+        other = CaselinkService.open(load_settings(env={}, data_dir=settings.data_dir))
+        other.upsert([Record(id="C-OTHER", kind="case", title="离线写入的记录 E6543", error_codes=["E6543"])])
+        other.close()
+        deadline = time.monotonic() + 30
+        with httpx.Client(base_url=srv.url, timeout=10) as client:
+            while time.monotonic() < deadline:
+                ids = [r["id"] for r in client.post("/v1/search", json={"text": "E6543"}).json()["results"]]
+                if ids[:1] == ["C-OTHER"]:
+                    break
+                time.sleep(0.1)  # polling with a deadline, not papering over a race
+        assert ids[:1] == ["C-OTHER"]
