@@ -46,6 +46,14 @@ def fold(text: str, *, opencc: str = "t2s") -> str:
     """
     if not text:
         return ""
+    whole = unicodedata.normalize("NFKC", text)
+    if len(whole) == len(text) and len(whole.lower()) == len(whole):
+        out = whole.lower().translate(_CJK_PUNCT)  # the common case: every character maps to one
+        if opencc:
+            converted = _converter(opencc).convert(out)
+            if len(converted) == len(out):
+                out = converted
+        return out
     chars = []
     for ch in text:
         n = unicodedata.normalize("NFKC", ch)

@@ -98,7 +98,15 @@ class VectorIndex:
         params = None
         if kwargs:
             params = (faiss.SearchParametersIVF if "nprobe" in kwargs else faiss.SearchParameters)(**kwargs)
-        scores, keys = self.index_.search(queries, k, params=params)
+        # One query gains nothing from OpenMP threads and loses a lot to their spin-waiting when the
+        # other core is busy serving; batches keep the process's setting.
+        threads = faiss.omp_get_max_threads()
+        if len(queries) == 1:
+            faiss.omp_set_num_threads(1)
+        try:
+            scores, keys = self.index_.search(queries, k, params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
         del bitmap  # the selector reads it during search; only now may it go
         return scores, keys
 

@@ -27,13 +27,14 @@ def _display_code(code: str, record: Record) -> str:
 
 def explain(record: Record, *, query_words: list[str], query_codes: set[str], record_codes: frozenset[str],
             tokenizer: Tokenizer, dense: tuple[int, float] | None, keyword: tuple[int, float] | None) -> Explanation:
-    doc_words = set(tokenizer.tokenize(
-        " ".join((record.title, record.doc_title, record.section, record.text, record.cause, record.resolution,
-                  record.workaround, record.product, record.model, record.module)), bigrams=False))
+    text = " ".join((record.title, record.doc_title, record.section, record.text, record.cause, record.resolution,
+                     record.workaround, record.product, record.model, record.module))
+    # Substring tests on the normalised text instead of segmenting every result with jieba: the
+    # query's words are already normalised, and a stem ('fail') is a prefix of its word ('failed').
+    folded = fold(text, opencc=tokenizer.opencc)
     matched_codes = [_display_code(c, record) for c in sorted(query_codes & record_codes)]
     shown = tokenizer.surfaces(" ".join((record.title, record.section, record.text)))
-    # A stem ('spindl') is matched, the record's own word ('spindle') is shown.
-    matched = [shown.get(w, w) for w in dict.fromkeys(query_words) if w in doc_words and w not in query_codes]
+    matched = [shown.get(w, w) for w in dict.fromkeys(query_words) if w not in query_codes and w in folded]
     parts = []
     if matched_codes:
         parts.append("same code " + ", ".join(matched_codes))
@@ -64,14 +65,14 @@ def snippet_and_highlights(record: Record, terms: list[str], *, opencc: str) -> 
         positions = [p for p in (norm.find(t) for t in terms) if p >= 0]
         if positions:
             start = max(0, min(positions) - 40)
-    snippet = body[start:start + SNIPPET_CHARS]
+    snippet, snippet_norm = body[start:start + SNIPPET_CHARS], norm[start:start + SNIPPET_CHARS]
     if start > 0:
-        snippet = "…" + snippet
+        snippet, snippet_norm = "…" + snippet, "…" + snippet_norm
     if start + SNIPPET_CHARS < len(body):
-        snippet += "…"
+        snippet, snippet_norm = snippet + "…", snippet_norm + "…"
     highlights: list[str] = []
-    for source in (snippet, record.display_title()):
-        src_norm = fold(source, opencc=opencc)
+    title = record.display_title()
+    for source, src_norm in ((snippet, snippet_norm), (title, fold(title, opencc=opencc))):
         for t in terms:
             pos = src_norm.find(t)
             while pos >= 0 and t:
