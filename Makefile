@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run index serve test test-slow browser bench bench-env relevance clean
+.PHONY: install run index serve test test-slow browser bench bench-quick bench-env relevance clean
 
 install: $(STAMP)
 
@@ -42,6 +42,24 @@ test-slow: install browser
 
 relevance: install
 	$(BIN)/python -m bench.relevance
+
+# Benchmarks run in their own venv (bench/.env) so the peers they compare against (bm25s,
+# rank_bm25, txtai) never become caselink dependencies.
+BENCH := bench/.env/bin
+bench-env: $(BENCH)/.installed
+
+$(BENCH)/.installed: pyproject.toml bench/requirements-peers.txt
+	test -x $(BENCH)/python || $(PYTHON) -m venv bench/.env
+	$(BENCH)/pip install -q --upgrade pip
+	$(BENCH)/pip install -q torch==2.13.0
+	$(BENCH)/pip install -q -e '.[test]' -r bench/requirements-peers.txt
+	touch $@
+
+bench: bench-env
+	$(BENCH)/python -m bench.run_all
+
+bench-quick: bench-env
+	$(BENCH)/python -m bench.run_all --quick
 
 clean:
 	rm -rf var test-artifacts
