@@ -1,0 +1,193 @@
+"""Indexing throughput: ``caselink index`` end to end versus the bare encoder on the same texts.
+
+For each corpus size, three measurements, each in its own interpreter so peak memory is its own:
+
+1. **end to end**: what ``caselink index corpus.jsonl`` does -- load the JSONL with the loader,
+   ``CaselinkService.build`` (store in SQLite, tokenise, BM25, embed, FAISS, snapshot) -- into a
+   fresh data directory with an empty embedding cache; records/s over the whole run, and the time
+   inside each build step (measured by wrapping caselink's methods in the measuring process);
+2. **bare encoder**: ``load_encoder(model).encode`` on the same embedding texts with the same batch
+   size and threads (the texts are prepared before the clock starts; the model is loaded and
+   warmed on one text first);
+3. **re-index unchanged**: the same command again on the same data directory (every record
+   unchanged, every vector a cache hit).
+
+Above the embed sample (``--embed-sample``) the data directory's cache is seeded with synthetic
+vectors first, so "end to end" then measures the pipeline *without* embedding; the table says so
+and gives a projected end-to-end rate, 1 / (1/encoder + 1/pipeline).
+
+Usage::
+
+    python -m bench.indexing --sizes 10000,100000 [--threads 0] [--model use-m3]
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from bench.common import (WORK, Target, add_embed_sample, base_parser, embed_sample_for, fmt, fmt_mb, log,
+                          md_table, run_measured, size_label, targets_table, write_report)
+from bench.corpus import ensure_corpus
+from bench.prepare import (Progress, cache_key, doc_builder, make_encoder, merge_cache, read_corpus, seed_cache,
+                           settings_for, stage_timer, vector_tag)
+
+STAGES = ("store.upsert", "docs.tokens", "docs.codes", "bm25.add", "bm25.compact", "docs.embedding_text",
+          "embed (cache.encode)", "vectors.build", "snapshot")
+
+
+def _load(path: Path) -> tuple[list, float]:
+    from indexing.loaders import load_path
+
+    t = time.perf_counter()
+    result = load_path(path)
+    if result.skipped:
+        raise RuntimeError(f"{len(result.skipped)} rows were skipped: {result.skipped[:3]}")
+    return result.records, time.perf_counter() - t
+
+
+def seed_dir(n: int, seed: int, model: str, sample: int, noise: float, threads: int, data_dir: str) -> dict:
+    """Subprocess body: a fresh data directory whose embedding cache holds real + synthetic vectors."""
+    d = Path(data_dir)
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    settings = settings_for(d, model=model, threads=threads)
+    seed_cache(settings, read_corpus(ensure_corpus(n, seed), n), n=n, sample=sample, noise=noise, seed=seed,
+               model=model, threads=threads)
+    return {}
+
+
+def measure_build(n: int, seed: int, model: str, sample: int, noise: float, threads: int, data_dir: str,
+                  fresh: bool) -> dict:
+    """Subprocess body: load + build (fresh directory, or again over an existing one).
+
+    With synthetic vectors the directory was seeded by :func:`seed_dir` in another process, so the
+    seeding's memory does not count here.
+    """
+    from recommender.service import CaselinkService
+
+    d = Path(data_dir)
+    corpus = ensure_corpus(n, seed)
+    settings = settings_for(d, model=model, threads=threads)
+    synthetic = sample < n
+    if fresh and not synthetic:
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+    t0 = time.perf_counter()
+    records, load_s = _load(corpus)
+    with stage_timer() as stages:
+        t1 = time.perf_counter()
+        svc, report = CaselinkService.build(settings, records=records, progress=Progress(f"{size_label(n)} "))
+        build_s = time.perf_counter() - t1
+    total_s = time.perf_counter() - t0
+    svc.close()
+    if fresh and not synthetic:
+        merge_cache(settings.cache_path)  # later benchmarks reuse these vectors (not timed)
+    return {"records": report.records, "embedded": report.embedded, "load_s": load_s, "build_s": build_s,
+            "total_s": total_s, "factory": report.factory, "stages": dict(stages)}
+
+
+def measure_encoder(n: int, seed: int, model: str, threads: int, limit: int) -> dict:
+    """Subprocess body: the bare encoder on the embedding texts of the first ``limit`` records."""
+    settings = settings_for(WORK / "tmp", model=model, threads=threads)
+    records = read_corpus(ensure_corpus(n, seed), limit)
+    docs = doc_builder(settings)
+    texts = [docs.embedding_text(r) for r in records]
+    e = settings.encoder
+    encoder = make_encoder(settings)
+    encoder.encode(texts[:1])  # load the model outside the clock
+    t = time.perf_counter()
+    done = [0]
+
+    def progress(k: int) -> None:
+        done[0] += k
+        if done[0] // 2000 != (done[0] - k) // 2000:
+            log(f"bare encoder: {done[0]:,}/{len(texts):,}")
+
+    encoder.encode(texts, progress=progress)
+    seconds = time.perf_counter() - t
+    from indexing.encoders import chunk_text
+
+    chunks = sum(len(chunk_text(x or " ", e.chunk_chars)) for x in texts)
+    return {"texts": len(texts), "chunks": chunks, "encode_s": seconds, "threads": getattr(encoder, "threads", 0),
+            "batch_size": e.batch_size, "cache_key": cache_key(encoder)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = base_parser(__doc__.split("\n\n")[0], default_sizes="10000,100000,1000000", out_name="indexing.md")
+    add_embed_sample(p)
+    p.add_argument("--model", default="use-m3", help="encoder: use-m3 (default) or minilm")
+    p.add_argument("--threads", type=int, default=0, help="encoder threads (default 0 = caselink's default: the cores)")
+    p.add_argument("--bare-limit", type=int, default=0,
+                   help="embed at most this many texts in the bare-encoder run (default: all real ones)")
+    p.add_argument("--no-reindex", action="store_true", help="skip the unchanged re-index")
+    a = p.parse_args(argv)
+
+    rows, stage_rows, targets = [], [], []
+    enc_key = ""
+    stage_names = list(STAGES)
+    for n in a.sizes:
+        sample = embed_sample_for(a.embed_sample, n)
+        tag = vector_tag(n, sample, a.noise)
+        d = WORK / "indexing" / f"{size_label(n)}-s{a.seed}-{a.model}-{tag}"
+        common = {"n": n, "seed": a.seed, "model": a.model, "sample": sample, "noise": a.noise,
+                  "threads": a.threads, "data_dir": str(d)}
+        if sample < n:
+            log(f"{size_label(n)}: seeding the embedding cache with synthetic vectors (not measured)")
+            run_measured("bench.indexing:seed_dir", {k: v for k, v in common.items()})
+        log(f"{size_label(n)}: end to end ({tag})")
+        e2e = run_measured("bench.indexing:measure_build", {**common, "fresh": True})
+        limit = min(n, sample, a.bare_limit or n)
+        log(f"{size_label(n)}: bare encoder on {limit:,} texts")
+        enc = run_measured("bench.indexing:measure_encoder", {"n": n, "seed": a.seed, "model": a.model,
+                                                              "threads": a.threads, "limit": limit})
+        enc_key = enc.get("cache_key", "")
+        re = None
+        if not a.no_reindex:
+            log(f"{size_label(n)}: re-index unchanged")
+            re = run_measured("bench.indexing:measure_build", {**common, "fresh": False})
+        synthetic = sample < n
+        e2e_rate = n / e2e["total_s"]
+        enc_rate = enc["texts"] / enc["encode_s"]
+        ratio = None if synthetic else e2e_rate / enc_rate
+        projected = 1 / (1 / enc_rate + 1 / e2e_rate) if synthetic else None
+        rows.append([
+            size_label(n), "real" if not synthetic else f"**synthetic** ({size_label(sample)} embedded + noise)",
+            fmt(e2e["load_s"]), fmt(e2e["build_s"]), fmt(e2e_rate) + (" (no embedding)" if synthetic else ""),
+            fmt(enc_rate) + f" ({enc['texts']:,} texts, {enc['chunks']:,} chunks)",
+            fmt(ratio, 2) if ratio is not None else f"projected e2e {fmt(projected)}/s",
+            fmt(re["total_s"]) if re else "-", fmt_mb(e2e["peak_rss_mb"]), fmt_mb(enc["peak_rss_mb"]),
+            fmt_mb(re["peak_rss_mb"]) if re else "-", f"{e2e['embedded']:,}", e2e["factory"],
+        ])
+        stage_names += [k for k in e2e["stages"] if k not in stage_names]
+        stage_rows.append((size_label(n), tag, e2e["stages"], re["stages"] if re else {}))
+        if not synthetic:
+            targets.append(Target(f"indexing throughput / bare encoder, {size_label(n)}", ratio, ">=", 0.9,
+                                  note=f"{fmt(e2e_rate)} vs {fmt(enc_rate)} records/s"))
+        if n == 100_000 and re:
+            targets.append(Target("re-index of the unchanged 100k corpus", re["total_s"], "<", 60, "s"))
+
+    body = ["## Throughput and memory\n",
+            md_table(["size", "vectors", "load s", "build s", "end-to-end records/s", "bare encoder records/s",
+                      "e2e / encoder", "re-index unchanged s", "peak RSS e2e", "peak RSS encoder",
+                      "peak RSS re-index", "embedded", "vector index"], rows),
+            "\n## Time inside each build step (s)\n",
+            "Measured by wrapping caselink's methods in the measuring process; nested steps overlap "
+            "(`bm25.add` includes the `bm25.compact` it triggers, `embed` includes cache look-ups).\n",
+            md_table(["size", "run", *stage_names],
+                     [[lab, run, *[fmt(st.get(s, 0.0), 2) for s in stage_names]]
+                      for lab, tag, first, again in stage_rows
+                      for run, st in (("end to end", first), ("re-index", again)) if st]),
+            "\n## Targets\n", targets_table(targets) if targets else "No size with real vectors was measured.\n"]
+    notes = [f"encoder: {a.model}, threads {a.threads or 'default (cores)'}, other encoder settings caselink's "
+             "defaults" + (f" (cache key {enc_key})" if enc_key else ""),
+             "end to end = load JSONL with indexing.loaders.load_path + CaselinkService.build, fresh data "
+             "directory and empty embedding cache; peak RSS per measurement (own subprocess, VmHWM)"]
+    write_report(a.out, "caselink indexing throughput", "\n".join(body), notes=notes)
+
+
+if __name__ == "__main__":
+    main()

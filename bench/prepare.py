@@ -1,0 +1,320 @@
+"""Inputs the benchmarks share: settings, embedded samples, synthetic vectors, built data directories.
+
+Vectors
+    Real vectors are embedded once into a shared embedding cache, ``bench/work/cache/embeddings.sqlite``
+    (caselink's own :class:`~indexing.embedding_cache.EmbeddingCache`, keyed by model and text hash),
+    which every real-vector data directory links to, so a corpus that was embedded for one benchmark
+    is not embedded again for the next (the 10k corpus is the first 10k records of the 100k one).
+
+    Embedding 1M texts on two cores takes hours, so from a size up, only a *sample* (the first
+    ``embed_sample`` records) is embedded and the other records get *synthetic* vectors: a sample
+    vector picked at random plus Gaussian noise (``noise`` per dimension), re-normalised. Such a data
+    directory is labelled ``syn<sample>`` everywhere it is reported. Keyword indexes are always
+    built from the real texts.
+
+Data directories
+    ``bench/work/data/<size>-s<seed>-<model>-<real|synN>/`` holds ``records.sqlite``, the embedding
+    cache and ``index/`` exactly as ``caselink index`` leaves them; they are built once in a
+    subprocess and reused while the snapshot's record count matches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import WORK, log, run_measured, size_label
+from bench.corpus import ensure_corpus
+
+SHARED_CACHE = WORK / "cache" / "embeddings.sqlite"
+
+
+def settings_for(data_dir: Path, *, model: str = "use-m3", threads: int = 0, **overrides):
+    """caselink settings for a benchmark data directory (defaults otherwise; environment ignored)."""
+    from caselink.config import load_settings
+
+    return load_settings(None, env={}, data_dir=str(data_dir), encoder__model=model, encoder__threads=threads,
+                         **overrides)
+
+
+def make_encoder(settings):
+    """The encoder the service would build from ``settings`` (every encoder setting passed on)."""
+    import inspect
+
+    from indexing.encoders import load_encoder
+
+    e = settings.encoder.model_dump()
+    model = e.pop("model")
+    accepted = inspect.signature(load_encoder).parameters
+    return load_encoder(model, **{k: v for k, v in e.items() if k in accepted})
+
+
+def cache_key(encoder) -> str:
+    """What the embedding cache files a vector under (model id, plus pooling where the encoder has it)."""
+    return getattr(encoder, "cache_key", encoder.model_id)
+
+
+def read_corpus(path: Path, limit: int | None = None) -> list:
+    """Records of a corpus JSONL as caselink Records (validated like the loader does)."""
+    from indexing.records import Record
+
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(Record.model_validate_json(line))
+    return out
+
+
+def doc_builder(settings):
+    from indexing.document import DocumentBuilder
+    from indexing.tokenize import Tokenizer
+
+    t = settings.text
+    return DocumentBuilder(Tokenizer(opencc=t.opencc, cjk_bigrams=t.cjk_bigrams),
+                           title_weight=settings.bm25.title_weight, code_weight=settings.bm25.code_weight)
+
+
+class Progress:
+    """A caselink ``progress(stage, advance, total)`` callback that logs every ~10% per stage."""
+
+    def __init__(self, label: str = ""):
+        self.label = label
+        self.done: dict[str, int] = defaultdict(int)
+        self.next_log: dict[str, float] = defaultdict(float)
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+
+    def __call__(self, stage: str, advance: int, total: int) -> None:
+        now = time.perf_counter()
+        self.first.setdefault(stage, now)
+        self.last[stage] = now
+        self.done[stage] += advance
+        if total and self.done[stage] >= self.next_log[stage]:
+            log(f"{self.label}{stage}: {self.done[stage]:,}/{total:,}")
+            self.next_log[stage] = self.done[stage] + max(1, total // 10)
+
+
+@contextmanager
+def stage_timer():
+    """Time spent inside caselink's build steps, by wrapping their methods in this process only.
+
+    Yields a dict name -> seconds. Nested steps overlap (``bm25.add`` may include ``bm25.compact``).
+    """
+    from indexing.bm25 import BM25Index
+    from indexing.document import DocumentBuilder
+    from indexing.embedding_cache import EmbeddingCache
+    from indexing.live import LiveIndex
+    from indexing.store import RecordStore
+    from indexing.vectors import VectorIndex
+
+    spots = {
+        "store.upsert": (RecordStore, "upsert"), "docs.tokens": (DocumentBuilder, "tokens"),
+        "docs.codes": (DocumentBuilder, "codes"), "docs.embedding_text": (DocumentBuilder, "embedding_text"),
+        "bm25.add": (BM25Index, "add"), "bm25.compact": (BM25Index, "compact"),
+        "embed (cache.encode)": (EmbeddingCache, "encode"), "vectors.build": (VectorIndex, "build"),
+        "snapshot": (LiveIndex, "snapshot"),
+    }
+    times: dict[str, float] = defaultdict(float)
+    saved = {}
+    for name, (cls, attr) in spots.items():
+        orig = getattr(cls, attr)
+        saved[(cls, attr)] = orig
+
+        def wrapper(*a, __orig=orig, __name=name, **kw):
+            t = time.perf_counter()
+            try:
+                return __orig(*a, **kw)
+            finally:
+                times[__name] += time.perf_counter() - t
+
+        setattr(cls, attr, wrapper)
+    try:
+        yield times
+    finally:
+        for (cls, attr), orig in saved.items():
+            setattr(cls, attr, orig)
+
+
+# -- vectors --------------------------------------------------------------------------------------
+def embedded_sample(n_sample: int, *, seed: int, model: str = "use-m3", threads: int = 0,
+                    corpus_size: int | None = None) -> np.ndarray:
+    """Real vectors of the first ``n_sample`` records (embedded into the shared cache when missing)."""
+    from indexing.embedding_cache import EmbeddingCache
+
+    settings = settings_for(WORK / "tmp", model=model, threads=threads)
+    encoder = make_encoder(settings)
+    key = re.sub(r"[^A-Za-z0-9.]+", "_", cache_key(encoder))
+    npy = WORK / "vectors" / f"{key}-s{seed}-{size_label(n_sample)}.npy"
+    if npy.is_file():
+        return np.load(npy)
+    corpus = ensure_corpus(corpus_size or n_sample, seed)
+    records = read_corpus(corpus, n_sample)
+    docs = doc_builder(settings)
+    texts = [docs.embedding_text(r) for r in records]
+    SHARED_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    cache = EmbeddingCache(SHARED_CACHE)
+    try:
+        done = [0]
+
+        def progress(k: int) -> None:
+            done[0] += k
+            if done[0] % 2048 < k or done[0] == len(texts):
+                log(f"embedding sample: {done[0]:,}/{len(texts):,}")
+
+        vecs, embedded = cache.encode(encoder, texts, progress=progress)
+    finally:
+        cache.close()
+    log(f"sample of {n_sample:,}: {embedded:,} embedded now, the rest from the shared cache")
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    np.save(npy, vecs)
+    return vecs
+
+
+def synthetic_blocks(sample: np.ndarray, n: int, *, noise: float, seed: int, block: int = 50_000):
+    """Yield (start, vectors) for n vectors: the sample itself first, then sample rows plus noise."""
+    rng = np.random.default_rng(seed)
+    s, dim = sample.shape
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        out = np.empty((stop - start, dim), dtype=np.float32)
+        real = max(0, min(stop, s) - start)
+        if real:
+            out[:real] = sample[start:start + real]
+        m = stop - start - real
+        if m:
+            src = rng.integers(0, s, size=m)
+            v = sample[src] + rng.normal(0.0, noise, size=(m, dim)).astype(np.float32)
+            out[real:] = v / np.linalg.norm(v, axis=1, keepdims=True)
+        yield start, out
+
+
+def synthetic_vectors(sample: np.ndarray, n: int, *, noise: float, seed: int) -> np.ndarray:
+    out = np.empty((n, sample.shape[1]), dtype=np.float32)
+    for start, block in synthetic_blocks(sample, n, noise=noise, seed=seed):
+        out[start:start + len(block)] = block
+    return out
+
+
+def merge_cache(src: Path, dst: Path = SHARED_CACHE) -> None:
+    """Copy every vector of embedding cache ``src`` into ``dst`` (existing rows kept)."""
+    import sqlite3
+
+    if not src.is_file() or src.resolve() == dst.resolve():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    from indexing.embedding_cache import EmbeddingCache
+
+    EmbeddingCache(dst).close()  # creates the table
+    conn = sqlite3.connect(dst, timeout=60)
+    try:
+        conn.execute("ATTACH DATABASE ? AS src", (str(src),))
+        conn.execute("INSERT OR IGNORE INTO main.embeddings SELECT model, hash, vec FROM src.embeddings")
+        conn.commit()
+        conn.execute("DETACH DATABASE src")
+    finally:
+        conn.close()
+
+
+# -- data directories -----------------------------------------------------------------------------
+def vector_tag(n: int, sample: int, noise: float) -> str:
+    return "real" if sample >= n else f"syn{size_label(sample)}-noise{noise:g}"
+
+
+def data_dir_for(n: int, *, seed: int, model: str, sample: int, noise: float) -> Path:
+    return WORK / "data" / f"{size_label(n)}-s{seed}-{model}-{vector_tag(n, sample, noise)}"
+
+
+def manifest(data_dir: Path) -> dict | None:
+    path = data_dir / "index" / "current" / "manifest.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def incompatible(m: dict, settings) -> str:
+    """Why the snapshot with manifest ``m`` cannot be served with ``settings`` ('' when it can)."""
+    from indexing.index_dir import FORMAT_VERSION
+
+    if m.get("format_version") != FORMAT_VERSION:
+        return f"index format {m.get('format_version')}, caselink now writes {FORMAT_VERSION}"
+    built = m.get("model", {})
+    encoder = make_encoder(settings)
+    if built.get("id") != encoder.model_id:
+        return f"built with model {built.get('id')}, configured {encoder.model_id}"
+    if built.get("cache_key", cache_key(encoder)) != cache_key(encoder):
+        return f"built with pooling {built.get('cache_key')}, the encoder now pools as {cache_key(encoder)}"
+    return ""
+
+
+def prepare_data_dir(n: int, *, seed: int = 7, model: str = "use-m3", sample: int | None = None,
+                     noise: float = 0.02, threads: int = 0, python: str | None = None) -> Path:
+    """A built data directory for the ``n``-record corpus, built in a subprocess when missing."""
+    sample = n if sample is None else sample
+    d = data_dir_for(n, seed=seed, model=model, sample=sample, noise=noise)
+    m = manifest(d)
+    if m is not None and m.get("counts", {}).get("records", -1) >= n:
+        why = incompatible(m, settings_for(d, model=model, threads=threads))
+        if not why:
+            return d
+        log(f"rebuilding {d.name}: {why}")
+    log(f"building data directory {d.name} (in a subprocess)")
+    report = run_measured("bench.prepare:build_dir", {"n": n, "seed": seed, "model": model, "sample": sample,
+                                                      "noise": noise, "threads": threads, "data_dir": str(d)},
+                          python=python)
+    log(f"built {d.name}: {report['records']:,} records in {report['build_seconds']:.1f} s, "
+        f"peak RSS {report['peak_rss_mb']:.0f} MB")
+    return d
+
+
+def seed_cache(settings, records, *, n: int, sample: int, noise: float, seed: int, model: str,
+               threads: int) -> None:
+    """Fill the data directory's own embedding cache with real (sample) + synthetic vectors."""
+    from indexing.embedding_cache import EmbeddingCache, text_hash
+
+    vecs = embedded_sample(sample, seed=seed, model=model, threads=threads, corpus_size=n)
+    docs = doc_builder(settings)
+    model_id = cache_key(make_encoder(settings))
+    cache = EmbeddingCache(settings.cache_path)
+    try:
+        for start, block in synthetic_blocks(vecs, n, noise=noise, seed=seed):
+            hashes = [text_hash(docs.embedding_text(r)) for r in records[start:start + len(block)]]
+            cache.put(model_id, hashes, block)
+            log(f"seeded {start + len(block):,}/{n:,} vectors ({size_label(sample)} real, rest synthetic)")
+    finally:
+        cache.close()
+
+
+def build_dir(n: int, seed: int, model: str, sample: int, noise: float, threads: int, data_dir: str) -> dict:
+    """Subprocess body: build ``data_dir`` like ``caselink index`` would (store, index, snapshot)."""
+    from recommender.service import CaselinkService
+
+    d = Path(data_dir)
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    settings = settings_for(d, model=model, threads=threads)
+    records = read_corpus(ensure_corpus(n, seed), n)
+    if sample >= n:
+        SHARED_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(SHARED_CACHE.resolve(), settings.cache_path)
+    else:
+        seed_cache(settings, records, n=n, sample=sample, noise=noise, seed=seed, model=model, threads=threads)
+    t0 = time.perf_counter()
+    svc, report = CaselinkService.build(settings, records=records, progress=Progress(f"build {size_label(n)} "))
+    seconds = time.perf_counter() - t0
+    svc.close()
+    (d / "bench.json").write_text(json.dumps({"n": n, "seed": seed, "model": model, "sample": sample,
+                                              "noise": noise, "vectors": vector_tag(n, sample, noise)}))
+    return {"records": report.records, "embedded": report.embedded, "build_seconds": seconds,
+            "factory": report.factory}
