@@ -66,6 +66,15 @@ class Record(BaseModel):
     def _strip_control(cls, v: str) -> str:
         return _CONTROL.sub(" ", v)
 
+    @field_validator("created", "closed", mode="before")
+    @classmethod
+    def _no_numeric_dates(cls, v):
+        # pydantic would read a number as a Unix timestamp; an export's 45321 (an Excel serial) or
+        # 1.7e-217 is a mistake to report, not a date in 1970.
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            raise ValueError("expected a date like 2024-03-05, got a number")
+        return v
+
     @field_validator("error_codes", "links", mode="before")
     @classmethod
     def _split_list(cls, v):
