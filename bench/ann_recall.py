@@ -111,10 +111,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--nlist", type=int, default=0, help="IVF lists (default 0 = caselink's 4*sqrt(N))")
     p.add_argument("--candidates", type=int, default=100, help="k per search (default 100, as the service)")
-    p.add_argument("--configured-nprobe", type=int, default=32, help="caselink's vectors.nprobe (for the target)")
+    p.add_argument("--configured-nprobe", type=int, default=0,
+                   help="nprobe the target is checked at (default: caselink's vectors.nprobe)")
     a = p.parse_args(argv)
+    if not a.configured_nprobe:
+        from caselink.config import VectorConfig
+
+        a.configured_nprobe = VectorConfig().nprobe
+    if a.configured_nprobe not in [int(x) for x in a.nprobes.split(",") if x]:
+        a.nprobes += f",{a.configured_nprobe}"
     quantizers = [q for q in a.quantizers.split(",") if q]
-    nprobes = [int(x) for x in a.nprobes.split(",") if x]
+    nprobes = sorted({int(x) for x in a.nprobes.split(",") if x})
 
     rows, opt_rows, exact_rows, targets = [], [], [], []
     for n in a.sizes:
@@ -148,7 +155,8 @@ def main(argv: list[str] | None = None) -> None:
                       "FAISS OpenMP threads", "peak RSS of the run"], exact_rows),
             "\n## Targets\n", targets_table(targets) if targets else "The configured nprobe was not in the sweep.\n"]
     write_report(a.out, "caselink IVF recall versus exact search", "\n".join(body),
-                 notes=[f"encoder {a.model}; queries: encoder vectors of generator queries (not in the index); "
+                 notes=[f"caselink's configured nprobe: {a.configured_nprobe} (the target row)",
+                        f"encoder {a.model}; queries: encoder vectors of generator queries (not in the index); "
                         "synthetic vectors = a random sample vector + N(0, noise^2) per dimension, re-normalised"])
 
 

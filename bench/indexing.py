@@ -33,6 +33,21 @@ from bench.corpus import ensure_corpus
 from bench.prepare import (Progress, cache_key, doc_builder, make_encoder, merge_cache, read_corpus, seed_cache,
                            settings_for, stage_timer, vector_tag)
 
+# Peak resident size per record of the one-shot build, measured at 100k (3.05 GB): used to skip a size
+# that cannot fit before trying it, unless a smaller size in the same run gives a better estimate.
+PEAK_KB_PER_RECORD = 32
+
+
+def mem_available_mb() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("inf")
+
+
 STAGES = ("store.upsert", "docs.tokens", "docs.codes", "bm25.add", "bm25.compact", "docs.embedding_text",
           "embed (cache.encode)", "vectors.build", "snapshot")
 
@@ -54,8 +69,8 @@ def seed_dir(n: int, seed: int, model: str, sample: int, noise: float, threads: 
         shutil.rmtree(d)
     d.mkdir(parents=True)
     settings = settings_for(d, model=model, threads=threads)
-    seed_cache(settings, read_corpus(ensure_corpus(n, seed), n), n=n, sample=sample, noise=noise, seed=seed,
-               model=model, threads=threads)
+    seed_cache(settings, ensure_corpus(n, seed), n=n, sample=sample, noise=noise, seed=seed, model=model,
+               threads=threads)
     return {}
 
 
@@ -124,12 +139,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bare-limit", type=int, default=0,
                    help="embed at most this many texts in the bare-encoder run (default: all real ones)")
     p.add_argument("--no-reindex", action="store_true", help="skip the unchanged re-index")
+    p.add_argument("--force", action="store_true",
+                   help="measure a size even when its projected peak memory exceeds the memory available")
     a = p.parse_args(argv)
 
     rows, stage_rows, targets = [], [], []
     enc_key = ""
     stage_names = list(STAGES)
+    kb_per_record = float(PEAK_KB_PER_RECORD)
     for n in a.sizes:
+        projected_mb = kb_per_record * n / 1024
+        if projected_mb > 0.9 * mem_available_mb() and not a.force:
+            log(f"{size_label(n)}: skipped, projected peak {projected_mb / 1024:.1f} GB > available")
+            rows.append([size_label(n), f"skipped: projected peak {fmt_mb(projected_mb)} ({kb_per_record:.0f} KB per "
+                         f"record) exceeds the {fmt_mb(mem_available_mb())} available; --force to try", *["-"] * 11])
+            continue
         sample = embed_sample_for(a.embed_sample, n)
         tag = vector_tag(n, sample, a.noise)
         d = WORK / "indexing" / f"{size_label(n)}-s{a.seed}-{a.model}-{tag}"
@@ -150,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
             log(f"{size_label(n)}: re-index unchanged")
             re = run_measured("bench.indexing:measure_build", {**common, "fresh": False})
         synthetic = sample < n
+        if n >= 50_000:  # small sizes are dominated by the fixed part (model, interpreter)
+            kb_per_record = e2e["peak_rss_mb"] * 1024 / n
         e2e_rate = n / e2e["total_s"]
         enc_rate = enc["texts"] / enc["encode_s"]
         ratio = None if synthetic else e2e_rate / enc_rate

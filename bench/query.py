@@ -50,10 +50,13 @@ def add_server_args(p) -> None:
 
 
 def server_notes(a) -> list[str]:
+    from caselink.config import RankConfig, VectorConfig
+
+    r, v = RankConfig(), VectorConfig()
     return [f"encoder {a.model}, threads {a.threads or 'default (cores)'}, "
             f"OMP_NUM_THREADS {a.omp_threads or 'unset'}; server: `python -m caselink.cli serve` on 127.0.0.1, "
-            "default settings (hybrid convex fusion, 100 candidates per side, exact vectors below 50k, "
-            "IVF flat nprobe 32 above)"]
+            f"default settings ({r.mode} {r.fusion} fusion, {r.candidates} candidates per side, exact vectors "
+            f"below {v.exact_below:,}, IVF {v.quantizer} nprobe {v.nprobe} above)"]
 
 
 def main(argv: list[str] | None = None) -> None:
