@@ -53,6 +53,7 @@ $(BENCH)/.installed: pyproject.toml bench/requirements-peers.txt
 	$(BENCH)/pip install -q --upgrade pip
 	$(BENCH)/pip install -q torch==2.13.0
 	$(BENCH)/pip install -q -e '.[test]' -r bench/requirements-peers.txt
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || echo "no wrk: bench.query falls back to httpx"; }
 	touch $@
 
 bench: bench-env

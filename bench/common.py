@@ -129,7 +129,7 @@ class Target:
 
     def row(self) -> list[str]:
         v = "-" if self.value is None else fmt(self.value, 3 if abs(self.value) < 10 else 1)
-        return [self.name, f"{v} {self.unit}".strip(), f"{self.op} {fmt(self.threshold, 3)} {self.unit}".strip(),
+        return [self.name, f"{v} {self.unit}".strip(), f"{self.op} {self.threshold:g} {self.unit}".strip(),
                 self.status, self.note]
 
 

@@ -24,7 +24,8 @@ def factory_string(n: int, dim: int, *, exact_below: int, nlist: int, quantizer:
     if n < exact_below:
         return "IDMap2,Flat"
     lists = nlist or max(16, int(4 * math.sqrt(n)))
-    storage = {"flat": "Flat", "sq8": "SQ8", "pq": f"PQ{max(8, dim // 8)}x8"}[quantizer]
+    # "np": no polysemous training, which costs about a minute and which caselink never searches with.
+    storage = {"flat": "Flat", "sq8": "SQ8", "pq": f"PQ{max(8, dim // 8)}x8np"}[quantizer]
     return f"IVF{lists},{storage}"
 
 
