@@ -101,9 +101,6 @@ class FacetTable:
                 m[key] = False
         return m
 
-    def kind_of(self, key: int) -> str:
-        return self._cols["kind"][key]
-
     # -- persistence: plain JSON columns, rebuilt into arrays on load ---------------------------
     def to_json(self) -> dict:
         keys = sorted(self.ids)

@@ -183,6 +183,12 @@ class RecordStore:
             row = self.conn.execute("SELECT num, body FROM records WHERE id = ?", (record_id,)).fetchone()
         return None if row is None else StoredRecord(row[0], record_from_json(row[1]))
 
+    def num_of(self, record_id: str) -> int | None:
+        """The record's integer key, without reading its body."""
+        with self._lock:
+            row = self.conn.execute("SELECT num FROM records WHERE id = ?", (record_id,)).fetchone()
+        return None if row is None else int(row[0])
+
     def get_many(self, nums: Iterable[int]) -> dict[int, Record]:
         nums = [int(n) for n in nums]
         out: dict[int, Record] = {}
@@ -227,11 +233,6 @@ class RecordStore:
         with self._lock:
             return self.conn.execute(
                 "SELECT seq, num, op FROM changes WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
-
-    def prune_changes(self, upto: int) -> None:
-        """Forget changes an index on disk already contains."""
-        with self._lock:
-            self.conn.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
 
     def feedback(self) -> list[Feedback]:
         with self._lock:

@@ -160,7 +160,7 @@ class CaselinkService:
         if query_codes is None:
             query_codes = set(docs.tokenizer.codes(text))
         words = [w for w in docs.tokenizer.tokenize(text, bigrams=False) if w not in query_codes]
-        exclude = {n for n in (self._num(i) for i in q.exclude_ids) if n is not None}
+        exclude = {n for n in (self.store.num_of(i) for i in q.exclude_ids) if n is not None}
         filters = Filters(kind=tuple(q.kind), product=tuple(q.product), model=tuple(q.model),
                           module=tuple(q.module), status=tuple(q.status),
                           created_from=q.created_from, created_to=q.created_to)
@@ -232,10 +232,6 @@ class CaselinkService:
                 error_codes=rec.error_codes, created=rec.created, doc_id=rec.doc_id, doc_title=rec.doc_title,
                 section=rec.section, explanation=ex))
         return out
-
-    def _num(self, record_id: str) -> int | None:
-        sr = self.store.get(record_id)
-        return None if sr is None else sr.num
 
     # -- writes -----------------------------------------------------------------------------
     def upsert(self, records: list[Record]) -> list[UpsertOutcome]:
