@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     rows, disk_rows, targets = [], [], []
     for n in a.sizes:
         sample = embed_sample_for(a.embed_sample, n)
-        d = prepare_data_dir(n, seed=a.seed, model=a.model, sample=sample, noise=a.noise, threads=a.threads)
+        d = prepare_data_dir(n, seed=a.seed, model=a.model, sample=sample, noise=a.noise, threads=a.threads,
+                             quantizer=a.quantizer)
         vec_label = "real" if sample >= n else f"synthetic ({size_label(sample)} + noise)"
         with Server(d, threads=a.threads, omp_threads=a.omp_threads or None) as srv:
             ready = srv.rss()

@@ -122,13 +122,13 @@ def stage_timer():
         "docs.codes": (DocumentBuilder, "codes"), "docs.embedding_text": (DocumentBuilder, "embedding_text"),
         "bm25.add": (BM25Index, "add"), "bm25.compact": (BM25Index, "compact"),
         "embed (cache.encode)": (EmbeddingCache, "encode"), "vectors.build": (VectorIndex, "build"),
-        "snapshot": (LiveIndex, "snapshot"),
+        "open snapshot (+ replay)": (LiveIndex, "open"), "snapshot": (LiveIndex, "snapshot"),
     }
     times: dict[str, float] = defaultdict(float)
     saved = {}
     for name, (cls, attr) in spots.items():
         orig = getattr(cls, attr)
-        saved[(cls, attr)] = orig
+        saved[(cls, attr)] = cls.__dict__[attr]  # the raw descriptor, so a classmethod is restored as one
 
         def wrapper(*a, __orig=orig, __name=name, **kw):
             t = time.perf_counter()
@@ -230,8 +230,9 @@ def vector_tag(n: int, sample: int, noise: float) -> str:
     return "real" if sample >= n else f"syn{size_label(sample)}-noise{noise:g}"
 
 
-def data_dir_for(n: int, *, seed: int, model: str, sample: int, noise: float) -> Path:
-    return WORK / "data" / f"{size_label(n)}-s{seed}-{model}-{vector_tag(n, sample, noise)}"
+def data_dir_for(n: int, *, seed: int, model: str, sample: int, noise: float, quantizer: str = "flat") -> Path:
+    suffix = "" if quantizer == "flat" else f"-{quantizer}"
+    return WORK / "data" / f"{size_label(n)}-s{seed}-{model}-{vector_tag(n, sample, noise)}{suffix}"
 
 
 def manifest(data_dir: Path) -> dict | None:
@@ -258,10 +259,15 @@ def incompatible(m: dict, settings) -> str:
 
 
 def prepare_data_dir(n: int, *, seed: int = 7, model: str = "use-m3", sample: int | None = None,
-                     noise: float = 0.02, threads: int = 0, python: str | None = None) -> Path:
-    """A built data directory for the ``n``-record corpus, built in a subprocess when missing."""
+                     noise: float = 0.02, threads: int = 0, python: str | None = None,
+                     quantizer: str = "flat") -> Path:
+    """A built data directory for the ``n``-record corpus, built in a subprocess when missing.
+
+    ``quantizer`` is caselink's ``vectors.quantizer`` for the build (it matters from
+    ``vectors.exact_below`` records up); the directory name says which.
+    """
     sample = n if sample is None else sample
-    d = data_dir_for(n, seed=seed, model=model, sample=sample, noise=noise)
+    d = data_dir_for(n, seed=seed, model=model, sample=sample, noise=noise, quantizer=quantizer)
     m = manifest(d)
     if m is not None and m.get("counts", {}).get("records", -1) >= n:
         why = incompatible(m, settings_for(d, model=model, threads=threads))
@@ -270,10 +276,14 @@ def prepare_data_dir(n: int, *, seed: int = 7, model: str = "use-m3", sample: in
         log(f"rebuilding {d.name}: {why}")
     log(f"building data directory {d.name} (in a subprocess)")
     report = run_measured("bench.prepare:build_dir", {"n": n, "seed": seed, "model": model, "sample": sample,
-                                                      "noise": noise, "threads": threads, "data_dir": str(d)},
+                                                      "noise": noise, "threads": threads, "data_dir": str(d),
+                                                      "quantizer": quantizer},
                           python=python)
     log(f"built {d.name}: {report['records']:,} records in {report['build_seconds']:.1f} s, "
         f"peak RSS {report['peak_rss_mb']:.0f} MB")
+    info = json.loads((d / "bench.json").read_text())
+    info.update(build_seconds=round(report["build_seconds"], 1), build_peak_rss_mb=round(report["peak_rss_mb"]))
+    (d / "bench.json").write_text(json.dumps(info))
     return d
 
 
@@ -316,26 +326,17 @@ def seed_cache(settings, corpus: Path, *, n: int, sample: int, noise: float, see
         cache.close()
 
 
-# Above this many records the benchmark data directories are built in two steps: CaselinkService.build
-# over the first BUILD_AT_ONCE records, then the rest through CaselinkService.upsert in batches, with
-# one snapshot at the end. caselink's one-shot build holds every record, token list and text at once
-# (about 30 KB per record at peak, measured at 100k), which does not fit a 24 GB machine at 1M. The
-# served index is the same kind (the IVF is trained on the first BUILD_AT_ONCE vectors instead of a
-# random 200k sample of all); bench.json records how a directory was built.
-BUILD_AT_ONCE = 200_000
-UPSERT_BATCH = 20_000
-
-
 def build_dir(n: int, seed: int, model: str, sample: int, noise: float, threads: int, data_dir: str,
-              at_once: int = BUILD_AT_ONCE, batch: int = UPSERT_BATCH) -> dict:
+              quantizer: str = "flat") -> dict:
     """Subprocess body: build ``data_dir`` like ``caselink index`` would (store, index, snapshot)."""
+    from indexing.loaders import load_path
     from recommender.service import CaselinkService
 
     d = Path(data_dir)
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True)
-    settings = settings_for(d, model=model, threads=threads)
+    settings = settings_for(d, model=model, threads=threads, vectors__quantizer=quantizer)
     corpus = ensure_corpus(n, seed)
     if sample >= n:
         SHARED_CACHE.parent.mkdir(parents=True, exist_ok=True)
@@ -343,31 +344,13 @@ def build_dir(n: int, seed: int, model: str, sample: int, noise: float, threads:
     else:
         seed_cache(settings, corpus, n=n, sample=sample, noise=noise, seed=seed, model=model, threads=threads)
     t0 = time.perf_counter()
-    how = "CaselinkService.build"
-    if n <= at_once:
-        svc, report = CaselinkService.build(settings, records=read_corpus(corpus, n),
-                                            progress=Progress(f"build {size_label(n)} "))
-        embedded, factory = report.embedded, report.factory
-    else:
-        how = f"CaselinkService.build of the first {at_once:,}, then upsert in batches of {batch:,}"
-        quiet = settings.model_copy(update={"server": settings.server.model_copy(update={"persist_every": 10**9})})
-        chunks = iter_corpus(corpus, n, batch)
-        first = []
-        for _, records in chunks:
-            first += records
-            if len(first) >= at_once:
-                break
-        svc, report = CaselinkService.build(quiet, records=first, progress=Progress(f"build {size_label(n)} "))
-        embedded, factory, done = report.embedded, report.factory, len(first)
-        del first
-        for _, records in chunks:
-            svc.upsert(records)
-            done += len(records)
-            log(f"build {size_label(n)}: upserted {done:,}/{n:,}")
-        svc.index.snapshot()
+    how = "load_path + CaselinkService.build (what caselink index does)"
+    svc, report = CaselinkService.build(settings, records=load_path(corpus).records,
+                                        progress=Progress(f"build {size_label(n)} "))
+    embedded, factory = report.embedded, report.factory
     seconds = time.perf_counter() - t0
     svc.close()
     (d / "bench.json").write_text(json.dumps({"n": n, "seed": seed, "model": model, "sample": sample,
                                               "noise": noise, "vectors": vector_tag(n, sample, noise),
-                                              "built_with": how}))
+                                              "quantizer": quantizer, "built_with": how}))
     return {"records": n, "embedded": embedded, "build_seconds": seconds, "factory": factory}

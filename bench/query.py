@@ -47,6 +47,8 @@ def add_server_args(p) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="encoder threads in the server and for building (default 0 = caselink's default: the cores)")
     p.add_argument("--omp-threads", type=int, default=0, help="OMP_NUM_THREADS for the server (FAISS); 0 = unset")
+    p.add_argument("--quantizer", default="flat", choices=("flat", "sq8", "pq"),
+                   help="vectors.quantizer for the data directories (IVF storage from 50k records; default flat)")
 
 
 def server_notes(a) -> list[str]:
@@ -56,7 +58,7 @@ def server_notes(a) -> list[str]:
     return [f"encoder {a.model}, threads {a.threads or 'default (cores)'}, "
             f"OMP_NUM_THREADS {a.omp_threads or 'unset'}; server: `python -m caselink.cli serve` on 127.0.0.1, "
             f"default settings ({r.mode} {r.fusion} fusion, {r.candidates} candidates per side, exact vectors "
-            f"below {v.exact_below:,}, IVF {v.quantizer} nprobe {v.nprobe} above)"]
+            f"below {v.exact_below:,}, IVF {a.quantizer} nprobe {v.nprobe} above)"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     for n in a.sizes:
         sample = embed_sample_for(a.embed_sample, n)
         tag = vector_tag(n, sample, a.noise)
-        d = prepare_data_dir(n, seed=a.seed, model=a.model, sample=sample, noise=a.noise, threads=a.threads)
+        d = prepare_data_dir(n, seed=a.seed, model=a.model, sample=sample, noise=a.noise, threads=a.threads,
+                             quantizer=a.quantizer)
         vec_label = "real" if sample >= n else f"**synthetic** ({size_label(sample)} + noise)"
         with Server(d, threads=a.threads, omp_threads=a.omp_threads or None) as srv:
             run("httpx", srv.url, search_requests(n, a.seed, "hybrid")[:40] + related_requests(n, "hybrid")[:20],

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     rows, load_rows = [], []
     for n in a.sizes:
         sample = embed_sample_for(a.embed_sample, n)
-        d = prepare_data_dir(n, seed=a.seed, model=a.model, sample=sample, noise=a.noise, threads=a.threads)
+        d = prepare_data_dir(n, seed=a.seed, model=a.model, sample=sample, noise=a.noise, threads=a.threads,
+                             quantizer=a.quantizer)
         vec_label = "real" if sample >= n else f"synthetic ({size_label(sample)} + noise)"
         templates = read_records(ensure_corpus(n, a.seed), limit=min(n, 2000))
         config = {"server": {"persist_every": a.persist_every}} if a.persist_every else None

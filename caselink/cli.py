@@ -73,10 +73,15 @@ def index(
     model: Annotated[Optional[str], typer.Option("--model", help="Encoder: use-m3, minilm, or a model name / "
                                                                "directory for sentence-transformers.",
                                                  show_default=False)] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build the index from scratch even when it could be "
+                                                            "updated in place.")] = False,
 ) -> None:
-    """Load records into the store and (re)build the search index over everything stored.
+    """Load records into the store and bring the search index in step with everything stored.
 
-    With no sources, rebuilds the index from the records already stored.
+    Only records that changed since the last run are re-indexed, unless a setting that affects
+    every record changed (encoder, tokenisation, BM25, vector index type) or --rebuild is given;
+    then the index is built from scratch and the reason is printed. With no sources, the index is
+    brought up to date with the records already stored.
     """
     from indexing.loaders import load_mapping, load_path
     from recommender.service import CaselinkService
@@ -111,12 +116,19 @@ def index(
                 tasks[stage] = bars.add_task(stage, total=total)
             bars.advance(tasks[stage], advance)
 
-        svc, report = CaselinkService.build(settings, records=records, progress=progress)
+        svc, report = CaselinkService.build(settings, records=records, progress=progress, rebuild=rebuild)
     counts = svc.store.count()
     svc.close()
-    out.print(f"indexed {report.records} records ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}) "
-              f"in {report.seconds:.1f} s = {report.records_per_s:.0f} records/s; embedded {report.embedded} "
-              f"new texts; vector index {report.factory}; snapshot {report.snapshot}", highlight=False)
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    if report.applied is not None:
+        out.print(f"updated the index in place: {report.applied} changed records re-indexed, {report.records} "
+                  f"records in the index ({kinds}), in {report.seconds:.1f} s; embedded {report.embedded} new texts; "
+                  f"snapshot {report.snapshot}", highlight=False)
+    else:
+        why = f" (built from scratch: {report.rebuilt_because})" if report.rebuilt_because else ""
+        out.print(f"indexed {report.records} records ({kinds}) in {report.seconds:.1f} s = "
+                  f"{report.records_per_s:.0f} records/s{why}; embedded {report.embedded} new texts; "
+                  f"vector index {report.factory}; snapshot {report.snapshot}", highlight=False)
     if skipped:
         out.print(f"{skipped} rows were skipped (listed above)", highlight=False)
 

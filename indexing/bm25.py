@@ -99,31 +99,52 @@ class BM25Index:
         self._total_len += length
 
     def _add_bulk(self, pairs: list[tuple[int, Sequence[str]]]) -> None:
-        """Many documents at once: postings go straight into compact arrays and one sparse block
-        appended to the main segment, never through per-posting Python tuples (which cost ~10x
-        the memory and stay resident after they are freed)."""
+        self.add_batches([([k for k, _ in pairs], [d for _, d in pairs])])
+
+    def add_batches(self, batches: Iterable[tuple[Sequence[int], Iterable[Sequence[str]]]]) -> int:
+        """Bulk-load a stream of ``(keys, docs)`` batches; returns how many documents were added.
+
+        Postings go straight into compact arrays (about 8 bytes each) and the main segment is
+        rebuilt once at the end, so building from a stream never holds every document's tokens
+        (Python lists of ``str`` cost over 10x the postings) and never re-sorts a growing matrix
+        per batch. A key already present, or repeated later in the stream, is replaced.
+        """
         self.compact()
-        start = self._main.shape[0]
-        self._grow(start + len(pairs))
-        rows, cols, vals = array("q"), array("q"), array("f")
+        main = self._main.tocsr()
+        data, indices, lengths = [main.data.astype(np.float32)], [main.indices.astype(np.int32)], [np.diff(main.indptr)]
+        start = main.shape[0]
+        added = 0
         vocab = self.vocab_
-        for i, (key, tokens) in enumerate(pairs):
-            counts = Counter(tokens)
-            for term, tf in counts.items():
-                tid = vocab.get(term)
-                if tid is None:
-                    tid = vocab[term] = len(vocab)
-                cols.append(tid)
-                vals.append(tf)
-            rows.extend([start + i] * len(counts))
-            self._place(start + i, key, float(sum(counts.values())))
-        n_rows = start + len(pairs)
-        main = self._main.tocoo()
-        block = sp.coo_matrix((np.frombuffer(vals, dtype=np.float32), (np.frombuffer(rows, dtype=np.int64),
-                               np.frombuffer(cols, dtype=np.int64))), shape=(n_rows, len(vocab)))
-        main = sp.coo_matrix((main.data, (main.row, main.col)), shape=(n_rows, len(vocab)))
-        self._main = (main + block).tocsc().astype(np.float32)
+        for keys, docs in batches:
+            pairs = list(zip((int(k) for k in keys), docs, strict=True))
+            self._grow(start + added + len(pairs))
+            cols, vals, counts = array("i"), array("f"), array("q")
+            for key, tokens in pairs:
+                tf_of = Counter(tokens)
+                for term, tf in tf_of.items():
+                    tid = vocab.get(term)
+                    if tid is None:
+                        tid = vocab[term] = len(vocab)
+                    cols.append(tid)
+                    vals.append(tf)
+                counts.append(len(tf_of))
+                if key in self._slot_of:  # repeated within this stream: the later one wins
+                    self.delete([key])
+                self._place(start + added, key, float(sum(tf_of.values())))
+                added += 1
+            data.append(np.frombuffer(vals, dtype=np.float32))
+            indices.append(np.frombuffer(cols, dtype=np.int32))
+            lengths.append(np.frombuffer(counts, dtype=np.int64))
+        n_rows = start + added
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(lengths), out=indptr[1:])
+        csr = sp.csr_matrix((np.concatenate(data), np.concatenate(indices), indptr), shape=(n_rows, len(vocab)))
+        del data, indices, main
+        self._main = csr.tocsc().astype(np.float32, copy=False)
         self._main.sort_indices()
+        if not self._alive[:n_rows].all():  # replaced documents leave dead slots behind
+            self.compact()
+        return added
 
     def delete(self, keys: Iterable[int]) -> int:
         """Remove documents by key; unknown keys are ignored. Returns how many were removed."""

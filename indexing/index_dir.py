@@ -28,7 +28,7 @@ from caselink.errors import IndexFormatError, IndexNotReady
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-REBUILD_HINT = "rebuild it from the record store with: caselink index (no sources needed)"
+REBUILD_HINT = "rebuild it from the record store with: caselink index --rebuild (no sources needed)"
 
 
 def _sha256(path: Path) -> str:

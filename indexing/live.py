@@ -15,7 +15,7 @@ import shutil
 import platform
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +32,24 @@ from indexing.facets import FacetTable, Filters
 from indexing.index_dir import REBUILD_HINT, IndexDir
 from indexing.records import Record
 from indexing.store import RecordStore, UpsertResult
-from indexing.tokenize import Tokenizer
+from indexing.staleness import rebuild_reason
+from indexing.tokenize import Tokenizer, read_user_dict
 from indexing.vectors import VectorIndex
 
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
 log = logging.getLogger("caselink.index")
+BUILD_BATCH = 2000  # records per step of a build or a replay: large enough for the encoder's batches
+
+
+def _batched(items: Iterable, n: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @dataclass
@@ -46,6 +59,8 @@ class BuildReport:
     seconds: float
     snapshot: Path
     factory: str
+    applied: int | None = None  # records re-indexed in place; None for a build from scratch
+    rebuilt_because: str | None = None  # why an in-place update was not possible
 
     @property
     def records_per_s(self) -> float:
@@ -71,6 +86,7 @@ class LiveIndex:
         self.dir = IndexDir(settings.index_root)
         self.lock = threading.RLock()
         self.seq_ = 0
+        self.embedded_ = 0  # texts this process sent to the encoder (cache misses)
         self.writes_since_snapshot_ = 0
         self.snapshot_path_: Path | None = None
         self.built_at_: str = ""
@@ -96,45 +112,101 @@ class LiveIndex:
     @classmethod
     def build(cls, settings: Settings, store: RecordStore, encoder: Encoder, cache: EmbeddingCache,
               progress: Progress | None = None) -> tuple["LiveIndex", BuildReport]:
-        """Index every record in the store from scratch and publish the snapshot atomically."""
+        """Index every record in the store from scratch and publish the snapshot atomically.
+
+        One streaming pass in batches of ``BUILD_BATCH`` records: each batch is tokenised into
+        BM25's compact postings and embedded into one preallocated vector array, and then
+        dropped, so peak memory is the finished index plus one batch, not every record's text
+        and tokens at once.
+        """
         t0 = time.perf_counter()
         idx = cls(settings, store, encoder, cache)
         idx.seq_ = store.last_seq()  # read first: anything written during the build is replayed later
         facets = store.facets()
-        words = sorted({v for row in facets for v in row[3:6] if v})
-        idx.docs_ = idx._make_docs(words)
+        idx.docs_ = docs = idx._make_docs(cls._dictionary(settings, facets))
         total = len(facets)
-        keys, records = [], []
-        for sr in store.iter_records():
-            keys.append(sr.num)
-            records.append(sr.record)
-            if progress and len(keys) % 500 == 0:
-                progress("read", 500, total)
-        if progress:
-            progress("read", len(keys) % 500, total)
-        docs = idx.docs_
+        del facets
+        keys = np.zeros(total, dtype=np.int64)
+        vecs = np.zeros((total, encoder.dim), dtype=np.float32)
+        done = embedded = 0
+
+        def batches():
+            nonlocal keys, vecs, done, embedded
+            for batch in _batched(store.iter_records(BUILD_BATCH), BUILD_BATCH):
+                recs = [sr.record for sr in batch]
+                tokens = [docs.tokens(r) for r in recs]
+                for sr in batch:
+                    idx.facets_.set(sr.num, sr.record, docs.codes(sr.record))
+                if progress:
+                    progress("tokenise", len(batch), total)
+                v, n = cache.encode(encoder, [docs.embedding_text(r) for r in recs],
+                                    progress=(lambda k: progress("embed", k, total)) if progress else None)
+                if done + len(batch) > len(keys):  # records stored while the build runs
+                    keys = np.concatenate([keys, np.zeros(len(batch), dtype=np.int64)])
+                    vecs = np.concatenate([vecs, np.zeros((len(batch), encoder.dim), dtype=np.float32)])
+                keys[done:done + len(batch)] = [sr.num for sr in batch]
+                vecs[done:done + len(batch)] = v
+                done += len(batch)
+                embedded += n
+                yield keys[done - len(batch):done].tolist(), tokens
+
         idx.bm25_ = BM25Index(k1=settings.bm25.k1, b=settings.bm25.b)
-        token_lists = []
-        for i, rec in enumerate(records):
-            token_lists.append(docs.tokens(rec))
-            idx.facets_.set(keys[i], rec, docs.codes(rec))
-            if progress and (i + 1) % 500 == 0:
-                progress("tokenise", 500, total)
-        if progress:
-            progress("tokenise", total % 500, total)
-        idx.bm25_.add(keys, token_lists)
-        idx.bm25_.compact()
-        texts = [docs.embedding_text(r) for r in records]
-        vecs, embedded = cache.encode(encoder, texts,
-                                      progress=(lambda n: progress("embed", n, total)) if progress else None)
+        idx.bm25_.add_batches(batches())
         idx.vectors_ = idx._new_vectors()
-        idx.vectors_.build(np.asarray(keys, dtype=np.int64), vecs)
+        idx.vectors_.build(keys[:done], vecs[:done])
+        del vecs
+        idx.embedded_ = embedded
         snap = idx.snapshot()
-        return idx, BuildReport(total, embedded, time.perf_counter() - t0, snap, idx.vectors_.factory_)
+        return idx, BuildReport(done, embedded, time.perf_counter() - t0, snap, idx.vectors_.factory_)
+
+    @staticmethod
+    def _dictionary(settings: Settings, facets: list[tuple]) -> list[str]:
+        """Terms jieba must keep whole: stored product, model and module names plus the user dictionary."""
+        words = {v for row in facets for v in row[3:6] if v}
+        if settings.text.user_dict is not None:
+            words.update(read_user_dict(settings.text.user_dict))
+        return sorted(words)
+
+    @classmethod
+    def refresh(cls, settings: Settings, store: RecordStore, encoder: Encoder, cache: EmbeddingCache,
+                progress: Progress | None = None) -> tuple["LiveIndex", BuildReport]:
+        """Bring the index in step with the store, in place when possible.
+
+        When the current snapshot was built as the current settings would build it, only the
+        records changed since it are re-tokenised and re-embedded (an unchanged corpus costs one
+        load); otherwise, or when there is no usable index, this is :meth:`build`. The report's
+        ``rebuilt_because`` says which happened and why.
+        """
+        t0 = time.perf_counter()
+        reason = "no index has been built yet"
+        current = IndexDir(settings.index_root).current()
+        if current is not None:
+            try:
+                _, manifest = IndexDir(settings.index_root).read_manifest(verify=False)
+                reason = rebuild_reason(manifest, settings=settings, model_id=encoder.model_id, dim=encoder.dim,
+                                        cache_key=getattr(encoder, "cache_key", encoder.model_id),
+                                        user_words=cls._dictionary(settings, store.facets()), records=store.total())
+            except IndexFormatError as exc:
+                reason = f"the current index is unusable ({exc})"
+        if reason is None:
+            try:
+                idx = cls.open(settings, store, encoder, cache, progress=progress)
+            except IndexFormatError as exc:
+                reason = f"the current index is unusable ({exc})"
+            else:
+                applied = idx.writes_since_snapshot_  # what open() replayed
+                snap = idx.snapshot() if applied else idx.snapshot_path_
+                return idx, BuildReport(len(idx.bm25_), idx.embedded_, time.perf_counter() - t0, snap,
+                                        idx.vectors_.factory_, applied=applied)
+        log.info("building the index from scratch: %s", reason)
+        idx, report = cls.build(settings, store, encoder, cache, progress=progress)
+        report.rebuilt_because = reason
+        report.seconds = time.perf_counter() - t0
+        return idx, report
 
     @classmethod
     def open(cls, settings: Settings, store: RecordStore, encoder: Encoder, cache: EmbeddingCache,
-             *, verify: bool = True) -> "LiveIndex":
+             *, verify: bool = True, progress: Progress | None = None) -> "LiveIndex":
         """Load the current snapshot, check it matches the encoder, and replay later changes."""
         idx = cls(settings, store, encoder, cache)
         snap, manifest = idx.dir.read_manifest(verify=verify)
@@ -163,13 +235,14 @@ class LiveIndex:
         idx.seq_ = manifest["change_seq"]
         idx.snapshot_path_ = snap
         idx.built_at_ = manifest.get("created", "")
-        idx.replay()
+        idx.replay(progress)
         return idx
 
     # -- writes -----------------------------------------------------------------------------
     def _prepare(self, recs: list[Record]) -> tuple[np.ndarray, list[list[str]]]:
         """Vectors and tokens for records: the work that can fail (the encoder), done before storing."""
-        vecs, _ = self.cache.encode(self.encoder, [self.docs_.embedding_text(r) for r in recs])
+        vecs, n = self.cache.encode(self.encoder, [self.docs_.embedding_text(r) for r in recs])
+        self.embedded_ += n
         return vecs, [self.docs_.tokens(r) for r in recs]
 
     def _apply(self, pairs: list[tuple[int, Record]], prepared: tuple[np.ndarray, list[list[str]]] | None = None
@@ -219,7 +292,7 @@ class LiveIndex:
             self._count_writes(1)
         return True
 
-    def _catch_up(self, own: set[int]) -> int:
+    def _catch_up(self, own: set[int], progress: Progress | None = None) -> int:
         """Advance ``seq_`` past this process's own changes, applying any another process made
         meanwhile (``caselink index`` run while the server is up) instead of skipping them.
         Returns how many records were re-read."""
@@ -227,10 +300,13 @@ class LiveIndex:
         if not changes:
             return 0
         foreign = sorted({num for _, num, _ in changes if num not in own})
-        if foreign:
-            present = self.store.get_many(foreign)
-            self._remove([n for n in foreign if n not in present])
+        for start in range(0, len(foreign), BUILD_BATCH):  # bounded memory however long the log
+            part = foreign[start:start + BUILD_BATCH]
+            present = self.store.get_many(part)
+            self._remove([n for n in part if n not in present])
             self._apply(sorted(present.items()))
+            if progress:
+                progress("apply changes", len(part), len(foreign))
         self.seq_ = changes[-1][0]
         return len(foreign)
 
@@ -247,11 +323,11 @@ class LiveIndex:
                             self.settings.server.persist_every, exc)
                 self.writes_since_snapshot_ = 0
 
-    def replay(self) -> int:
+    def replay(self, progress: Progress | None = None) -> int:
         """Apply changes logged in the store after this index's sequence number; returns how many
         records they touched (also the way a server picks up another process's writes)."""
         with self.lock:
-            n = self._catch_up(own=set())
+            n = self._catch_up(own=set(), progress=progress)
             self.writes_since_snapshot_ += n
             return n
 

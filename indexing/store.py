@@ -218,6 +218,10 @@ class RecordStore:
             return self.conn.execute(
                 "SELECT num, id, kind, product, model, module, status, created FROM records ORDER BY num").fetchall()
 
+    def total(self) -> int:
+        with self._lock:
+            return int(self.conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
     def count(self) -> dict[str, int]:
         with self._lock:
             rows = self.conn.execute("SELECT kind, COUNT(*) FROM records GROUP BY kind").fetchall()

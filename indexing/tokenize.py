@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 from indexing.normalize import normalize
 
@@ -35,6 +36,17 @@ _ZH_STOP = frozenset("的 了 是 在 和 与 及 或 也 都 就 而 对 把 �
 def canonical_code(code: str) -> str:
     """'PN-7731-02' -> 'pn773102': the form codes are matched in."""
     return _SEPARATORS.sub("", normalize(code))
+
+
+def read_user_dict(path: Path) -> list[str]:
+    """Terms of a jieba-style user dictionary: one per line, the first field ('term [freq] [tag]')."""
+    from caselink.errors import CaselinkError
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaselinkError(f"user dictionary {path} could not be read: {exc}", field="text.user_dict") from None
+    return [ln.split()[0] for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
 def is_code(token: str) -> bool:

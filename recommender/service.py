@@ -89,14 +89,22 @@ class CaselinkService:
 
     @classmethod
     def build(cls, settings: Settings, *, encoder: Encoder | None = None, records: list[Record] | None = None,
-              progress: Progress | None = None) -> tuple["CaselinkService", BuildReport]:
-        """Store ``records`` (if given) and build a fresh index over the whole store."""
+              progress: Progress | None = None, rebuild: bool = True) -> tuple["CaselinkService", BuildReport]:
+        """Store ``records`` (if given) and index the whole store.
+
+        ``rebuild=True`` builds a fresh index; ``rebuild=False`` updates the current one in place
+        when its settings still match (see :meth:`LiveIndex.refresh`), which is what ``caselink
+        index`` does by default.
+        """
         store, encoder, cache = cls._parts(settings, encoder)
         try:
             if records:
                 for start in range(0, len(records), 1000):
                     store.upsert(records[start:start + 1000])
-            index, report = LiveIndex.build(settings, store, encoder, cache, progress=progress)
+                    if progress:
+                        progress("store", min(1000, len(records) - start), len(records))
+            make = LiveIndex.build if rebuild else LiveIndex.refresh
+            index, report = make(settings, store, encoder, cache, progress=progress)
         except BaseException:
             store.close()
             cache.close()

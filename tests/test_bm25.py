@@ -127,3 +127,21 @@ def test_bulk_add_equals_incremental_adds_and_handles_repeated_keys():
     for q in (["w1"], ["w2", "w3", "w3"], ["w299", "w0"]):
         a, b = bulk.score(q), small.score(q)
         assert dict(zip(*[x.tolist() for x in a])) == pytest.approx(dict(zip(*[x.tolist() for x in b])), rel=1e-5)
+
+
+def test_streamed_batches_equal_one_add_and_the_formula():
+    rng = np.random.default_rng(2)
+    vocab = [f"w{i}" for i in range(50)]
+    docs = {i: list(rng.choice(vocab, size=rng.integers(1, 12))) for i in range(1, 301)}
+    keys = list(docs)
+    streamed = BM25Index()
+    streamed.add([7], [["old", "w1"]])  # already indexed: the stream replaces it
+    batches = [(keys[i:i + 64], [docs[k] for k in keys[i:i + 64]]) for i in range(0, len(keys), 64)]
+    batches.append(([9], [["again"]]))  # repeated later in the stream: the later one wins
+    assert streamed.add_batches(iter(batches)) == len(keys) + 1
+    expected = {**docs, 9: ["again"]}
+    assert len(streamed) == len(expected) == 300
+    assert streamed.search(["old"], k=3)[0].tolist() == []
+    for q in (["w1"], ["w2", "w3"], ["again"], ["w49", "w0", "w0"]):
+        keys_, scores = streamed.score(q)
+        assert dict(zip(keys_.tolist(), scores.tolist())) == pytest.approx(reference(expected, q), rel=1e-5)

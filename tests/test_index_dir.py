@@ -92,3 +92,55 @@ def test_opening_with_other_pooling_is_refused(settings, use_encoder):
     svc.close()
     with pytest.raises(IndexFormatError, match="pooling"):
         CaselinkService.open(settings, encoder=USEEncoder(lead_weight=0.0))
+
+
+def _snapshots(settings):
+    return sorted(p.name for p in (settings.index_root / "builds").iterdir())
+
+
+def test_reindex_updates_in_place_when_settings_match(settings, use_encoder):
+    svc, first = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
+    svc.close()
+    svc, again = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS, rebuild=False)
+    svc.close()
+    # Unchanged corpus: nothing re-indexed, nothing embedded, the same snapshot keeps serving.
+    assert (again.applied, again.embedded, again.rebuilt_because) == (0, 0, None)
+    assert again.snapshot == first.snapshot and _snapshots(settings) == [first.snapshot.name]
+
+    edited = Record(id="C-001", kind="case", title="干泵异常停机 E1023", text="更换密封圈 PN-8812-07 后恢复",
+                    error_codes=["E1023"])
+    new = Record(id="C-NEW", kind="case", title="冷却水流量低 E7777", text="水路滤网堵塞")
+    svc, third = CaselinkService.build(settings, encoder=use_encoder, records=[edited, new], rebuild=False)
+    assert (third.applied, third.embedded, third.records) == (2, 2, len(CORPUS) + 1)
+    assert third.snapshot != first.snapshot  # the update is published as a new snapshot
+    assert svc.search(SearchQuery(text="PN-8812-07")).results[0].id == "C-001"
+    assert svc.search(SearchQuery(text="E7777")).results[0].id == "C-NEW"
+    svc.close()
+    reopened = CaselinkService.open(settings, encoder=use_encoder)  # and survives a restart
+    assert reopened.search(SearchQuery(text="E7777")).results[0].id == "C-NEW"
+    reopened.close()
+
+
+def test_reindex_rebuilds_when_a_setting_that_shapes_every_record_changed(settings, use_encoder, tmp_path):
+    svc, first = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
+    svc.close()
+    changed = settings.model_copy(update={"bm25": settings.bm25.model_copy(update={"k1": 1.6})})
+    svc, report = CaselinkService.build(changed, encoder=use_encoder, rebuild=False)
+    svc.close()
+    assert report.applied is None and "bm25" in report.rebuilt_because and report.embedded == 0
+    words = tmp_path / "words.txt"
+    words.write_text("# domain terms\n腔体压力 100 n\n", encoding="utf-8")
+    with_dict = changed.model_copy(update={"text": changed.text.model_copy(update={"user_dict": words})})
+    svc, report = CaselinkService.build(with_dict, encoder=use_encoder, rebuild=False)
+    assert "dictionary" in report.rebuilt_because and "1 new" in report.rebuilt_because
+    assert "腔体压力" in svc.index.docs_.tokenizer.tokenize("腔體壓力異常")  # the user term is kept whole
+    svc.close()
+
+
+def test_reindex_with_a_broken_index_rebuilds_instead_of_failing(settings, use_encoder):
+    svc, report = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
+    svc.close()
+    (report.snapshot / "manifest.json").write_text("{not json", encoding="utf-8")
+    svc, again = CaselinkService.build(settings, encoder=use_encoder, rebuild=False)
+    svc.close()
+    assert again.applied is None and "unusable" in again.rebuilt_because and again.records == len(CORPUS)

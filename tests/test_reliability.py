@@ -253,11 +253,13 @@ def test_kill_9_during_index_keeps_the_previous_index_serving(tmp_path, use_enco
     check_previous_index_serves(settings, use_encoder, previous)
     previous = current_name(settings)
 
-    # 3. While publishing: files in builds/.tmp-*, not renamed yet.  4. Renamed, `current` not swapped yet.
-    for point in ("publish", "swap"):
+    # 3. A full build (--rebuild) killed while publishing: files in builds/.tmp-*, not renamed yet.
+    # 4. An in-place update (one edited record) killed after the rename, `current` not swapped yet.
+    edit = write_jsonl(tmp_path / "edit.jsonl", [{**big_corpus(1)[0], "title": "冷却水流量低 edited"}])
+    for point, args in (("publish", ["--rebuild"]), ("swap", [str(edit)])):
         marker = tmp_path / f"at-{point}"
         seen = set(builds_listing(settings))
-        killed_run(fault_command("index", stall_at=point, marker=marker), marker.exists, f"at {point}")
+        killed_run(fault_command("index", *args, stall_at=point, marker=marker), marker.exists, f"at {point}")
         left = set(builds_listing(settings)) - seen
         assert len(left) == 1, f"a crash at {point} should leave one folder behind, got {left}"
         assert left.pop().startswith(".tmp-") == (point == "publish")
@@ -265,7 +267,7 @@ def test_kill_9_during_index_keeps_the_previous_index_serving(tmp_path, use_enco
         check_previous_index_serves(settings, use_encoder, previous)
 
     # The next run completes and cleans up after every interrupted one.
-    done = run(cli_command("index"), env=env, cwd=tmp_path)
+    done = run(cli_command("index", "--rebuild"), env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert builds_listing(settings) == [current_name(settings)] != [previous]
     assert not list(settings.index_root.glob(".current-*"))

@@ -1,0 +1,59 @@
+"""Whether an existing index can be brought up to date in place, or must be built again.
+
+``caselink index`` applies only the changes logged since the current snapshot when that snapshot
+was built the way the current settings would build it; re-indexing an unchanged corpus then costs
+a load, not a rebuild. Anything that changes how *every* record is tokenised, embedded or stored
+forces a full build, and the reason is reported to the user.
+"""
+
+from __future__ import annotations
+
+import re
+
+from caselink.config import Settings
+from indexing.vectors import factory_string
+
+# An IVF index trained for N vectors keeps working as it grows, but its lists get long: past
+# this growth factor in the number of lists it would now get, it is retrained from scratch.
+IVF_GROWTH = 2.0
+
+
+def _ivf_lists(factory: str) -> int:
+    m = re.match(r"IVF(\d+),", factory)
+    return int(m.group(1)) if m else 0
+
+
+def rebuild_reason(manifest: dict, *, settings: Settings, model_id: str, dim: int, cache_key: str,
+                   user_words: list[str], records: int) -> str | None:
+    """Why the index described by ``manifest`` cannot be updated in place; None when it can.
+
+    ``user_words`` is the tokeniser dictionary a build would use now; ``records`` how many
+    records the store holds now.
+    """
+    model = manifest.get("model", {})
+    if model.get("id") != model_id or model.get("dim") != dim:
+        return f"the encoder changed (index: {model.get('id')}, configured: {model_id})"
+    if model.get("cache_key", cache_key) != cache_key:
+        return f"the encoder's pooling changed (index: {model['cache_key']}, configured: {cache_key})"
+    params = manifest.get("params", {})
+    text = params.get("text", {})
+    for name in ("opencc", "cjk_bigrams", "word_bigrams"):
+        now = getattr(settings.text, name)
+        if text.get(name, False if name == "word_bigrams" else None) != now:
+            return f"text.{name} changed (index: {text.get(name)!r}, configured: {now!r})"
+    if sorted(text.get("user_words", [])) != sorted(user_words):
+        added = len(set(user_words) - set(text.get("user_words", [])))
+        removed = len(set(text.get("user_words", [])) - set(user_words))
+        return (f"the tokeniser dictionary changed ({added} new, {removed} removed product, model, module "
+                f"or user-dictionary terms)")
+    if params.get("bm25") != settings.bm25.model_dump():
+        return f"bm25 settings changed (index: {params.get('bm25')}, configured: {settings.bm25.model_dump()})"
+    v = settings.vectors
+    have = params.get("vectors", {}).get("factory", "")
+    want = factory_string(records, dim, exact_below=v.exact_below, nlist=v.ivf_nlist, quantizer=v.quantizer)
+    if have.split(",")[0].rstrip("0123456789") != want.split(",")[0].rstrip("0123456789") \
+            or have.split(",")[-1] != want.split(",")[-1]:
+        return f"the vector index type changes at {records:,} records (index: {have}, now: {want})"
+    if _ivf_lists(want) > IVF_GROWTH * _ivf_lists(have):
+        return f"the corpus outgrew the vector index's training (index: {have}, now: {want})"
+    return None
