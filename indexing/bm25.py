@@ -56,15 +56,28 @@ class BM25Index:
         self._doc_len = np.zeros(0, dtype=np.float32)
         self._alive = np.zeros(0, dtype=bool)
         self._keys = np.zeros(0, dtype=np.int64)
-        self._slot_of: dict[int, int] = {}
+        # slot of each key, -1 when absent: keys are record-store row numbers (small, dense), and an
+        # array costs 8 bytes per key where a dict costs over 100.
+        self._slot_by_key = np.zeros(0, dtype=np.int64)
+        self._n_live = 0
         self._total_len = 0.0
 
     # -- size -------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._slot_of)
+        return self._n_live
 
     def __contains__(self, key: int) -> bool:
-        return int(key) in self._slot_of
+        return self._slot(int(key)) >= 0
+
+    def _slot(self, key: int) -> int:
+        return int(self._slot_by_key[key]) if 0 <= key < len(self._slot_by_key) else -1
+
+    def _index_keys(self) -> None:
+        """Rebuild the key -> slot array from ``_keys`` (all slots live)."""
+        size = int(self._keys.max()) + 1 if len(self._keys) else 0
+        self._slot_by_key = np.full(size, -1, dtype=np.int64)
+        self._slot_by_key[self._keys] = np.arange(len(self._keys))
+        self._n_live = len(self._keys)
 
     # -- writes -----------------------------------------------------------------------------
     def add(self, keys: Sequence[int], docs: Iterable[Sequence[str]]) -> None:
@@ -72,7 +85,7 @@ class BM25Index:
         pairs = list(zip((int(k) for k in keys), docs, strict=True))
         last = {k: i for i, (k, _) in enumerate(pairs)}
         pairs = [pr for i, pr in enumerate(pairs) if last[pr[0]] == i]
-        self.delete([k for k, _ in pairs if k in self._slot_of])
+        self.delete([k for k, _ in pairs if k in self])
         if len(pairs) >= _BULK:
             self._add_bulk(pairs)
             return
@@ -92,10 +105,17 @@ class BM25Index:
             self.compact()
 
     def _place(self, slot: int, key: int, length: float) -> None:
+        if key < 0:
+            raise ValueError(f"BM25 keys must be non-negative integers, got {key}")
+        if key >= len(self._slot_by_key):
+            grown = np.full(max(key + 1, int(len(self._slot_by_key) * 1.5) + 16), -1, dtype=np.int64)
+            grown[: len(self._slot_by_key)] = self._slot_by_key
+            self._slot_by_key = grown
         self._doc_len[slot] = length
         self._alive[slot] = True
         self._keys[slot] = key
-        self._slot_of[key] = slot
+        self._slot_by_key[key] = slot
+        self._n_live += 1
         self._total_len += length
 
     def _add_bulk(self, pairs: list[tuple[int, Sequence[str]]]) -> None:
@@ -128,7 +148,7 @@ class BM25Index:
                     cols.append(tid)
                     vals.append(tf)
                 counts.append(len(tf_of))
-                if key in self._slot_of:  # repeated within this stream: the later one wins
+                if key in self:  # already indexed, or repeated within this stream: the later one wins
                     self.delete([key])
                 self._place(start + added, key, float(sum(tf_of.values())))
                 added += 1
@@ -150,8 +170,10 @@ class BM25Index:
         """Remove documents by key; unknown keys are ignored. Returns how many were removed."""
         removed = 0
         for key in keys:
-            slot = self._slot_of.pop(int(key), None)
-            if slot is not None:
+            slot = self._slot(int(key))
+            if slot >= 0:
+                self._slot_by_key[int(key)] = -1
+                self._n_live -= 1
                 self._alive[slot] = False
                 self._total_len -= float(self._doc_len[slot])
                 removed += 1
@@ -193,7 +215,7 @@ class BM25Index:
         self._doc_len = self._doc_len[live_slots].copy()
         self._keys = self._keys[live_slots].copy()
         self._alive = np.ones(len(live_slots), dtype=bool)
-        self._slot_of = {int(k): i for i, k in enumerate(self._keys)}
+        self._index_keys()
         self._delta = {}
         self._delta_docs = 0
 
@@ -291,6 +313,6 @@ class BM25Index:
         n = len(idx._keys)
         idx._main = sp.csc_matrix((data, indices, indptr), shape=(n, len(terms)))
         idx._alive = np.ones(n, dtype=bool)
-        idx._slot_of = {int(k): i for i, k in enumerate(idx._keys)}
+        idx._index_keys()
         idx._total_len = float(idx._doc_len.sum())
         return idx

@@ -2,10 +2,15 @@
 
 Filters become one vectorised boolean mask over all keys, which FAISS takes as an ID-selector
 bitmap and BM25 as a keep-mask, so filtering never falls back to a Python loop over records.
+Text columns are dictionary-encoded (an int32 per record into a list of distinct values): a
+million records hold a few hundred products and modules, and one Python string per cell would
+cost about 60 bytes each instead of 4. Codes are tuples of interned strings, only for records
+that have any (a frozenset costs over 200 bytes even for one code).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import date
 
@@ -47,10 +52,12 @@ class FacetTable:
 
     def __init__(self):
         self._alive = np.zeros(0, dtype=bool)
-        self._cols = {c: np.zeros(0, dtype=object) for c in _COLUMNS}
+        self._cols = {c: np.zeros(0, dtype=np.int32) for c in _COLUMNS}  # index into _values[c]
+        self._values: dict[str, list[str]] = {c: [""] for c in _COLUMNS}
+        self._index: dict[str, dict[str, int]] = {c: {"": 0} for c in _COLUMNS}
         self._created = np.zeros(0, dtype=np.int32)
         self.ids: dict[int, str] = {}
-        self.codes: dict[int, frozenset[str]] = {}
+        self.codes: dict[int, tuple[str, ...]] = {}  # only records with codes
 
     def __len__(self) -> int:
         return int(self._alive.sum())
@@ -67,16 +74,30 @@ class FacetTable:
         self._created = np.concatenate([self._created, np.full(cap - len(self._created), -1, dtype=np.int32)])
         for c in _COLUMNS:
             col = self._cols[c]
-            self._cols[c] = np.concatenate([col, np.full(cap - len(col), "", dtype=object)])
+            self._cols[c] = np.concatenate([col, np.zeros(cap - len(col), dtype=np.int32)])
+
+    def _code_of(self, column: str, value: str) -> int:
+        index = self._index[column]
+        code = index.get(value)
+        if code is None:
+            code = index[value] = len(self._values[column])
+            self._values[column].append(value)
+        return code
+
+    def value(self, column: str, key: int) -> str:
+        return self._values[column][self._cols[column][key]] if key < len(self._alive) else ""
 
     def set(self, key: int, record: Record, codes: frozenset[str]) -> None:
         self._grow(key + 1)
         self._alive[key] = True
         for c in _COLUMNS:
-            self._cols[c][key] = (getattr(record, c) or "").casefold()
+            self._cols[c][key] = self._code_of(c, (getattr(record, c) or "").casefold())
         self._created[key] = _day(record.created)
         self.ids[key] = record.id
-        self.codes[key] = codes
+        if codes:
+            self.codes[key] = tuple(sys.intern(c) for c in sorted(codes))
+        else:
+            self.codes.pop(key, None)
 
     def remove(self, key: int) -> None:
         if key < len(self._alive):
@@ -91,7 +112,8 @@ class FacetTable:
             for c in _COLUMNS:
                 wanted = getattr(filters, c)
                 if wanted:
-                    m &= np.isin(self._cols[c], [w.casefold() for w in wanted])
+                    codes = [self._index[c][w.casefold()] for w in wanted if w.casefold() in self._index[c]]
+                    m &= np.isin(self._cols[c], np.asarray(codes, dtype=np.int32))
             if filters.created_from is not None:
                 m &= self._created >= _day(filters.created_from)
             if filters.created_to is not None:
@@ -107,9 +129,9 @@ class FacetTable:
         return {
             "keys": keys,
             "ids": [self.ids[k] for k in keys],
-            "codes": [sorted(self.codes[k]) for k in keys],
+            "codes": [list(self.codes.get(k, ())) for k in keys],
             "created": [int(self._created[k]) for k in keys],
-            **{c: [self._cols[c][k] for k in keys] for c in _COLUMNS},
+            **{c: [self._values[c][i] for i in self._cols[c][keys].tolist()] for c in _COLUMNS},
         }
 
     @classmethod
@@ -121,7 +143,7 @@ class FacetTable:
             t._alive[keys] = True
             t._created[keys] = np.asarray(data["created"], dtype=np.int32)
             for c in _COLUMNS:
-                t._cols[c][keys] = np.asarray(data[c], dtype=object)
-        t.ids = {int(k): i for k, i in zip(keys, data["ids"])}
-        t.codes = {int(k): frozenset(c) for k, c in zip(keys, data["codes"])}
+                t._cols[c][keys] = np.fromiter((t._code_of(c, v) for v in data[c]), dtype=np.int32, count=len(keys))
+        t.ids = {int(k): i for k, i in zip(keys.tolist(), data["ids"])}
+        t.codes = {int(k): tuple(sys.intern(x) for x in c) for k, c in zip(keys.tolist(), data["codes"]) if c}
         return t

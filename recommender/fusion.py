@@ -22,6 +22,7 @@ best possible sum so it is 0-1 too.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,7 +96,7 @@ def single(keys: np.ndarray, scores: np.ndarray, side: str) -> Fused:
                  ranked if side == "dense" else {}, ranked if side == "keyword" else {})
 
 
-def codes_first(fused: Fused, query_codes: set[str], record_codes: dict[int, frozenset[str]]) -> Fused:
+def codes_first(fused: Fused, query_codes: set[str], record_codes: Mapping[int, Collection[str]]) -> Fused:
     """Stable re-order: records sharing more of the query's exact codes come first.
 
     An engineer who types E1023 or PN-7731-02 wants the records with that code, however close
@@ -103,7 +104,7 @@ def codes_first(fused: Fused, query_codes: set[str], record_codes: dict[int, fro
     """
     if not query_codes or len(fused.keys) == 0:
         return fused
-    hits = np.array([len(query_codes & record_codes.get(int(k), frozenset())) for k in fused.keys])
+    hits = np.array([len(query_codes.intersection(record_codes.get(int(k), ()))) for k in fused.keys])
     order = np.lexsort((-fused.scores, -hits))
     # Keep scores non-increasing down the list: a record that outranks another on an exact code
     # scores at least as much as it, so a score threshold never cuts a code match above a non-match.

@@ -230,7 +230,7 @@ class CaselinkService:
             if rec is None:  # deleted between ranking and fetch
                 continue
             ex = explain(rec, query_words=words, query_codes=query_codes,
-                         record_codes=self.index.facets_.codes.get(key, frozenset()), tokenizer=docs.tokenizer,
+                         record_codes=frozenset(self.index.facets_.codes.get(key, ())), tokenizer=docs.tokenizer,
                          dense=fused.dense.get(key), keyword=fused.keyword.get(key))
             terms = ex.matched_terms + [fold(c, opencc=docs.tokenizer.opencc) for c in ex.matched_codes]
             snippet, highlights = snippet_and_highlights(rec, terms, opencc=docs.tokenizer.opencc)
