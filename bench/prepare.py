@@ -245,10 +245,10 @@ def manifest(data_dir: Path) -> dict | None:
 
 def incompatible(m: dict, settings) -> str:
     """Why the snapshot with manifest ``m`` cannot be served with ``settings`` ('' when it can)."""
-    from indexing.index_dir import FORMAT_VERSION
+    from indexing.index_dir import READABLE_VERSIONS
 
-    if m.get("format_version") != FORMAT_VERSION:
-        return f"index format {m.get('format_version')}, caselink now writes {FORMAT_VERSION}"
+    if m.get("format_version") not in READABLE_VERSIONS:
+        return f"index format {m.get('format_version')}, caselink reads {READABLE_VERSIONS}"
     built = m.get("model", {})
     encoder = make_encoder(settings)
     if built.get("id") != encoder.model_id:

@@ -10,7 +10,10 @@ automatically when the delta grows past a fraction of the index, and before savi
 Scoring is Lucene-style BM25: idf = ln(1 + (N - df + 0.5) / (df + 0.5)).
 
 Persistence (see docs/index-format.md): a folder with ``data.npy`` / ``indices.npy`` /
-``indptr.npy`` (the CSC main segment), ``doc_len.npy``, ``keys.npy`` and ``vocab.json``.
+``indptr.npy`` (the CSC main segment), ``delta_rows/cols/vals.npy`` (postings of documents added
+since the last compaction), ``doc_len.npy``, ``keys.npy``, ``alive.npy`` (per slot) and
+``vocab.json``. Saving never compacts: at a million documents a compaction rewrites gigabytes,
+and a snapshot must not hold up the searches and writes waiting on the index.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import scipy.sparse as sp
 
 # Adds of at least this many documents take the bulk path; the delta is compacted past it.
 _BULK = 1000
-FILES = ("data.npy", "indices.npy", "indptr.npy", "doc_len.npy", "keys.npy", "vocab.json")
+FILES = ("data.npy", "indices.npy", "indptr.npy", "delta_rows.npy", "delta_cols.npy", "delta_vals.npy",
+         "doc_len.npy", "keys.npy", "alive.npy", "vocab.json")
 
 
 class BM25Index:
@@ -190,32 +194,51 @@ class BM25Index:
             setattr(self, name, new)
 
     def compact(self) -> None:
-        """Fold the delta into the main segment and drop deleted slots."""
-        n_slots = self._n_slots()
-        main = self._main.tocoo()
-        rows = [main.row.astype(np.int64)]
-        cols = [main.col.astype(np.int64)]
-        vals = [main.data.astype(np.float32)]
-        for tid, postings in self._delta.items():
-            arr = np.asarray(postings, dtype=np.float64)
-            rows.append(arr[:, 0].astype(np.int64))
-            cols.append(np.full(len(arr), tid, dtype=np.int64))
-            vals.append(arr[:, 1].astype(np.float32))
-        row, col, val = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-        alive = self._alive[:n_slots]
-        live_slots = np.flatnonzero(alive)
-        new_slot = np.full(n_slots, -1, dtype=np.int64)
-        new_slot[live_slots] = np.arange(len(live_slots))
-        keep = alive[row] if len(row) else np.zeros(0, dtype=bool)
-        self._main = sp.csc_matrix(
-            (val[keep], (new_slot[row[keep]], col[keep])),
-            shape=(len(live_slots), len(self.vocab_)), dtype=np.float32,
-        )
-        self._main.sort_indices()
-        self._doc_len = self._doc_len[live_slots].copy()
-        self._keys = self._keys[live_slots].copy()
-        self._alive = np.ones(len(live_slots), dtype=bool)
-        self._index_keys()
+        """Fold the delta into the main segment and drop deleted slots (no-op when there is neither)."""
+        self._fold(*self._delta_arrays())
+
+    def _delta_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The delta's postings as (slots, term ids, tfs)."""
+        if not self._delta:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        parts = [np.asarray(p, dtype=np.float64) for p in self._delta.values()]
+        pairs = np.concatenate(parts)
+        cols = np.repeat(np.fromiter(self._delta.keys(), dtype=np.int64, count=len(parts)), [len(p) for p in parts])
+        return pairs[:, 0].astype(np.int64), cols, pairs[:, 1].astype(np.float32)
+
+    def _fold(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
+        """Make the main segment hold every live posting: its own, plus (rows, cols, vals) for slots
+        past it. Works on the CSC arrays directly (no COO copy of the whole index: at a million
+        documents that is gigabytes), so the peak is about one extra copy of the postings."""
+        n = self._n_slots()
+        alive = self._alive[:n]
+        if not len(rows) and alive.all() and self._main.shape == (n, len(self.vocab_)):
+            self._delta, self._delta_docs = {}, 0
+            return
+        n_terms = len(self.vocab_)
+        m = self._main
+        indptr = np.concatenate([m.indptr.astype(np.int64), np.full(n_terms - m.shape[1], m.indptr[-1], np.int64)])
+        main = sp.csc_matrix((m.data, m.indices, indptr), shape=(n, n_terms))
+        if len(rows):  # new slots only, so the sum is the union of the two sets of postings
+            main = (main + sp.csc_matrix((vals, (rows, cols)), shape=(n, n_terms), dtype=np.float32)).tocsc()
+        if not alive.all():
+            live = np.flatnonzero(alive)
+            new_slot = np.full(n, -1, dtype=np.int64)
+            new_slot[live] = np.arange(len(live))
+            keep = alive[main.indices]
+            col_of = np.repeat(np.arange(n_terms, dtype=np.int32), np.diff(main.indptr))[keep]
+            counts = np.bincount(col_of, minlength=n_terms)
+            del col_of
+            indptr = np.zeros(n_terms + 1, dtype=np.int64)
+            np.cumsum(counts, out=indptr[1:])
+            main = sp.csc_matrix((main.data[keep], new_slot[main.indices[keep]].astype(np.int32), indptr),
+                                 shape=(len(live), n_terms))
+            self._doc_len = self._doc_len[live].copy()
+            self._keys = self._keys[live].copy()
+            self._alive = np.ones(len(live), dtype=bool)
+            self._index_keys()
+        main.sort_indices()
+        self._main = main.astype(np.float32, copy=False)
         self._delta = {}
         self._delta_docs = 0
 
@@ -286,22 +309,37 @@ class BM25Index:
         return keys[order], scores[order]
 
     # -- persistence ------------------------------------------------------------------------
-    def save(self, folder: Path) -> list[str]:
-        """Compact and write the index files into ``folder``; returns the file names."""
-        self.compact()
+    def state(self) -> dict:
+        """What :meth:`write` saves, captured cheaply under the caller's lock: the main segment's
+        arrays are shared (they are never changed in place once built), the delta and the small
+        per-slot arrays are copied. The files can then be written while searches and writes go on."""
+        n = self._n_slots()
+        rows, cols, vals = self._delta_arrays()
+        m = self._main
+        return {"data": m.data, "indices": m.indices, "indptr": m.indptr, "delta_rows": rows, "delta_cols": cols,
+                "delta_vals": vals, "doc_len": self._doc_len[:n].copy(), "keys": self._keys[:n].copy(),
+                "alive": self._alive[:n].copy(), "terms": list(self.vocab_)}  # insertion order = term id
+
+    @staticmethod
+    def write(folder: Path, state: dict) -> list[str]:
+        """Write a :meth:`state` into ``folder``; returns the file names."""
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "data.npy", self._main.data.astype(np.float32))
-        np.save(folder / "indices.npy", self._main.indices.astype(np.int32))
-        np.save(folder / "indptr.npy", self._main.indptr.astype(np.int64))
-        np.save(folder / "doc_len.npy", self._doc_len)
-        np.save(folder / "keys.npy", self._keys)
-        terms = sorted(self.vocab_, key=self.vocab_.__getitem__)
-        (folder / "vocab.json").write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
+        dtypes = {"data": np.float32, "indices": np.int32, "indptr": np.int64, "delta_rows": np.int64,
+                  "delta_cols": np.int64, "delta_vals": np.float32, "doc_len": np.float32, "keys": np.int64,
+                  "alive": bool}
+        for name, dtype in dtypes.items():
+            np.save(folder / f"{name}.npy", np.asarray(state[name]).astype(dtype, copy=False))
+        (folder / "vocab.json").write_text(json.dumps(state["terms"], ensure_ascii=False), encoding="utf-8")
         return list(FILES)
+
+    def save(self, folder: Path) -> list[str]:
+        """Write the index files into ``folder``; returns the file names."""
+        return self.write(folder, self.state())
 
     @classmethod
     def load(cls, folder: Path, *, k1: float, b: float) -> "BM25Index":
-        """Read an index written by :meth:`save`; parameters come from the manifest."""
+        """Read an index written by :meth:`save` (parameters come from the manifest); the saved
+        delta and deletions are folded in, so a loaded index starts compact."""
         idx = cls(k1=k1, b=b)
         terms = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
         idx.vocab_ = {t: i for i, t in enumerate(terms)}
@@ -311,8 +349,19 @@ class BM25Index:
         idx._doc_len = np.load(folder / "doc_len.npy")
         idx._keys = np.load(folder / "keys.npy")
         n = len(idx._keys)
-        idx._main = sp.csc_matrix((data, indices, indptr), shape=(n, len(terms)))
-        idx._alive = np.ones(n, dtype=bool)
-        idx._index_keys()
-        idx._total_len = float(idx._doc_len.sum())
+        # Format 1 had neither file: it was saved compacted (no delta, no deletions).
+        idx._alive = np.load(folder / "alive.npy") if (folder / "alive.npy").exists() else np.ones(n, dtype=bool)
+        if len(idx._doc_len) != n or len(idx._alive) != n or len(indptr) > len(terms) + 1:
+            raise ValueError("BM25 files disagree in length")
+        idx._main = sp.csc_matrix((data, indices, indptr), shape=(n, len(indptr) - 1))
+        live = idx._keys[idx._alive]
+        idx._slot_by_key = np.full(int(live.max()) + 1 if len(live) else 0, -1, dtype=np.int64)
+        idx._slot_by_key[live] = np.flatnonzero(idx._alive)
+        idx._n_live = len(live)
+        idx._total_len = float(idx._doc_len[idx._alive].sum())
+        if (folder / "delta_rows.npy").exists():
+            idx._fold(np.load(folder / "delta_rows.npy"), np.load(folder / "delta_cols.npy"),
+                      np.load(folder / "delta_vals.npy"))
+        else:
+            idx._fold(*idx._delta_arrays())
         return idx

@@ -123,6 +123,16 @@ class FacetTable:
                 m[key] = False
         return m
 
+    def copy(self) -> "FacetTable":
+        """An independent copy (arrays and dicts copied; values are immutable strings and tuples)."""
+        t = FacetTable()
+        t._alive, t._created = self._alive.copy(), self._created.copy()
+        t._cols = {c: a.copy() for c, a in self._cols.items()}
+        t._values = {c: list(v) for c, v in self._values.items()}
+        t._index = {c: dict(i) for c, i in self._index.items()}
+        t.ids, t.codes = dict(self.ids), dict(self.codes)
+        return t
+
     # -- persistence: plain JSON columns, rebuilt into arrays on load ---------------------------
     def to_json(self) -> dict:
         keys = sorted(self.ids)

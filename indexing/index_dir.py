@@ -26,7 +26,8 @@ from pathlib import Path
 
 from caselink.errors import IndexFormatError, IndexNotReady
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: BM25 saves its delta and deletions (delta_*.npy, alive.npy)
+READABLE_VERSIONS = (1, 2)  # 1 is 2 with an empty delta and no deletions
 MANIFEST = "manifest.json"
 REBUILD_HINT = "rebuild it from the record store with: caselink index --rebuild (no sources needed)"
 
@@ -112,9 +113,9 @@ class IndexDir:
         except (OSError, ValueError) as exc:
             raise IndexFormatError(f"index manifest {path} is unreadable: {exc}", hint=REBUILD_HINT) from None
         version = manifest.get("format_version")
-        if version != FORMAT_VERSION:
-            raise IndexFormatError(f"index format version {version} in {snap}, expected {FORMAT_VERSION}",
-                                   hint=REBUILD_HINT)
+        if version not in READABLE_VERSIONS:
+            raise IndexFormatError(f"index format version {version} in {snap}, this caselink reads "
+                                   f"{', '.join(map(str, READABLE_VERSIONS))}", hint=REBUILD_HINT)
         if verify:
             for name, digest in manifest.get("files", {}).items():
                 f = snap / name

@@ -279,7 +279,8 @@ class LiveIndex:
             self._apply([(result[i].num, records[i]) for i in changed],
                         (vecs[changed], [tokens[i] for i in changed]))
             self._catch_up(own={result[i].num for i in changed})
-            self._count_writes(len(changed))
+            self.writes_since_snapshot_ += len(changed)
+        self._maybe_snapshot()
         return result
 
     def delete(self, record_id: str) -> bool:
@@ -289,7 +290,8 @@ class LiveIndex:
                 return False
             self._remove([num])
             self._catch_up(own={num})
-            self._count_writes(1)
+            self.writes_since_snapshot_ += 1
+        self._maybe_snapshot()
         return True
 
     def _catch_up(self, own: set[int], progress: Progress | None = None) -> int:
@@ -310,17 +312,20 @@ class LiveIndex:
         self.seq_ = changes[-1][0]
         return len(foreign)
 
-    def _count_writes(self, n: int) -> None:
-        self.writes_since_snapshot_ += n
-        if self.writes_since_snapshot_ >= self.settings.server.persist_every:
-            try:
-                self.snapshot()
-            except (OSError, RuntimeError) as exc:
-                # The write is committed to the store and applied in memory; a snapshot is only a
-                # shortcut for the next start (the change log replays the rest). Failing the
-                # caller's write here would report a stored write as lost.
-                log.warning("snapshot failed, will retry after %d more writes: %s",
-                            self.settings.server.persist_every, exc)
+    def _maybe_snapshot(self) -> None:
+        """Snapshot once ``server.persist_every`` writes have accumulated. Called with the index
+        lock released: the snapshot takes it only to capture the state."""
+        if self.writes_since_snapshot_ < self.settings.server.persist_every:
+            return
+        try:
+            self.snapshot()
+        except (OSError, RuntimeError) as exc:
+            # The write is committed to the store and applied in memory; a snapshot is only a
+            # shortcut for the next start (the change log replays the rest). Failing the
+            # caller's write here would report a stored write as lost.
+            log.warning("snapshot failed, will retry after %d more writes: %s",
+                        self.settings.server.persist_every, exc)
+            with self.lock:
                 self.writes_since_snapshot_ = 0
 
     def replay(self, progress: Progress | None = None) -> int:
@@ -329,53 +334,70 @@ class LiveIndex:
         with self.lock:
             n = self._catch_up(own=set(), progress=progress)
             self.writes_since_snapshot_ += n
-            return n
+        return n
 
     def snapshot(self) -> Path:
-        """Write the in-memory state as a new snapshot and make it current."""
-        with self.lock:
-            self.dir.root.mkdir(parents=True, exist_ok=True)
-            with open(self.dir.root / ".lock", "w") as lock_file:
-                fcntl.flock(lock_file, fcntl.LOCK_EX)  # one writer at a time across processes
-                self._catch_up(own=set())  # never claim a change_seq whose changes are not in the files
-                tmp = self.dir.new_snapshot()
-                try:
-                    self.snapshot_path_ = self.dir.publish(tmp, self._write_files(tmp))
-                except BaseException:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    raise
-                self.writes_since_snapshot_ = 0
-            return self.snapshot_path_
+        """Write the in-memory state as a new snapshot and make it current.
 
-    def _write_files(self, tmp: Path) -> dict:
-        """Write the index files into ``tmp``; returns the manifest (without checksums)."""
-        self.bm25_.save(tmp / "bm25")
-        self.vectors_.save(tmp)
-        (tmp / "facets.json").write_text(json.dumps(self.facets_.to_json(), ensure_ascii=False), encoding="utf-8")
+        The state is captured under the index lock (BM25's big arrays shared, everything else
+        copied, FAISS serialised to memory); files are written, fsynced and checksummed after
+        the lock is released, so searches and writes wait only for the capture. The file lock
+        keeps one snapshot writer at a time, across processes too.
+        """
+        self.dir.root.mkdir(parents=True, exist_ok=True)
+        with open(self.dir.root / ".lock", "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            with self.lock:
+                self._catch_up(own=set())  # never claim a change_seq whose changes are not in the files
+                state = self._capture()
+                writes, self.writes_since_snapshot_ = self.writes_since_snapshot_, 0
+            tmp = self.dir.new_snapshot()
+            try:
+                path = self.dir.publish(tmp, self._write_files(tmp, state))
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                with self.lock:
+                    self.writes_since_snapshot_ += writes
+                raise
+        with self.lock:
+            self.snapshot_path_ = path
+            self.built_at_ = state["created"]
+        return path
+
+    def _capture(self) -> dict:
         s = self.settings
-        self.built_at_ = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        tok = self.docs_.tokenizer
         return {
-            "created": self.built_at_,
-            "versions": _versions(),
-            "model": {"id": self.encoder.model_id, "dim": self.encoder.dim,
-                      "cache_key": getattr(self.encoder, "cache_key", self.encoder.model_id)},
-            "change_seq": self.seq_,
-            "counts": {"records": len(self.bm25_), "vectors": self.vectors_.ntotal, "terms": len(self.bm25_.vocab_)},
-            "params": {
-                "bm25": s.bm25.model_dump(),
-                "vectors": {"factory": self.vectors_.factory_, "nprobe": s.vectors.nprobe},
-                "text": {"opencc": self.docs_.tokenizer.opencc,
-                         "cjk_bigrams": self.docs_.tokenizer.cjk_bigrams,
-                         "word_bigrams": self.docs_.tokenizer.word_bigrams,
-                         "user_words": self.docs_.tokenizer.user_words},
-                "encoder": {"chunk_chars": s.encoder.chunk_chars, "lead_weight": s.encoder.lead_weight},
+            "bm25": self.bm25_.state(), "vectors": self.vectors_.state(), "facets": self.facets_.copy(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "manifest": {
+                "versions": _versions(),
+                "model": {"id": self.encoder.model_id, "dim": self.encoder.dim,
+                          "cache_key": getattr(self.encoder, "cache_key", self.encoder.model_id)},
+                "change_seq": self.seq_,
+                "counts": {"records": len(self.bm25_), "vectors": self.vectors_.ntotal,
+                           "terms": len(self.bm25_.vocab_)},
+                "params": {
+                    "bm25": s.bm25.model_dump(),
+                    "vectors": {"factory": self.vectors_.factory_, "nprobe": s.vectors.nprobe},
+                    "text": {"opencc": tok.opencc, "cjk_bigrams": tok.cjk_bigrams, "word_bigrams": tok.word_bigrams,
+                             "user_words": list(tok.user_words)},
+                    "encoder": {"chunk_chars": s.encoder.chunk_chars, "lead_weight": s.encoder.lead_weight},
+                },
             },
         }
 
+    @staticmethod
+    def _write_files(tmp: Path, state: dict) -> dict:
+        """Write a captured state's files into ``tmp``; returns the manifest (without checksums)."""
+        BM25Index.write(tmp / "bm25", state["bm25"])
+        VectorIndex.write(tmp, state["vectors"])
+        (tmp / "facets.json").write_text(json.dumps(state["facets"].to_json(), ensure_ascii=False), encoding="utf-8")
+        return {"created": state["created"], **state["manifest"]}
+
     def close(self) -> None:
-        with self.lock:
-            if self.writes_since_snapshot_:
-                self.snapshot()
+        if self.writes_since_snapshot_:
+            self.snapshot()
 
     # -- reads ------------------------------------------------------------------------------
     def mask(self, filters: Filters | None, exclude: set[int] | None = None) -> np.ndarray | None:

@@ -117,6 +117,15 @@ class VectorIndex:
             raise ValueError(f"expected vectors of shape (n, {self.dim}), got {vectors.shape}")
         return vectors
 
+    def state(self) -> np.ndarray:
+        """The index serialised to bytes (one memory copy): cheap to take under a lock, written later."""
+        return faiss.serialize_index(self.index_)
+
+    @staticmethod
+    def write(folder: Path, state: np.ndarray) -> list[str]:
+        state.tofile(folder / FILE)
+        return [FILE]
+
     def save(self, folder: Path) -> list[str]:
         faiss.write_index(self.index_, str(folder / FILE))
         return [FILE]

@@ -145,3 +145,28 @@ def test_streamed_batches_equal_one_add_and_the_formula():
     for q in (["w1"], ["w2", "w3"], ["again"], ["w49", "w0", "w0"]):
         keys_, scores = streamed.score(q)
         assert dict(zip(keys_.tolist(), scores.tolist())) == pytest.approx(reference(expected, q), rel=1e-5)
+
+
+def test_save_keeps_the_delta_and_deletions_and_writes_the_state_as_captured(tmp_path):
+    rng = np.random.default_rng(3)
+    vocab = [f"w{i}" for i in range(40)]
+    docs = {i: list(rng.choice(vocab, size=rng.integers(1, 10))) for i in range(1, 1201)}
+    idx = BM25Index()
+    idx.add(list(docs), list(docs.values()))  # bulk: main segment
+    for key in (1201, 1202):  # small adds: delta, with a term the main segment has never seen
+        idx.add([key], [["fresh", "w1"]])
+        docs[key] = ["fresh", "w1"]
+    idx.delete([5, 1202])
+    del docs[5], docs[1202]
+    assert idx._delta  # the save below must not need a compaction
+    state = idx.state()
+    idx.add([9999], [["later"]])  # after the capture: not in the files
+    idx.delete([7])
+    BM25Index.write(tmp_path / "bm25", state)
+    loaded = BM25Index.load(tmp_path / "bm25", k1=1.2, b=0.75)
+    assert len(loaded) == len(docs) == 1200 and 7 in loaded and 9999 not in loaded and 5 not in loaded
+    for q in (["fresh"], ["w1", "w2"], ["w39"], ["later"]):
+        keys, scores = loaded.score(q)
+        assert dict(zip(keys.tolist(), scores.tolist())) == pytest.approx(reference(docs, q), rel=1e-5)
+    loaded.add([5], [["w3"]])  # a loaded index keeps working incrementally
+    assert loaded.search(["w3"], k=2000)[0].tolist().count(5) == 1

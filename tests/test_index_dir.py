@@ -144,3 +144,59 @@ def test_reindex_with_a_broken_index_rebuilds_instead_of_failing(settings, use_e
     svc, again = CaselinkService.build(settings, encoder=use_encoder, rebuild=False)
     svc.close()
     assert again.applied is None and "unusable" in again.rebuilt_because and again.records == len(CORPUS)
+
+
+def test_format_1_snapshot_is_still_read(settings, use_encoder):
+    """Format 1 = format 2 without BM25's delta and alive files (it was always saved compacted)."""
+    svc, report = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
+    svc.close()
+    manifest_path = report.snapshot / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    for name in ("bm25/alive.npy", "bm25/delta_rows.npy", "bm25/delta_cols.npy", "bm25/delta_vals.npy"):
+        (report.snapshot / name).unlink()
+        del manifest["files"][name]
+    manifest["format_version"] = 1
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    svc = CaselinkService.open(settings, encoder=use_encoder)
+    assert svc.index.count() == len(CORPUS)
+    assert svc.search(SearchQuery(text="E1023")).results[0].id == "C-001"
+    svc.close()
+
+
+def test_snapshot_writes_files_without_holding_up_searches_and_writes(settings, use_encoder, monkeypatch):
+    import threading
+
+    from indexing.index_dir import IndexDir
+
+    svc, _ = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
+    writing, release = threading.Event(), threading.Event()
+    real_publish = IndexDir.publish
+
+    def slow_publish(self, tmp, manifest):  # files written, not yet published: the slow part
+        writing.set()
+        assert release.wait(60)
+        return real_publish(self, tmp, manifest)
+
+    monkeypatch.setattr(IndexDir, "publish", slow_publish)
+    svc.index.upsert([Record(id="C-BEFORE", kind="case", title="冷却水流量低 E7001")])
+    snap = threading.Thread(target=svc.index.snapshot)
+    snap.start()
+    try:
+        assert writing.wait(60)
+        # The index lock is free while the snapshot's files are written: searches and writes go on.
+        assert svc.index.lock.acquire(timeout=10)
+        svc.index.lock.release()
+        svc.index.upsert([Record(id="C-DURING", kind="case", title="真空计读数漂移 E7002")])
+        assert svc.search(SearchQuery(text="E7002")).results[0].id == "C-DURING"
+    finally:
+        release.set()
+        snap.join(60)
+    monkeypatch.setattr(IndexDir, "publish", real_publish)
+    svc.index.writes_since_snapshot_ = 0  # leave the later write to the change log, as after a crash
+    svc.store.close()
+    svc.index.cache.close()
+    again = CaselinkService.open(settings, encoder=use_encoder)
+    # The snapshot holds what was there at its capture; the write made during it is replayed.
+    assert again.search(SearchQuery(text="E7001")).results[0].id == "C-BEFORE"
+    assert again.search(SearchQuery(text="E7002")).results[0].id == "C-DURING"
+    again.close()
