@@ -34,6 +34,7 @@ FULL = {
                "--out", "bench/query-1m.md"]],
     "memory": [["--sizes", "10000,100000,1000000", "--quantizer", "sq8"]],
     "upsert": [["--sizes", "10000,100000"]],
+    "snapshot": [["--sizes", "100000,1000000", "--quantizer", "sq8"]],
     "peers": [[]],
 }
 QUICK = {
@@ -43,11 +44,12 @@ QUICK = {
     "query": [["--sizes", "10000", "--duration", "5"]],
     "memory": [["--sizes", "10000"]],
     "upsert": [["--sizes", "10000", "--records", "20", "--baseline", "5"]],
+    "snapshot": [["--sizes", "10000"]],
     "peers": [["--max-queries", "300"]],
 }
-ORDER = ("indexing", "ann_recall", "keyword", "query", "memory", "upsert", "peers")
-TAKES_THREADS = {"indexing", "ann_recall", "query", "memory", "upsert", "peers"}
-TAKES_EMBED_SAMPLE = {"indexing", "ann_recall", "query", "memory", "upsert"}
+ORDER = ("indexing", "ann_recall", "keyword", "query", "memory", "upsert", "snapshot", "peers")
+TAKES_THREADS = {"indexing", "ann_recall", "query", "memory", "upsert", "snapshot", "peers"}
+TAKES_EMBED_SAMPLE = {"indexing", "ann_recall", "query", "memory", "upsert", "snapshot"}
 
 
 def targets_of(path) -> list[list[str]]:
