@@ -69,6 +69,9 @@ class RankConfig(_Section):
     keyword_weight: float = Field(0.5, ge=0, le=1)
     rrf_k: int = Field(60, ge=1)
     candidates: int = Field(100, ge=10, le=5000, description="Candidates taken from each side before fusion.")
+    related_max_terms: int = Field(
+        64, ge=0, description="Keyword side of 'related to a record': only the record's this many most distinctive "
+        "terms (qtf x idf); 0 = all.")
     dense_floor: float = Field(
         0.25, ge=-1, le=1, description="Below this best cosine the dense side is not trusted; keyword answers."
     )

@@ -260,6 +260,28 @@ class BM25Index:
         live = self._alive[rows]
         return rows[live], tfs[live]
 
+    def select_terms(self, query: Sequence[str], n: int) -> list[str]:
+        """``query`` restricted to its ``n`` most distinctive indexed terms by qtf x idf (as
+        Lucene's MoreLikeThis does), repeats kept; terms the index lacks stay (they cost nothing
+        and keep the normalisation's upper bound). Scoring cost follows the postings touched, and
+        a long record's common terms have the longest postings and the least weight."""
+        counts = Counter(query)
+        present = [t for t in counts if t in self.vocab_]
+        if n <= 0 or len(present) <= n:
+            return list(query)
+        main = self._main
+        n_main_terms = main.shape[1]
+        tids = np.fromiter((self.vocab_[t] for t in present), dtype=np.int64, count=len(present))
+        df = np.zeros(len(tids), dtype=np.float64)
+        inside = tids < n_main_terms
+        df[inside] = main.indptr[tids[inside] + 1] - main.indptr[tids[inside]]
+        if self._delta:
+            df += [len(self._delta.get(int(t), ())) for t in tids]
+        idf = np.log1p((max(len(self), 1) - df + 0.5) / (df + 0.5))
+        weight = np.fromiter((counts[t] for t in present), dtype=np.float64, count=len(present)) * idf
+        keep = {present[i] for i in np.argsort(-weight, kind="stable")[:n]}
+        return [t for t in query if t in keep or t not in self.vocab_]
+
     def score(self, query: Sequence[str], *, normalize: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """BM25 scores of every live document that shares a term with ``query``: (keys, scores).
 

@@ -423,5 +423,9 @@ class LiveIndex:
         with self.lock:
             return self.bm25_.search(tokens, k, allow, normalize=True)
 
+    def select_terms(self, tokens: list[str], n: int) -> list[str]:
+        with self.lock:
+            return self.bm25_.select_terms(tokens, n)
+
     def count(self) -> int:
         return len(self.bm25_) if self.bm25_ is not None else 0

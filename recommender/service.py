@@ -151,8 +151,10 @@ class CaselinkService:
             qvec, _ = self.index.cache.encode(self.index.encoder, [docs.embedding_text(rec)])
         except CaselinkError:
             qvec = None
-        return self._rank(q, text=rec.searchable_text(), tokens=docs.tokens(rec), qvec=qvec,
-                          query_codes=set(docs.codes(rec)))
+        tokens = docs.tokens(rec)
+        if self.settings.rank.related_max_terms:
+            tokens = self.index.select_terms(tokens, self.settings.rank.related_max_terms)
+        return self._rank(q, text=rec.searchable_text(), tokens=tokens, qvec=qvec, query_codes=set(docs.codes(rec)))
 
     def _rank(self, q: SearchQuery, *, text: str, tokens: list[str], qvec: np.ndarray | None,
               query_codes: set[str] | None = None) -> SearchResponse:

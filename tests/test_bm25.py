@@ -170,3 +170,11 @@ def test_save_keeps_the_delta_and_deletions_and_writes_the_state_as_captured(tmp
         assert dict(zip(keys.tolist(), scores.tolist())) == pytest.approx(reference(docs, q), rel=1e-5)
     loaded.add([5], [["w3"]])  # a loaded index keeps working incrementally
     assert loaded.search(["w3"], k=2000)[0].tolist().count(5) == 1
+
+
+def test_select_terms_keeps_the_most_distinctive_and_the_unindexed():
+    idx = build()
+    query = ["alarm", "alarm", "laser", "vacuum", "unseen"]
+    # idf: laser (1 doc) > vacuum (2 docs) = alarm (2 docs); alarm counts twice, so it outweighs vacuum
+    assert idx.select_terms(query, 2) == ["alarm", "alarm", "laser", "unseen"]
+    assert idx.select_terms(query, 3) == query and idx.select_terms(query, 0) == query
