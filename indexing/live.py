@@ -340,7 +340,7 @@ class LiveIndex:
         """Write the in-memory state as a new snapshot and make it current.
 
         The state is captured under the index lock (BM25's big arrays shared, everything else
-        copied, FAISS serialised to memory); files are written, fsynced and checksummed after
+        copied, FAISS cloned); files are written, fsynced and checksummed after
         the lock is released, so searches and writes wait only for the capture. The file lock
         keeps one snapshot writer at a time, across processes too.
         """

@@ -117,13 +117,15 @@ class VectorIndex:
             raise ValueError(f"expected vectors of shape (n, {self.dim}), got {vectors.shape}")
         return vectors
 
-    def state(self) -> np.ndarray:
-        """The index serialised to bytes (one memory copy): cheap to take under a lock, written later."""
-        return faiss.serialize_index(self.index_)
+    def state(self) -> faiss.Index:
+        """A copy of the index to write later, taken under the caller's lock. ``clone_index`` copies
+        the inverted lists directly: 0.2 s at a million SQ8 vectors, where serialising to bytes
+        took 0.9-3 s (bench/snapshot.md)."""
+        return faiss.clone_index(self.index_)
 
     @staticmethod
-    def write(folder: Path, state: np.ndarray) -> list[str]:
-        state.tofile(folder / FILE)
+    def write(folder: Path, state: faiss.Index) -> list[str]:
+        faiss.write_index(state, str(folder / FILE))
         return [FILE]
 
     def save(self, folder: Path) -> list[str]:
