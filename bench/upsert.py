@@ -13,8 +13,8 @@ Against the real server (``caselink serve`` on a free loopback port, prebuilt da
 3. the records are deleted again (DELETE), so the data directory is left as it was.
 
 caselink indexes before it acknowledges a write, so one poll should always suffice; a snapshot
-(every ``server.persist_every`` writes, default 500) holds the index lock while it writes, which
-``--persist-every 20`` makes visible in the latency maxima.
+(every ``server.persist_every`` writes, default 500) holds the index lock while it captures the
+state (not while it writes files), which ``--persist-every 20`` makes visible in the latency maxima.
 
 Usage::
 
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     body = ["## Write latency (ms)\n",
             f"{a.records} new records per size, {a.interval:g} s apart, under {a.load_clients} concurrent hybrid "
             f"search clients; server.persist_every = {persist} (a snapshot every {persist} writes holds the index "
-            "lock while it is written).\n",
+            "lock only while it captures the state).\n",
             md_table(["size", "vectors", "operation", "count", "p50", "p95", "p99", "max", "note"], rows),
             "\n## Concurrent hybrid search latency (ms)\n",
             md_table(["size", "phase", "requests", "p50", "p95", "p99", "max", "req/s", "errors"], load_rows)]
