@@ -100,6 +100,7 @@ class LiveIndex:
         """Tokenisation as configured, or as recorded in a manifest (``text``) for an existing index."""
         t = text or self.settings.text.model_dump()
         tok = Tokenizer(opencc=t["opencc"], cjk_bigrams=t["cjk_bigrams"], word_bigrams=t.get("word_bigrams", False),
+                        jieba_hmm=t.get("jieba_hmm", True),
                         user_words=user_words)
         return DocumentBuilder(tok, title_weight=self.settings.bm25.title_weight,
                                code_weight=self.settings.bm25.code_weight)
@@ -381,6 +382,7 @@ class LiveIndex:
                     "bm25": s.bm25.model_dump(),
                     "vectors": {"factory": self.vectors_.factory_, "nprobe": s.vectors.nprobe},
                     "text": {"opencc": tok.opencc, "cjk_bigrams": tok.cjk_bigrams, "word_bigrams": tok.word_bigrams,
+                             "jieba_hmm": tok.jieba_hmm,
                              "user_words": list(tok.user_words)},
                     "encoder": {"chunk_chars": s.encoder.chunk_chars, "lead_weight": s.encoder.lead_weight},
                 },

@@ -37,9 +37,10 @@ def rebuild_reason(manifest: dict, *, settings: Settings, model_id: str, dim: in
         return f"the encoder's pooling changed (index: {model['cache_key']}, configured: {cache_key})"
     params = manifest.get("params", {})
     text = params.get("text", {})
-    for name in ("opencc", "cjk_bigrams", "word_bigrams"):
+    defaults = {"word_bigrams": False, "jieba_hmm": True}  # what snapshots written before the field meant
+    for name in ("opencc", "cjk_bigrams", "word_bigrams", "jieba_hmm"):
         now = getattr(settings.text, name)
-        if text.get(name, False if name == "word_bigrams" else None) != now:
+        if text.get(name, defaults.get(name)) != now:
             return f"text.{name} changed (index: {text.get(name)!r}, configured: {now!r})"
     if sorted(text.get("user_words", [])) != sorted(user_words):
         added = len(set(user_words) - set(text.get("user_words", [])))

@@ -62,16 +62,19 @@ class Tokenizer:
     cjk_bigrams : add overlapping CJK character bigrams besides jieba's words.
     stem : apply the Snowball English stemmer to Latin words.
     word_bigrams : add adjacent Latin word pairs ('power_cord') as phrase tokens.
+    jieba_hmm : let jieba guess words missing from its dictionary with its HMM (slower).
     user_words : domain terms (module, product names) jieba must keep whole.
 
     Construction is cheap; jieba's dictionary loads on first use.
     """
 
     def __init__(self, *, opencc: str = "t2s", cjk_bigrams: bool = True, word_bigrams: bool = False,
+                 jieba_hmm: bool = True,
                  stem: bool = True, user_words: Iterable[str] = ()):
         self.opencc = opencc
         self.cjk_bigrams = cjk_bigrams
         self.word_bigrams = word_bigrams
+        self.jieba_hmm = jieba_hmm
         self.stem = stem
         self.user_words = sorted({w.strip() for w in user_words if w and w.strip()})
         self._jieba = None
@@ -140,7 +143,7 @@ class Tokenizer:
         if bigrams and self.word_bigrams:
             tokens.extend(f"{a}_{b}" for a, b in zip(words, words[1:]))
         for run in _CJK_RUN.findall(plain):
-            tokens.extend(w for w in self._segmenter().cut(run, HMM=True) if w not in _ZH_STOP)
+            tokens.extend(w for w in self._segmenter().cut(run, HMM=self.jieba_hmm) if w not in _ZH_STOP)
             if bigrams and len(run) > 2:
                 tokens.extend(run[i:i + 2] for i in range(len(run) - 1))
         return tokens

@@ -135,6 +135,13 @@ def test_reindex_rebuilds_when_a_setting_that_shapes_every_record_changed(settin
     assert "dictionary" in report.rebuilt_because and "1 new" in report.rebuilt_because
     assert "腔体压力" in svc.index.docs_.tokenizer.tokenize("腔體壓力異常")  # the user term is kept whole
     svc.close()
+    no_hmm = with_dict.model_copy(update={"text": with_dict.text.model_copy(update={"jieba_hmm": False})})
+    svc, report = CaselinkService.build(no_hmm, encoder=use_encoder, rebuild=False)
+    assert "text.jieba_hmm" in report.rebuilt_because and svc.index.docs_.tokenizer.jieba_hmm is False
+    svc.close()
+    svc = CaselinkService.open(no_hmm, encoder=use_encoder)  # queries tokenise as the index was built
+    assert svc.index.docs_.tokenizer.jieba_hmm is False
+    svc.close()
 
 
 def test_reindex_with_a_broken_index_rebuilds_instead_of_failing(settings, use_encoder):
