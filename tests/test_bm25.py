@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from indexing.bm25 import BM25Index
 
@@ -178,3 +180,45 @@ def test_select_terms_keeps_the_most_distinctive_and_the_unindexed():
     # idf: laser (1 doc) > vacuum (2 docs) = alarm (2 docs); alarm counts twice, so it outweighs vacuum
     assert idx.select_terms(query, 2) == ["alarm", "alarm", "laser", "unseen"]
     assert idx.select_terms(query, 3) == query and idx.select_terms(query, 0) == query
+
+
+_VOCAB = [f"t{i}" for i in range(12)]
+_OPS = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.lists(st.tuples(st.integers(0, 30), st.lists(st.sampled_from(_VOCAB), min_size=1,
+                                                                                   max_size=6)), min_size=1, max_size=4)),
+    st.tuples(st.just("bulk"), st.lists(st.tuples(st.integers(0, 30), st.lists(st.sampled_from(_VOCAB), min_size=1,
+                                                                                    max_size=6)), min_size=1, max_size=8)),
+    st.tuples(st.just("delete"), st.lists(st.integers(0, 30), min_size=1, max_size=3)),
+    st.tuples(st.just("compact"), st.none()),
+    st.tuples(st.just("reload"), st.none()),
+), min_size=1, max_size=25)
+
+
+@settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_OPS)
+def test_any_sequence_of_writes_saves_and_loads_scores_like_the_formula(tmp_path, ops):
+    """Adds (delta and bulk paths), deletes, compactions and save/load round trips, in any order,
+    always score exactly as BM25 over the documents that should be there."""
+    idx, docs = BM25Index(), {}
+    for i, (op, arg) in enumerate(ops):
+        if op == "add":
+            for key, doc in arg:
+                idx.add([key], [doc])
+                docs[key] = doc
+        elif op == "bulk":
+            idx.add_batches([([k for k, _ in arg], [d for _, d in arg])])
+            docs.update(dict(arg))
+        elif op == "delete":
+            idx.delete(arg)
+            for key in arg:
+                docs.pop(key, None)
+        elif op == "compact":
+            idx.compact()
+        else:
+            idx.save(tmp_path / f"b{i}")
+            idx = BM25Index.load(tmp_path / f"b{i}", k1=1.2, b=0.75)
+    assert len(idx) == len(docs) and all(k in idx for k in docs)
+    if docs:
+        for q in (["t0"], ["t1", "t2", "t2"], _VOCAB[5:9]):
+            keys, scores = idx.score(q)
+            assert dict(zip(keys.tolist(), scores.tolist())) == pytest.approx(reference(docs, q), rel=1e-4)
