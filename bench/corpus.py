@@ -41,9 +41,11 @@ import re
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from bench.common import WORK, log, parse_size, size_label
 
@@ -391,13 +393,14 @@ def ensure_corpus(n: int, seed: int = 7) -> Path:
     return path
 
 
-def read_records(path: Path, limit: int | None = None) -> list[dict]:
+def read_records(path: Path, limit: int | None = None, parse: Callable[[str], Any] = json.loads) -> list:
+    """The first ``limit`` lines of a JSONL file, each through ``parse`` (dicts by default)."""
     out = []
     with path.open(encoding="utf-8") as fh:
         for line in fh:
             if limit is not None and len(out) >= limit:
                 break
-            out.append(json.loads(line))
+            out.append(parse(line))
     return out
 
 

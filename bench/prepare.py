@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import WORK, log, run_measured, size_label
-from bench.corpus import ensure_corpus
+from bench.corpus import ensure_corpus, read_records
 
 SHARED_CACHE = WORK / "cache" / "embeddings.sqlite"
 
@@ -66,13 +66,7 @@ def read_corpus(path: Path, limit: int | None = None) -> list:
     """Records of a corpus JSONL as caselink Records (validated like the loader does)."""
     from indexing.records import Record
 
-    out = []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if limit is not None and len(out) >= limit:
-                break
-            out.append(Record.model_validate_json(line))
-    return out
+    return read_records(path, limit, parse=Record.model_validate_json)
 
 
 def doc_builder(settings):

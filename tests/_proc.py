@@ -83,6 +83,24 @@ def free_port() -> int:
     return _free()
 
 
+def wait_ready(probe: str, alive: Callable[[], None], timeout: float) -> None:
+    """Poll ``probe`` until it answers 200; ``alive()`` raises if the server died meanwhile."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            alive()
+            try:
+                resp = client.get(probe)
+                if resp.status_code == 200:
+                    return
+                last = f"{resp.status_code} {resp.text[:200]}"
+            except httpx.TransportError as exc:
+                last = repr(exc)
+            time.sleep(0.05)  # poll interval, bounded by the deadline above
+    raise TimeoutError(f"{probe} not 200 after {timeout:.0f} s: {last}")
+
+
 class ServerProcess:
     """``caselink serve`` (or the fault wrapper around it) as a child process on 127.0.0.1.
 
@@ -119,22 +137,15 @@ class ServerProcess:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        last = "no answer"
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited with {self.proc.returncode} before it was ready:\n"
-                                       f"{self.log_text()[-3000:]}")
-                try:
-                    resp = client.get(self.url + "/readyz")
-                    if resp.status_code == 200:
-                        return
-                    last = f"{resp.status_code} {resp.text[:200]}"
-                except httpx.TransportError as exc:
-                    last = repr(exc)
-                time.sleep(0.05)  # poll interval, bounded by the deadline above
-        raise TimeoutError(f"{self.url}/readyz not 200 after {timeout:.0f} s: {last}\n{self.log_text()[-3000:]}")
+        def alive() -> None:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode} before it was ready:\n"
+                                   f"{self.log_text()[-3000:]}")
+
+        try:
+            wait_ready(self.url + "/readyz", alive, timeout)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.log_text()[-3000:]}") from None
 
     def kill9(self) -> None:
         sigkill(self.proc)

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import httpx
 import uvicorn
 
 from caselink.config import Settings, load_settings
 from indexing.records import Record
+from tests._proc import wait_ready
 
 READY_TIMEOUT_S = 60.0
 
@@ -131,18 +130,8 @@ def serve(settings: Settings, *, timeout: float = READY_TIMEOUT_S, wait_for: str
 
 
 def _wait_ready(probe: str, thread: threading.Thread, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if not thread.is_alive():
-                raise RuntimeError(f"server thread exited before {probe} answered")
-            try:
-                resp = client.get(probe)
-                if resp.status_code == 200:
-                    return
-                last = f"{resp.status_code} {resp.text[:200]}"
-            except httpx.TransportError as exc:
-                last = repr(exc)
-            time.sleep(0.05)  # poll interval, bounded by the deadline above
-    raise TimeoutError(f"{probe} not 200 after {timeout:.0f} s: {last}")
+    def alive() -> None:
+        if not thread.is_alive():
+            raise RuntimeError(f"server thread exited before {probe} answered")
+
+    wait_ready(probe, alive, timeout)
