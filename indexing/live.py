@@ -12,7 +12,6 @@ import fcntl
 import json
 import logging
 import shutil
-import platform
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from caselink import __version__
 from caselink.config import Settings
 from caselink.errors import IndexFormatError
 from indexing.bm25 import BM25Index
@@ -32,6 +30,7 @@ from indexing.facets import FacetTable, Filters
 from indexing.index_dir import REBUILD_HINT, IndexDir
 from indexing.records import Record
 from indexing.store import RecordStore, UpsertResult
+from indexing.snapshot_state import capture_state, write_state
 from indexing.staleness import rebuild_reason
 from indexing.tokenize import Tokenizer, read_user_dict
 from indexing.vectors import VectorIndex
@@ -65,14 +64,6 @@ class BuildReport:
     @property
     def records_per_s(self) -> float:
         return self.records / self.seconds if self.seconds else 0.0
-
-
-def _versions() -> dict[str, str]:
-    import faiss
-    import jieba
-
-    return {"caselink": __version__, "python": platform.python_version(), "numpy": np.__version__,
-            "faiss": faiss.__version__, "jieba": jieba.__version__}
 
 
 class LiveIndex:
@@ -299,6 +290,8 @@ class LiveIndex:
         """Advance ``seq_`` past this process's own changes, applying any another process made
         meanwhile (``caselink index`` run while the server is up) instead of skipping them.
         Returns how many records were re-read."""
+        if self.seq_ < self.store.pruned_upto():
+            return self._resync()
         changes = self.store.changes_since(self.seq_)
         if not changes:
             return 0
@@ -312,6 +305,17 @@ class LiveIndex:
                 progress("apply changes", len(part), len(foreign))
         self.seq_ = changes[-1][0]
         return len(foreign)
+
+    def _resync(self) -> int:
+        """Changes this index has not applied were pruned from the log (it fell further behind
+        the published snapshots than ``server.change_log_keep`` rows): load the current snapshot,
+        which has them, and continue from there. Returns how many records that index holds."""
+        log.warning("change log pruned past this index's position (%d < %d): reloading the current snapshot",
+                    self.seq_, self.store.pruned_upto())
+        fresh = LiveIndex.open(self.settings, self.store, self.encoder, self.cache, verify=False)
+        self.docs_, self.bm25_, self.vectors_, self.facets_ = fresh.docs_, fresh.bm25_, fresh.vectors_, fresh.facets_
+        self.seq_, self.snapshot_path_, self.built_at_ = fresh.seq_, fresh.snapshot_path_, fresh.built_at_
+        return len(self.bm25_)
 
     def _maybe_snapshot(self) -> None:
         """Snapshot once ``server.persist_every`` writes have accumulated. Called with the index
@@ -350,11 +354,11 @@ class LiveIndex:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             with self.lock:
                 self._catch_up(own=set())  # never claim a change_seq whose changes are not in the files
-                state = self._capture()
+                state = capture_state(self)
                 writes, self.writes_since_snapshot_ = self.writes_since_snapshot_, 0
             tmp = self.dir.new_snapshot()
             try:
-                path = self.dir.publish(tmp, self._write_files(tmp, state))
+                path = self.dir.publish(tmp, write_state(tmp, state))
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 with self.lock:
@@ -363,39 +367,10 @@ class LiveIndex:
         with self.lock:
             self.snapshot_path_ = path
             self.built_at_ = state["created"]
+        keep = self.settings.server.change_log_keep
+        if keep:
+            self.store.prune_changes(state["manifest"]["change_seq"] - keep)
         return path
-
-    def _capture(self) -> dict:
-        s = self.settings
-        tok = self.docs_.tokenizer
-        return {
-            "bm25": self.bm25_.state(), "vectors": self.vectors_.state(), "facets": self.facets_.copy(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "manifest": {
-                "versions": _versions(),
-                "model": {"id": self.encoder.model_id, "dim": self.encoder.dim,
-                          "cache_key": getattr(self.encoder, "cache_key", self.encoder.model_id)},
-                "change_seq": self.seq_,
-                "counts": {"records": len(self.bm25_), "vectors": self.vectors_.ntotal,
-                           "terms": len(self.bm25_.vocab_)},
-                "params": {
-                    "bm25": s.bm25.model_dump(),
-                    "vectors": {"factory": self.vectors_.factory_, "nprobe": s.vectors.nprobe},
-                    "text": {"opencc": tok.opencc, "cjk_bigrams": tok.cjk_bigrams, "word_bigrams": tok.word_bigrams,
-                             "jieba_hmm": tok.jieba_hmm,
-                             "user_words": list(tok.user_words)},
-                    "encoder": {"chunk_chars": s.encoder.chunk_chars, "lead_weight": s.encoder.lead_weight},
-                },
-            },
-        }
-
-    @staticmethod
-    def _write_files(tmp: Path, state: dict) -> dict:
-        """Write a captured state's files into ``tmp``; returns the manifest (without checksums)."""
-        BM25Index.write(tmp / "bm25", state["bm25"])
-        VectorIndex.write(tmp, state["vectors"])
-        (tmp / "facets.json").write_text(json.dumps(state["facets"].to_json(), ensure_ascii=False), encoding="utf-8")
-        return {"created": state["created"], **state["manifest"]}
 
     def close(self) -> None:
         if self.writes_since_snapshot_:

@@ -232,6 +232,28 @@ class RecordStore:
             row = self.conn.execute("SELECT MAX(seq) FROM changes").fetchone()
         return int(row[0] or 0)
 
+    def prune_changes(self, upto: int) -> int:
+        """Delete change-log rows with ``seq <= upto``; remembers how far the log was pruned."""
+        with self._lock:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                n = conn.execute("DELETE FROM changes WHERE seq <= ?", (upto,)).rowcount
+                conn.execute("INSERT INTO meta VALUES ('changes_pruned_upto', ?) ON CONFLICT(key) DO UPDATE SET "
+                             "value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))", (str(upto),))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # after an I/O error SQLite has already rolled back
+                    conn.execute("ROLLBACK")
+                raise
+        return n
+
+    def pruned_upto(self) -> int:
+        """Changes up to this sequence number are gone from the log (0: never pruned)."""
+        with self._lock:
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'changes_pruned_upto'").fetchone()
+        return int(row[0]) if row else 0
+
     def changes_since(self, seq: int) -> list[tuple[int, int, str]]:
         """(seq, num, op) after ``seq``, oldest first."""
         with self._lock:

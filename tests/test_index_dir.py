@@ -207,3 +207,34 @@ def test_snapshot_writes_files_without_holding_up_searches_and_writes(settings, 
     assert again.search(SearchQuery(text="E7001")).results[0].id == "C-BEFORE"
     assert again.search(SearchQuery(text="E7002")).results[0].id == "C-DURING"
     again.close()
+
+
+def _count_changes(settings) -> int:
+    import sqlite3
+
+    with sqlite3.connect(settings.store_path) as conn:
+        return conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0]
+
+
+def test_change_log_is_pruned_and_a_server_that_fell_behind_reloads(settings, use_encoder):
+    small = settings.model_copy(update={"server": settings.server.model_copy(
+        update={"change_log_keep": 2, "persist_every": 3})})
+    svc, _ = CaselinkService.build(small, encoder=use_encoder, records=CORPUS)
+    before = _count_changes(small)
+    follower = CaselinkService.open(small, encoder=use_encoder)  # "a running server" on the same store
+    new = [Record(id=f"C-P{i}", kind="case", title=f"冷却水流量低 E70{i:02d}") for i in range(7)]
+    for rec in new:
+        svc.index.upsert([rec])  # snapshots every 3 writes, pruning all but 2 rows before each
+    svc.index.delete("C-001")
+    assert svc.store.pruned_upto() > follower.index.seq_  # the follower's next changes are gone
+    assert _count_changes(small) < before + len(new) + 1
+    assert follower.index.replay() == len(CORPUS) + len(new) - 1  # it reloads the current snapshot
+    for rec in new:
+        assert follower.search(SearchQuery(text=rec.title.split()[-1])).results[0].id == rec.id
+    assert "C-001" not in [r.id for r in follower.search(SearchQuery(text="E1023", k=20)).results]
+    follower.store.close()
+    follower.index.cache.close()
+    svc.close()
+    again = CaselinkService.open(small, encoder=use_encoder)  # a fresh start needs only the kept rows
+    assert again.index.count() == len(CORPUS) + len(new) - 1
+    again.close()
