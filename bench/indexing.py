@@ -35,9 +35,9 @@ from bench.corpus import ensure_corpus
 from bench.prepare import (Progress, cache_key, doc_builder, make_encoder, merge_cache, read_corpus, seed_cache,
                            settings_for, stage_timer, vector_tag)
 
-# Peak resident size per record of a build, measured at 100k (1.62 GB, streaming build): used to skip a
+# Peak resident size per record of a build, measured at 100k (1.13 GB, streaming build): used to skip a
 # size that cannot fit before trying it, unless a smaller size in the same run gives a better estimate.
-PEAK_KB_PER_RECORD = 17
+PEAK_KB_PER_RECORD = 12
 
 
 def mem_available_mb() -> float:
