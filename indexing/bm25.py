@@ -91,7 +91,7 @@ class BM25Index:
         pairs = [pr for i, pr in enumerate(pairs) if last[pr[0]] == i]
         self.delete([k for k, _ in pairs if k in self])
         if len(pairs) >= _BULK:
-            self._add_bulk(pairs)
+            self.add_batches([([k for k, _ in pairs], [d for _, d in pairs])])
             return
         start = self._n_slots()
         self._grow(start + len(pairs))
@@ -121,9 +121,6 @@ class BM25Index:
         self._slot_by_key[key] = slot
         self._n_live += 1
         self._total_len += length
-
-    def _add_bulk(self, pairs: list[tuple[int, Sequence[str]]]) -> None:
-        self.add_batches([([k for k, _ in pairs], [d for _, d in pairs])])
 
     def add_batches(self, batches: Iterable[tuple[Sequence[int], Iterable[Sequence[str]]]]) -> int:
         """Bulk-load a stream of ``(keys, docs)`` batches; returns how many documents were added.

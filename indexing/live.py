@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from caselink.config import Settings
-from caselink.errors import IndexFormatError
+from caselink.errors import IndexFormatError, IndexNotReady
 from indexing.bm25 import BM25Index
 from indexing.document import DocumentBuilder
 from indexing.embedding_cache import EmbeddingCache
@@ -170,16 +170,15 @@ class LiveIndex:
         ``rebuilt_because`` says which happened and why.
         """
         t0 = time.perf_counter()
-        reason = "no index has been built yet"
-        current = IndexDir(settings.index_root).current()
-        if current is not None:
-            try:
-                _, manifest = IndexDir(settings.index_root).read_manifest(verify=False)
-                reason = rebuild_reason(manifest, settings=settings, model_id=encoder.model_id, dim=encoder.dim,
-                                        cache_key=getattr(encoder, "cache_key", encoder.model_id),
-                                        user_words=cls._dictionary(settings, store.facets()), records=store.total())
-            except IndexFormatError as exc:
-                reason = f"the current index is unusable ({exc})"
+        try:
+            _, manifest = IndexDir(settings.index_root).read_manifest(verify=False)
+            reason = rebuild_reason(manifest, settings=settings, model_id=encoder.model_id, dim=encoder.dim,
+                                    cache_key=getattr(encoder, "cache_key", encoder.model_id),
+                                    user_words=cls._dictionary(settings, store.facets()), records=store.total())
+        except IndexNotReady:
+            reason = "no index has been built yet"
+        except IndexFormatError as exc:
+            reason = f"the current index is unusable ({exc})"
         if reason is None:
             try:
                 idx = cls.open(settings, store, encoder, cache, progress=progress)

@@ -18,9 +18,11 @@ from indexing.vectors import factory_string
 IVF_GROWTH = 2.0
 
 
-def _ivf_lists(factory: str) -> int:
-    m = re.match(r"IVF(\d+),", factory)
-    return int(m.group(1)) if m else 0
+def _shape(factory: str) -> tuple[str, int, str]:
+    """'IVF1264,SQ8' -> ('IVF', 1264, 'SQ8'); 'IDMap2,Flat' -> ('IDMap2', 0, 'Flat')."""
+    head, _, storage = factory.partition(",")
+    m = re.fullmatch(r"IVF(\d+)", head)
+    return ("IVF", int(m.group(1)), storage) if m else (head, 0, storage)
 
 
 def rebuild_reason(manifest: dict, *, settings: Settings, model_id: str, dim: int, cache_key: str,
@@ -52,9 +54,9 @@ def rebuild_reason(manifest: dict, *, settings: Settings, model_id: str, dim: in
     v = settings.vectors
     have = params.get("vectors", {}).get("factory", "")
     want = factory_string(records, dim, exact_below=v.exact_below, nlist=v.ivf_nlist, quantizer=v.quantizer)
-    if have.split(",")[0].rstrip("0123456789") != want.split(",")[0].rstrip("0123456789") \
-            or have.split(",")[-1] != want.split(",")[-1]:
+    (have_kind, have_lists, have_storage), (want_kind, want_lists, want_storage) = _shape(have), _shape(want)
+    if (have_kind, have_storage) != (want_kind, want_storage):
         return f"the vector index type changes at {records:,} records (index: {have}, now: {want})"
-    if _ivf_lists(want) > IVF_GROWTH * _ivf_lists(have):
+    if want_lists > IVF_GROWTH * have_lists:
         return f"the corpus outgrew the vector index's training (index: {have}, now: {want})"
     return None

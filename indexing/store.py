@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,58 +116,56 @@ class RecordStore:
         return self._conn  # type: ignore[return-value]
 
     # -- writes -----------------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the store lock: committed when the block ends, rolled back
+        when it raises (unless SQLite already rolled back after an I/O error)."""
+        with self._lock:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
     def upsert(self, records: Iterable[Record]) -> list[UpsertResult]:
         """Insert or replace records in one transaction; an identical record logs no change."""
         out: list[UpsertResult] = []
         now = time.time()
-        with self._lock:
-            conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for rec in records:
-                    h = rec.content_hash()
-                    row = conn.execute("SELECT num, hash FROM records WHERE id = ?", (rec.id,)).fetchone()
-                    if row is not None and row[1] == h:
-                        out.append(UpsertResult(row[0], False, False))
-                        continue
-                    values = (rec.kind, rec.product, rec.model, rec.module, rec.status,
-                              rec.created.isoformat() if rec.created else None, record_to_json(rec), h, now)
-                    if row is None:
-                        cur = conn.execute(
-                            "INSERT INTO records (kind, product, model, module, status, created, body, hash,"
-                            " updated, id) VALUES (?,?,?,?,?,?,?,?,?,?)", (*values, rec.id))
-                        num = cur.lastrowid
-                    else:
-                        num = row[0]
-                        conn.execute(
-                            "UPDATE records SET kind=?, product=?, model=?, module=?, status=?, created=?,"
-                            " body=?, hash=?, updated=? WHERE num=?", (*values, num))
-                    conn.execute("INSERT INTO changes (num, op) VALUES (?, 'upsert')", (num,))
-                    out.append(UpsertResult(int(num), True, row is None))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # after an I/O error SQLite has already rolled back
-                    conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as conn:
+            for rec in records:
+                h = rec.content_hash()
+                row = conn.execute("SELECT num, hash FROM records WHERE id = ?", (rec.id,)).fetchone()
+                if row is not None and row[1] == h:
+                    out.append(UpsertResult(row[0], False, False))
+                    continue
+                values = (rec.kind, rec.product, rec.model, rec.module, rec.status,
+                          rec.created.isoformat() if rec.created else None, record_to_json(rec), h, now)
+                if row is None:
+                    cur = conn.execute(
+                        "INSERT INTO records (kind, product, model, module, status, created, body, hash,"
+                        " updated, id) VALUES (?,?,?,?,?,?,?,?,?,?)", (*values, rec.id))
+                    num = cur.lastrowid
+                else:
+                    num = row[0]
+                    conn.execute(
+                        "UPDATE records SET kind=?, product=?, model=?, module=?, status=?, created=?,"
+                        " body=?, hash=?, updated=? WHERE num=?", (*values, num))
+                conn.execute("INSERT INTO changes (num, op) VALUES (?, 'upsert')", (num,))
+                out.append(UpsertResult(int(num), True, row is None))
         return out
 
     def delete(self, record_id: str) -> int | None:
         """Delete a record; returns its num, or None if there was no such record."""
-        with self._lock:
-            conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute("SELECT num FROM records WHERE id = ?", (record_id,)).fetchone()
-                if row is None:
-                    conn.execute("ROLLBACK")
-                    return None
-                conn.execute("DELETE FROM records WHERE num = ?", (row[0],))
-                conn.execute("INSERT INTO changes (num, op) VALUES (?, 'delete')", (row[0],))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # after an I/O error SQLite has already rolled back
-                    conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as conn:
+            row = conn.execute("SELECT num FROM records WHERE id = ?", (record_id,)).fetchone()
+            if row is None:
+                return None  # nothing written: the transaction commits empty
+            conn.execute("DELETE FROM records WHERE num = ?", (row[0],))
+            conn.execute("INSERT INTO changes (num, op) VALUES (?, 'delete')", (row[0],))
         return int(row[0])
 
     def add_feedback(self, *, record_id: str, helpful: bool, query: str = "", query_id: str = "",
@@ -234,18 +233,10 @@ class RecordStore:
 
     def prune_changes(self, upto: int) -> int:
         """Delete change-log rows with ``seq <= upto``; remembers how far the log was pruned."""
-        with self._lock:
-            conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                n = conn.execute("DELETE FROM changes WHERE seq <= ?", (upto,)).rowcount
-                conn.execute("INSERT INTO meta VALUES ('changes_pruned_upto', ?) ON CONFLICT(key) DO UPDATE SET "
-                             "value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))", (str(upto),))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # after an I/O error SQLite has already rolled back
-                    conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as conn:
+            n = conn.execute("DELETE FROM changes WHERE seq <= ?", (upto,)).rowcount
+            conn.execute("INSERT INTO meta VALUES ('changes_pruned_upto', ?) ON CONFLICT(key) DO UPDATE SET "
+                         "value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))", (str(upto),))
         return n
 
     def pruned_upto(self) -> int:

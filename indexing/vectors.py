@@ -129,8 +129,7 @@ class VectorIndex:
         return [FILE]
 
     def save(self, folder: Path) -> list[str]:
-        faiss.write_index(self.index_, str(folder / FILE))
-        return [FILE]
+        return self.write(folder, self.index_)
 
     @classmethod
     def load(cls, folder: Path, *, dim: int, factory: str, **params) -> "VectorIndex":

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 
 from caselink.config import load_settings
 from indexing.encoders import USEEncoder
 from indexing.records import Record
+from recommender.service import CaselinkService
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +49,14 @@ CORPUS = [
            text="出现 E1023 时，先检查冷却水流量是否大于 4 L/min，再检查泵体温度传感器。", module="真空",
            error_codes=["E1023"]),
 ]
+
+
+@contextmanager
+def read_only_service(tmp_path_factory, encoder, records: list[Record]) -> Iterator[CaselinkService]:
+    """A service over ``records`` for a module whose tests only read it (settings made as ``settings``)."""
+    svc, _ = CaselinkService.build(load_settings(env={}, data_dir=tmp_path_factory.mktemp("data")), encoder=encoder,
+                                   records=records)
+    try:
+        yield svc
+    finally:
+        svc.close()

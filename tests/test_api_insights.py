@@ -10,61 +10,43 @@ import pytest
 from _server import build_index, demo_records, make_settings, serve
 
 from api.schemas import EmergingGroupOut, EmergingOut, FieldSuggestionOut, RisingProblemOut, SuggestionsOut
-from indexing.records import Record
 from recommender.emerging import EmergingGroup, EmergingReport, RisingProblem
 from recommender.suggest import FieldSuggestion, Suggestions
+from tests._history import LINKED, OPEN_PO, case
 
 WRITE_KEY, READ_KEY = "rw-insights-key", "ro-insights-key"
 AS_OF = "2025-06-30"  # window (2025-05-31, 2025-06-30]
 
 
-def _case(id: str, created: str, title: str, text: str, **kw) -> Record:
-    return Record(id=id, kind="case", created=created, title=title, text=text, status=kw.pop("status", "open"), **kw)
-
-
 # A new fault in the current window, not linked to anything: four mixed-script reports of one symptom.
 BURST = [
-    _case("B-1", "2025-06-03", "腔盖互锁误报 E9401", "PM1 运行中突然报 E9401 lid open interlock，腔盖实际已关好，"
+    case("B-1", "2025-06-03", "腔盖互锁误报 E9401", "PM1 运行中突然报 E9401 lid open interlock，腔盖实际已关好，"
           "复位后又出现。腔盖微动开关接触不良。", module="真空", product="HX-Etch 500", error_codes=["E9401"]),
-    _case("B-2", "2025-06-09", "腔蓋互鎖誤報 E9401", "PM2 製程中報 E9401 腔蓋開啟互鎖，腔蓋實際關閉。檢查腔蓋微動開關接觸不良，"
+    case("B-2", "2025-06-09", "腔蓋互鎖誤報 E9401", "PM2 製程中報 E9401 腔蓋開啟互鎖，腔蓋實際關閉。檢查腔蓋微動開關接觸不良，"
           "清潔後暫時恢復。", module="真空", product="HX-Etch 500", error_codes=["E9401"]),
-    _case("B-3", "2025-06-15", "False lid-open interlock E9401", "E9401 lid open interlock during process although "
+    case("B-3", "2025-06-15", "False lid-open interlock E9401", "E9401 lid open interlock during process although "
           "the chamber lid is closed. The lid micro switch contact is intermittent.", module="真空",
           product="HX-Etch 500", error_codes=["E9401"]),
-    _case("B-4", "2025-06-24", "腔盖开关误触发 E9401 导致 abort", "E9401 腔盖互锁误报，wafer abort，腔盖微动开关接触不良，"
+    case("B-4", "2025-06-24", "腔盖开关误触发 E9401 导致 abort", "E9401 腔盖互锁误报，wafer abort，腔盖微动开关接触不良，"
           "更换开关后恢复。", module="真空", product="HX-Etch 500", error_codes=["E9401"]),
 ]
 # One-offs in the same window; L-1 is the only case of its product.
 LONE = [
-    _case("L-1", "2025-06-12", "客户咨询备件报价", "客户想了解 RF 匹配器备件的价格和交期。", module="射频",
+    case("L-1", "2025-06-12", "客户咨询备件报价", "客户想了解 RF 匹配器备件的价格和交期。", module="射频",
           product="HX-Solo"),
-    _case("L-2", "2025-06-20", "HX-Inspect 明场图像偏暗", "明场照明亮度比上月低，灯泡使用时数已超过 3000 小时。",
+    case("L-2", "2025-06-20", "HX-Inspect 明场图像偏暗", "明场照明亮度比上月低，灯泡使用时数已超过 3000 小时。",
           module="激光光源", product="HX-Inspect"),
-]
-# An open problem order with one linked case last window and three this window: rising, never a new group.
-OPEN_PO = Record(id="PO-OPEN", kind="problem", status="investigating", created="2025-05-01", module="真空",
-                 title="TMP-2300 分子泵轴承早期失效，振动报警 E1110",
-                 text="特定批号分子泵运行数月后振动报警 E1110，轴承磨损。", links=["K-3"], error_codes=["E1110"])
-LINKED = [
-    _case("K-0", "2025-05-20", "分子泵振动报警 E1110", "TMP 振动值超限报 E1110，轴承异响。", module="真空",
-          error_codes=["E1110"], links=["PO-OPEN"]),
-    _case("K-1", "2025-06-05", "分子泵振动报警 E1110", "TMP 运行中振动报警 E1110，听到轴承异响，更换分子泵。",
-          module="真空", error_codes=["E1110"], links=["PO-OPEN"]),
-    _case("K-2", "2025-06-11", "分子幫浦振動 E1110", "TMP 振動報警 E1110，軸承異音，換泵後正常。", module="真空",
-          error_codes=["E1110"], links=["PO-OPEN"]),
-    _case("K-3", "2025-06-18", "TMP vibration alarm E1110", "Turbo pump vibration alarm E1110, bearing noise, pump "
-          "replaced.", module="真空", error_codes=["E1110"]),
 ]
 # Past dry-pump cases whose module and group agree (category mostly, priority not at all): suggestion material.
 PUMP = dict(product="HX-Etch 500", module="真空", status="closed", error_codes=["E1023"])
 PUMPS = [
-    _case("P-1", "2024-05-01", "干泵跳停 E1023", "PM2 干泵过流跳停，报 E1023，泵内粉尘沉积。", category="硬件故障",
+    case("P-1", "2024-05-01", "干泵跳停 E1023", "PM2 干泵过流跳停，报 E1023，泵内粉尘沉积。", category="硬件故障",
           priority="P1", group="华东现场服务组", **PUMP),
-    _case("P-2", "2024-05-02", "乾泵跳機 E1023", "乾泵過電流跳脫，報 E1023，進氣口粉末堆積。", category="硬件故障",
+    case("P-2", "2024-05-02", "乾泵跳機 E1023", "乾泵過電流跳脫，報 E1023，進氣口粉末堆積。", category="硬件故障",
           priority="P2", group="华东现场服务组", **PUMP),
-    _case("P-3", "2024-05-03", "Dry pump trip E1023", "Dry pump overcurrent trip with E1023, powder build-up in the "
+    case("P-3", "2024-05-03", "Dry pump trip E1023", "Dry pump overcurrent trip with E1023, powder build-up in the "
           "pump.", category="硬件故障", priority="P3", group="华东现场服务组", **PUMP),
-    _case("P-4", "2024-05-04", "干泵频繁跳停 E1023", "干泵电流升高后跳停，E1023，N2 ballast 流量不足。",
+    case("P-4", "2024-05-04", "干泵频繁跳停 E1023", "干泵电流升高后跳停，E1023，N2 ballast 流量不足。",
           category="工艺相关", priority="P4", group="华东现场服务组", **PUMP),
 ]
 HISTORY = demo_records() + BURST + LONE + [OPEN_PO] + LINKED + PUMPS

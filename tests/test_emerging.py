@@ -7,71 +7,53 @@ from datetime import date
 
 import pytest
 
-from caselink.config import load_settings
 from caselink.errors import InvalidQuery
 from indexing.records import Record
 from recommender.emerging import find_emerging, is_closed_status, open_at
-from recommender.service import CaselinkService
+from tests._history import LINKED, OPEN_PO, case
+from tests.conftest import read_only_service
 
 AS_OF = date(2025, 6, 30)  # window (2025-05-31, 2025-06-30]; earlier windows end 05-31, 05-01, 04-01
 
 
-def _case(id: str, created: str, title: str, text: str, **kw) -> Record:
-    return Record(id=id, kind="case", created=created, title=title, text=text, status="open", **kw)
-
-
 BACKGROUND = [
-    _case("O-1", "2025-01-10", "工件台 X 轴定位超差", "stage 对准时定位误差超过 50nm，重新校准干涉仪后正常。", module="工件台"),
-    _case("O-2", "2025-02-05", "Robot fails to pick wafer", "EFEM robot vacuum grip alarm W3001 while picking wafer "
+    case("O-1", "2025-01-10", "工件台 X 轴定位超差", "stage 对准时定位误差超过 50nm，重新校准干涉仪后正常。", module="工件台"),
+    case("O-2", "2025-02-05", "Robot fails to pick wafer", "EFEM robot vacuum grip alarm W3001 while picking wafer "
           "from FOUP slot 12.", module="晶圆传输", error_codes=["W3001"]),
-    _case("O-3", "2025-03-15", "HXTool 登录失败", "升级后 HXTool 登录提示 license 过期，重新导入授权文件后恢复。", module="软件"),
-    _case("O-4", "2025-04-10", "激光功率下降", "曝光时激光输出功率比设定值低15%，更换光学模块后恢复。", module="激光光源"),
+    case("O-3", "2025-03-15", "HXTool 登录失败", "升级后 HXTool 登录提示 license 过期，重新导入授权文件后恢复。", module="软件"),
+    case("O-4", "2025-04-10", "激光功率下降", "曝光时激光输出功率比设定值低15%，更换光学模块后恢复。", module="激光光源"),
 ]
 BURST = [  # a new fault, not linked to anything
-    _case("B-1", "2025-06-03", "腔盖互锁误报 E9401", "PM1 运行中突然报 E9401 lid open interlock，腔盖实际已关好，"
+    case("B-1", "2025-06-03", "腔盖互锁误报 E9401", "PM1 运行中突然报 E9401 lid open interlock，腔盖实际已关好，"
           "复位后又出现。腔盖微动开关接触不良。", module="真空", error_codes=["E9401"]),
-    _case("B-2", "2025-06-09", "腔蓋互鎖誤報 E9401", "PM2 製程中報 E9401 腔蓋開啟互鎖，腔蓋實際關閉。檢查腔蓋微動開關接觸不良，"
+    case("B-2", "2025-06-09", "腔蓋互鎖誤報 E9401", "PM2 製程中報 E9401 腔蓋開啟互鎖，腔蓋實際關閉。檢查腔蓋微動開關接觸不良，"
           "清潔後暫時恢復。", module="真空", error_codes=["E9401"]),
-    _case("B-3", "2025-06-15", "False lid-open interlock E9401", "E9401 lid open interlock during process although the "
+    case("B-3", "2025-06-15", "False lid-open interlock E9401", "E9401 lid open interlock during process although the "
           "chamber lid is closed. The lid micro switch contact is intermittent.", module="真空", error_codes=["E9401"]),
-    _case("B-4", "2025-06-24", "腔盖开关误触发 E9401 导致 abort", "E9401 腔盖互锁误报，wafer abort，腔盖微动开关接触不良，"
+    case("B-4", "2025-06-24", "腔盖开关误触发 E9401 导致 abort", "E9401 腔盖互锁误报，wafer abort，腔盖微动开关接触不良，"
           "更换开关后恢复。", module="真空", error_codes=["E9401"]),
 ]
 LONE = [
-    _case("L-1", "2025-06-12", "客户咨询备件报价", "客户想了解 RF 匹配器备件的价格和交期。", module="射频"),
-    _case("L-2", "2025-06-20", "HX-Inspect 明场图像偏暗", "明场照明亮度比上月低，灯泡使用时数已超过 3000 小时。",
+    case("L-1", "2025-06-12", "客户咨询备件报价", "客户想了解 RF 匹配器备件的价格和交期。", module="射频"),
+    case("L-2", "2025-06-20", "HX-Inspect 明场图像偏暗", "明场照明亮度比上月低，灯泡使用时数已超过 3000 小时。",
           module="激光光源"),
-]
-# Known problem under investigation: one linked case last window, three this window -> rising.
-OPEN_PO = Record(id="PO-OPEN", kind="problem", status="Investigating", created="2025-05-01", module="真空",
-                 title="TMP-2300 分子泵轴承早期失效，振动报警 E1110",
-                 text="特定批号分子泵运行数月后振动报警 E1110，轴承磨损。", links=["K-3"], error_codes=["E1110"])
-LINKED = [
-    _case("K-0", "2025-05-20", "分子泵振动报警 E1110", "TMP 振动值超限报 E1110，轴承异响。", module="真空",
-          error_codes=["E1110"], links=["PO-OPEN"]),
-    _case("K-1", "2025-06-05", "分子泵振动报警 E1110", "TMP 运行中振动报警 E1110，听到轴承异响，更换分子泵。",
-          module="真空", error_codes=["E1110"], links=["PO-OPEN"]),
-    _case("K-2", "2025-06-11", "分子幫浦振動 E1110", "TMP 振動報警 E1110，軸承異音，換泵後正常。", module="真空",
-          error_codes=["E1110"], links=["PO-OPEN"]),
-    _case("K-3", "2025-06-18", "TMP vibration alarm E1110", "Turbo pump vibration alarm E1110, bearing noise, pump "
-          "replaced.", module="真空", error_codes=["E1110"]),
 ]
 # Fixed long ago ('已解決' folds to the closed status); its recurrence must be flagged again.
 DONE_PO = Record(id="PO-DONE", kind="problem", status="已解決", created="2024-10-01", closed="2025-02-01",
                  module="晶圆传输", title="Load port door open fail E2201", text="Load port 开门失败 E2201，门锁传感器。",
                  links=["R-1", "R-2", "R-3"])
 RECUR = [
-    _case("R-1", "2025-06-04", "Load port 开门失败 E2201", "LP1 FOUP door open fail，报 E2201，门锁传感器信号异常。",
+    case("R-1", "2025-06-04", "Load port 开门失败 E2201", "LP1 FOUP door open fail，报 E2201，门锁传感器信号异常。",
           module="晶圆传输", error_codes=["E2201"]),
-    _case("R-2", "2025-06-14", "Load port 開門失敗 E2201", "LP2 開門失敗報 E2201，門鎖感測器訊號不穩。", module="晶圆传输",
+    case("R-2", "2025-06-14", "Load port 開門失敗 E2201", "LP2 開門失敗報 E2201，門鎖感測器訊號不穩。", module="晶圆传输",
           error_codes=["E2201"]),
-    _case("R-3", "2025-06-26", "Load port door open failure E2201", "Door open fail E2201 on LP3, door lock sensor "
+    case("R-3", "2025-06-26", "Load port door open failure E2201", "Door open fail E2201 on LP3, door lock sensor "
           "signal unstable.", module="晶圆传输", error_codes=["E2201"]),
 ]
 # Open, with a steady two cases per window: not rising.
 STEADY_PO = Record(id="PO-STEADY", kind="problem", status="open", created="2025-01-01", module="软件",
                    title="Recipe 编辑器保存慢", text="Recipe 编辑器保存大 recipe 时很慢。")
-STEADY = [_case(f"S-{i}", day, "Recipe 保存慢", "保存 recipe 需要一分钟以上。", module="软件", links=["PO-STEADY"])
+STEADY = [case(f"S-{i}", day, "Recipe 保存慢", "保存 recipe 需要一分钟以上。", module="软件", links=["PO-STEADY"])
           for i, day in enumerate(["2025-03-10", "2025-03-20", "2025-04-10", "2025-04-20", "2025-05-10", "2025-05-20",
                                    "2025-06-10", "2025-06-20"])]
 HISTORY = BACKGROUND + BURST + LONE + [OPEN_PO] + LINKED + [DONE_PO] + RECUR + [STEADY_PO] + STEADY
@@ -79,11 +61,8 @@ HISTORY = BACKGROUND + BURST + LONE + [OPEN_PO] + LINKED + [DONE_PO] + RECUR + [
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, use_encoder):
-    """Built once per module (the tests only read it), with settings made as conftest's ``settings``."""
-    settings = load_settings(env={}, data_dir=tmp_path_factory.mktemp("data"))
-    svc, _ = CaselinkService.build(settings, encoder=use_encoder, records=HISTORY)
-    yield svc
-    svc.close()
+    with read_only_service(tmp_path_factory, use_encoder, HISTORY) as svc:
+        yield svc
 
 
 def _group_of(report, case_id: str):

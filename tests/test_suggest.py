@@ -6,11 +6,10 @@ import json
 
 import pytest
 
-from caselink.config import load_settings
 from caselink.errors import InvalidQuery
 from indexing.records import Record
-from recommender.service import CaselinkService
 from recommender.suggest import query_text, suggest_fields
+from tests.conftest import read_only_service
 
 
 def _case(id: str, title: str, text: str, **kw) -> Record:
@@ -47,11 +46,8 @@ NEW = Record(id="NEW-1", kind="case", title="干泵又跳了 E1023", text="客�
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, use_encoder):
-    """Built once per module (the tests only read it), with settings made as conftest's ``settings``."""
-    settings = load_settings(env={}, data_dir=tmp_path_factory.mktemp("data"))
-    svc, _ = CaselinkService.build(settings, encoder=use_encoder, records=HISTORY)
-    yield svc
-    svc.close()
+    with read_only_service(tmp_path_factory, use_encoder, HISTORY) as svc:
+        yield svc
 
 
 def test_majority_of_close_neighbours_is_suggested_and_disagreement_is_not(service):
