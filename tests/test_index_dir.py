@@ -78,7 +78,7 @@ def test_manifest_records_model_params_and_checksums(settings, use_encoder):
     svc, report = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
     svc.close()
     m = json.loads((report.snapshot / "manifest.json").read_text())
-    assert m["model"] == {"id": "use-m3", "dim": 512, "cache_key": "use-m3|chunk400|lead0.5"}
+    assert m["model"] == {"id": "use-m3", "spec": "use-m3", "dim": 512, "cache_key": "use-m3|chunk400|lead0.5"}
     assert m["counts"]["records"] == len(CORPUS)
     assert m["params"]["bm25"]["k1"] == settings.bm25.k1
     assert set(m["files"]) >= {"vectors.faiss", "bm25/data.npy", "bm25/vocab.json", "facets.json"}

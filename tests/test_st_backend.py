@@ -40,9 +40,15 @@ def test_index_and_search_with_sentence_transformers(tmp_path, minilm):
     assert resp.results[0].id == "B1"
     assert svc.search(SearchQuery(text="robot cannot hold the wafer", k=1)).results[0].id == "B2"
     svc.close()
-    # The index remembers its model: opening it with the default encoder is refused.
+    # The index remembers its model: opening it with another encoder is refused ...
     with pytest.raises(IndexFormatError, match="st:all-MiniLM-L6-v2"):
-        CaselinkService.open(load_settings(env={}, data_dir=tmp_path))
+        CaselinkService.open(load_settings(env={}, data_dir=tmp_path, encoder__model="use-m3"))
+    # ... and encoder.model = "auto" (the default) opens it with the model it was built with.
+    svc = CaselinkService.open(load_settings(env={}, data_dir=tmp_path))
+    try:
+        assert svc.stats().model == "st:all-MiniLM-L6-v2"
+    finally:
+        svc.close()
 
 
 def test_local_model_directory(tmp_path):
