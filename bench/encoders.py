@@ -25,8 +25,10 @@ from bench.machine import REPO
 def main(argv: list[str] | None = None) -> None:
     from eval.caselink_retriever import to_record
     from eval.datasets import load_records
+    from eval.reference import benchmarks_dir
+    from indexing.document import DocumentBuilder
     from indexing.encoders import load_encoder
-    from indexing.normalize import normalize
+    from indexing.tokenize import Tokenizer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="use-m3,use-m3+minilm")
@@ -35,11 +37,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--out", default=str(REPO / "bench" / "encoders.md"))
     args = ap.parse_args(argv)
-    root = Path(REPO.parent / "shared" / "benchmarks")
+    root = benchmarks_dir()
+    docs = DocumentBuilder(Tokenizer())
     rows = []
     for name in args.sets.split(","):
         recs = load_records(root / name / "records.jsonl")[: args.texts]
-        texts = [normalize(to_record(r).searchable_text(), opencc="t2s") for r in recs]
+        texts = [docs.embedding_text(to_record(r)) for r in recs]
         chars = float(np.mean([len(t) for t in texts]))
         for spec in args.models.split(","):
             enc = load_encoder(spec)

@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import REPO, WORK, fmt, log, md_table, write_report
+from eval.reference import benchmarks_dir
 
-BENCHMARKS = REPO.parent / "shared" / "benchmarks"
+BENCHMARKS = benchmarks_dir()
 
 
 class Timed:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -108,7 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=str(REPO / "bench" / "relevance.md"))
     ap.add_argument("--no-baselines", action="store_true")
     args = ap.parse_args(argv)
-    root = Path(os.environ.get("CASELINK_BENCHMARKS", REPO.parent / "shared" / "benchmarks"))
+    from eval.reference import benchmarks_dir
+
+    root = benchmarks_dir()
     results = []
     for name in args.sets.split(","):
         res = run_set(root / name, baselines=not args.no_baselines)

@@ -63,12 +63,12 @@ class Stats:
 class CaselinkService:
     """Owns the store, the encoder and the live index. Create with :meth:`open` or :meth:`build`."""
 
-    def __init__(self, settings: Settings, store: RecordStore, index: LiveIndex):
+    def __init__(self, settings: Settings, store: RecordStore, index: LiveIndex, *, model_reason: str = ""):
         self.settings = settings
         self.store = store
         self.index = index
         self.encoder_error: str | None = None
-        self.model_reason = ""  # why this encoder: configured, or what encoder.model = "auto" resolved to
+        self.model_reason = model_reason  # why this encoder: given, configured, or what "auto" resolved to
 
     # -- lifecycle --------------------------------------------------------------------------
     @staticmethod
@@ -76,8 +76,10 @@ class CaselinkService:
         return RecordStore(settings.store_path).open(), EmbeddingCache(settings.cache_path)
 
     @staticmethod
-    def _encoder(settings: Settings, store: RecordStore, *, fresh: bool) -> tuple[Encoder, str]:
-        """The configured encoder (``auto`` resolved against the store and index) and why it is the one."""
+    def _encoder(settings: Settings, store: RecordStore, given: Encoder | None, *, fresh: bool) -> tuple[Encoder, str]:
+        """``given``, or the configured encoder (``auto`` resolved against the store and index), and why."""
+        if given is not None:
+            return given, "given"
         e = settings.encoder
         spec, why = resolve_model(e.model, store, settings.index_root, fresh=fresh)
         return load_encoder(spec, threads=e.threads, batch_size=e.batch_size, chunk_chars=e.chunk_chars,
@@ -87,17 +89,13 @@ class CaselinkService:
     def open(cls, settings: Settings, *, encoder: Encoder | None = None, verify: bool = True) -> "CaselinkService":
         store, cache = cls._open_parts(settings)
         try:
-            why = "given"
-            if encoder is None:
-                encoder, why = cls._encoder(settings, store, fresh=False)
+            encoder, why = cls._encoder(settings, store, encoder, fresh=False)
             index = LiveIndex.open(settings, store, encoder, cache, verify=verify)
         except BaseException:
             store.close()
             cache.close()
             raise
-        svc = cls(settings, store, index)
-        svc.model_reason = why
-        return svc
+        return cls(settings, store, index, model_reason=why)
 
     @classmethod
     def build(cls, settings: Settings, *, encoder: Encoder | None = None, records: list[Record] | None = None,
@@ -116,18 +114,14 @@ class CaselinkService:
                     store.upsert(records[start:start + 1000])
                     if progress:
                         progress("store", min(1000, len(records) - start), len(records))
-            why = "given"
-            if encoder is None:
-                encoder, why = cls._encoder(settings, store, fresh=rebuild)
+            encoder, why = cls._encoder(settings, store, encoder, fresh=rebuild)
             make = LiveIndex.build if rebuild else LiveIndex.refresh
             index, report = make(settings, store, encoder, cache, progress=progress)
         except BaseException:
             store.close()
             cache.close()
             raise
-        svc = cls(settings, store, index)
-        svc.model_reason = why
-        return svc, report
+        return cls(settings, store, index, model_reason=why), report
 
     def close(self) -> None:
         self.index.close()
