@@ -53,6 +53,9 @@ class EncoderConfig(_Section):
 class BM25Config(_Section):
     k1: float = Field(1.2, gt=0)
     b: float = Field(0.75, ge=0, le=1)
+    delta: float = Field(
+        0.5, ge=0, le=5, description="BM25L's shift of the length-normalised term frequency, so long SOP sections "
+        "and reports are not over-penalised (0 = classic BM25).")
     title_weight: int = Field(2, ge=1, le=10, description="Title tokens count this many times.")
     code_weight: int = Field(2, ge=1, le=10, description="Error codes and part numbers count this many times.")
 

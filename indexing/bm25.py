@@ -7,7 +7,13 @@ query time (we touch those postings to score anyway), so a delete never has to f
 the deleted document. ``compact`` folds the delta into main and drops dead slots; it runs
 automatically when the delta grows past a fraction of the index, and before saving.
 
-Scoring is Lucene-style BM25: idf = ln(1 + (N - df + 0.5) / (df + 0.5)).
+Scoring is BM25L (Lv & Zhai, "When documents are very long, BM25 fails!", SIGIR 2011) with
+Lucene's idf = ln(1 + (N - df + 0.5) / (df + 0.5)): a term's length-normalised frequency
+c = tf / (1 - b + b * len / avglen) is shifted to c + delta before the usual saturation
+(k1 + 1) * c / (k1 + c). Classic BM25 over-penalises long documents: a manual section or a long
+report that holds every word of a short question scores below a two-line record holding one of
+them. The shift puts a floor under a matched term; delta = 0 is exactly classic BM25, and the
+saturation bound idf * (k1 + 1) is unchanged, so normalised scores stay on a 0-1 scale.
 
 Persistence (see docs/index-format.md): a folder with ``data.npy`` / ``indices.npy`` /
 ``indptr.npy`` (the CSC main segment), ``delta_rows/cols/vals.npy`` (postings of documents added
@@ -39,6 +45,8 @@ class BM25Index:
     Parameters
     ----------
     k1, b : the usual BM25 parameters.
+    delta : BM25L's shift of the normalised term frequency (0 = classic BM25; 0.5 as published).
+        Unrelated to the *delta segment* of recently added postings.
     compact_ratio : compact when the delta holds more than this share of live documents.
 
     Example
@@ -49,9 +57,10 @@ class BM25Index:
     [1]
     """
 
-    def __init__(self, *, k1: float = 1.2, b: float = 0.75, compact_ratio: float = 0.1):
+    def __init__(self, *, k1: float = 1.2, b: float = 0.75, delta: float = 0.0, compact_ratio: float = 0.1):
         self.k1 = k1
         self.b = b
+        self.delta = delta
         self.compact_ratio = compact_ratio
         self.vocab_: dict[str, int] = {}
         self._main = sp.csc_matrix((0, 0), dtype=np.float32)
@@ -302,8 +311,10 @@ class BM25Index:
             self_score += qtf * idf * (self.k1 + 1.0)
             if df == 0:
                 continue
-            norm = self.k1 * (1.0 - self.b + self.b * self._doc_len[rows] / avgdl)
-            scores[rows] += qtf * idf * tfs * (self.k1 + 1.0) / (tfs + norm)
+            # BM25L: the length-normalised tf is shifted by delta before it saturates, so a long
+            # document that holds the term is not scored as if it barely did (delta 0 = classic BM25).
+            ctd = tfs / (1.0 - self.b + self.b * self._doc_len[rows] / avgdl) + self.delta
+            scores[rows] += qtf * idf * (self.k1 + 1.0) * ctd / (self.k1 + ctd)
             touched.append(rows)
         if not touched:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
@@ -356,10 +367,10 @@ class BM25Index:
         return self.write(folder, self.state())
 
     @classmethod
-    def load(cls, folder: Path, *, k1: float, b: float) -> "BM25Index":
+    def load(cls, folder: Path, *, k1: float, b: float, delta: float = 0.0) -> "BM25Index":
         """Read an index written by :meth:`save` (parameters come from the manifest); the saved
         delta and deletions are folded in, so a loaded index starts compact."""
-        idx = cls(k1=k1, b=b)
+        idx = cls(k1=k1, b=b, delta=delta)
         terms = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
         idx.vocab_ = {t: i for i, t in enumerate(terms)}
         data = np.load(folder / "data.npy")

@@ -142,7 +142,7 @@ class LiveIndex:
                 embedded += n
                 yield keys[done - len(batch):done].tolist(), tokens
 
-        idx.bm25_ = BM25Index(k1=settings.bm25.k1, b=settings.bm25.b)
+        idx.bm25_ = BM25Index(k1=settings.bm25.k1, b=settings.bm25.b, delta=settings.bm25.delta)
         idx.bm25_.add_batches(batches())
         idx.vectors_ = idx._new_vectors()
         idx.vectors_.build(keys[:done], vecs[:done])
@@ -186,7 +186,8 @@ class LiveIndex:
                 reason = f"the current index is unusable ({exc})"
             else:
                 applied = idx.writes_since_snapshot_  # what open() replayed
-                snap = idx.snapshot() if applied else idx.snapshot_path_
+                retuned = idx.retune(settings.bm25.k1, settings.bm25.b, settings.bm25.delta)
+                snap = idx.snapshot() if applied or retuned else idx.snapshot_path_
                 return idx, BuildReport(len(idx.bm25_), idx.embedded_, time.perf_counter() - t0, snap,
                                         idx.vectors_.factory_, applied=applied)
         log.info("building the index from scratch: %s", reason)
@@ -217,7 +218,8 @@ class LiveIndex:
         idx.docs_.title_weight = p["bm25"]["title_weight"]
         idx.docs_.code_weight = p["bm25"]["code_weight"]
         try:
-            idx.bm25_ = BM25Index.load(snap / "bm25", k1=p["bm25"]["k1"], b=p["bm25"]["b"])
+            idx.bm25_ = BM25Index.load(snap / "bm25", k1=p["bm25"]["k1"], b=p["bm25"]["b"],
+                                        delta=p["bm25"].get("delta", 0.0))
             idx.vectors_ = VectorIndex.load(snap, dim=model["dim"], factory=p["vectors"]["factory"],
                                             nprobe=settings.vectors.nprobe)
             idx.facets_ = FacetTable.from_json(json.loads((snap / "facets.json").read_text(encoding="utf-8")))
@@ -228,6 +230,17 @@ class LiveIndex:
         idx.built_at_ = manifest.get("created", "")
         idx.replay(progress)
         return idx
+
+    def retune(self, k1: float, b: float, delta: float) -> bool:
+        """Set BM25's query-time parameters; True when they changed (the next snapshot records them)."""
+        bm25 = self.bm25_
+        if (bm25.k1, bm25.b, bm25.delta) == (k1, b, delta):
+            return False
+        with self.lock:
+            log.info("bm25 scoring changed from k1=%s b=%s delta=%s to k1=%s b=%s delta=%s: applied without a rebuild",
+                     bm25.k1, bm25.b, bm25.delta, k1, b, delta)
+            bm25.k1, bm25.b, bm25.delta = k1, b, delta
+        return True
 
     # -- writes -----------------------------------------------------------------------------
     def _prepare(self, recs: list[Record]) -> tuple[np.ndarray, list[list[str]]]:

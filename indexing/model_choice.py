@@ -5,7 +5,7 @@ history is mostly Chinese, so it is the answer for any corpus with a real share 
 text. On a corpus written in English it loses to all-MiniLM-L6-v2, which was trained on a
 billion English sentence pairs including duplicate questions; the equal-weight ensemble of the
 two beat USE alone on all three English benchmarks in hybrid ranking (emanual hit@1 0.472 ->
-0.516, OpenOffice hit@10 0.720 -> 0.762, Hadoop MRR@10 0.569 -> 0.585; bench/relevance.md)
+0.516, OpenOffice hit@10 0.720 -> 0.762, Hadoop MRR@10 0.569 -> 0.585, with classic BM25)
 while keeping USE's multilingual half for the odd Chinese query. MiniLM is not used on
 mostly-Chinese corpora: it is English-only, would add noise to Chinese similarities, and it is
 the slow half: on 2 cores the ensemble embeds 14 long English reports/s against USE's 125,

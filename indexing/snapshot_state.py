@@ -48,7 +48,9 @@ def capture_state(index: "LiveIndex") -> dict:
             "counts": {"records": len(index.bm25_), "vectors": index.vectors_.ntotal,
                        "terms": len(index.bm25_.vocab_)},
             "params": {
-                "bm25": s.bm25.model_dump(),
+                # what this index tokenised and scores with, which may predate the settings
+                "bm25": {"k1": index.bm25_.k1, "b": index.bm25_.b, "delta": index.bm25_.delta,
+                         "title_weight": index.docs_.title_weight, "code_weight": index.docs_.code_weight},
                 "vectors": {"factory": index.vectors_.factory_, "nprobe": s.vectors.nprobe},
                 "text": {"opencc": tok.opencc, "cjk_bigrams": tok.cjk_bigrams, "word_bigrams": tok.word_bigrams,
                          "jieba_hmm": tok.jieba_hmm, "user_words": list(tok.user_words)},

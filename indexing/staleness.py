@@ -16,6 +16,9 @@ from indexing.vectors import factory_string
 # An IVF index trained for N vectors keeps working as it grows, but its lists get long: past
 # this growth factor in the number of lists it would now get, it is retrained from scratch.
 IVF_GROWTH = 2.0
+# BM25 settings baked into the postings; k1, b and delta only enter at query time, so a change
+# to them is applied to the loaded index (LiveIndex.retune) instead of rebuilding it.
+INDEX_TIME_BM25 = ("title_weight", "code_weight")
 
 
 def _shape(factory: str) -> tuple[str, int, str]:
@@ -49,8 +52,11 @@ def rebuild_reason(manifest: dict, *, settings: Settings, model_id: str, dim: in
         removed = len(set(text.get("user_words", [])) - set(user_words))
         return (f"the tokeniser dictionary changed ({added} new, {removed} removed product, model, module "
                 f"or user-dictionary terms)")
-    if params.get("bm25") != settings.bm25.model_dump():
-        return f"bm25 settings changed (index: {params.get('bm25')}, configured: {settings.bm25.model_dump()})"
+    built = params.get("bm25", {})
+    for name in INDEX_TIME_BM25:
+        now = getattr(settings.bm25, name)
+        if built.get(name) != now:
+            return f"bm25.{name} changed (index: {built.get(name)!r}, configured: {now!r})"
     v = settings.vectors
     have = params.get("vectors", {}).get("factory", "")
     want = factory_string(records, dim, exact_below=v.exact_below, nlist=v.ivf_nlist, quantizer=v.quantizer)

@@ -23,7 +23,7 @@ def build(docs=DOCS, **kw):
     return idx
 
 
-def reference(docs, query, k1=1.2, b=0.75):
+def reference(docs, query, k1=1.2, b=0.75, delta=0.0):
     n = len(docs)
     avgdl = sum(len(d) for d in docs.values()) / n
     out = {}
@@ -35,7 +35,8 @@ def reference(docs, query, k1=1.2, b=0.75):
                 continue
             tf = doc.count(term)
             idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
-            s += query.count(term) * idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(doc) / avgdl))
+            ctd = tf / (1 - b + b * len(doc) / avgdl) + delta  # BM25L; delta 0 is classic BM25
+            s += query.count(term) * idf * (k1 + 1) * ctd / (k1 + ctd)
         if s:
             out[key] = s
     return out
@@ -45,6 +46,26 @@ def reference(docs, query, k1=1.2, b=0.75):
 def test_scores_match_the_formula(query):
     keys, scores = build().score(query)
     assert dict(zip(keys.tolist(), scores.tolist())) == pytest.approx(reference(DOCS, query), rel=1e-5)
+
+
+@pytest.mark.parametrize("query", [["vacuum"], ["alarm", "vacuum", "vacuum"], ["laser", "drop"]])
+def test_bm25l_scores_match_the_formula_and_stay_normalisable(query):
+    idx = build(delta=0.5)
+    keys, scores = idx.score(query)
+    assert dict(zip(keys.tolist(), scores.tolist())) == pytest.approx(reference(DOCS, query, delta=0.5), rel=1e-5)
+    _, norm = idx.score(query, normalize=True)
+    assert norm.max() <= 1.0 + 1e-6
+
+
+def test_bm25l_lifts_a_long_document_that_matches_more_of_the_query():
+    # A long section holding both query terms once against a short one holding one term: classic
+    # BM25's length normalisation ranks the short one first, BM25L's shifted tf does not.
+    docs = {1: ["remote", "pair"] + [f"filler{i}" for i in range(40)], 2: ["remote", "battery"],
+            3: ["tv", "power"], 4: ["menu", "setting"]}
+    query = ["remote", "pair"]
+    plain = dict(zip(*map(np.ndarray.tolist, build(docs).score(query))))
+    shifted = dict(zip(*map(np.ndarray.tolist, build(docs, delta=0.5).score(query))))
+    assert plain[2] > plain[1] and shifted[1] > shifted[2]
 
 
 def test_search_orders_best_first_and_respects_k():

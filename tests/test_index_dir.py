@@ -121,13 +121,35 @@ def test_reindex_updates_in_place_when_settings_match(settings, use_encoder):
     reopened.close()
 
 
+def test_reindex_applies_bm25_scoring_settings_without_a_rebuild(settings, use_encoder):
+    svc, first = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
+    before = svc.search(SearchQuery(text="真空泵 E1023", mode="keyword")).results
+    svc.close()
+    classic = settings.model_copy(update={"bm25": settings.bm25.model_copy(update={"k1": 1.6, "delta": 0.0})})
+    svc, report = CaselinkService.build(classic, encoder=use_encoder, rebuild=False)
+    # k1, b and delta only enter at query time: same postings, new scores, a new snapshot that says so.
+    assert (report.rebuilt_because, report.applied, report.embedded) == (None, 0, 0)
+    assert report.snapshot != first.snapshot
+    assert (svc.index.bm25_.k1, svc.index.bm25_.delta) == (1.6, 0.0)
+    after = svc.search(SearchQuery(text="真空泵 E1023", mode="keyword")).results
+    assert [r.id for r in after][:1] == [r.id for r in before][:1]
+    assert [r.score for r in after] != [r.score for r in before]
+    svc.close()
+    reopened = CaselinkService.open(settings, encoder=use_encoder)  # a restart serves what the index records
+    assert (reopened.index.bm25_.k1, reopened.index.bm25_.delta) == (1.6, 0.0)
+    m = json.loads((report.snapshot / "manifest.json").read_text(encoding="utf-8"))
+    assert m["params"]["bm25"] == {"k1": 1.6, "b": 0.75, "delta": 0.0, "title_weight": 2, "code_weight": 2}
+    reopened.close()
+
+
 def test_reindex_rebuilds_when_a_setting_that_shapes_every_record_changed(settings, use_encoder, tmp_path):
     svc, first = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
     svc.close()
-    changed = settings.model_copy(update={"bm25": settings.bm25.model_copy(update={"k1": 1.6})})
+    changed = settings.model_copy(update={"bm25": settings.bm25.model_copy(update={"title_weight": 3})})
     svc, report = CaselinkService.build(changed, encoder=use_encoder, rebuild=False)
+    assert report.applied is None and "bm25.title_weight" in report.rebuilt_because and report.embedded == 0
+    assert svc.index.docs_.title_weight == 3
     svc.close()
-    assert report.applied is None and "bm25" in report.rebuilt_because and report.embedded == 0
     words = tmp_path / "words.txt"
     words.write_text("# domain terms\n腔体压力 100 n\n", encoding="utf-8")
     with_dict = changed.model_copy(update={"text": changed.text.model_copy(update={"user_dict": words})})
