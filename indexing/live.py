@@ -25,6 +25,7 @@ from caselink.errors import IndexFormatError, IndexNotReady
 from indexing.bm25 import BM25Index
 from indexing.document import DocumentBuilder
 from indexing.embedding_cache import EmbeddingCache
+from indexing.centering import VectorCentering, blocks_of
 from indexing.encoders import Encoder
 from indexing.facets import FacetTable, Filters
 from indexing.index_dir import REBUILD_HINT, IndexDir
@@ -84,6 +85,8 @@ class LiveIndex:
         self.docs_: DocumentBuilder | None = None
         self.bm25_: BM25Index | None = None
         self.vectors_: VectorIndex | None = None
+        # the identity until fitted (build) or loaded (open)
+        self.centering_ = VectorCentering(blocks_of(encoder), min_records=settings.vectors.center_min_records)
         self.facets_ = FacetTable()
 
     # -- construction -----------------------------------------------------------------------
@@ -144,6 +147,9 @@ class LiveIndex:
 
         idx.bm25_ = BM25Index(k1=settings.bm25.k1, b=settings.bm25.b, delta=settings.bm25.delta)
         idx.bm25_.add_batches(batches())
+        if settings.vectors.center:
+            idx.centering_.fit(vecs[:done])
+            idx.centering_.transform(vecs[:done], out=vecs[:done])
         idx.vectors_ = idx._new_vectors()
         idx.vectors_.build(keys[:done], vecs[:done])
         del vecs
@@ -223,6 +229,7 @@ class LiveIndex:
             idx.vectors_ = VectorIndex.load(snap, dim=model["dim"], factory=p["vectors"]["factory"],
                                             nprobe=settings.vectors.nprobe)
             idx.facets_ = FacetTable.from_json(json.loads((snap / "facets.json").read_text(encoding="utf-8")))
+            idx.centering_ = VectorCentering.load(snap, p["vectors"].get("centering"), dim=model["dim"])
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise IndexFormatError(f"index in {snap} could not be read: {exc}", hint=REBUILD_HINT) from None
         idx.seq_ = manifest["change_seq"]
@@ -242,10 +249,19 @@ class LiveIndex:
             bm25.k1, bm25.b, bm25.delta = k1, b, delta
         return True
 
+    def embed(self, texts: list[str], *, cached: bool = True) -> tuple[np.ndarray, int]:
+        """Index-space vectors for embedding texts (encoded, then centred as the index was), and how
+        many texts the encoder saw; ``cached=False`` skips the embedding cache (one-off query text)."""
+        if cached:
+            vecs, n = self.cache.encode(self.encoder, texts)
+        else:
+            vecs, n = self.encoder.encode(texts), len(texts)
+        return self.centering_.transform(vecs), n
+
     # -- writes -----------------------------------------------------------------------------
     def _prepare(self, recs: list[Record]) -> tuple[np.ndarray, list[list[str]]]:
         """Vectors and tokens for records: the work that can fail (the encoder), done before storing."""
-        vecs, n = self.cache.encode(self.encoder, [self.docs_.embedding_text(r) for r in recs])
+        vecs, n = self.embed([self.docs_.embedding_text(r) for r in recs])
         self.embedded_ += n
         return vecs, [self.docs_.tokens(r) for r in recs]
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from caselink import __version__
 from indexing.bm25 import BM25Index
+from indexing.centering import VectorCentering
 from indexing.vectors import VectorIndex
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ def capture_state(index: "LiveIndex") -> dict:
     tok = index.docs_.tokenizer
     return {
         "bm25": index.bm25_.state(), "vectors": index.vectors_.state(), "facets": index.facets_.copy(),
+        "centering": index.centering_.state(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "manifest": {
             "versions": _versions(),
@@ -51,7 +53,8 @@ def capture_state(index: "LiveIndex") -> dict:
                 # what this index tokenised and scores with, which may predate the settings
                 "bm25": {"k1": index.bm25_.k1, "b": index.bm25_.b, "delta": index.bm25_.delta,
                          "title_weight": index.docs_.title_weight, "code_weight": index.docs_.code_weight},
-                "vectors": {"factory": index.vectors_.factory_, "nprobe": s.vectors.nprobe},
+                "vectors": {"factory": index.vectors_.factory_, "nprobe": s.vectors.nprobe,
+                            "centering": index.centering_.params()},
                 "text": {"opencc": tok.opencc, "cjk_bigrams": tok.cjk_bigrams, "word_bigrams": tok.word_bigrams,
                          "jieba_hmm": tok.jieba_hmm, "user_words": list(tok.user_words)},
                 "encoder": {"chunk_chars": s.encoder.chunk_chars, "lead_weight": s.encoder.lead_weight},
@@ -64,5 +67,6 @@ def write_state(folder: Path, state: dict) -> dict:
     """Write a captured state's files into ``folder``; returns the manifest (without checksums)."""
     BM25Index.write(folder / "bm25", state["bm25"])
     VectorIndex.write(folder, state["vectors"])
+    VectorCentering.write(folder, state["centering"])
     (folder / "facets.json").write_text(json.dumps(state["facets"].to_json(), ensure_ascii=False), encoding="utf-8")
     return {"created": state["created"], **state["manifest"]}

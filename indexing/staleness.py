@@ -58,6 +58,14 @@ def rebuild_reason(manifest: dict, *, settings: Settings, model_id: str, dim: in
         if built.get(name) != now:
             return f"bm25.{name} changed (index: {built.get(name)!r}, configured: {now!r})"
     v = settings.vectors
+    centering = params.get("vectors", {}).get("centering") or {}
+    if centering.get("active") and not v.center:
+        return "vectors.center is off but the index was built with vector centring"
+    # Off, too few records, or a snapshot from before centring: fitted at the next full build
+    # once there are enough records for the mean to be worth trusting.
+    if v.center and not centering.get("active") and records >= v.center_min_records:
+        return (f"the corpus has {records:,} records, enough to fit vector centring "
+                f"(the index was built without it, on {centering.get('fitted_on', 0):,})")
     have = params.get("vectors", {}).get("factory", "")
     want = factory_string(records, dim, exact_below=v.exact_below, nlist=v.ivf_nlist, quantizer=v.quantizer)
     (have_kind, have_lists, have_storage), (want_kind, want_lists, want_storage) = _shape(have), _shape(want)

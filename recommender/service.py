@@ -160,7 +160,7 @@ class CaselinkService:
         docs = self.index.docs_
         qvec = None
         try:
-            qvec, _ = self.index.cache.encode(self.index.encoder, [docs.embedding_text(rec)])
+            qvec, _ = self.index.embed([docs.embedding_text(rec)])
         except CaselinkError:
             qvec = None
         tokens = docs.tokens(rec)
@@ -198,7 +198,7 @@ class CaselinkService:
             try:
                 t = time.perf_counter()
                 if qvec is None:
-                    qvec = self.index.encoder.encode([docs.embedding_text(Record(id="q", kind="case", text=text))])
+                    qvec, _ = self.index.embed([docs.embedding_text(Record(id="q", kind="case", text=text))], cached=False)
                 timings["encode"] = _ms(t)
                 t = time.perf_counter()
                 d_keys, d_scores = self.index.search_dense(qvec[0], n_cand, mask)
