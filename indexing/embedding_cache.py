@@ -1,7 +1,8 @@
 """Embedding cache keyed by (encoder cache key, sha256 of the embedded text).
 
 The cache key is the model id plus the pooling settings (``use-m3|chunk400|lead0.5``): a vector
-depends on both, so changing either never serves stale vectors.
+depends on both, so changing either never serves stale vectors. An ensemble is cached part by
+part, so moving between ``use-m3`` and ``use-m3+minilm`` re-embeds only the part not yet seen.
 
 Re-indexing an unchanged corpus embeds nothing, and a record edit that does not change the text
 the encoder sees (a status change, say) costs no embedding either.
@@ -61,7 +62,13 @@ class EmbeddingCache:
 
     def encode(self, encoder: Encoder, texts: Sequence[str], *, progress: Callable[[int], None] | None = None,
                chunk: int = 2048) -> tuple[np.ndarray, int]:
-        """Vectors for ``texts``, embedding only those not cached. Returns (vectors, number embedded)."""
+        """Vectors for ``texts``, embedding only those not cached. Returns (vectors, number embedded);
+        for an ensemble, the most any one part embedded."""
+        parts = getattr(encoder, "parts", None)
+        if parts:
+            tick = encoder.part_progress(progress)
+            done = [self.encode(part, texts, progress=tick, chunk=chunk) for part in parts]
+            return encoder.combine([v for v, _ in done]), max(n for _, n in done)
         hashes = [text_hash(t) for t in texts]
         out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
         key = getattr(encoder, "cache_key", encoder.model_id)

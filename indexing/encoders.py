@@ -244,23 +244,32 @@ class EnsembleEncoder:
         self.cache_key = "+".join(getattr(p, "cache_key", p.model_id) for p in self.parts)
 
     def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        tick = self.part_progress(progress)
+        return self.combine([part.encode(texts, progress=tick) for part in self.parts])
+
+    def combine(self, part_vectors: Sequence[np.ndarray]) -> np.ndarray:
+        """The ensemble's vectors from each part's unit vectors (in ``parts`` order)."""
+        out = np.empty((len(part_vectors[0]), self.dim), dtype=np.float32)
+        col = 0
+        for part, w, vecs in zip(self.parts, self.weights, part_vectors):
+            out[:, col:col + part.dim] = vecs * np.float32(np.sqrt(w))
+            col += part.dim
+        return out
+
+    def part_progress(self, progress: Callable[[int], None] | None) -> Callable[[int], None] | None:
+        """A progress callback for the parts: a text counts once, after every part has seen it."""
+        if progress is None:
+            return None
         seen = reported = 0
 
-        def part_progress(k: int) -> None:  # texts count once, after every part has seen them
+        def tick(k: int) -> None:
             nonlocal seen, reported
             seen += k
             now = seen // len(self.parts)
             if now > reported:
                 progress(now - reported)
                 reported = now
-
-        col = 0
-        for part, w in zip(self.parts, self.weights):
-            vecs = part.encode(texts, progress=part_progress if progress is not None else None)
-            out[:, col:col + part.dim] = vecs * np.float32(np.sqrt(w))
-            col += part.dim
-        return out
+        return tick
 
 
 def load_encoder(model: str, *, threads: int = 0, batch_size: int = 64, chunk_chars: int = 400,

@@ -74,6 +74,29 @@ def test_ensemble_inner_product_is_the_mean_of_the_parts_cosines(ensemble):
     assert (v @ v.T)[0, 1] > (v @ v.T)[0, 2]
 
 
+def test_the_cache_keeps_an_ensemble_part_by_part(ensemble, tmp_path):
+    from indexing.embedding_cache import EmbeddingCache, text_hash
+
+    texts = ["Pump trips on overheat", "Robot drops wafers", "干泵过温停机"]
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    try:
+        use = ensemble.parts[0]
+        _, n = cache.encode(use, texts[:2])  # an index built with USE alone
+        assert n == 2
+        seen = []
+        v, n = cache.encode(ensemble, texts, progress=seen.append)
+        # USE had two of the texts already; only the third (USE) and all three (MiniLM) are embedded.
+        assert n == 3 and sum(seen) == 3
+        hashes = [text_hash(t) for t in texts]
+        assert len(cache.get(use.cache_key, hashes, use.dim)) == 3  # stored under each part's own key
+        assert len(cache.get(ensemble.cache_key, hashes, ensemble.dim)) == 0
+        assert np.allclose(v, ensemble.encode(texts), atol=1e-6)
+        again, n = cache.encode(ensemble, texts)
+        assert n == 0 and np.array_equal(again, v)
+    finally:
+        cache.close()
+
+
 def test_ensemble_progress_counts_each_text_once(ensemble):
     seen = []
     ensemble.encode([f"text number {i}" for i in range(10)], progress=seen.append)
