@@ -129,7 +129,7 @@ class CaselinkRetriever:
             (na, ra), (nb, rb) = get(a), get(b)
             dense = kw = 0.0
             if self.mode != "keyword":
-                va, _ = idx.embed([docs.embedding_text(ra), docs.embedding_text(rb)])
+                va, _ = idx.embed([docs.embedding_text(ra), docs.embedding_text(rb)], [ra.kind, rb.kind])
                 dense = max(0.0, float(va[0] @ va[1]))
             if self.mode != "dense":
                 keys, scores = idx.bm25_.score(docs.tokens(ra), normalize=True)

@@ -1,4 +1,4 @@
-"""Mean-centring of sentence vectors, fitted on the indexed corpus.
+"""Mean-centring of sentence vectors, fitted on the indexed corpus, one mean per record kind.
 
 Sentence encoders are anisotropic: their vectors share a common direction, so unrelated texts
 already have a high cosine, and how high differs by model. Measured on 2,000 random pairs of
@@ -6,21 +6,28 @@ the Chinese benchmarks, the bundled USE gives unrelated questions a mean cosine 
 (spread 0.13-0.14) and multilingual-e5-small 0.87-0.91 (spread 0.02). That common part carries
 no information about which record is related, but it decides how a model's cosine mixes with
 BM25 in fusion and with another model in an ensemble: e5's whole useful range is 0.05 wide, so
-its half of an ensemble barely moved the ranking, and in hybrid fusion BM25 drowned it out.
+its half of an ensemble barely moved the ranking.
 
-Subtracting the corpus mean and renormalising (the first step of "all-but-the-top", Mu &
-Viswanath, ICLR 2018) puts every model on the same footing: unrelated records near 0, related
-ones clearly above. Each part of an ensemble is centred on its own and keeps its share of the
-similarity. On the Chinese benchmarks, dense-only MRR@10 (bench/relevance.md for hybrid):
-USE 0.273 -> 0.277 (bq) and 0.172 -> 0.176 (afqmc); the USE + e5 ensemble 0.279 -> 0.290 and
-0.182 -> 0.206.
+Subtracting the mean and renormalising (the first step of "all-but-the-top", Mu & Viswanath,
+ICLR 2018) puts every model on the same footing: unrelated records near 0, related ones clearly
+above. Each part of an ensemble is centred on its own and keeps its share of the similarity.
 
-The mean is fitted once, when an index is built from scratch, from every record's vector, and
-is stored with the snapshot (``centering.npy``); vectors added later and every query are
-centred with the same mean, so scores stay comparable. Below ``min_records`` records the
-estimate is too noisy to trust (two records centred on their mean point in opposite
-directions), so the transform is the identity; ``caselink index --rebuild`` fits it again once
-the corpus has grown.
+Each record kind is centred on its own mean. Cases, problem orders and SOP sections are written
+differently (a customer's symptom against a procedure's imperative steps), and that style is a
+direction of its own: centred on one corpus mean, a symptom still leans away from every SOP
+section alike, and the question-to-manual-section benchmark lost dense MRR@10 (0.532 -> 0.513);
+centred per kind, the style offset goes and it gained (0.541). A free-text query is a symptom, so
+it is centred like a case. A kind with fewer than ``min_records`` records (too few to estimate a
+mean: two records centred on their mean point in opposite directions) uses the corpus mean,
+and a corpus below ``min_records`` is not centred at all.
+
+Measured on the benchmarks (dense-only MRR@10, one-kind sets): USE 0.273 -> 0.277 (bq) and
+0.172 -> 0.176 (afqmc); the USE + e5 ensemble 0.279 -> 0.290 and 0.182 -> 0.206; hybrid in
+bench/relevance.md.
+
+The means are fitted once, when an index is built from scratch, and stored with the snapshot
+(``centering.npy``); vectors added later and every query are centred with the same means, so
+scores stay comparable. ``caselink index --rebuild`` fits them again.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from pathlib import Path
 import numpy as np
 
 FILE = "centering.npy"
+ROWS = 65_536
+CORPUS = "*"  # the corpus mean, for kinds without enough records of their own
+QUERY_KIND = "case"  # free text is centred like a case: engineers type symptoms
 
 
 def blocks_of(encoder) -> list[tuple[int, float]]:
@@ -42,81 +52,112 @@ def blocks_of(encoder) -> list[tuple[int, float]]:
 
 
 class VectorCentering:
-    """Subtracts a fitted mean from each block of a vector and restores the block's norm.
+    """Subtracts a fitted mean (per record kind) from each block of a vector and restores the
+    block's norm.
 
     Parameters
     ----------
     blocks : (dimensions, share) per encoder part; a block's norm is sqrt(share) in the
         encoder's output (see :class:`indexing.encoders.EnsembleEncoder`) and after the transform.
-    min_records : fit only on at least this many vectors; fewer leave the transform the identity.
+    min_records : fit a mean only on at least this many vectors (per kind, and for the corpus);
+        a corpus with fewer leaves the transform the identity.
 
     Example
     -------
     >>> c = VectorCentering([(2, 1.0)], min_records=2).fit(np.array([[1, 0], [0.8, 0.6]], np.float32))
-    >>> np.round(c.transform(np.array([[1, 0]], np.float32)), 3).tolist()
+    >>> np.round(c.transform(np.array([[1, 0]], np.float32)).astype(float), 3).tolist()
     [[0.316, -0.949]]
     """
 
-    def __init__(self, blocks: Sequence[tuple[int, float]], *, min_records: int = 500):
+    def __init__(self, blocks: Sequence[tuple[int, float]], *, min_records: int = 200):
         self.blocks = [(int(d), float(w)) for d, w in blocks]
         self.min_records = min_records
-        self.mean_: np.ndarray | None = None  # None: identity (not fitted, or too few records)
+        self.means_: dict[str, np.ndarray] = {}  # kind (or CORPUS) -> mean; empty: the identity
         self.fitted_on_ = 0
 
     @property
     def dim(self) -> int:
         return sum(d for d, _ in self.blocks)
 
-    def fit(self, vectors: np.ndarray) -> "VectorCentering":
+    @property
+    def active(self) -> bool:
+        return bool(self.means_)
+
+    def fit(self, vectors: np.ndarray, kinds: Sequence[str] | None = None) -> "VectorCentering":
+        """Fit the corpus mean and, where ``kinds`` (one per vector) gives enough of a kind, its own."""
         self.fitted_on_ = len(vectors)
-        self.mean_ = None
-        if len(vectors) >= self.min_records:
-            self.mean_ = np.asarray(vectors, dtype=np.float64).mean(axis=0).astype(np.float32)
+        self.means_ = {}
+        if len(vectors) < self.min_records:
+            return self
+        # float64 accumulation without a float64 copy: a million 512-d vectors are 2 GB already
+        self.means_[CORPUS] = np.mean(vectors, axis=0, dtype=np.float64).astype(np.float32)
+        if kinds is not None:
+            labels = np.asarray(kinds)
+            for kind in np.unique(labels):
+                rows = np.flatnonzero(labels == kind)
+                if self.min_records <= len(rows) < len(vectors):  # one kind alone is the corpus mean
+                    self.means_[str(kind)] = np.mean(vectors[rows], axis=0, dtype=np.float64).astype(np.float32)
         return self
 
-    def transform(self, vectors: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
-        """Centred copy of ``vectors`` (or written into ``out``, which may be ``vectors``)."""
+    def mean_for(self, kind: str | None) -> np.ndarray | None:
+        if not self.means_:
+            return None
+        return self.means_.get(kind or QUERY_KIND, self.means_[CORPUS])
+
+    def transform(self, vectors: np.ndarray, kinds: Sequence[str | None] | None = None, *,
+                  out: np.ndarray | None = None) -> np.ndarray:
+        """Centred copy of ``vectors`` (or written into ``out``, which may be ``vectors``); ``kinds``
+        gives each row's record kind (None or omitted: a free-text query)."""
         x = np.asarray(vectors, dtype=np.float32)
         if out is None:
             out = x.copy()
         elif out is not x:
             out[:] = x
-        if self.mean_ is None or len(out) == 0:
+        if not self.means_ or len(out) == 0:
             return out
-        col = 0
-        for d, share in self.blocks:
-            block = out[:, col:col + d]
-            block -= self.mean_[col:col + d]
-            norms = np.linalg.norm(block, axis=1, keepdims=True)
-            # A vector equal to the mean has no direction left; zero scores it as unrelated to all.
-            block *= np.float32(np.sqrt(share)) / np.maximum(norms, 1e-6)
-            col += d
+        if kinds is None:
+            kinds = [None] * len(out)
+        means = {k: self.mean_for(k) for k in set(kinds)}
+        row_means = np.stack([means[k] for k in kinds]) if len(means) > 1 else None
+        for start in range(0, len(out), ROWS):  # in slices: the temporaries stay small at 1M rows
+            rows = out[start:start + ROWS]
+            mu = row_means[start:start + ROWS] if row_means is not None else next(iter(means.values()))
+            rows -= mu
+            col = 0
+            for d, share in self.blocks:
+                block = rows[:, col:col + d]
+                norms = np.sqrt(np.einsum("ij,ij->i", block, block))[:, None]
+                # A vector equal to the mean has no direction left; zero scores it as unrelated to all.
+                block *= np.float32(np.sqrt(share)) / np.maximum(norms, np.float32(1e-6))
+                col += d
         return out
 
     # -- persistence (docs/index-format.md) ---------------------------------------------------
     def params(self) -> dict:
-        """What the manifest records (``params.vectors.centering``)."""
+        """What the manifest records (``params.vectors.centering``); ``kinds`` names the rows of
+        ``centering.npy``."""
         return {"blocks": [list(b) for b in self.blocks], "fitted_on": self.fitted_on_,
-                "min_records": self.min_records, "active": self.mean_ is not None}
+                "min_records": self.min_records, "active": self.active, "kinds": list(self.means_)}
 
     def state(self) -> np.ndarray | None:
-        return None if self.mean_ is None else self.mean_.copy()
+        return np.stack(list(self.means_.values())) if self.means_ else None
 
     @staticmethod
-    def write(folder: Path, mean: np.ndarray | None) -> None:
-        if mean is not None:
-            np.save(folder / FILE, mean)
+    def write(folder: Path, means: np.ndarray | None) -> None:
+        if means is not None:
+            np.save(folder / FILE, means)
 
     @classmethod
     def load(cls, folder: Path, params: dict | None, *, dim: int) -> "VectorCentering":
         """The centring a snapshot was built with; a manifest without one (older snapshots) is the identity."""
         if not params:
             return cls([(dim, 1.0)])
-        c = cls([tuple(b) for b in params["blocks"]], min_records=params.get("min_records", 500))
+        c = cls([tuple(b) for b in params["blocks"]], min_records=params.get("min_records", 200))
         c.fitted_on_ = params.get("fitted_on", 0)
         if params.get("active"):
-            mean = np.load(folder / FILE)
-            if mean.shape != (c.dim,) or c.dim != dim:
-                raise ValueError(f"{FILE} holds {mean.shape} values for a {dim}-d index")
-            c.mean_ = mean.astype(np.float32)
+            means = np.load(folder / FILE)
+            kinds = params.get("kinds") or [CORPUS]
+            if means.shape != (len(kinds), c.dim) or c.dim != dim:
+                raise ValueError(f"{FILE} holds {means.shape} values for {len(kinds)} means of a {dim}-d index")
+            c.means_ = {k: means[i].astype(np.float32) for i, k in enumerate(kinds)}
         return c

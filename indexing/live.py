@@ -122,6 +122,7 @@ class LiveIndex:
         total = len(facets)
         del facets
         keys = np.zeros(total, dtype=np.int64)
+        kinds: list[str] = []  # per vector, for per-kind centring
         vecs = np.zeros((total, encoder.dim), dtype=np.float32)
         done = embedded = 0
 
@@ -140,6 +141,7 @@ class LiveIndex:
                     keys = np.concatenate([keys, np.zeros(len(batch), dtype=np.int64)])
                     vecs = np.concatenate([vecs, np.zeros((len(batch), encoder.dim), dtype=np.float32)])
                 keys[done:done + len(batch)] = [sr.num for sr in batch]
+                kinds.extend(r.kind for r in recs)
                 vecs[done:done + len(batch)] = v
                 done += len(batch)
                 embedded += n
@@ -148,8 +150,8 @@ class LiveIndex:
         idx.bm25_ = BM25Index(k1=settings.bm25.k1, b=settings.bm25.b, delta=settings.bm25.delta)
         idx.bm25_.add_batches(batches())
         if settings.vectors.center:
-            idx.centering_.fit(vecs[:done])
-            idx.centering_.transform(vecs[:done], out=vecs[:done])
+            idx.centering_.fit(vecs[:done], kinds)
+            idx.centering_.transform(vecs[:done], kinds, out=vecs[:done])
         idx.vectors_ = idx._new_vectors()
         idx.vectors_.build(keys[:done], vecs[:done])
         del vecs
@@ -249,19 +251,21 @@ class LiveIndex:
             bm25.k1, bm25.b, bm25.delta = k1, b, delta
         return True
 
-    def embed(self, texts: list[str], *, cached: bool = True) -> tuple[np.ndarray, int]:
-        """Index-space vectors for embedding texts (encoded, then centred as the index was), and how
-        many texts the encoder saw; ``cached=False`` skips the embedding cache (one-off query text)."""
+    def embed(self, texts: list[str], kinds: list[str] | None = None, *, cached: bool = True
+              ) -> tuple[np.ndarray, int]:
+        """Index-space vectors for embedding texts (encoded, then centred as the index was) and how
+        many texts the encoder saw. ``kinds``: each text's record kind (None: free-text queries);
+        ``cached=False`` skips the embedding cache (one-off query text)."""
         if cached:
             vecs, n = self.cache.encode(self.encoder, texts)
         else:
             vecs, n = self.encoder.encode(texts), len(texts)
-        return self.centering_.transform(vecs), n
+        return self.centering_.transform(vecs, kinds), n
 
     # -- writes -----------------------------------------------------------------------------
     def _prepare(self, recs: list[Record]) -> tuple[np.ndarray, list[list[str]]]:
         """Vectors and tokens for records: the work that can fail (the encoder), done before storing."""
-        vecs, n = self.embed([self.docs_.embedding_text(r) for r in recs])
+        vecs, n = self.embed([self.docs_.embedding_text(r) for r in recs], [r.kind for r in recs])
         self.embedded_ += n
         return vecs, [self.docs_.tokens(r) for r in recs]
 

@@ -160,7 +160,7 @@ class CaselinkService:
         docs = self.index.docs_
         qvec = None
         try:
-            qvec, _ = self.index.embed([docs.embedding_text(rec)])
+            qvec, _ = self.index.embed([docs.embedding_text(rec)], [rec.kind])
         except CaselinkError:
             qvec = None
         tokens = docs.tokens(rec)
