@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 FILE = "centering.npy"
-ROWS = 65_536
+ROWS = 16_384  # rows centred at a time: temporaries of a few tens of MB even at 1M records
 CORPUS = "*"  # the corpus mean, for kinds without enough records of their own
 QUERY_KIND = "case"  # free text is centred like a case: engineers type symptoms
 
@@ -115,14 +115,13 @@ class VectorCentering:
             out[:] = x
         if not self.means_ or len(out) == 0:
             return out
-        if kinds is None:
-            kinds = [None] * len(out)
-        means = {k: self.mean_for(k) for k in set(kinds)}
-        row_means = np.stack([means[k] for k in kinds]) if len(means) > 1 else None
-        for start in range(0, len(out), ROWS):  # in slices: the temporaries stay small at 1M rows
+        names = sorted(set(kinds), key=str) if kinds is not None else [None]
+        means = np.stack([self.mean_for(k) for k in names])
+        code = {k: i for i, k in enumerate(names)}
+        which = np.fromiter((code[k] for k in kinds), dtype=np.int32, count=len(out)) if len(names) > 1 else None
+        for start in range(0, len(out), ROWS):
             rows = out[start:start + ROWS]
-            mu = row_means[start:start + ROWS] if row_means is not None else next(iter(means.values()))
-            rows -= mu
+            rows -= means[which[start:start + ROWS]] if which is not None else means[0]
             col = 0
             for d, share in self.blocks:
                 block = rows[:, col:col + d]

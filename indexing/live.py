@@ -12,6 +12,7 @@ import fcntl
 import json
 import logging
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -141,7 +142,7 @@ class LiveIndex:
                     keys = np.concatenate([keys, np.zeros(len(batch), dtype=np.int64)])
                     vecs = np.concatenate([vecs, np.zeros((len(batch), encoder.dim), dtype=np.float32)])
                 keys[done:done + len(batch)] = [sr.num for sr in batch]
-                kinds.extend(r.kind for r in recs)
+                kinds.extend(sys.intern(r.kind) for r in recs)  # one str per kind, not per record
                 vecs[done:done + len(batch)] = v
                 done += len(batch)
                 embedded += n
