@@ -1,9 +1,10 @@
 """Relevance on the shared benchmarks: caselink's three modes next to the reference baselines.
 
     python -m bench.relevance [--sets zh_bq_dev,...] [--out bench/relevance.md] [--no-baselines]
+                              [--model use-m3+e5-small]
 
 Runs the protocol of ../shared/benchmarks/README.md (via eval.runner.evaluate) on each set with
-default settings, and writes one Markdown table with every metric plus the issue's target metric
+default settings (or another ``encoder.model``), and writes one Markdown table with every metric plus the issue's target metric
 per set. Embeddings are cached in var/eval-cache/ so a rerun only re-ranks.
 Benchmarks are located by CASELINK_BENCHMARKS, default ../shared/benchmarks next to the repo.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -29,13 +31,15 @@ TARGETS = {
 METRICS = ("hit@1", "hit@10", "recall@10", "mrr@10", "ndcg@10")
 
 
-def run_set(folder: Path, baselines: bool) -> dict:
+def run_set(folder: Path, baselines: bool, model: str | None = None) -> dict:
     from caselink.config import load_settings
     from eval.baselines import NaiveRRFRetriever, TfidfRetriever, UseDenseRetriever
     from eval.caselink_retriever import CaselinkEngine, CaselinkRetriever
     from eval.runner import evaluate_benchmark
 
     settings = load_settings(env={})
+    if model:
+        settings = settings.model_copy(update={"encoder": settings.encoder.model_copy(update={"model": model})})
     engine = CaselinkEngine(settings, cache_path=REPO / "var" / "eval-cache" / "embeddings.sqlite")
     retrievers = {m: CaselinkRetriever(engine, m) for m in ("hybrid", "dense", "keyword")}
     if baselines:
@@ -76,9 +80,10 @@ def behind_single_modes(results: list[dict]) -> list[str]:
         "to tell from sampling noise.", ""]
 
 
-def render(results: list[dict], command: str) -> str:
+def render(results: list[dict], command: str, model: str | None = None) -> str:
     lines = [header("Relevance on the shared benchmarks", command=command), ""]
-    lines += ["## Target metric per set (hybrid = caselink default settings)", "",
+    which = f"default settings but encoder.model = {model}" if model else "default settings"
+    lines += [f"## Target metric per set (hybrid = caselink {which})", "",
               "| set | metric | TF-IDF (ref) | USE (ref) | naive RRF (ref) | caselink keyword | caselink dense "
               "| caselink hybrid | target | met |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -106,16 +111,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--out", default=str(REPO / "bench" / "relevance.md"))
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--model", default=None, help="encoder.model for caselink's modes (default: the default, auto)")
     args = ap.parse_args(argv)
     from eval.reference import benchmarks_dir
 
     root = benchmarks_dir()
     results = []
     for name in args.sets.split(","):
-        res = run_set(root / name, baselines=not args.no_baselines)
+        res = run_set(root / name, baselines=not args.no_baselines, model=args.model)
         print(json.dumps({k: res[k] for k in ("dataset", "queries", "modes")}), flush=True)
         results.append(res)
-    Path(args.out).write_text(render(results, "python -m bench.relevance " + " ".join(argv or [])), encoding="utf-8")
+    command = "python -m bench.relevance " + " ".join(argv if argv is not None else sys.argv[1:])
+    Path(args.out).write_text(render(results, command, args.model), encoding="utf-8")
     print(f"wrote {args.out}")
 
 
