@@ -85,18 +85,25 @@ class VectorCentering:
 
     def fit(self, vectors: np.ndarray, kinds: Sequence[str] | None = None) -> "VectorCentering":
         """Fit the corpus mean and, where ``kinds`` (one per vector) gives enough of a kind, its own."""
-        self.fitted_on_ = len(vectors)
+        n = self.fitted_on_ = len(vectors)
         self.means_ = {}
-        if len(vectors) < self.min_records:
+        if n < self.min_records:
             return self
-        # float64 accumulation without a float64 copy: a million 512-d vectors are 2 GB already
-        self.means_[CORPUS] = np.mean(vectors, axis=0, dtype=np.float64).astype(np.float32)
-        if kinds is not None:
-            labels = np.asarray(kinds)
-            for kind in np.unique(labels):
-                rows = np.flatnonzero(labels == kind)
-                if self.min_records <= len(rows) < len(vectors):  # one kind alone is the corpus mean
-                    self.means_[str(kind)] = np.mean(vectors[rows], axis=0, dtype=np.float64).astype(np.float32)
+        names = sorted(set(kinds)) if kinds is not None else [CORPUS]
+        code = {k: i for i, k in enumerate(names)}
+        which = (np.fromiter((code[k] for k in kinds), dtype=np.int32, count=n) if kinds is not None
+                 else np.zeros(n, dtype=np.int32))
+        # float64 sums slice by slice: no copy of the vectors (a million 512-d ones are 2 GB already)
+        sums = np.zeros((len(names), self.dim), dtype=np.float64)
+        for start in range(0, n, ROWS):
+            rows, codes = vectors[start:start + ROWS], which[start:start + ROWS]
+            for i in np.unique(codes):
+                sums[i] += rows[codes == i].sum(axis=0, dtype=np.float64)
+        counts = np.bincount(which, minlength=len(names))
+        self.means_[CORPUS] = (sums.sum(axis=0) / n).astype(np.float32)
+        for i, kind in enumerate(names):
+            if self.min_records <= counts[i] < n:  # one kind alone is the corpus mean
+                self.means_[str(kind)] = (sums[i] / counts[i]).astype(np.float32)
         return self
 
     def mean_for(self, kind: str | None) -> np.ndarray | None:
