@@ -67,7 +67,7 @@ class VectorConfig(_Section):
     quantizer: Literal["flat", "sq8", "pq"] = Field("flat", description="Vector storage in the approximate index.")
     center: bool = Field(True, description="Subtract the corpus mean vector, fitted at a full build, so unrelated "
                          "records score near 0 whatever the model (indexing/centering.py).")
-    center_min_records: int = Field(200, ge=2, description="Fit a mean only on at least this many records, per kind "
+    center_min_records: int = Field(100, ge=2, description="Fit a mean only on at least this many records, per kind "
                                     "(fewer: no centring until a rebuild finds enough).")
 
 
