@@ -88,6 +88,9 @@ class StatsOut(BaseModel):
     snapshot: str = Field(..., description="Name of the current index snapshot.")
     built_at: str
     change_seq: int
+    centering: list[str] = Field(default_factory=list, description=(
+        "Record kinds whose vectors are centred on their own mean ('*': the corpus mean, which the other kinds "
+        "use); empty when vectors are not centred (vectors.center off, or too few records)."))
     encoder_error: str | None = Field(None, description="Set when the encoder failed and search fell back.")
 
 

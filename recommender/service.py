@@ -58,6 +58,7 @@ class Stats:
     snapshot: str
     built_at: str
     change_seq: int
+    centering: list[str]  # kinds centred on their own mean ("*": the corpus mean); empty: not centred
 
 
 class CaselinkService:
@@ -278,7 +279,7 @@ class CaselinkService:
         idx = self.index
         return Stats(records=self.store.count(), indexed=idx.count(), model=idx.encoder.model_id,
                      dim=idx.encoder.dim, factory=idx.vectors_.factory_, snapshot=str(idx.snapshot_path_ or ""),
-                     built_at=idx.built_at_, change_seq=idx.seq_)
+                     built_at=idx.built_at_, change_seq=idx.seq_, centering=list(idx.centering_.means_))
 
 
 def _ms(t0: float) -> float:

@@ -164,6 +164,7 @@ def test_stats_health_ready_docs(client):
     stats = client.get("/v1/stats").json()
     assert stats["records"]["sop"] == 3 and stats["model"] == "use-m3" and stats["dim"] == 512
     assert stats["indexed"] == stats["total"]
+    assert stats["centering"] == []  # a handful of records: too few to centre
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json()["status"] == "ready"
     paths = client.get("/openapi.json").json()["paths"]

@@ -60,6 +60,7 @@ def test_related_and_stats(demo_dir):
     assert "C-2023-00026" not in ids and "PO-2023-003" in ids[:5]
     stats = json.loads(run("stats", "--json", data_dir=demo_dir).stdout)
     assert stats["records"] == {"case": 324, "problem": 44, "sop": 168} and stats["model"] == "use-m3"
+    assert stats["centering"] == ["*", "case", "sop"]  # the 44 problem orders use the corpus mean
 
 
 def test_errors_are_one_clear_line_and_exit_2(demo_dir, tmp_path):
