@@ -24,9 +24,9 @@ import numpy as np
 from caselink.config import Settings
 from caselink.errors import IndexFormatError, IndexNotReady
 from indexing.bm25 import BM25Index
+from indexing.centering import VectorCentering, blocks_of
 from indexing.document import DocumentBuilder
 from indexing.embedding_cache import EmbeddingCache
-from indexing.centering import VectorCentering, blocks_of
 from indexing.encoders import Encoder
 from indexing.facets import FacetTable, Filters
 from indexing.index_dir import REBUILD_HINT, IndexDir
