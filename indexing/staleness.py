@@ -64,8 +64,10 @@ def rebuild_reason(manifest: dict, *, settings: Settings, model_id: str, dim: in
     # Off, too few records, or a snapshot from before centring: fitted at the next full build
     # once there are enough records for the mean to be worth trusting.
     if v.center and not centering.get("active") and records >= v.center_min_records:
-        return (f"the corpus has {records:,} records, enough to fit vector centring "
-                f"(the index was built without it, on {centering.get('fitted_on', 0):,})")
+        if not centering.get("fitted_on"):
+            return "vectors.center is on but the index was built without vector centring"
+        return (f"the corpus has grown to {records:,} records, enough to fit vector centring "
+                f"(the index was built on {centering['fitted_on']:,})")
     have = params.get("vectors", {}).get("factory", "")
     want = factory_string(records, dim, exact_below=v.exact_below, nlist=v.ivf_nlist, quantizer=v.quantizer)
     (have_kind, have_lists, have_storage), (want_kind, want_lists, want_storage) = _shape(have), _shape(want)
