@@ -156,3 +156,21 @@ def test_turning_centring_off_or_on_rebuilds(settings, use_encoder, centred):
     svc, report = CaselinkService.build(centred, encoder=use_encoder, rebuild=False)
     assert report.rebuilt_because == "vectors.center is on but the index was built without vector centring"
     svc.close()
+
+
+def test_a_damaged_centring_file_is_refused_and_plain_index_rebuilds(centred, use_encoder):
+    from caselink.errors import IndexFormatError
+
+    svc, report = CaselinkService.build(centred, encoder=use_encoder, records=CORPUS)
+    svc.close()
+    path = report.snapshot / FILE
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    with pytest.raises(IndexFormatError, match="corrupt") as exc:
+        CaselinkService.open(centred, encoder=use_encoder)
+    assert "caselink index" in exc.value.hint
+    # Without the checksum check the shape is still checked, so a bad file never centres a query.
+    with pytest.raises(IndexFormatError):
+        CaselinkService.open(centred, encoder=use_encoder, verify=False)
+    svc, again = CaselinkService.build(centred, encoder=use_encoder, rebuild=False)
+    assert "unusable" in again.rebuilt_because and svc.index.centering_.active
+    svc.close()
