@@ -26,8 +26,10 @@ from pathlib import Path
 
 from caselink.errors import IndexFormatError, IndexNotReady
 
-FORMAT_VERSION = 2  # 2: BM25 saves its delta and deletions (delta_*.npy, alive.npy)
-READABLE_VERSIONS = (1, 2)  # 1 is 2 with an empty delta and no deletions
+# 2: BM25 saves its delta and deletions (delta_*.npy, alive.npy). 3: vectors may be centred
+# (centering.npy): code that does not centre its queries must refuse such a snapshot, not search it.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # 1 is 2 with an empty delta and no deletions; 2 is 3 without centring
 MANIFEST = "manifest.json"
 REBUILD_HINT = "rebuild it from the record store with: caselink index --rebuild (no sources needed)"
 

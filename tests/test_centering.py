@@ -174,3 +174,24 @@ def test_a_damaged_centring_file_is_refused_and_plain_index_rebuilds(centred, us
     svc, again = CaselinkService.build(centred, encoder=use_encoder, rebuild=False)
     assert "unusable" in again.rebuilt_because and svc.index.centering_.active
     svc.close()
+
+
+def test_a_format_2_snapshot_is_read_uncentred_and_caselink_index_centres_it(centred, use_encoder):
+    """Format 2 = format 3 without centring (no centering.npy, no params.vectors.centering)."""
+    svc, report = CaselinkService.build(centred, encoder=use_encoder, records=CORPUS)
+    svc.close()
+    manifest_path = report.snapshot / "manifest.json"
+    m = json.loads(manifest_path.read_text(encoding="utf-8"))
+    assert m["format_version"] == 3
+    (report.snapshot / FILE).unlink()
+    del m["files"][FILE], m["params"]["vectors"]["centering"]
+    m["format_version"] = 2
+    manifest_path.write_text(json.dumps(m), encoding="utf-8")
+    svc = CaselinkService.open(centred, encoder=use_encoder)
+    assert not svc.index.centering_.active  # queries stay raw, like the vectors it was built with
+    assert svc.search(SearchQuery(text="E1023")).results[0].id == "C-001"
+    svc.close()
+    svc, again = CaselinkService.build(centred, encoder=use_encoder, rebuild=False)
+    assert again.rebuilt_because == "vectors.center is on but the index was built without vector centring"
+    assert svc.index.centering_.active and again.embedded == 0
+    svc.close()
