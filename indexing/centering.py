@@ -25,8 +25,8 @@ for all but the cases (``min_records`` 200) and 0.908 with the SOP sections' own
 corpora are where centring gains least, see bench/relevance.md for the one-kind sets.
 
 Measured on the benchmarks (dense-only MRR@10, one-kind sets): USE 0.273 -> 0.277 (bq) and
-0.172 -> 0.176 (afqmc); the USE + e5 ensemble 0.279 -> 0.290 and 0.182 -> 0.206; hybrid in
-bench/relevance.md.
+0.172 -> 0.175 (afqmc); the USE + e5 ensemble 0.279 -> 0.290 and 0.182 -> 0.206 (its uncentred
+figures measured offline on the same protocol); hybrid in bench/relevance.md.
 
 The means are fitted once, when an index is built from scratch, and stored with the snapshot
 (``centering.npy``); vectors added later and every query are centred with the same means, so
