@@ -65,8 +65,8 @@ class VectorConfig(_Section):
     ivf_nlist: int = Field(0, ge=0, description="IVF lists for the approximate index; 0 = 4*sqrt(N).")
     nprobe: int = Field(64, ge=1, description="IVF lists probed per query (64 kept recall@10 >= 0.95 in bench/ann_recall.md).")
     quantizer: Literal["flat", "sq8", "pq"] = Field("flat", description="Vector storage in the approximate index.")
-    center: bool = Field(True, description="Subtract the corpus mean vector, fitted at a full build, so unrelated "
-                         "records score near 0 whatever the model (indexing/centering.py).")
+    center: bool = Field(True, description="Subtract each record kind's mean vector, fitted at a full build, so "
+                         "unrelated records score near 0 whatever the model (indexing/centering.py).")
     center_min_records: int = Field(100, ge=2, description="Fit a mean only on at least this many records, per kind "
                                     "(fewer: no centring until a rebuild finds enough).")
 

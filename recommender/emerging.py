@@ -211,6 +211,8 @@ def find_emerging(service, *, window_days: int = 30, as_of: date | None = None, 
     linked_open |= {c.id for c in span if open_ids.intersection(c.links)}
     mine = [p for p in problems if (p.created is None or p.created <= as_of)]
     docs = service.index.docs_
+    # Raw encoder vectors, not the index's centred ones (LiveIndex.embed): ``similarity`` was
+    # tuned on raw USE cosines, and centring would shift every pair's cosine under it.
     vecs, _ = service.index.cache.encode(service.index.encoder,
                                          [docs.embedding_text(r) for r in span + mine])
     case_vecs, prob_vecs = vecs[:len(span)], vecs[len(span):]
