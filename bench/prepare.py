@@ -74,8 +74,8 @@ def doc_builder(settings):
     from indexing.tokenize import Tokenizer
 
     t = settings.text
-    return DocumentBuilder(Tokenizer(opencc=t.opencc, cjk_bigrams=t.cjk_bigrams, word_bigrams=t.word_bigrams,
-                                     jieba_hmm=t.jieba_hmm),
+    return DocumentBuilder(Tokenizer(opencc=t.opencc, cjk_bigrams=t.cjk_bigrams, cjk_unigrams=t.cjk_unigrams,
+                                     word_bigrams=t.word_bigrams, jieba_hmm=t.jieba_hmm),
                            title_weight=settings.bm25.title_weight, code_weight=settings.bm25.code_weight)
 
 

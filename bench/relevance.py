@@ -1,10 +1,10 @@
 """Relevance on the shared benchmarks: caselink's three modes next to the reference baselines.
 
     python -m bench.relevance [--sets zh_bq_dev,...] [--out bench/relevance.md] [--no-baselines]
-                              [--model use-m3+e5-small]
+                              [--model use-m3+e5-small] [--config variant.toml]
 
 Runs the protocol of ../shared/benchmarks/README.md (via eval.runner.evaluate) on each set with
-default settings (or another ``encoder.model``), and writes one Markdown table with every metric plus the issue's target metric
+default settings (or another ``encoder.model``, or a caselink config file's settings), and writes one Markdown table with every metric plus the issue's target metric
 per set. Embeddings are cached in var/eval-cache/ so a rerun only re-ranks.
 Benchmarks are located by CASELINK_BENCHMARKS, default ../shared/benchmarks next to the repo.
 """
@@ -31,13 +31,13 @@ TARGETS = {
 METRICS = ("hit@1", "hit@10", "recall@10", "mrr@10", "ndcg@10")
 
 
-def run_set(folder: Path, baselines: bool, model: str | None = None) -> dict:
+def run_set(folder: Path, baselines: bool, model: str | None = None, config: Path | None = None) -> dict:
     from caselink.config import load_settings
     from eval.baselines import NaiveRRFRetriever, TfidfRetriever, UseDenseRetriever
     from eval.caselink_retriever import CaselinkEngine, CaselinkRetriever
     from eval.runner import evaluate_benchmark
 
-    settings = load_settings(env={})
+    settings = load_settings(config, env={})
     if model:
         settings = settings.model_copy(update={"encoder": settings.encoder.model_copy(update={"model": model})})
     engine = CaselinkEngine(settings, cache_path=REPO / "var" / "eval-cache" / "embeddings.sqlite")
@@ -80,9 +80,12 @@ def behind_single_modes(results: list[dict]) -> list[str]:
         "to tell from sampling noise.", ""]
 
 
-def render(results: list[dict], command: str, model: str | None = None) -> str:
+def render(results: list[dict], command: str, model: str | None = None, config: Path | None = None) -> str:
     lines = [header("Relevance on the shared benchmarks", command=command), ""]
-    which = f"default settings but encoder.model = {model}" if model else "default settings"
+    changes = [f"encoder.model = {model}"] if model else []
+    if config:
+        changes.append(f"the settings of {config}: " + Path(config).read_text(encoding="utf-8").strip().replace("\n", "; "))
+    which = "default settings but " + ", ".join(changes) if changes else "default settings"
     lines += [f"## Target metric per set (hybrid = caselink {which})", "",
               "| set | metric | TF-IDF (ref) | USE (ref) | naive RRF (ref) | caselink keyword | caselink dense "
               "| caselink hybrid | target | met |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -112,17 +115,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=str(REPO / "bench" / "relevance.md"))
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--model", default=None, help="encoder.model for caselink's modes (default: the default, auto)")
+    ap.add_argument("--config", type=Path, default=None, help="a caselink config file (TOML) to run with")
     args = ap.parse_args(argv)
     from eval.reference import benchmarks_dir
 
     root = benchmarks_dir()
     results = []
     for name in args.sets.split(","):
-        res = run_set(root / name, baselines=not args.no_baselines, model=args.model)
+        res = run_set(root / name, baselines=not args.no_baselines, model=args.model, config=args.config)
         print(json.dumps({k: res[k] for k in ("dataset", "queries", "modes")}), flush=True)
         results.append(res)
     command = "python -m bench.relevance " + " ".join(argv if argv is not None else sys.argv[1:])
-    Path(args.out).write_text(render(results, command, args.model), encoding="utf-8")
+    Path(args.out).write_text(render(results, command, args.model, args.config), encoding="utf-8")
     print(f"wrote {args.out}")
 
 

@@ -34,7 +34,7 @@ from indexing.records import Record
 from indexing.store import RecordStore, UpsertResult
 from indexing.snapshot_state import capture_state, write_state
 from indexing.staleness import rebuild_reason
-from indexing.tokenize import Tokenizer, read_user_dict
+from indexing.tokenize import Tokenizer, is_cjk_char, read_user_dict
 from indexing.vectors import VectorIndex
 
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
@@ -94,8 +94,9 @@ class LiveIndex:
     def _make_docs(self, user_words: list[str], text: dict | None = None) -> DocumentBuilder:
         """Tokenisation as configured, or as recorded in a manifest (``text``) for an existing index."""
         t = text or self.settings.text.model_dump()
-        tok = Tokenizer(opencc=t["opencc"], cjk_bigrams=t["cjk_bigrams"], word_bigrams=t.get("word_bigrams", False),
-                        jieba_hmm=t.get("jieba_hmm", True),
+        # A manifest lacking a field was written before it existed, when its behaviour was the default below.
+        tok = Tokenizer(opencc=t["opencc"], cjk_bigrams=t["cjk_bigrams"], cjk_unigrams=t.get("cjk_unigrams", False),
+                        word_bigrams=t.get("word_bigrams", False), jieba_hmm=t.get("jieba_hmm", True),
                         user_words=user_words)
         return DocumentBuilder(tok, title_weight=self.settings.bm25.title_weight,
                                code_weight=self.settings.bm25.code_weight)
@@ -434,6 +435,15 @@ class LiveIndex:
             return self.bm25_.search(tokens, k, allow, normalize=True)
 
     def select_terms(self, tokens: list[str], n: int) -> list[str]:
+        """The ``n`` most distinctive of a record's terms, for ranking records related to it.
+
+        With ``text.cjk_unigrams``, a record long enough to need selecting has words and bigrams
+        enough; its single CJK characters, which help short questions match, would win places on
+        repetition alone (one character recurs across many words) and have the longest postings,
+        so they go.
+        """
+        if self.docs_.tokenizer.cjk_unigrams and len(set(tokens)) > n:
+            tokens = [t for t in tokens if not is_cjk_char(t)]
         with self.lock:
             return self.bm25_.select_terms(tokens, n)
 

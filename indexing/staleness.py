@@ -42,8 +42,9 @@ def rebuild_reason(manifest: dict, *, settings: Settings, model_id: str, dim: in
         return f"the encoder's pooling changed (index: {model['cache_key']}, configured: {cache_key})"
     params = manifest.get("params", {})
     text = params.get("text", {})
-    defaults = {"word_bigrams": False, "jieba_hmm": True}  # what snapshots written before the field meant
-    for name in ("opencc", "cjk_bigrams", "word_bigrams", "jieba_hmm"):
+    # what snapshots written before the field meant
+    defaults = {"word_bigrams": False, "jieba_hmm": True, "cjk_unigrams": False}
+    for name in ("opencc", "cjk_bigrams", "cjk_unigrams", "word_bigrams", "jieba_hmm"):
         now = getattr(settings.text, name)
         if text.get(name, defaults.get(name)) != now:
             return f"text.{name} changed (index: {text.get(name)!r}, configured: {now!r})"

@@ -6,7 +6,11 @@ meaningless pieces ('pn', '-', '7731'), so they are pulled out first with a patt
 single tokens in a canonical form (separators removed, so 'E-1023' and 'e1023' match).
 Chinese runs go through jieba with a domain dictionary; overlapping character bigrams are added
 because jieba's segmentation of the same phrase differs with context, and bigrams make the
-keyword side robust to that (the classic CJK IR trick).
+keyword side robust to that (the classic CJK IR trick). Single characters can be added too
+(``cjk_unigrams``): short questions often share only a one-character verb or noun (借, 还, 卡,
+降) written inside different words. It is off by default because every Chinese match then
+counts about three times (word, bigram, characters) against once for an English word or a
+code, which tips mixed Chinese-English service text towards the Chinese half of a query.
 """
 
 from __future__ import annotations
@@ -53,6 +57,11 @@ def is_code(token: str) -> bool:
     return bool(_HAS_DIGIT.search(token) and _HAS_ALPHA.search(token))
 
 
+def is_cjk_char(token: str) -> bool:
+    """A one-character CJK token (a unigram, or a one-character jieba word)."""
+    return len(token) == 1 and _CJK_RUN.match(token) is not None
+
+
 class Tokenizer:
     """Turns raw text into keyword tokens.
 
@@ -60,6 +69,7 @@ class Tokenizer:
     ----------
     opencc : OpenCC configuration for script folding ('' disables).
     cjk_bigrams : add overlapping CJK character bigrams besides jieba's words.
+    cjk_unigrams : add single CJK characters (stop characters excluded) as well.
     stem : apply the Snowball English stemmer to Latin words.
     word_bigrams : add adjacent Latin word pairs ('power_cord') as phrase tokens.
     jieba_hmm : let jieba guess words missing from its dictionary with its HMM (slower).
@@ -68,11 +78,12 @@ class Tokenizer:
     Construction is cheap; jieba's dictionary loads on first use.
     """
 
-    def __init__(self, *, opencc: str = "t2s", cjk_bigrams: bool = True, word_bigrams: bool = False,
-                 jieba_hmm: bool = True,
+    def __init__(self, *, opencc: str = "t2s", cjk_bigrams: bool = True, cjk_unigrams: bool = False,
+                 word_bigrams: bool = False, jieba_hmm: bool = True,
                  stem: bool = True, user_words: Iterable[str] = ()):
         self.opencc = opencc
         self.cjk_bigrams = cjk_bigrams
+        self.cjk_unigrams = cjk_unigrams
         self.word_bigrams = word_bigrams
         self.jieba_hmm = jieba_hmm
         self.stem = stem
@@ -122,8 +133,10 @@ class Tokenizer:
     def tokenize(self, text: str, *, bigrams: bool | None = None) -> list[str]:
         """Tokens of ``text``: codes, Chinese words and bigrams, stemmed English words, numbers.
 
-        ``bigrams`` overrides the configured ``cjk_bigrams`` (explanations want words only).
+        ``bigrams`` overrides the configured ``cjk_bigrams`` and ``cjk_unigrams`` (explanations want
+        words only).
         """
+        unigrams = self.cjk_unigrams and bigrams is not False
         bigrams = self.cjk_bigrams if bigrams is None else bigrams
         t = normalize(text, opencc=self.opencc)
         if not t:
@@ -146,4 +159,6 @@ class Tokenizer:
             tokens.extend(w for w in self._segmenter().cut(run, HMM=self.jieba_hmm) if w not in _ZH_STOP)
             if bigrams and len(run) > 2:
                 tokens.extend(run[i:i + 2] for i in range(len(run) - 1))
+            if unigrams and len(run) > 1:
+                tokens.extend(c for c in run if c not in _ZH_STOP)
         return tokens

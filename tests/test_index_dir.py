@@ -166,6 +166,26 @@ def test_reindex_rebuilds_when_a_setting_that_shapes_every_record_changed(settin
     svc.close()
 
 
+def test_cjk_unigrams_rebuild_and_an_older_manifest_means_off(settings, use_encoder):
+    svc, report = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
+    svc.close()
+    manifest_path = report.snapshot / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    del manifest["params"]["text"]["cjk_unigrams"]  # as caselink wrote it before the setting existed
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    svc, again = CaselinkService.build(settings, encoder=use_encoder, rebuild=False)
+    assert again.rebuilt_because is None  # missing means off, the default: nothing to rebuild
+    svc.close()
+    on = settings.model_copy(update={"text": settings.text.model_copy(update={"cjk_unigrams": True})})
+    svc, report = CaselinkService.build(on, encoder=use_encoder, rebuild=False)
+    assert "text.cjk_unigrams" in report.rebuilt_because and report.embedded == 0
+    svc.close()
+    # A server started with the setting off still tokenises queries as the index was built.
+    svc = CaselinkService.open(settings, encoder=use_encoder)
+    assert svc.index.docs_.tokenizer.cjk_unigrams is True and "借" in svc.index.docs_.tokenizer.tokenize("借款")
+    svc.close()
+
+
 def test_reindex_with_a_broken_index_rebuilds_instead_of_failing(settings, use_encoder):
     svc, report = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
     svc.close()

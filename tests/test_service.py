@@ -84,6 +84,21 @@ def test_related_excludes_itself_and_optionally_linked(svc):
         svc.related("nope")
 
 
+def test_related_term_selection_drops_single_characters_of_a_long_record(settings, use_encoder):
+    from indexing.tokenize import is_cjk_char
+
+    on = settings.model_copy(update={"text": settings.text.model_copy(update={"cjk_unigrams": True})})
+    svc, _ = CaselinkService.build(on, encoder=use_encoder, records=CORPUS)
+    long_tokens = svc.index.docs_.tokens(svc.get("C-001")) * 3
+    assert any(is_cjk_char(t) for t in long_tokens)
+    n = len(set(long_tokens)) - 1  # one fewer than the record's distinct terms: selection applies
+    picked = svc.index.select_terms(long_tokens, n)
+    assert picked and not any(is_cjk_char(t) for t in picked)
+    short = svc.index.docs_.tokenizer.tokenize("借款失败")  # a short query keeps every token
+    assert svc.index.select_terms(short, 64) == short and "借" in short
+    svc.close()
+
+
 def test_bad_queries_are_clear_errors(svc):
     with pytest.raises(InvalidQuery, match="empty") as e:
         svc.search(SearchQuery(text="   "))

@@ -52,6 +52,17 @@ def test_bigrams_and_english_stemming():
     assert "泵停" not in tok.tokenize("干泵停机", bigrams=False)
 
 
+def test_single_characters_are_added_when_asked_but_not_to_explanations():
+    tok = Tokenizer(cjk_unigrams=True)
+    tokens = tok.tokenize("为什么借款失败了")
+    assert {"借", "款", "失", "败"} <= set(tokens)
+    assert "了" not in tokens  # stop characters stay out
+    assert "借" not in tok.tokenize("为什么借款失败了", bigrams=False)  # explanations show words only
+    assert "借" not in Tokenizer().tokenize("为什么借款失败了")  # off by default
+    # a one-character run is already jieba's word: not counted twice
+    assert tok.tokenize("借 钱").count("借") == 1
+
+
 def test_traditional_query_tokens_equal_simplified():
     tok = Tokenizer()
     assert tok.tokenize("機械手臂取片失敗") == tok.tokenize("机械手臂取片失败")
