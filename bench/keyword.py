@@ -54,6 +54,7 @@ def tokenize_corpus(n: int, seed: int, n_queries: int) -> dict:
     words = sorted({v for r in records for v in (r.product, r.model, r.module) if v})
     t = settings.text
     docs = DocumentBuilder(Tokenizer(opencc=t.opencc, cjk_bigrams=t.cjk_bigrams, cjk_unigrams=t.cjk_unigrams,
+                                     dotted_numbers=t.dotted_numbers,
                                      user_words=words),
                            title_weight=settings.bm25.title_weight, code_weight=settings.bm25.code_weight)
     docs.tokenizer.tokenize("预热")  # load jieba outside the clock

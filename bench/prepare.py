@@ -75,6 +75,7 @@ def doc_builder(settings):
 
     t = settings.text
     return DocumentBuilder(Tokenizer(opencc=t.opencc, cjk_bigrams=t.cjk_bigrams, cjk_unigrams=t.cjk_unigrams,
+                                     dotted_numbers=t.dotted_numbers,
                                      word_bigrams=t.word_bigrams, jieba_hmm=t.jieba_hmm),
                            title_weight=settings.bm25.title_weight, code_weight=settings.bm25.code_weight)
 

@@ -26,6 +26,8 @@ class TextConfig(_Section):
 
     opencc: str = Field("t2s", description="OpenCC conversion applied before matching ('' disables).")
     cjk_bigrams: bool = Field(True, description="Add overlapping CJK character bigrams to jieba words.")
+    dotted_numbers: bool = Field(True, description="Keep a dotted number (version 3.4.0, address, 50.5) as one "
+                                 "token besides its parts.")
     cjk_unigrams: bool = Field(False, description="Add single CJK characters (stop characters excluded) as well: "
                                "helps short Chinese questions, tips mixed Chinese-English text towards the Chinese.")
     word_bigrams: bool = Field(False, description="Add adjacent English word pairs as phrase tokens.")

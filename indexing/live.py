@@ -96,8 +96,8 @@ class LiveIndex:
         t = text or self.settings.text.model_dump()
         # A manifest lacking a field was written before it existed, when its behaviour was the default below.
         tok = Tokenizer(opencc=t["opencc"], cjk_bigrams=t["cjk_bigrams"], cjk_unigrams=t.get("cjk_unigrams", False),
-                        word_bigrams=t.get("word_bigrams", False), jieba_hmm=t.get("jieba_hmm", True),
-                        user_words=user_words)
+                        dotted_numbers=t.get("dotted_numbers", False), word_bigrams=t.get("word_bigrams", False),
+                        jieba_hmm=t.get("jieba_hmm", True), user_words=user_words)
         return DocumentBuilder(tok, title_weight=self.settings.bm25.title_weight,
                                code_weight=self.settings.bm25.code_weight)
 

@@ -56,7 +56,7 @@ def capture_state(index: "LiveIndex") -> dict:
                 "vectors": {"factory": index.vectors_.factory_, "nprobe": s.vectors.nprobe,
                             "centering": index.centering_.params()},
                 "text": {"opencc": tok.opencc, "cjk_bigrams": tok.cjk_bigrams, "cjk_unigrams": tok.cjk_unigrams,
-                         "word_bigrams": tok.word_bigrams,
+                         "dotted_numbers": tok.dotted_numbers, "word_bigrams": tok.word_bigrams,
                          "jieba_hmm": tok.jieba_hmm, "user_words": list(tok.user_words)},
                 "encoder": {"chunk_chars": s.encoder.chunk_chars, "lead_weight": s.encoder.lead_weight},
             },

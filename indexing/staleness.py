@@ -43,11 +43,11 @@ def rebuild_reason(manifest: dict, *, settings: Settings, model_id: str, dim: in
     params = manifest.get("params", {})
     text = params.get("text", {})
     # what snapshots written before the field meant
-    defaults = {"word_bigrams": False, "jieba_hmm": True, "cjk_unigrams": False}
-    for name in ("opencc", "cjk_bigrams", "cjk_unigrams", "word_bigrams", "jieba_hmm"):
-        now = getattr(settings.text, name)
-        if text.get(name, defaults.get(name)) != now:
-            return f"text.{name} changed (index: {text.get(name)!r}, configured: {now!r})"
+    defaults = {"word_bigrams": False, "jieba_hmm": True, "cjk_unigrams": False, "dotted_numbers": False}
+    for name in ("opencc", "cjk_bigrams", "cjk_unigrams", "dotted_numbers", "word_bigrams", "jieba_hmm"):
+        now, built = getattr(settings.text, name), text.get(name, defaults.get(name))
+        if built != now:
+            return f"text.{name} changed (index: {built!r}, configured: {now!r})"
     if sorted(text.get("user_words", [])) != sorted(user_words):
         added = len(set(user_words) - set(text.get("user_words", [])))
         removed = len(set(text.get("user_words", [])) - set(user_words))

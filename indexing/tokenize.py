@@ -28,6 +28,9 @@ _HAS_ALPHA = re.compile(r"[a-z]")
 _SEPARATORS = re.compile(r"[-_./]")
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _WORD = re.compile(r"[a-z][a-z']*[a-z]|[a-z]|\d+")
+# A dotted number (3.4.0, 9.4.43, 192.168.1.10, 50.5) is one word: versions and addresses are
+# identifiers, and split into 3, 4, 0 they match every other version.
+_WORD_DOTTED = re.compile(r"[a-z][a-z']*[a-z]|[a-z]|\d+(?:\.\d+)+|\d+")
 
 _EN_STOP = frozenset(
     "a an and are as at be been but by can could did do does for from had has have he her his how i if "
@@ -70,6 +73,7 @@ class Tokenizer:
     opencc : OpenCC configuration for script folding ('' disables).
     cjk_bigrams : add overlapping CJK character bigrams besides jieba's words.
     cjk_unigrams : add single CJK characters (stop characters excluded) as well.
+    dotted_numbers : keep 3.4.0 or 50.5 as one token besides its parts.
     stem : apply the Snowball English stemmer to Latin words.
     word_bigrams : add adjacent Latin word pairs ('power_cord') as phrase tokens.
     jieba_hmm : let jieba guess words missing from its dictionary with its HMM (slower).
@@ -79,11 +83,13 @@ class Tokenizer:
     """
 
     def __init__(self, *, opencc: str = "t2s", cjk_bigrams: bool = True, cjk_unigrams: bool = False,
-                 word_bigrams: bool = False, jieba_hmm: bool = True,
+                 dotted_numbers: bool = True, word_bigrams: bool = False, jieba_hmm: bool = True,
                  stem: bool = True, user_words: Iterable[str] = ()):
         self.opencc = opencc
         self.cjk_bigrams = cjk_bigrams
         self.cjk_unigrams = cjk_unigrams
+        self.dotted_numbers = dotted_numbers
+        self._word = _WORD_DOTTED if dotted_numbers else _WORD
         self.word_bigrams = word_bigrams
         self.jieba_hmm = jieba_hmm
         self.stem = stem
@@ -124,7 +130,7 @@ class Tokenizer:
 
     def surfaces(self, text: str) -> dict[str, str]:
         """Stemmed token -> the word as written (first occurrence), for explanations and highlights."""
-        words = [w for w in _WORD.findall(normalize(text, opencc=self.opencc)) if w not in _EN_STOP]
+        words = [w for w in self._word.findall(normalize(text, opencc=self.opencc)) if w not in _EN_STOP]
         out: dict[str, str] = {}
         for stem, word in zip(self._stem(words), words):
             out.setdefault(stem, word)
@@ -151,8 +157,10 @@ class Tokenizer:
                 last = m.end()
         rest.append(t[last:])
         plain = " ".join(rest)
-        words = self._stem([w for w in _WORD.findall(plain) if w not in _EN_STOP])
+        words = self._stem([w for w in self._word.findall(plain) if w not in _EN_STOP])
         tokens.extend(words)
+        # ...and its parts too, so 9.4.43 still shares 9 and 4 with 9.4.35 (same major line).
+        tokens.extend(part for w in words if "." in w for part in w.split("."))
         if bigrams and self.word_bigrams:
             tokens.extend(f"{a}_{b}" for a, b in zip(words, words[1:]))
         for run in _CJK_RUN.findall(plain):

@@ -166,7 +166,7 @@ def test_reindex_rebuilds_when_a_setting_that_shapes_every_record_changed(settin
     svc.close()
 
 
-def test_cjk_unigrams_rebuild_and_an_older_manifest_means_off(settings, use_encoder):
+def test_tokeniser_settings_an_older_manifest_lacks_mean_its_behaviour_then(settings, use_encoder):
     svc, report = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
     svc.close()
     manifest_path = report.snapshot / "manifest.json"
@@ -175,6 +175,15 @@ def test_cjk_unigrams_rebuild_and_an_older_manifest_means_off(settings, use_enco
     manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
     svc, again = CaselinkService.build(settings, encoder=use_encoder, rebuild=False)
     assert again.rebuilt_because is None  # missing means off, the default: nothing to rebuild
+    svc.close()
+    manifest = json.loads((again.snapshot / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["params"]["text"]["dotted_numbers"]  # an index from before versions were kept whole
+    (again.snapshot / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    svc = CaselinkService.open(settings, encoder=use_encoder)
+    assert svc.index.docs_.tokenizer.dotted_numbers is False  # queries tokenise as its postings were made
+    svc.close()
+    svc, again = CaselinkService.build(settings, encoder=use_encoder, rebuild=False)
+    assert "text.dotted_numbers" in again.rebuilt_because and svc.index.docs_.tokenizer.dotted_numbers is True
     svc.close()
     on = settings.model_copy(update={"text": settings.text.model_copy(update={"cjk_unigrams": True})})
     svc, report = CaselinkService.build(on, encoder=use_encoder, rebuild=False)

@@ -63,6 +63,13 @@ def test_single_characters_are_added_when_asked_but_not_to_explanations():
     assert tok.tokenize("借 钱").count("借") == 1
 
 
+def test_dotted_numbers_are_one_token_and_their_parts():
+    tokens = Tokenizer().tokenize("Upgrade jetty to 9.4.43; 压力 50.5 Pa")
+    assert {"9.4.43", "9", "4", "43", "50.5", "50", "5"} <= set(tokens)
+    assert "9.4.43" not in Tokenizer(dotted_numbers=False).tokenize("Upgrade jetty to 9.4.43")
+    assert Tokenizer().codes("jetty 9.4.43") == []  # a version is a word, not a code that reorders results
+
+
 def test_traditional_query_tokens_equal_simplified():
     tok = Tokenizer()
     assert tok.tokenize("機械手臂取片失敗") == tok.tokenize("机械手臂取片失败")
