@@ -47,15 +47,13 @@ def _tokens_path(n: int, seed: int) -> Path:
 def tokenize_corpus(n: int, seed: int, n_queries: int) -> dict:
     """Subprocess body: tokenise the corpus and the queries with caselink's tokenizer; write JSONL."""
     from indexing.document import DocumentBuilder
-    from indexing.tokenize import Tokenizer
+    from indexing.tokenize import Tokenizer, text_params
 
     settings = settings_for(WORK / "tmp")
     records = read_corpus(ensure_corpus(n, seed), n)
     words = sorted({v for r in records for v in (r.product, r.model, r.module) if v})
     t = settings.text
-    docs = DocumentBuilder(Tokenizer(opencc=t.opencc, cjk_bigrams=t.cjk_bigrams, cjk_unigrams=t.cjk_unigrams,
-                                     dotted_numbers=t.dotted_numbers,
-                                     user_words=words),
+    docs = DocumentBuilder(Tokenizer(**text_params(t.model_dump()), user_words=words),
                            title_weight=settings.bm25.title_weight, code_weight=settings.bm25.code_weight)
     docs.tokenizer.tokenize("预热")  # load jieba outside the clock
     t0 = time.perf_counter()

@@ -71,12 +71,10 @@ def read_corpus(path: Path, limit: int | None = None) -> list:
 
 def doc_builder(settings):
     from indexing.document import DocumentBuilder
-    from indexing.tokenize import Tokenizer
+    from indexing.tokenize import Tokenizer, text_params
 
     t = settings.text
-    return DocumentBuilder(Tokenizer(opencc=t.opencc, cjk_bigrams=t.cjk_bigrams, cjk_unigrams=t.cjk_unigrams,
-                                     dotted_numbers=t.dotted_numbers,
-                                     word_bigrams=t.word_bigrams, jieba_hmm=t.jieba_hmm),
+    return DocumentBuilder(Tokenizer(**text_params(t.model_dump())),
                            title_weight=settings.bm25.title_weight, code_weight=settings.bm25.code_weight)
 
 

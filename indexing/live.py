@@ -34,7 +34,7 @@ from indexing.records import Record
 from indexing.store import RecordStore, UpsertResult
 from indexing.snapshot_state import capture_state, write_state
 from indexing.staleness import rebuild_reason
-from indexing.tokenize import Tokenizer, is_cjk_char, read_user_dict
+from indexing.tokenize import Tokenizer, is_cjk_char, read_user_dict, text_params
 from indexing.vectors import VectorIndex
 
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
@@ -93,11 +93,7 @@ class LiveIndex:
     # -- construction -----------------------------------------------------------------------
     def _make_docs(self, user_words: list[str], text: dict | None = None) -> DocumentBuilder:
         """Tokenisation as configured, or as recorded in a manifest (``text``) for an existing index."""
-        t = text or self.settings.text.model_dump()
-        # A manifest lacking a field was written before it existed, when its behaviour was the default below.
-        tok = Tokenizer(opencc=t["opencc"], cjk_bigrams=t["cjk_bigrams"], cjk_unigrams=t.get("cjk_unigrams", False),
-                        dotted_numbers=t.get("dotted_numbers", False), word_bigrams=t.get("word_bigrams", False),
-                        jieba_hmm=t.get("jieba_hmm", True), user_words=user_words)
+        tok = Tokenizer(**text_params(text or self.settings.text.model_dump()), user_words=user_words)
         return DocumentBuilder(tok, title_weight=self.settings.bm25.title_weight,
                                code_weight=self.settings.bm25.code_weight)
 

@@ -19,6 +19,7 @@ import numpy as np
 from caselink import __version__
 from indexing.bm25 import BM25Index
 from indexing.centering import VectorCentering
+from indexing.tokenize import TEXT_PARAMS
 from indexing.vectors import VectorIndex
 
 if TYPE_CHECKING:
@@ -55,9 +56,7 @@ def capture_state(index: "LiveIndex") -> dict:
                          "title_weight": index.docs_.title_weight, "code_weight": index.docs_.code_weight},
                 "vectors": {"factory": index.vectors_.factory_, "nprobe": s.vectors.nprobe,
                             "centering": index.centering_.params()},
-                "text": {"opencc": tok.opencc, "cjk_bigrams": tok.cjk_bigrams, "cjk_unigrams": tok.cjk_unigrams,
-                         "dotted_numbers": tok.dotted_numbers, "word_bigrams": tok.word_bigrams,
-                         "jieba_hmm": tok.jieba_hmm, "user_words": list(tok.user_words)},
+                "text": {**{name: getattr(tok, name) for name in TEXT_PARAMS}, "user_words": list(tok.user_words)},
                 "encoder": {"chunk_chars": s.encoder.chunk_chars, "lead_weight": s.encoder.lead_weight},
             },
         },

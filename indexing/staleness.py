@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from caselink.config import Settings
+from indexing.tokenize import text_params
 from indexing.vectors import factory_string
 
 # An IVF index trained for N vectors keeps working as it grows, but its lists get long: past
@@ -42,10 +43,8 @@ def rebuild_reason(manifest: dict, *, settings: Settings, model_id: str, dim: in
         return f"the encoder's pooling changed (index: {model['cache_key']}, configured: {cache_key})"
     params = manifest.get("params", {})
     text = params.get("text", {})
-    # what snapshots written before the field meant
-    defaults = {"word_bigrams": False, "jieba_hmm": True, "cjk_unigrams": False, "dotted_numbers": False}
-    for name in ("opencc", "cjk_bigrams", "cjk_unigrams", "dotted_numbers", "word_bigrams", "jieba_hmm"):
-        now, built = getattr(settings.text, name), text.get(name, defaults.get(name))
+    for name, built in text_params(text).items():
+        now = getattr(settings.text, name)
         if built != now:
             return f"text.{name} changed (index: {built!r}, configured: {now!r})"
     if sorted(text.get("user_words", [])) != sorted(user_words):

@@ -16,7 +16,7 @@ code, which tips mixed Chinese-English service text towards the Chinese half of 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from indexing.normalize import normalize
@@ -63,6 +63,17 @@ def is_code(token: str) -> bool:
 def is_cjk_char(token: str) -> bool:
     """A one-character CJK token (a unigram, or a one-character jieba word)."""
     return len(token) == 1 and _CJK_RUN.match(token) is not None
+
+
+# The tokeniser settings an index's manifest records (``params.text``), and what a manifest
+# written before a setting existed meant by its absence.
+TEXT_PARAMS = ("opencc", "cjk_bigrams", "cjk_unigrams", "dotted_numbers", "word_bigrams", "jieba_hmm")
+TEXT_PARAMS_BEFORE = {"cjk_unigrams": False, "dotted_numbers": False, "word_bigrams": False, "jieba_hmm": True}
+
+
+def text_params(text: Mapping) -> dict:
+    """``params.text`` of a manifest, or ``settings.text.model_dump()``, as Tokenizer arguments."""
+    return {name: text.get(name, TEXT_PARAMS_BEFORE.get(name)) for name in TEXT_PARAMS}
 
 
 class Tokenizer:
@@ -159,7 +170,7 @@ class Tokenizer:
         plain = " ".join(rest)
         words = self._stem([w for w in self._word.findall(plain) if w not in _EN_STOP])
         tokens.extend(words)
-        # ...and its parts too, so 9.4.43 still shares 9 and 4 with 9.4.35 (same major line).
+        # A dotted number's parts count too, so 9.4.43 still shares 9 and 4 with 9.4.35.
         tokens.extend(part for w in words if "." in w for part in w.split("."))
         if bigrams and self.word_bigrams:
             tokens.extend(f"{a}_{b}" for a, b in zip(words, words[1:]))
