@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,15 @@ from caselink.config import load_settings
 from indexing.encoders import USEEncoder
 from indexing.records import Record
 from recommender.service import CaselinkService
+
+
+@contextmanager
+def edited_manifest(snapshot: Path) -> Iterator[dict]:
+    """A snapshot's manifest to change, written back on exit: how tests fake an older caselink's index."""
+    path = snapshot / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    yield manifest
+    path.write_text(json.dumps(manifest), encoding="utf-8")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from indexing.encoders import EnsembleEncoder
 from indexing.records import Record
 from recommender.results import SearchQuery
 from recommender.service import CaselinkService
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, edited_manifest
 
 
 def _unit(x):
@@ -180,13 +180,11 @@ def test_a_format_2_snapshot_is_read_uncentred_and_caselink_index_centres_it(cen
     """Format 2 = format 3 without centring (no centering.npy, no params.vectors.centering)."""
     svc, report = CaselinkService.build(centred, encoder=use_encoder, records=CORPUS)
     svc.close()
-    manifest_path = report.snapshot / "manifest.json"
-    m = json.loads(manifest_path.read_text(encoding="utf-8"))
-    assert m["format_version"] == 3
-    (report.snapshot / FILE).unlink()
-    del m["files"][FILE], m["params"]["vectors"]["centering"]
-    m["format_version"] = 2
-    manifest_path.write_text(json.dumps(m), encoding="utf-8")
+    with edited_manifest(report.snapshot) as m:
+        assert m["format_version"] == 3
+        (report.snapshot / FILE).unlink()
+        del m["files"][FILE], m["params"]["vectors"]["centering"]
+        m["format_version"] = 2
     svc = CaselinkService.open(centred, encoder=use_encoder)
     assert not svc.index.centering_.active  # queries stay raw, like the vectors it was built with
     assert svc.search(SearchQuery(text="E1023")).results[0].id == "C-001"

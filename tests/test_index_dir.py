@@ -10,7 +10,7 @@ from caselink.errors import EncoderUnavailable, IndexFormatError
 from indexing.records import Record
 from recommender.results import SearchQuery
 from recommender.service import CaselinkService
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, edited_manifest
 
 
 class _FailingEncoder:
@@ -169,16 +169,13 @@ def test_reindex_rebuilds_when_a_setting_that_shapes_every_record_changed(settin
 def test_tokeniser_settings_an_older_manifest_lacks_mean_its_behaviour_then(settings, use_encoder):
     svc, report = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
     svc.close()
-    manifest_path = report.snapshot / "manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    del manifest["params"]["text"]["cjk_unigrams"]  # as caselink wrote it before the setting existed
-    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    with edited_manifest(report.snapshot) as manifest:
+        del manifest["params"]["text"]["cjk_unigrams"]  # as caselink wrote it before the setting existed
     svc, again = CaselinkService.build(settings, encoder=use_encoder, rebuild=False)
     assert again.rebuilt_because is None  # missing means off, the default: nothing to rebuild
     svc.close()
-    manifest = json.loads((again.snapshot / "manifest.json").read_text(encoding="utf-8"))
-    del manifest["params"]["text"]["dotted_numbers"]  # an index from before versions were kept whole
-    (again.snapshot / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with edited_manifest(again.snapshot) as manifest:
+        del manifest["params"]["text"]["dotted_numbers"]  # an index from before versions were kept whole
     svc = CaselinkService.open(settings, encoder=use_encoder)
     assert svc.index.docs_.tokenizer.dotted_numbers is False  # queries tokenise as its postings were made
     svc.close()
@@ -208,13 +205,11 @@ def test_format_1_snapshot_is_still_read(settings, use_encoder):
     """Format 1 = format 2 without BM25's delta and alive files (it was always saved compacted)."""
     svc, report = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
     svc.close()
-    manifest_path = report.snapshot / "manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    for name in ("bm25/alive.npy", "bm25/delta_rows.npy", "bm25/delta_cols.npy", "bm25/delta_vals.npy"):
-        (report.snapshot / name).unlink()
-        del manifest["files"][name]
-    manifest["format_version"] = 1
-    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    with edited_manifest(report.snapshot) as manifest:
+        for name in ("bm25/alive.npy", "bm25/delta_rows.npy", "bm25/delta_cols.npy", "bm25/delta_vals.npy"):
+            (report.snapshot / name).unlink()
+            del manifest["files"][name]
+        manifest["format_version"] = 1
     svc = CaselinkService.open(settings, encoder=use_encoder)
     assert svc.index.count() == len(CORPUS)
     assert svc.search(SearchQuery(text="E1023")).results[0].id == "C-001"
