@@ -103,6 +103,10 @@ class Record(BaseModel):
         """Short structured context (product, module, codes) for keyword matching."""
         return " ".join(p for p in [self.product, self.model, self.module, *self.error_codes] if p)
 
+    def is_empty(self) -> bool:
+        """Nothing to search or compare by: no title, body, SOP heading, product, module or code."""
+        return not (self.searchable_text() or self.facets())
+
     def display_title(self) -> str:
         if self.kind == "sop" and self.doc_title:
             return f"{self.doc_title} / {self.section}" if self.section else self.doc_title
@@ -117,6 +121,17 @@ def parse_record(data: dict, *, where: str = "record") -> Record:
         first = exc.errors()[0]
         field = ".".join(str(x) for x in first["loc"]) or "record"
         raise InvalidRecord(f"{where}: field '{field}': {first['msg']}", field=field) from None
+
+
+def require_content(record: Record, *, where: str = "record") -> Record:
+    """``record``, or InvalidRecord when it has nothing to search: such a record could only ever
+    match other empty records (by the look of their ids), so it is refused where records come in
+    rather than indexed as noise. Stores written before this check may hold some; they stay."""
+    if record.is_empty():
+        raise InvalidRecord(f"{where}: field 'text': record '{record.id}' has no title, text, cause, resolution, "
+                            "workaround, product, model, module or error code, so there is nothing to search",
+                            field="text", hint="add a title or a description and send it again")
+    return record
 
 
 def record_to_json(record: Record) -> str:

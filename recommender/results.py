@@ -64,6 +64,7 @@ class SearchResponse(BaseModel):
     query: str
     mode: Mode = Field(..., description="The mode asked for.")
     path: Mode = Field(..., description="The path that produced the ranking (keyword when it fell back).")
-    fallback_reason: str | None = Field(None, description="Why keyword search answered instead of the mode asked for.")
+    fallback_reason: str | None = Field(
+        None, description="Why keyword search answered instead of the mode asked for, or why nothing could be ranked.")
     results: list[SearchResult]
     timings_ms: dict[str, float] = Field(default_factory=dict)

@@ -27,7 +27,7 @@ from indexing.facets import Filters
 from indexing.live import BuildReport, LiveIndex, Progress
 from indexing.model_choice import resolve_model
 from indexing.normalize import fold
-from indexing.records import Record
+from indexing.records import Record, require_content
 from indexing.store import RecordStore
 from recommender.explain import explain, snippet_and_highlights
 from recommender.fusion import Fused, codes_first, fuse, single
@@ -158,6 +158,12 @@ class CaselinkService:
             first = exc.errors()[0]
             field = ".".join(str(x) for x in first["loc"])
             raise InvalidQuery(f"field '{field}': {first['msg']}", field=field) from None
+        if rec.is_empty():
+            # Stored before require_content: its only "text" would be its id, which matches other
+            # ids, not related records.
+            return SearchResponse(query=q.text, mode=q.mode or self.settings.rank.mode,
+                                  path=q.mode or self.settings.rank.mode, results=[],
+                                  fallback_reason=f"record '{rec.id}' has no title, text or codes to compare")
         docs = self.index.docs_
         qvec = None
         try:
@@ -258,7 +264,10 @@ class CaselinkService:
 
     # -- writes -----------------------------------------------------------------------------
     def upsert(self, records: list[Record]) -> list[UpsertOutcome]:
-        """Create or update records. Searchable when this returns."""
+        """Create or update records. Searchable when this returns; a record with nothing to search
+        (:func:`~indexing.records.require_content`) fails the call before anything is stored."""
+        for r in records:
+            require_content(r)
         result = self.index.upsert(records)
         return [UpsertOutcome(r.id, u.changed, u.created) for r, u in zip(records, result)]
 

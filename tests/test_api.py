@@ -118,6 +118,11 @@ def test_put_is_searchable_at_once_then_delete_removes_it(client):
     assert changed.status_code == 200 and changed.json()["changed"] is True
     problem(client.put(f"/v1/records/{rid}", json={"id": "OTHER", **rec}), 422, "id")
     problem(client.put(f"/v1/records/{rid}", json={**rec, "kind": "ticket"}), 422, "kind")
+    # Emptied at the source: refused, and what was stored stays searchable.
+    emptied = problem(client.put(f"/v1/records/{rid}", json={"kind": "case", "title": " ", "text": ""}), 422, "text")
+    assert "nothing to search" in emptied["detail"] and emptied["hint"]
+    assert client.get(f"/v1/records/{rid}").json()["title"] == "排屑器链条断裂"
+    assert ids(search(client, "排屑器链条断裂")["results"])[0] == rid
     assert client.delete(f"/v1/records/{rid}").status_code == 204
     problem(client.get(f"/v1/records/{rid}"), 404, "id")
     assert rid not in ids(search(client, "排屑器链条卡死 E7781")["results"])
@@ -137,6 +142,9 @@ def test_batch_upsert_and_all_or_nothing(client):
     problem(client.post("/v1/records:batch", json={"records": bad}), 422, "records.3.kind")
     problem(client.get(f"/v1/records/X-{tag}-0"), 404)
     problem(client.post("/v1/records:batch", json={"records": [good[0], good[0]]}), 422, "records.1.id")
+    empty = [{"id": f"E-{tag}-0", "kind": "case", "title": "ok"}, {"id": f"E-{tag}-1", "kind": "case", "status": "open"}]
+    problem(client.post("/v1/records:batch", json={"records": empty}), 422, "records.1.text")
+    problem(client.get(f"/v1/records/E-{tag}-0"), 404)
     too_many = [{"id": f"M-{tag}-{i}", "kind": "case"} for i in range(21)]
     problem(client.post("/v1/records:batch", json={"records": too_many}), 422, "records")
 

@@ -139,6 +139,7 @@ def test_bad_rows_are_skipped_and_named_rest_loads(tmp_path):
         "C-1,CASE,后一行覆盖,\n"               # row 8: duplicate id, kind in capitals
         "C-9,case,多一列,2024-01-02,extra\n"   # row 9
         "C-10,,默认类型,2024年3月5日\n"        # row 10
+        "C-11,case,,2024-01-02\n"              # row 11: nothing to search
     ))
     mapping = mapping_from_dict({"kind": "problem", "columns": {
         "id": "工单号", "kind": "类型", "title": "标题", "created": "创建时间",
@@ -151,7 +152,7 @@ def test_bad_rows_are_skipped_and_named_rest_loads(tmp_path):
     ]
     assert _skips(result) == [
         ("bad.csv", 3, "id"), ("bad.csv", 4, "kind"), ("bad.csv", 5, "created"),
-        ("bad.csv", 6, "title"), ("bad.csv", 9, None),
+        ("bad.csv", 6, "title"), ("bad.csv", 9, None), ("bad.csv", 11, "text"),
     ]
     messages = [s.message for s in result.skipped]
     assert messages[0] == "field 'id' (column '工单号'): expected an id, got an empty cell"
@@ -162,9 +163,10 @@ def test_bad_rows_are_skipped_and_named_rest_loads(tmp_path):
     )
     assert messages[3] == "field 'title' (column '标题'): String should have at most 1000 characters, got 1001 characters"
     assert messages[4] == "expected at most 4 cells (as in the header), got 5"
+    assert messages[5].startswith("field 'text': record 'C-11' has no title, text, cause")
     assert str(result.skipped[0]) == f"{path} row 3: field 'id' (column '工单号'): expected an id, got an empty cell"
     assert result.warnings == [f"{path}: duplicate ids, the later row kept: 'C-1' (rows 2 and 8)"]
-    assert result.summary() == "loaded 2 records from 1 file; skipped 5 rows; 1 warning (see below)"
+    assert result.summary() == "loaded 2 records from 1 file; skipped 6 rows; 1 warning (see below)"
 
 
 def test_mapped_column_missing_from_file_is_a_loader_error(tmp_path):
@@ -217,14 +219,15 @@ def test_parquet_with_typed_columns(tmp_path):
     pd.DataFrame({
         "编号": [1001, 1002, 1003],
         "title": ["干泵异常", "射频反射", None],
+        "text": [None, None, "腔体压力波动"],
         "created": [datetime(2024, 3, 5, 10, 11), None, datetime(2024, 3, 7)],
         "error_codes": [["E1023", "E1024"], [], None],
     }).to_parquet(path)
     result = load_table(path, Mapping(kind="problem", columns={"id": ("编号",)}))
-    assert [(r.id, r.kind, r.title, r.created, r.error_codes) for r in result.records] == [
-        ("1001", "problem", "干泵异常", date(2024, 3, 5), ["E1023", "E1024"]),
-        ("1002", "problem", "射频反射", None, []),
-        ("1003", "problem", "", date(2024, 3, 7), []),
+    assert [(r.id, r.kind, r.title, r.text, r.created, r.error_codes) for r in result.records] == [
+        ("1001", "problem", "干泵异常", "", date(2024, 3, 5), ["E1023", "E1024"]),
+        ("1002", "problem", "射频反射", "", None, []),
+        ("1003", "problem", "", "腔体压力波动", date(2024, 3, 7), []),
     ]
     assert result.skipped == [] and result.warnings == []
 

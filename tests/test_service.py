@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from caselink.errors import EncoderUnavailable, IndexFormatError, IndexNotReady, InvalidQuery, RecordNotFound
+from caselink.errors import (EncoderUnavailable, IndexFormatError, IndexNotReady, InvalidQuery, InvalidRecord,
+                             RecordNotFound)
 from indexing.records import Record
 from recommender.results import SearchQuery
 from recommender.service import CaselinkService
@@ -118,6 +119,20 @@ def test_upsert_is_searchable_at_once_and_delete_is_final(svc):
     assert "C-100" not in ids(svc.search(SearchQuery(text="E7789 束流波动")))
     with pytest.raises(RecordNotFound):
         svc.delete("C-100")
+
+
+def test_a_record_with_nothing_to_search_is_refused_and_one_stored_earlier_relates_to_nothing(svc):
+    with pytest.raises(InvalidRecord, match="nothing to search") as e:
+        svc.upsert([Record(id="C-300", kind="case", title="ok"), Record(id="C-301", kind="case", status="open")])
+    assert e.value.field == "text" and "C-301" in e.value.message
+    assert svc.store.get("C-300") is None  # the whole call fails before anything is stored
+    assert [o.id for o in svc.upsert([Record(id="C-302", kind="case", error_codes=["E1023"])])] == ["C-302"]
+    # Stores written before the check may hold empty records: their only "text" is their id, so two
+    # of them looked alike in meaning. They now relate to nothing, and say why.
+    svc.index.upsert([Record(id="T-9001", kind="case"), Record(id="T-9002", kind="case", status="open")])
+    resp = svc.related("T-9001")
+    assert resp.results == [] and "no title, text or codes" in resp.fallback_reason
+    assert "T-9001" not in ids(svc.related("T-9002", k=50))
 
 
 def test_writes_survive_a_crash_through_replay(settings, use_encoder):

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 from api.deps import ReadAccess, ServiceDep, SettingsDep, WriteAccess
 from api.schemas import PROBLEM_RESPONSES, BatchUpsertIn, BatchUpsertOut, RecordIn, RecordOut, RelatedOut, UpsertOut
 from caselink.errors import InvalidRecord
-from indexing.records import Record, parse_record
+from indexing.records import Record, parse_record, require_content
 from recommender.results import Mode
 from recommender.service import CaselinkService
 
@@ -39,6 +39,10 @@ def batch_upsert(body: BatchUpsertIn, svc: ServiceDep, settings: SettingsDep) ->
             raise InvalidRecord(f"records.{i}.id: '{rec.id}' already appears at records.{seen[rec.id]}",
                                 field=f"records.{i}.id")
         seen[rec.id] = i
+        try:
+            require_content(rec, where=f"records.{i}")
+        except InvalidRecord as exc:
+            raise InvalidRecord(exc.message, field=f"records.{i}.text", hint=exc.hint) from None
     results = _upsert(svc, body.records)
     created = sum(r.created for r in results)
     updated = sum(r.changed and not r.created for r in results)

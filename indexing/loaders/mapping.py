@@ -36,7 +36,7 @@ from typing import Any
 
 from caselink.errors import ConfigError, InvalidRecord, LoaderError
 from indexing.loaders.values import DATE_FIELDS, LIST_FIELDS, as_date, as_list, as_text, clean_cell
-from indexing.records import KINDS, Record, parse_record
+from indexing.records import KINDS, Record, parse_record, require_content
 
 RECORD_FIELDS: tuple[str, ...] = tuple(Record.model_fields)
 _KEYS: tuple[str, ...] = ("kind", "encoding", "date_format", "list_separator", "columns")
@@ -82,13 +82,18 @@ class Mapping:
         data = {name: value for name in RECORD_FIELDS if (value := self._value(name, row)) is not None}
         data.setdefault("kind", self.kind)
         try:
-            return parse_record(data, where="record")
+            record = parse_record(data, where="record")
         except InvalidRecord as exc:
             name = exc.field or "record"
             problem = exc.message.removeprefix(f"record: field '{name}': ")
             top = name.split(".")[0]
             got = _describe(data.get(top)) if top in data else "got nothing"
             raise InvalidRecord(f"field '{name}'{self._column_note(top)}: {problem}, {got}", field=name) from None
+        try:
+            return require_content(record, where="record")
+        except InvalidRecord as exc:
+            problem = exc.message.removeprefix("record: field 'text': ")
+            raise InvalidRecord(f"field 'text'{self._column_note('text')}: {problem}", field="text") from None
 
     def check_columns(self, columns: Iterable[str], source: str) -> list[str]:
         """Check a file's columns against the mapping before its rows are read.
