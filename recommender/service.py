@@ -108,6 +108,8 @@ class CaselinkService:
         index`` does by default. With ``encoder.model = "auto"`` the encoder is chosen after the
         records are stored (see :mod:`indexing.model_choice`).
         """
+        for r in records or ():
+            require_content(r)
         store, cache = cls._open_parts(settings)
         try:
             if records:
