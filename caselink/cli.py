@@ -146,7 +146,9 @@ def _print_response(resp, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(resp.model_dump_json(indent=2) + "\n")
         return
-    note = f" (fell back to keyword: {resp.fallback_reason})" if resp.fallback_reason else ""
+    note = ""
+    if resp.fallback_reason:
+        note = f" (fell back to keyword: {resp.fallback_reason})" if resp.path != resp.mode else f" ({resp.fallback_reason})"
     out.print(f"{len(resp.results)} results, path {resp.path}{note}, {resp.timings_ms.get('total', 0):.1f} ms",
               highlight=False)
     table = Table(show_lines=False)

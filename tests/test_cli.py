@@ -76,12 +76,14 @@ def test_errors_are_one_clear_line_and_exit_2(demo_dir, tmp_path):
 def test_index_reports_bad_rows_and_keeps_the_rest(tmp_path):
     csv = tmp_path / "export.csv"
     csv.write_text("id,kind,title,created\nX-1,case,真空泵报警 E1023,2024-01-02\nX-2,incident,坏行,2024-01-02\n"
-                   "X-3,case,机械手报错,not-a-date\n,case,没有编号,2024-01-02\nX-5,case,激光功率下降,2024-02-03\n",
+                   "X-3,case,机械手报错,not-a-date\n,case,没有编号,2024-01-02\nX-5,case,激光功率下降,2024-02-03\n"
+                   "X-6,case,,2024-03-01\n",
                    encoding="utf-8")
     proc = run("index", str(csv), data_dir=tmp_path / "data")
     assert "indexed 2 records" in proc.stdout
     assert "row 3" in proc.stderr and "kind" in proc.stderr
     assert "row 4" in proc.stderr and "created" in proc.stderr
+    assert "row 7: field 'text'" in proc.stderr and "nothing to search" in proc.stderr
 
 
 def test_eval_on_the_demo_history(demo_dir):

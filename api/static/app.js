@@ -145,7 +145,10 @@ function showStatus(resp, count, elapsed) {
   if (resp.timings_ms && resp.timings_ms.total !== undefined) parts.push(`${resp.timings_ms.total.toFixed(0)} ms`);
   else parts.push(`${elapsed} ms`);
   $("#status").textContent = parts.join(" · ");
-  if (resp.fallback_reason) $("#status").append(el("span", "fallback", ` · keyword fallback: ${resp.fallback_reason}`));
+  if (resp.fallback_reason) {
+    const label = resp.path !== resp.mode ? "keyword fallback: " : "";
+    $("#status").append(el("span", "fallback", ` · ${label}${resp.fallback_reason}`));
+  }
 }
 
 function showError(err) {
