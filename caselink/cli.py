@@ -84,7 +84,7 @@ def index(
     then the index is built from scratch and the reason is printed. With no sources, the index is
     brought up to date with the records already stored.
     """
-    from indexing.loaders import load_mapping, load_path
+    from indexing.loaders import LoadResult, load_mapping, load_path
     from recommender.service import CaselinkService
 
     settings = _settings(config, data_dir, encoder__model=model)
@@ -94,13 +94,14 @@ def index(
 
         paths = demo_sources() + paths
     table_mapping = load_mapping(mapping) if mapping else None
-    records = []
+    loaded = LoadResult()  # every source's records and whole SOP documents
     skipped = 0
     for path in paths:
         if not path.exists():
             raise CaselinkError(f"source {path} does not exist", field="sources")
         result = load_path(path, mapping=table_mapping)
-        records.extend(result.records)
+        loaded.records.extend(result.records)
+        loaded.merge_documents(result)
         skipped += len(result.skipped)
         err.print(f"{path}: {result.summary()}", highlight=False)
         for row in result.skipped[:20]:
@@ -117,7 +118,8 @@ def index(
                 tasks[stage] = bars.add_task(stage, total=total)
             bars.advance(tasks[stage], advance)
 
-        svc, report = CaselinkService.build(settings, records=records, progress=progress, rebuild=rebuild)
+        svc, report = CaselinkService.build(settings, records=loaded.records, documents=loaded.documents,
+                                            progress=progress, rebuild=rebuild)
     counts = svc.store.count()
     model, model_reason = svc.index.encoder.model_id, svc.model_reason
     svc.close()
@@ -132,6 +134,10 @@ def index(
         out.print(f"indexed {report.records} records ({kinds}) in {report.seconds:.1f} s = "
                   f"{report.records_per_s:.0f} records/s{why}; embedded {report.embedded} new texts; "
                   f"vector index {report.factory}; snapshot {report.snapshot}", highlight=False)
+    if report.removed:
+        shown = ", ".join(report.removed[:10]) + (f" and {len(report.removed) - 10} more" if len(report.removed) > 10 else "")
+        noun = "section" if len(report.removed) == 1 else "sections"
+        out.print(f"removed {len(report.removed)} SOP {noun} no longer in their documents: {shown}", highlight=False)
     if skipped:
         out.print(f"{skipped} rows were skipped (listed above)", highlight=False)
 
@@ -239,6 +245,44 @@ def related(
         _print_response(resp, as_json)
     finally:
         svc.close()
+
+
+@app.command()
+@friendly
+def delete(
+    record_ids: Annotated[Optional[list[str]], typer.Argument(help="Ids of stored records.", show_default=False)] = None,
+    doc: Annotated[Optional[list[str]], typer.Option("--doc", help="Every section of this SOP document (repeatable).",
+                                                     show_default=False)] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Delete records, or whole SOP documents, from the store and the index.
+
+    All or nothing: when an id or document is not stored, nothing is deleted. A running server
+    drops them from its results as it catches up with the store.
+    """
+    from caselink.errors import RecordNotFound
+
+    if not record_ids and not doc:
+        raise CaselinkError("give record ids, or --doc with an SOP document id", field="record_ids")
+    svc = _open(config, data_dir)
+    try:
+        ids = list(dict.fromkeys(record_ids or []))
+        missing = [f"'{i}'" for i in ids if svc.store.get(i) is None]
+        for d in doc or []:
+            sections = svc.store.sections_of(d)
+            if not sections:
+                missing.append(f"document '{d}'")
+            ids.extend(s for s in sections if s not in ids)
+        if missing:
+            raise RecordNotFound(f"not stored: {', '.join(missing)}; nothing was deleted", field="record_ids",
+                                 hint="caselink search or GET /v1/records/{id} shows what is stored")
+        for i in ids:
+            svc.delete(i)
+    finally:
+        svc.close()
+    noun = "record" if len(ids) == 1 else "records"
+    out.print(f"deleted {len(ids)} {noun}: {', '.join(ids[:10])}{' …' if len(ids) > 10 else ''}", highlight=False)
 
 
 @app.command()

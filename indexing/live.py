@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,7 @@ class BuildReport:
     factory: str
     applied: int | None = None  # records re-indexed in place; None for a build from scratch
     rebuilt_because: str | None = None  # why an in-place update was not possible
+    removed: list[str] = field(default_factory=list)  # SOP sections no longer in their documents, deleted
 
     @property
     def records_per_s(self) -> float:

@@ -211,6 +211,14 @@ class RecordStore:
                 yield StoredRecord(num, record_from_json(body))
             last = rows[-1][0]
 
+    def sections_of(self, doc_id: str) -> list[str]:
+        """Ids of the stored SOP sections of document ``doc_id``, in id order."""
+        prefix = f"{doc_id}#"  # section ids are {doc_id}#{n}; the body's doc_id confirms it
+        with self._lock:
+            rows = self.conn.execute("SELECT id, body FROM records WHERE kind = 'sop' AND substr(id, 1, ?) = ?"
+                                     " ORDER BY id", (len(prefix), prefix)).fetchall()
+        return [rid for rid, body in rows if record_from_json(body).doc_id == doc_id]
+
     def sample(self, n: int) -> list[Record]:
         """Up to ``n`` records spread evenly over the store (every k-th by insertion order)."""
         step = max(1, self.total() // max(n, 1))

@@ -14,6 +14,7 @@ Ranking for a query:
 from __future__ import annotations
 
 import time
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,8 +101,14 @@ class CaselinkService:
 
     @classmethod
     def build(cls, settings: Settings, *, encoder: Encoder | None = None, records: list[Record] | None = None,
-              progress: Progress | None = None, rebuild: bool = True) -> tuple["CaselinkService", BuildReport]:
+              documents: Mapping[str, Collection[str]] | None = None, progress: Progress | None = None,
+              rebuild: bool = True) -> tuple["CaselinkService", BuildReport]:
         """Store ``records`` (if given) and index the whole store.
+
+        ``documents`` (doc_id -> the ids of all its sections, as a loader read the document whole)
+        replaces SOP documents: a stored section of one of them that is not named any more is
+        deleted, so a revised SOP never leaves its old last sections behind to be suggested.
+        The report's ``removed`` lists them.
 
         ``rebuild=True`` builds a fresh index; ``rebuild=False`` updates the current one in place
         when its settings still match (see :meth:`LiveIndex.refresh`), which is what ``caselink
@@ -117,9 +124,14 @@ class CaselinkService:
                     store.upsert(records[start:start + 1000])
                     if progress:
                         progress("store", min(1000, len(records) - start), len(records))
+            removed = [rid for doc_id, ids in (documents or {}).items()
+                       for rid in store.sections_of(doc_id) if rid not in ids]
+            for rid in removed:
+                store.delete(rid)
             encoder, why = cls._encoder(settings, store, encoder, fresh=rebuild)
             make = LiveIndex.build if rebuild else LiveIndex.refresh
             index, report = make(settings, store, encoder, cache, progress=progress)
+            report.removed = removed
         except BaseException:
             store.close()
             cache.close()

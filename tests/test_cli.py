@@ -102,3 +102,30 @@ def test_emerging_and_suggest_commands(demo_dir):
     assert bad.returncode == 2 and "--window expects" in bad.stderr
     sugg = json.loads(run("suggest", "C-2023-00026", "--json", data_dir=demo_dir).stdout)
     assert sugg["fields"]["module"]["value"] == "真空"
+
+
+def test_a_revised_sop_drops_its_old_sections_and_delete_takes_records_or_documents(tmp_path):
+    sops, data = tmp_path / "sops", tmp_path / "data"
+    sops.mkdir()
+    doc = sops / "SOP-T-1.md"
+    first = "# 干泵更换\n## 1. 准备\n关闭电源，确认 E1023 已复位。\n## 2. 拆卸\n拆下泵体与排气管。\n"
+    doc.write_text(first + "## 3. 校准\n使用旧版工装 PN-0001-01 校准转速。\n", encoding="utf-8")
+    (sops / "SOP-T-2.md").write_text("# 闸板阀保养\n## 1. 检查\n检查 O-ring，PN-7731-02。\n", encoding="utf-8")
+    assert "indexed 4 records" in run("index", str(sops), data_dir=data).stdout
+
+    def found(query: str) -> list[str]:
+        return [r["id"] for r in json.loads(run("search", query, "--json", data_dir=data).stdout)["results"]]
+
+    assert found("PN-0001-01")[0] == "SOP-T-1#3"
+    doc.write_text(first, encoding="utf-8")  # the revision has no section 3 any more
+    proc = run("index", str(sops), data_dir=data)
+    assert "removed 1 SOP section no longer in their documents: SOP-T-1#3" in proc.stdout
+    assert "SOP-T-1#3" not in found("PN-0001-01 旧版工装 校准")
+    assert run("index", str(sops), data_dir=data).stdout.count("removed") == 0  # nothing more to remove
+
+    proc = run("delete", "SOP-T-2#1", "--doc", "SOP-NONE", data_dir=data, check=False)
+    assert proc.returncode == 2 and "not stored: document 'SOP-NONE'; nothing was deleted" in proc.stderr
+    assert found("PN-7731-02 O-ring")[0] == "SOP-T-2#1"
+    assert "deleted 3 records: SOP-T-2#1, SOP-T-1#1, SOP-T-1#2" in run(
+        "delete", "SOP-T-2#1", "--doc", "SOP-T-1", data_dir=data).stdout
+    assert json.loads(run("stats", "--json", data_dir=data).stdout)["records"] == {}

@@ -606,6 +606,16 @@ def test_load_sop_folder_only_reads_sops(tmp_path):
         load_sop_folder(tmp_path / "a.md")
 
 
+def test_sop_documents_name_every_section_even_a_skipped_one(tmp_path):
+    # A section that fails validation is skipped, but still belongs to its document: the copy stored
+    # from an earlier load must not be taken for a section the revision dropped.
+    (tmp_path / "a.md").write_text("# A\n## One\nfirst\n## " + "长" * 1001 + "\nsecond\n", encoding="utf-8")
+    (tmp_path / "b.md").write_text("# B\n## One\nonly\n", encoding="utf-8")
+    result = load_sop_folder(tmp_path)
+    assert [r.id for r in result.records] == ["a#1", "b#1"] and _skips(result) == [("a.md", 2, "section")]
+    assert result.documents == {"a": {"a#1", "a#2"}, "b": {"b#1"}}
+
+
 def test_skipped_row_str_and_summary_without_problems():
     assert str(SkippedRow("x.md", None, None, "no text")) == "x.md: no text"
     assert str(SkippedRow("x.csv", 7, "id", "field 'id': bad")) == "x.csv row 7: field 'id': bad"

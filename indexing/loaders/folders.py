@@ -60,6 +60,7 @@ def load_files(files: Iterable[Path], load_one: Callable[[Path], LoadResult]) ->
             for earlier, ids in replaced.items()
         )
         merged.files.extend(part.files)
+        merged.merge_documents(part)
     return merged
 
 

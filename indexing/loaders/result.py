@@ -46,12 +46,22 @@ class LoadResult:
         warnings: Things the user should look at that did not cost a record (duplicate ids,
             ignored columns, a guessed encoding...).
         files: The files that were read (wholly skipped files are in ``skipped`` instead).
+        documents: SOP documents read whole from their files: doc_id -> the ids of all its
+            sections, skipped ones included. A section stored earlier under that doc_id and not
+            named here is no longer in the document (see ``CaselinkService.build``).
     """
 
     records: list[Record] = field(default_factory=list)
     skipped: list[SkippedRow] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    documents: dict[str, set[str]] = field(default_factory=dict)
+
+    def merge_documents(self, other: "LoadResult") -> None:
+        """Add ``other``'s documents; a doc_id read from two files keeps the sections of both
+        (both files' records are loaded, the later file's winning per id)."""
+        for doc_id, ids in other.documents.items():
+            self.documents.setdefault(doc_id, set()).update(ids)
 
     def summary(self) -> str:
         """One line for the CLI, e.g. ``loaded 312 records from 3 files; skipped 2 rows (see below)``."""

@@ -121,7 +121,8 @@ def _to_records(doc: SopDocument, path: Path, source: str) -> LoadResult:
     if not doc.sections:
         raise LoaderError(f"{source}: expected at least one section with text, got none", hint="is the file empty?")
     title = doc.title or path.stem
-    result = LoadResult(files=[source], warnings=list(doc.warnings))
+    result = LoadResult(files=[source], warnings=list(doc.warnings),
+                        documents={doc_id: {f"{doc_id}#{n}" for n in range(1, len(doc.sections) + 1)}})
     for number, section in enumerate(doc.sections, start=1):
         codes = list(dict.fromkeys(doc.error_codes + find_error_codes(f"{section.heading}\n{section.body}")))
         if len(codes) > MAX_CODES:
