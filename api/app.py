@@ -22,7 +22,7 @@ from api import errors
 from api.deps import KeyRing
 from api.metrics import Metrics, MetricsMiddleware, RouteTemplates
 from api.middleware import BodyLimitMiddleware, LoopbackHostMiddleware
-from api.routers import feedback, insights, ops, records, search
+from api.routers import documents, feedback, insights, ops, records, search
 from caselink import __version__
 from caselink.config import Settings
 from caselink.errors import CaselinkError, ConfigError
@@ -125,7 +125,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.startup_error = None
     errors.install(app)
     templates = ["/", "/docs", "/openapi.json", "/static/{path:path}"]
-    for module, prefix in ((search, "/v1"), (records, "/v1"), (feedback, "/v1"), (insights, "/v1"), (ops, "")):
+    for module, prefix in ((search, "/v1"), (records, "/v1"), (documents, "/v1"), (feedback, "/v1"), (insights, "/v1"),
+                           (ops, "")):
         app.include_router(module.router, prefix=prefix)
         templates += [prefix + route.path for route in module.router.routes]
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -140,6 +141,7 @@ def create_app(settings: Settings) -> FastAPI:
     if not app.state.keys.enabled:
         extra = frozenset({settings.server.host.lower()}) if is_loopback(settings.server.host) else frozenset()
         app.add_middleware(LoopbackHostMiddleware, extra_hosts=extra)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes,
+                       path_limits=(("/v1/documents/", settings.server.max_document_bytes),))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, templates=RouteTemplates(templates))
     return app

@@ -30,6 +30,7 @@ from caselink.errors import (
     InvalidRecord,
     LoaderError,
     RecordNotFound,
+    UnsupportedFormat,
 )
 
 log = logging.getLogger("caselink.api")
@@ -40,6 +41,7 @@ PROBLEM_JSON = "application/problem+json"
 STATUS: dict[type[CaselinkError], tuple[int, str, str]] = {
     InvalidQuery: (422, "invalid-query", "Invalid search request"),
     InvalidRecord: (422, "invalid-record", "Invalid record"),
+    UnsupportedFormat: (415, "unsupported-format", "Unsupported document type"),
     LoaderError: (400, "bad-input", "Input could not be read"),
     RecordNotFound: (404, "not-found", "Record not found"),
     IndexNotReady: (503, "index-not-ready", "Index not ready"),

@@ -29,14 +29,16 @@ class BodyLimitMiddleware:
     app then receives the buffered body, so it never sees more than ``max_bytes``.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, path_limits: tuple[tuple[str, int], ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = path_limits  # (path prefix, limit): SOP files are larger than JSON requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in _NO_BODY:
             await self.app(scope, receive, send)
             return
+        limit = next((n for prefix, n in self.path_limits if scope["path"].startswith(prefix)), self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             try:
@@ -44,8 +46,8 @@ class BodyLimitMiddleware:
             except ValueError:
                 await _reply(send, 400, "Content-Length is not a number", field="Content-Length")
                 return
-            if length > self.max_bytes:
-                await _reply(send, 413, f"request body is {length} bytes, the limit is {self.max_bytes}",
+            if length > limit:
+                await _reply(send, 413, f"request body is {length} bytes, the limit is {limit}",
                              field="body")
                 return
         chunks: list[bytes] = []
@@ -56,8 +58,8 @@ class BodyLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await _reply(send, 413, f"request body is over the limit of {self.max_bytes} bytes", field="body")
+            if size > limit:
+                await _reply(send, 413, f"request body is over the limit of {limit} bytes", field="body")
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

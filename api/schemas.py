@@ -270,3 +270,24 @@ class SuggestIn(BaseModel):
     min_confidence: float = Field(0.5, ge=0.0, le=1.0, description="Smallest winning share that is suggested.")
     fields: list[SuggestField] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(DEFAULT_FIELDS), min_length=1, description="Fields to suggest.")
+
+
+class SectionOut(BaseModel):
+    id: str = Field(..., description="The section's record id, '{doc_id}#{n}'.")
+    section: str = Field(..., description="The section heading.")
+
+
+class DocumentOut(BaseModel):
+    """An SOP document as stored: its sections, in order."""
+
+    doc_id: str
+    title: str
+    sections: list[SectionOut]
+
+
+class DocumentPutOut(DocumentOut):
+    created: int = Field(..., description="Sections that were new.")
+    updated: int = Field(..., description="Sections whose text or fields changed.")
+    unchanged: int
+    removed: list[str] = Field(..., description="Stored sections the document no longer has, now deleted.")
+    warnings: list[str] = Field(default_factory=list, description="What the parser noticed (a guessed encoding...).")

@@ -98,6 +98,7 @@ class ServerConfig(_Section):
     api_keys: list[str] = Field(default_factory=list, description="Read-write keys.")
     read_keys: list[str] = Field(default_factory=list, description="Read-only keys.")
     max_body_bytes: int = Field(2_000_000, ge=1024)
+    max_document_bytes: int = Field(20_000_000, ge=1024, description="Limit for an SOP file sent to /v1/documents.")
     max_text_chars: int = Field(20_000, ge=10)
     max_batch: int = Field(1000, ge=1)
     persist_every: int = Field(500, ge=1, description="Snapshot the live index after this many writes.")

@@ -49,3 +49,7 @@ class EncoderUnavailable(CaselinkError):
 
 class LoaderError(CaselinkError):
     """An input file could not be read at all (as opposed to a bad row, which is skipped)."""
+
+
+class UnsupportedFormat(LoaderError):
+    """An input is of a type caselink does not read (an upload's Content-Type, a file suffix)."""

@@ -213,10 +213,11 @@ class RecordStore:
 
     def sections_of(self, doc_id: str) -> list[str]:
         """Ids of the stored SOP sections of document ``doc_id``, in id order."""
-        prefix = f"{doc_id}#"  # section ids are {doc_id}#{n}; the body's doc_id confirms it
+        # Section ids are {doc_id}#{n}: a range on the unique id index ('$' sorts right after '#'),
+        # not a scan of the table; the body's doc_id confirms each one.
         with self._lock:
-            rows = self.conn.execute("SELECT id, body FROM records WHERE kind = 'sop' AND substr(id, 1, ?) = ?"
-                                     " ORDER BY id", (len(prefix), prefix)).fetchall()
+            rows = self.conn.execute("SELECT id, body FROM records WHERE id >= ? AND id < ? AND kind = 'sop'"
+                                     " ORDER BY id", (f"{doc_id}#", f"{doc_id}$")).fetchall()
         return [rid for rid, body in rows if record_from_json(body).doc_id == doc_id]
 
     def sample(self, n: int) -> list[Record]:

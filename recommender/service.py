@@ -13,6 +13,7 @@ Ranking for a query:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ class CaselinkService:
         self.index = index
         self.encoder_error: str | None = None
         self.model_reason = model_reason  # why this encoder: given, configured, or what "auto" resolved to
+        self._documents = threading.Lock()  # one document replacement at a time: stale = stored - sent
 
     # -- lifecycle --------------------------------------------------------------------------
     @staticmethod
@@ -124,8 +126,7 @@ class CaselinkService:
                     store.upsert(records[start:start + 1000])
                     if progress:
                         progress("store", min(1000, len(records) - start), len(records))
-            removed = [rid for doc_id, ids in (documents or {}).items()
-                       for rid in store.sections_of(doc_id) if rid not in ids]
+            removed = _stale_sections(store, documents or {})
             for rid in removed:
                 store.delete(rid)
             encoder, why = cls._encoder(settings, store, encoder, fresh=rebuild)
@@ -289,6 +290,35 @@ class CaselinkService:
         if not self.index.delete(record_id):
             raise RecordNotFound(f"no record with id '{record_id}'", field="id")
 
+    def put_document(self, doc_id: str, records: list[Record], section_ids: Collection[str]
+                     ) -> tuple[list[UpsertOutcome], list[str]]:
+        """Replace SOP document ``doc_id`` with ``records`` (its sections; ``section_ids`` names all
+        of them, as :attr:`LoadResult.documents` does): upserts them, then deletes the stored
+        sections the document no longer has. Returns the upserts and the deleted ids."""
+        with self._documents:
+            outcomes = self.upsert(records)
+            removed = _stale_sections(self.store, {doc_id: section_ids})
+            for rid in removed:
+                self.index.delete(rid)
+        return outcomes, removed
+
+    def delete_document(self, doc_id: str) -> list[str]:
+        """Delete every stored section of SOP document ``doc_id``; returns their ids."""
+        with self._documents:
+            ids = self.store.sections_of(doc_id)
+            if not ids:
+                raise RecordNotFound(f"no SOP document with doc_id '{doc_id}'", field="doc_id")
+            for rid in ids:
+                self.index.delete(rid)
+        return ids
+
+    def document(self, doc_id: str) -> list[Record]:
+        """The stored sections of SOP document ``doc_id``, in section order."""
+        recs = [self.store.get(rid).record for rid in self.store.sections_of(doc_id)]
+        if not recs:
+            raise RecordNotFound(f"no SOP document with doc_id '{doc_id}'", field="doc_id")
+        return sorted(recs, key=lambda r: _section_number(r.id))
+
     def feedback(self, *, record_id: str, helpful: bool, query: str = "", query_id: str = "",
                  source: str = "") -> int:
         if not query.strip() and not query_id:
@@ -307,3 +337,13 @@ class CaselinkService:
 
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 3)
+
+
+def _stale_sections(store: RecordStore, documents: Mapping[str, Collection[str]]) -> list[str]:
+    """Stored sections of ``documents`` (doc_id -> every section id it has now) that it no longer has."""
+    return [rid for doc_id, ids in documents.items() for rid in store.sections_of(doc_id) if rid not in ids]
+
+
+def _section_number(record_id: str) -> tuple[int, str]:
+    tail = record_id.rpartition("#")[2]
+    return (int(tail), "") if tail.isdigit() else (1 << 30, record_id)

@@ -18,7 +18,7 @@ WRITE_KEY, READ_KEY = "rw-test-key", "ro-test-key"
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     settings = make_settings(tmp_path_factory.mktemp("open"), server__max_body_bytes=64_000,
-                             server__max_text_chars=2_000, server__max_batch=20)
+                             server__max_document_bytes=200_000, server__max_text_chars=2_000, server__max_batch=20)
     build_index(settings)
     with serve(settings) as running:
         yield running
@@ -147,6 +147,69 @@ def test_batch_upsert_and_all_or_nothing(client):
     problem(client.get(f"/v1/records/E-{tag}-0"), 404)
     too_many = [{"id": f"M-{tag}-{i}", "kind": "case"} for i in range(21)]
     problem(client.post("/v1/records:batch", json={"records": too_many}), 422, "records")
+
+
+# -- SOP documents as files -----------------------------------------------------------------------
+MD = "text/markdown; charset=utf-8"
+
+
+def test_a_document_put_replaces_it_whole_and_delete_removes_every_section(client):
+    doc = f"SOP-D{uuid.uuid4().hex[:6]}"
+    first = "# 干泵更换\n## 1. 准备\n关闭电源，确认 E1023 已复位。\n## 2. 拆卸\n拆下泵体与排气管。\n"
+    old = first + "## 3. 校准\n用旧版工装 PN-0009-01 校准转速。\n"
+    resp = client.put(f"/v1/documents/{doc}", content=old.encode(), headers={"Content-Type": MD})
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert body["title"] == "干泵更换" and [s["id"] for s in body["sections"]] == [f"{doc}#1", f"{doc}#2", f"{doc}#3"]
+    assert (body["created"], body["updated"], body["removed"]) == (3, 0, [])
+    assert ids(search(client, "PN-0009-01")["results"])[0] == f"{doc}#3"
+
+    resp = client.put(f"/v1/documents/{doc}", content=first.encode("gbk"),
+                      headers={"Content-Type": "text/markdown; charset=gbk"})
+    assert resp.status_code == 200, resp.text
+    assert (resp.json()["unchanged"], resp.json()["removed"]) == (2, [f"{doc}#3"])
+    assert f"{doc}#3" not in ids(search(client, "PN-0009-01 旧版工装 校准")["results"])
+    problem(client.get(f"/v1/records/{doc}%233"), 404)
+    assert [s["section"] for s in client.get(f"/v1/documents/{doc}").json()["sections"]] == ["1. 准备", "2. 拆卸"]
+
+    assert client.delete(f"/v1/documents/{doc}").status_code == 204
+    problem(client.get(f"/v1/documents/{doc}"), 404, "doc_id")
+    problem(client.delete(f"/v1/documents/{doc}"), 404, "doc_id")
+    assert not [i for i in ids(search(client, "干泵更换 关闭电源 拆下泵体")["results"]) if i.startswith(doc)]
+
+
+def test_a_document_as_docx_and_what_is_refused(client, tmp_path):
+    import docx
+
+    doc = f"SOP-X{uuid.uuid4().hex[:6]}"
+    d = docx.Document()
+    d.add_heading("射频电源检修", level=1)
+    d.add_heading("1. 检查反射功率", level=2)
+    d.add_paragraph("反射功率超过 50 W 时报 A-4410，检查匹配器。")
+    d.save(tmp_path / "rf.docx")
+    resp = client.put(f"/v1/documents/{doc}?format=docx", content=(tmp_path / "rf.docx").read_bytes(),
+                      headers={"Content-Type": "application/octet-stream"})
+    assert resp.status_code == 201, resp.text
+    assert ids(search(client, "A-4410 反射功率")["results"])[0] == resp.json()["sections"][0]["id"]
+
+    text = "# 手册\n## 1. 步骤\n内容\n".encode()
+    bad = problem(client.put(f"/v1/documents/{doc}", content=text, headers={"Content-Type": "application/zip"}), 415,
+                  "Content-Type")
+    assert "?format=" in bad["hint"]
+    front = "---\ndoc_id: SOP-OTHER\n---\n# 手册\n## 1. 步骤\n内容\n".encode()
+    problem(client.put(f"/v1/documents/{doc}", content=front, headers={"Content-Type": MD}), 400, "doc_id")
+    long_heading = ("# 手册\n## 1. 步骤\n内容\n## " + "长" * 1001 + "\n内容\n").encode()
+    problem(client.put(f"/v1/documents/{doc}", content=long_heading, headers={"Content-Type": MD}), 422,
+            "sections.2.section")
+    problem(client.put(f"/v1/documents/{doc}", content=b"", headers={"Content-Type": MD}), 400, "body")
+    problem(client.put(f"/v1/documents/{doc}?format=pdf", content=b"not a pdf"), 400)
+    # Refused uploads changed nothing; a document is allowed more than a JSON body, up to its own limit.
+    assert [s["section"] for s in client.get(f"/v1/documents/{doc}").json()["sections"]] == ["1. 检查反射功率"]
+    big = ("# 大手册\n## 1. 步骤\n" + "检查真空泵。" * 12_000 + "\n").encode()  # 216 kB > 200 kB
+    problem(client.put(f"/v1/documents/{doc}", content=big, headers={"Content-Type": MD}), 413, "body")
+    roomy = ("# 大手册\n## 1. 步骤\n" + "检查真空泵。" * 5_000 + "\n").encode()  # 90 kB > the 64 kB JSON limit
+    assert client.put(f"/v1/documents/{doc}", content=roomy, headers={"Content-Type": MD}).status_code == 200
+    assert client.delete(f"/v1/documents/{doc}").status_code == 204
 
 
 # -- feedback, stats, ops -------------------------------------------------------------------------

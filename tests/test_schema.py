@@ -31,8 +31,8 @@ WRITE_KEY = f"rw-{uuid.uuid4().hex}"
 READ_KEY = f"ro-{uuid.uuid4().hex}"
 WRONG_KEY = f"xx-{uuid.uuid4().hex}"  # a mistyped key is a secret too
 AUTH = {"Authorization": f"Bearer {WRITE_KEY}"}
-LIMITS = {"server__max_body_bytes": 64_000, "server__max_text_chars": 2_000, "server__max_batch": 20,
-          "rank__max_k": 50}
+LIMITS = {"server__max_body_bytes": 64_000, "server__max_document_bytes": 200_000, "server__max_text_chars": 2_000,
+          "server__max_batch": 20, "rank__max_k": 50}
 EXAMPLES = 20  # per operation and generation mode: about 500 generated requests in all
 
 # The schema as the app generates it (nothing is opened until a server starts).
@@ -41,7 +41,8 @@ OPERATIONS = [(m.upper(), p, op) for p, item in SPEC["paths"].items() for m, op 
 OPEN = {("GET", "/healthz"), ("GET", "/readyz")}
 # Every operation that is not a GET must be classified here: a write needs the read-write key.
 WRITES = {("PUT", "/v1/records/{record_id}"), ("DELETE", "/v1/records/{record_id}"),
-          ("POST", "/v1/records:batch"), ("POST", "/v1/feedback")}
+          ("POST", "/v1/records:batch"), ("POST", "/v1/feedback"),
+          ("PUT", "/v1/documents/{doc_id}"), ("DELETE", "/v1/documents/{doc_id}")}
 READ_POSTS = {("POST", "/v1/search"), ("POST", "/v1/suggest")}
 KNOWN_BUGS: dict[tuple[str, str], str] = {}  # (method, path) -> reason, for bugs found and not yet fixed
 

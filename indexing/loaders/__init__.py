@@ -23,12 +23,12 @@ from caselink.errors import LoaderError
 from indexing.loaders.folders import files_under, is_visible, load_files
 from indexing.loaders.mapping import Mapping, load_mapping, mapping_from_dict
 from indexing.loaders.result import LoadResult, SkippedRow
-from indexing.loaders.sop import SOP_SUFFIXES, UniqueDocIds, load_sop_file, load_sop_folder
+from indexing.loaders.sop import SOP_SUFFIXES, UniqueDocIds, load_sop_bytes, load_sop_file, load_sop_folder
 from indexing.loaders.tabular import TABLE_SUFFIXES, load_table
 
 __all__ = [
     "LoadResult", "SkippedRow", "Mapping", "load_path", "load_mapping", "mapping_from_dict", "load_table",
-    "load_sop_file", "load_sop_folder", "TABLE_SUFFIXES", "SOP_SUFFIXES",
+    "load_sop_bytes", "load_sop_file", "load_sop_folder", "TABLE_SUFFIXES", "SOP_SUFFIXES",
 ]
 
 _QUIET = frozenset({".toml"})  # mapping files live next to the exports; not worth a warning

@@ -21,6 +21,7 @@ Formats: .md/.markdown (``sop_markdown``), .txt (``sop_plaintext``), .html/.htm 
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +38,33 @@ from indexing.records import parse_record
 
 ERROR_CODE_PATTERN = re.compile(r"(?<![A-Za-z0-9_-])[A-Z]-?\d{3,5}(?![A-Za-z0-9_])")
 MAX_CODES = 100  # Record.error_codes holds at most this many
+
+
+def load_sop_bytes(data: bytes, *, doc_id: str, suffix: str, encoding: str = "auto") -> LoadResult:
+    """Load one SOP document sent as bytes (an upload), under ``doc_id``.
+
+    Args:
+        data: The file's content.
+        doc_id: The document's id; front matter naming another doc_id is an error.
+        suffix: The file type it would have on disk (``.md``, ``.pdf``, ...).
+        encoding: As for :func:`load_sop_file`.
+
+    Raises:
+        LoaderError: as for :func:`load_sop_file`; messages name the ``document`` instead of a path.
+    """
+    if suffix.lower() not in SOP_SUFFIXES:
+        raise LoaderError(f"document: expected one of {', '.join(SOP_SUFFIXES)}, got '{suffix}'", field="format")
+    # The parsers (pypdf, python-docx, the text decoders) read files; a private folder keeps the
+    # upload's name free of anything the client sent.
+    with tempfile.TemporaryDirectory(prefix="caselink-doc-") as tmp:
+        path = Path(tmp) / f"document{suffix.lower()}"
+        path.write_bytes(data)
+        doc = _parse(path, "document", encoding)
+    if doc.doc_id and doc.doc_id != doc_id:
+        raise LoaderError(f"document: its front matter says doc_id {doc.doc_id!r}, the request says {doc_id!r}",
+                          field="doc_id", hint="send it to /v1/documents/" + doc.doc_id + " or fix the front matter")
+    doc.doc_id, doc.title = doc_id, doc.title or doc_id
+    return _to_records(doc, path, "document")
 
 
 def load_sop_file(path: str | Path, *, encoding: str = "auto") -> LoadResult:
