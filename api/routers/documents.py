@@ -39,9 +39,9 @@ def _format_of(content_type: str, given: str | None) -> tuple[str, str]:
     fmt = given or _TYPES.get(mime.strip().lower())
     if fmt is None:
         raise UnsupportedFormat(f"Content-Type '{mime.strip() or '(none)'}' is not a document type caselink reads",
-                          field="Content-Type",
-                          hint="send text/markdown, text/plain, text/html, application/pdf or a .docx type, "
-                               "or add ?format=md|txt|html|pdf|docx")
+                                field="Content-Type",
+                                hint="send text/markdown, text/plain, text/html, application/pdf or a .docx type, "
+                                     "or add ?format=md|txt|html|pdf|docx")
     return "." + fmt, charset
 
 
@@ -56,13 +56,12 @@ def _put(svc: CaselinkService, doc_id: str, data: bytes, suffix: str, encoding: 
         bad = result.skipped[0]
         raise InvalidRecord(f"section {bad.row}: {bad.message}; nothing was stored",
                             field=f"sections.{bad.row}.{bad.field}" if bad.field else f"sections.{bad.row}")
-    existed = bool(svc.store.sections_of(doc_id))
     outcomes, removed = svc.put_document(doc_id, result.records, result.documents[doc_id])
     created = sum(o.created for o in outcomes)
     updated = sum(o.changed and not o.created for o in outcomes)
     out = DocumentPutOut(**_document_out(doc_id, result.records).model_dump(), created=created, updated=updated,
                          unchanged=len(outcomes) - created - updated, removed=removed, warnings=result.warnings)
-    return out, not existed
+    return out, created == len(outcomes) and not removed  # nothing of it was stored before
 
 
 @router.put("/documents/{doc_id}", response_model=DocumentPutOut, dependencies=[WriteAccess],
