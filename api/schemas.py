@@ -277,15 +277,24 @@ class SectionOut(BaseModel):
     section: str = Field(..., description="The section heading.")
 
 
+class SectionTextOut(SectionOut):
+    text: str = Field(..., description="The section's body.")
+
+
 class DocumentOut(BaseModel):
-    """An SOP document as stored: its sections, in order."""
+    """An SOP document as stored: its sections in order, with their text."""
+
+    doc_id: str
+    title: str
+    sections: list[SectionTextOut]
+
+
+class DocumentPutOut(BaseModel):
+    """What a PUT of an SOP file stored (section texts are not echoed back)."""
 
     doc_id: str
     title: str
     sections: list[SectionOut]
-
-
-class DocumentPutOut(DocumentOut):
     created: int = Field(..., description="Sections that were new.")
     updated: int = Field(..., description="Sections whose text or fields changed.")
     unchanged: int

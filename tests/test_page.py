@@ -84,6 +84,14 @@ def test_search_highlight_feedback_and_screenshot(srv, browser):
     sop = next(r for r in results if r.get_attribute("data-id") == "SOP-VAC-01#3")
     assert "真空泵接触器更换" in sop.find_element(By.CSS_SELECTOR, ".title").text  # the section, in place
     assert "真空系统维护规程 (SOP-VAC-01)" in sop.find_element(By.CSS_SELECTOR, ".where").text
+    assert not first.find_elements(By.CSS_SELECTOR, ".read-sop")  # a case has no document to read
+    sop.find_element(By.CSS_SELECTOR, ".read-sop").click()
+    _wait(browser).until(lambda d: sop.find_elements(By.CSS_SELECTOR, ".sop-doc li"))
+    sections = sop.find_elements(By.CSS_SELECTOR, ".sop-doc li")
+    stored = srv.service.store.sections_of("SOP-VAC-01")
+    assert [li.get_attribute("data-id") for li in sections] == sorted(stored, key=lambda i: int(i.rpartition("#")[2]))
+    current = sop.find_element(By.CSS_SELECTOR, ".sop-doc li.current")
+    assert current.get_attribute("data-id") == "SOP-VAC-01#3" and "真空泵接触器更换" in current.text
 
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "search-page.png"))

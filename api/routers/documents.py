@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import ReadAccess, ServiceDep, WriteAccess
-from api.schemas import PROBLEM_RESPONSES, DocumentOut, DocumentPutOut, Problem, SectionOut
+from api.schemas import PROBLEM_RESPONSES, DocumentOut, DocumentPutOut, Problem, SectionOut, SectionTextOut
 from caselink.errors import InvalidRecord, LoaderError, UnsupportedFormat
 from indexing.loaders import load_sop_bytes
 from indexing.records import Record
@@ -45,9 +45,8 @@ def _format_of(content_type: str, given: str | None) -> tuple[str, str]:
     return "." + fmt, charset
 
 
-def _document_out(doc_id: str, records: list[Record]) -> DocumentOut:
-    return DocumentOut(doc_id=doc_id, title=records[0].doc_title if records else doc_id,
-                       sections=[SectionOut(id=r.id, section=r.section) for r in records])
+def _title(doc_id: str, records: list[Record]) -> str:
+    return records[0].doc_title if records and records[0].doc_title else doc_id
 
 
 def _put(svc: CaselinkService, doc_id: str, data: bytes, suffix: str, encoding: str) -> tuple[DocumentPutOut, bool]:
@@ -59,8 +58,10 @@ def _put(svc: CaselinkService, doc_id: str, data: bytes, suffix: str, encoding: 
     outcomes, removed = svc.put_document(doc_id, result.records, result.documents[doc_id])
     created = sum(o.created for o in outcomes)
     updated = sum(o.changed and not o.created for o in outcomes)
-    out = DocumentPutOut(**_document_out(doc_id, result.records).model_dump(), created=created, updated=updated,
-                         unchanged=len(outcomes) - created - updated, removed=removed, warnings=result.warnings)
+    out = DocumentPutOut(doc_id=doc_id, title=_title(doc_id, result.records),
+                         sections=[SectionOut(id=r.id, section=r.section) for r in result.records],
+                         created=created, updated=updated, unchanged=len(outcomes) - created - updated,
+                         removed=removed, warnings=result.warnings)
     return out, created == len(outcomes) and not removed  # nothing of it was stored before
 
 
@@ -88,7 +89,9 @@ async def put_document(doc_id: DocId, request: Request, svc: ServiceDep, respons
 @router.get("/documents/{doc_id}", response_model=DocumentOut, dependencies=[ReadAccess],
             responses=PROBLEM_RESPONSES, summary="An SOP document's sections")
 def get_document(doc_id: DocId, svc: ServiceDep) -> DocumentOut:  # type: ignore[valid-type]
-    return _document_out(doc_id, svc.document(doc_id))
+    records = svc.document(doc_id)
+    return DocumentOut(doc_id=doc_id, title=_title(doc_id, records),
+                       sections=[SectionTextOut(id=r.id, section=r.section, text=r.text) for r in records])
 
 
 @router.delete("/documents/{doc_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteAccess],

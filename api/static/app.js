@@ -120,6 +120,12 @@ function renderResult(r, feedbackFor) {
   } else {
     suggest.remove();  // suggestions come from past cases' fields: offered for cases only
   }
+  const readSop = node.querySelector(".read-sop");
+  if (r.kind === "sop" && r.doc_id) {
+    readSop.addEventListener("click", () => toggleDocument(node, r));
+  } else {
+    readSop.remove();
+  }
   const vote = node.querySelector(".vote");
   vote.querySelector(".helpful").addEventListener("click", () => sendFeedback(vote, r.id, true, feedbackFor));
   vote.querySelector(".not-helpful").addEventListener("click", () => sendFeedback(vote, r.id, false, feedbackFor));
@@ -418,6 +424,36 @@ async function toggleSuggestions(node, r) {
     panel.dataset.loaded = "1";
   } catch (err) {
     panel.replaceChildren(el("span", "suggest-error", `Could not get suggestions: ${err.message}`));
+    if (err.status === 401) showError(err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// The whole SOP under a suggested section: the step found is read in its procedure.
+async function toggleDocument(node, r) {
+  const panel = node.querySelector(".sop-doc");
+  const button = node.querySelector(".read-sop");
+  const open = panel.hidden;
+  panel.hidden = !open;
+  button.setAttribute("aria-expanded", String(open));
+  button.textContent = open ? "Hide the SOP" : "Read the whole SOP";
+  if (!open || panel.dataset.loaded) return;
+  panel.replaceChildren(el("span", "muted", "Loading the document…"));
+  button.disabled = true;
+  try {
+    const doc = await api(`/v1/documents/${encodeURIComponent(r.doc_id)}`);
+    const list = el("ol", "sections");
+    for (const s of doc.sections) {
+      const item = el("li", s.id === r.id ? "current" : "");
+      item.dataset.id = s.id;
+      item.append(el("h4", "", s.section || s.id), el("p", "body", s.text));
+      list.append(item);
+    }
+    panel.replaceChildren(el("div", "muted", `${doc.title} (${doc.doc_id}), ${doc.sections.length} section${doc.sections.length === 1 ? "" : "s"}`), list);
+    panel.dataset.loaded = "1";
+  } catch (err) {
+    panel.replaceChildren(el("span", "suggest-error", `Could not load the document: ${err.message}`));
     if (err.status === 401) showError(err);
   } finally {
     button.disabled = false;
