@@ -10,7 +10,7 @@ of :class:`recommender.emerging.EmergingReport` and :class:`recommender.suggest.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
 
@@ -62,6 +62,18 @@ class BatchUpsertOut(BaseModel):
     created: int
     updated: int
     unchanged: int
+
+
+class BatchDeleteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        ..., min_length=1, description="Up to server.max_batch record ids.")
+
+
+class BatchDeleteOut(BaseModel):
+    deleted: list[str] = Field(..., description="Ids that were stored and are now gone from search.")
+    missing: list[str] = Field(..., description="Ids that were not stored (already deleted, or never sent).")
 
 
 class FeedbackIn(BaseModel):

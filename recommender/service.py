@@ -290,6 +290,12 @@ class CaselinkService:
         if not self.index.delete(record_id):
             raise RecordNotFound(f"no record with id '{record_id}'", field="id")
 
+    def delete_many(self, record_ids: list[str]) -> tuple[list[str], list[str]]:
+        """Delete the stored ones of ``record_ids``: (deleted, not stored)."""
+        deleted = [rid for rid in record_ids if self.index.delete(rid)]
+        gone = set(deleted)
+        return deleted, [rid for rid in record_ids if rid not in gone]
+
     def put_document(self, doc_id: str, records: list[Record], section_ids: Collection[str]
                      ) -> tuple[list[UpsertOutcome], list[str]]:
         """Replace SOP document ``doc_id`` with ``records`` (its sections; ``section_ids`` names all

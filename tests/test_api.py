@@ -148,6 +148,17 @@ def test_batch_upsert_and_all_or_nothing(client):
     too_many = [{"id": f"M-{tag}-{i}", "kind": "case"} for i in range(21)]
     problem(client.post("/v1/records:batch", json={"records": too_many}), 422, "records")
 
+    # A purge: what is stored goes, what is not is listed, and a retry finishes instead of failing.
+    purge = {"ids": [f"B-{tag}-0", f"B-{tag}-1", "NOT-STORED", f"B-{tag}-0"]}
+    resp = client.post("/v1/records:batchDelete", json=purge)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"deleted": [f"B-{tag}-0", f"B-{tag}-1"], "missing": ["NOT-STORED"]}
+    assert client.post("/v1/records:batchDelete", json=purge).json()["deleted"] == []
+    assert ids(search(client, "气缸密封圈漏气")["results"]).count(f"B-{tag}-2") == 1
+    assert not {f"B-{tag}-0", f"B-{tag}-1"} & set(ids(search(client, "气缸密封圈漏气 批次")["results"]))
+    problem(client.post("/v1/records:batchDelete", json={"ids": [f"x{i}" for i in range(21)]}), 422, "ids")
+    problem(client.post("/v1/records:batchDelete", json={"ids": []}), 422, "ids")
+
 
 # -- SOP documents as files -----------------------------------------------------------------------
 MD = "text/markdown; charset=utf-8"

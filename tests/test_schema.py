@@ -42,7 +42,8 @@ OPEN = {("GET", "/healthz"), ("GET", "/readyz")}
 # Every operation that is not a GET must be classified here: a write needs the read-write key.
 WRITES = {("PUT", "/v1/records/{record_id}"), ("DELETE", "/v1/records/{record_id}"),
           ("POST", "/v1/records:batch"), ("POST", "/v1/feedback"),
-          ("PUT", "/v1/documents/{doc_id}"), ("DELETE", "/v1/documents/{doc_id}")}
+          ("PUT", "/v1/documents/{doc_id}"), ("DELETE", "/v1/documents/{doc_id}"),
+          ("POST", "/v1/records:batchDelete")}
 READ_POSTS = {("POST", "/v1/search"), ("POST", "/v1/suggest")}
 KNOWN_BUGS: dict[tuple[str, str], str] = {}  # (method, path) -> reason, for bugs found and not yet fixed
 

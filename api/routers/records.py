@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response, status
 
 from api.deps import ReadAccess, ServiceDep, SettingsDep, WriteAccess
-from api.schemas import PROBLEM_RESPONSES, BatchUpsertIn, BatchUpsertOut, RecordIn, RecordOut, RelatedOut, UpsertOut
+from api.schemas import (PROBLEM_RESPONSES, BatchDeleteIn, BatchDeleteOut, BatchUpsertIn, BatchUpsertOut, RecordIn,
+                         RecordOut, RelatedOut, UpsertOut)
 from caselink.errors import InvalidRecord
 from indexing.records import Record, parse_record, require_content
 from recommender.results import Mode
@@ -48,6 +49,18 @@ def batch_upsert(body: BatchUpsertIn, svc: ServiceDep, settings: SettingsDep) ->
     updated = sum(r.changed and not r.created for r in results)
     return BatchUpsertOut(results=results, created=created, updated=updated,
                           unchanged=len(results) - created - updated)
+
+
+@router.post("/records:batchDelete", response_model=BatchDeleteOut, dependencies=[WriteAccess],
+             responses=PROBLEM_RESPONSES, summary="Delete many records at once")
+def batch_delete(body: BatchDeleteIn, svc: ServiceDep, settings: SettingsDep) -> BatchDeleteOut:
+    """Idempotent, like DELETE: ids that are not stored are listed in ``missing``, not an error, so a
+    purge that is retried after a lost response finishes instead of failing."""
+    limit = settings.server.max_batch
+    if len(body.ids) > limit:
+        raise InvalidRecord(f"expected at most {limit} ids per batch, got {len(body.ids)}", field="ids")
+    deleted, missing = svc.delete_many(list(dict.fromkeys(body.ids)))
+    return BatchDeleteOut(deleted=deleted, missing=missing)
 
 
 @router.get("/records/{record_id}", response_model=RecordOut, dependencies=[ReadAccess],
