@@ -104,7 +104,7 @@ class Record(BaseModel):
         return " ".join(p for p in [self.product, self.model, self.module, *self.error_codes] if p)
 
     def is_empty(self) -> bool:
-        """Nothing to search or compare by: no title, body, SOP heading, product, module or code."""
+        """Nothing to search or compare by: no title, body, SOP heading, product, model, module or code."""
         return not (self.searchable_text() or self.facets())
 
     def display_title(self) -> str:

@@ -13,13 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from caselink.errors import ConfigError, LoaderError
+from caselink.errors import ConfigError, LoaderError, UnsupportedFormat
 from indexing.loaders import (
     LoadResult,
     Mapping,
     SkippedRow,
     load_mapping,
     load_path,
+    load_sop_bytes,
     load_sop_file,
     load_sop_folder,
     load_table,
@@ -614,6 +615,21 @@ def test_sop_documents_name_every_section_even_a_skipped_one(tmp_path):
     result = load_sop_folder(tmp_path)
     assert [r.id for r in result.records] == ["a#1", "b#1"] and _skips(result) == [("a.md", 2, "section")]
     assert result.documents == {"a": {"a#1", "a#2"}, "b": {"b#1"}}
+
+
+def test_sop_bytes_take_the_given_doc_id_and_name_the_document_not_a_temporary_file():
+    result = load_sop_bytes("## 检查\n确认 E1023。\n## 更换\n换泵。\n".encode("gbk"), doc_id="SOP-U-1", suffix=".md")
+    assert [(r.id, r.doc_id, r.doc_title, r.section) for r in result.records] == [
+        ("SOP-U-1#1", "SOP-U-1", "SOP-U-1", "检查"), ("SOP-U-1#2", "SOP-U-1", "SOP-U-1", "更换")]
+    assert result.documents == {"SOP-U-1": {"SOP-U-1#1", "SOP-U-1#2"}} and result.files == ["document"]
+    with pytest.raises(LoaderError, match="front matter says doc_id 'SOP-A', the request says 'SOP-B'") as e:
+        load_sop_bytes(b"---\ndoc_id: SOP-A\n---\n# A\n## One\ntext\n", doc_id="SOP-B", suffix=".md")
+    assert e.value.field == "doc_id"
+    with pytest.raises(UnsupportedFormat, match="got '.doc'"):
+        load_sop_bytes(b"x", doc_id="SOP-C", suffix=".doc")
+    with pytest.raises(LoaderError, match=r"^document: ") as e:
+        load_sop_bytes(b"%PDF-1.4 broken", doc_id="SOP-D", suffix=".pdf")
+    assert "caselink-doc-" not in str(e.value)
 
 
 def test_skipped_row_str_and_summary_without_problems():

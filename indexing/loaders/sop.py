@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from caselink.errors import InvalidRecord, LoaderError
+from caselink.errors import InvalidRecord, LoaderError, UnsupportedFormat
 from indexing.loaders.folders import files_under, load_files
 from indexing.loaders.result import LoadResult, SkippedRow
 from indexing.loaders.sop_docx import parse_docx
@@ -53,7 +53,7 @@ def load_sop_bytes(data: bytes, *, doc_id: str, suffix: str, encoding: str = "au
         LoaderError: as for :func:`load_sop_file`; messages name the ``document`` instead of a path.
     """
     if suffix.lower() not in SOP_SUFFIXES:
-        raise LoaderError(f"document: expected one of {', '.join(SOP_SUFFIXES)}, got '{suffix}'", field="format")
+        raise UnsupportedFormat(f"document: expected one of {', '.join(SOP_SUFFIXES)}, got '{suffix}'", field="format")
     # The parsers (pypdf, python-docx, the text decoders) read files; a private folder keeps the
     # upload's name free of anything the client sent.
     with tempfile.TemporaryDirectory(prefix="caselink-doc-") as tmp:
