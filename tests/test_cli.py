@@ -129,3 +129,20 @@ def test_a_revised_sop_drops_its_old_sections_and_delete_takes_records_or_docume
     assert "deleted 3 records: SOP-T-2#1, SOP-T-1#1, SOP-T-1#2" in run(
         "delete", "SOP-T-2#1", "--doc", "SOP-T-1", data_dir=data).stdout
     assert json.loads(run("stats", "--json", data_dir=data).stdout)["records"] == {}
+
+
+def test_related_of_a_record_stored_empty_says_why_it_has_nothing(tmp_path):
+    from caselink.config import load_settings
+    from indexing.records import Record
+    from recommender.service import CaselinkService
+
+    data = tmp_path / "data"
+    run("index", "--demo", data_dir=data)
+    svc = CaselinkService.open(load_settings(data_dir=data, env={}))
+    try:  # as an older caselink could store it: the live index itself does not refuse it
+        svc.index.upsert([Record(id="T-EMPTY", kind="case", status="open")])
+    finally:
+        svc.close()
+    proc = run("related", "T-EMPTY", data_dir=data)
+    assert "0 results, path hybrid (record 'T-EMPTY' has no title, text or codes to compare)" in proc.stdout
+    assert "fell back" not in proc.stdout
