@@ -277,8 +277,7 @@ def delete(
         if missing:
             raise RecordNotFound(f"not stored: {', '.join(missing)}; nothing was deleted", field="record_ids",
                                  hint="caselink search or GET /v1/records/{id} shows what is stored")
-        for i in ids:
-            svc.delete(i)
+        svc.delete_many(ids)
     finally:
         svc.close()
     noun = "record" if len(ids) == 1 else "records"

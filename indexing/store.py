@@ -211,14 +211,19 @@ class RecordStore:
                 yield StoredRecord(num, record_from_json(body))
             last = rows[-1][0]
 
-    def sections_of(self, doc_id: str) -> list[str]:
-        """Ids of the stored SOP sections of document ``doc_id``, in id order."""
+    def sections(self, doc_id: str) -> list[Record]:
+        """The stored SOP sections of document ``doc_id``, in section order (#2 before #10)."""
         # Section ids are {doc_id}#{n}: a range on the unique id index ('$' sorts right after '#'),
         # not a scan of the table; the body's doc_id confirms each one.
         with self._lock:
-            rows = self.conn.execute("SELECT id, body FROM records WHERE id >= ? AND id < ? AND kind = 'sop'"
-                                     " ORDER BY id", (f"{doc_id}#", f"{doc_id}$")).fetchall()
-        return [rid for rid, body in rows if record_from_json(body).doc_id == doc_id]
+            rows = self.conn.execute("SELECT body FROM records WHERE id >= ? AND id < ? AND kind = 'sop'",
+                                     (f"{doc_id}#", f"{doc_id}$")).fetchall()
+        recs = [r for r in (record_from_json(body) for (body,) in rows) if r.doc_id == doc_id]
+        return sorted(recs, key=lambda r: _section_order(r.id))
+
+    def sections_of(self, doc_id: str) -> list[str]:
+        """Ids of the stored SOP sections of document ``doc_id``, in section order."""
+        return [r.id for r in self.sections(doc_id)]
 
     def sample(self, n: int) -> list[Record]:
         """Up to ``n`` records spread evenly over the store (every k-th by insertion order)."""
@@ -273,3 +278,8 @@ class RecordStore:
             rows = self.conn.execute(
                 "SELECT fid, query, query_id, record_id, helpful, source, created FROM feedback ORDER BY fid").fetchall()
         return [Feedback(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
+
+
+def _section_order(record_id: str) -> tuple[int, str]:
+    tail = record_id.rpartition("#")[2]
+    return (int(tail), "") if tail.isdigit() else (1 << 30, record_id)

@@ -320,10 +320,10 @@ class CaselinkService:
 
     def document(self, doc_id: str) -> list[Record]:
         """The stored sections of SOP document ``doc_id``, in section order."""
-        recs = [self.store.get(rid).record for rid in self.store.sections_of(doc_id)]
+        recs = self.store.sections(doc_id)
         if not recs:
             raise RecordNotFound(f"no SOP document with doc_id '{doc_id}'", field="doc_id")
-        return sorted(recs, key=lambda r: _section_number(r.id))
+        return recs
 
     def feedback(self, *, record_id: str, helpful: bool, query: str = "", query_id: str = "",
                  source: str = "") -> int:
@@ -348,8 +348,3 @@ def _ms(t0: float) -> float:
 def _stale_sections(store: RecordStore, documents: Mapping[str, Collection[str]]) -> list[str]:
     """Stored sections of ``documents`` (doc_id -> every section id it has now) that it no longer has."""
     return [rid for doc_id, ids in documents.items() for rid in store.sections_of(doc_id) if rid not in ids]
-
-
-def _section_number(record_id: str) -> tuple[int, str]:
-    tail = record_id.rpartition("#")[2]
-    return (int(tail), "") if tail.isdigit() else (1 << 30, record_id)
