@@ -294,28 +294,29 @@ class LiveIndex:
         Embedding happens before the store is touched, so an encoder failure stores nothing and
         the store and the live index never disagree.
         """
-        records = list(records)
-        with self.lock:
-            vecs, tokens = self._prepare(records)
-            result = self.store.upsert(records)
-            changed = [i for i, r in enumerate(result) if r.changed]
-            self._apply([(result[i].num, records[i]) for i in changed],
-                        (vecs[changed], [tokens[i] for i in changed]))
-            self._catch_up(own={result[i].num for i in changed})
-            self.writes_since_snapshot_ += len(changed)
-        self._maybe_snapshot()
-        return result
+        return self.write(records)[0]
 
     def delete(self, record_id: str) -> bool:
+        return self.write(deletes=[record_id])[1][0] is not None
+
+    def write(self, upserts: Iterable[Record] = (), deletes: Iterable[str] = ()
+              ) -> tuple[list[UpsertResult], list[int | None]]:
+        """Upsert and delete in one store transaction (:meth:`RecordStore.write`), then apply both
+        to the live index: the store commits all of it or none, and the index follows the store."""
+        records = list(upserts)
         with self.lock:
-            num = self.store.delete(record_id)
-            if num is None:
-                return False
-            self._remove([num])
-            self._catch_up(own={num})
-            self.writes_since_snapshot_ += 1
+            vecs, tokens = self._prepare(records) if records else (None, [])
+            result, gone = self.store.write(records, deletes)
+            changed = [i for i, r in enumerate(result) if r.changed]
+            if changed:
+                self._apply([(result[i].num, records[i]) for i in changed],
+                            (vecs[changed], [tokens[i] for i in changed]))
+            removed = [n for n in gone if n is not None]
+            self._remove(removed)
+            self._catch_up(own={result[i].num for i in changed} | set(removed))
+            self.writes_since_snapshot_ += len(changed) + len(removed)
         self._maybe_snapshot()
-        return True
+        return result, gone
 
     def _catch_up(self, own: set[int], progress: Progress | None = None) -> int:
         """Advance ``seq_`` past this process's own changes, applying any another process made

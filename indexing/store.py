@@ -133,10 +133,25 @@ class RecordStore:
 
     def upsert(self, records: Iterable[Record]) -> list[UpsertResult]:
         """Insert or replace records in one transaction; an identical record logs no change."""
+        return self.write(records)[0]
+
+    def delete(self, record_id: str) -> int | None:
+        """Delete a record; returns its num, or None if there was no such record."""
+        return self.write(deletes=[record_id])[1][0]
+
+    def write(self, upserts: Iterable[Record] = (), deletes: Iterable[str] = ()
+              ) -> tuple[list[UpsertResult], list[int | None]]:
+        """Upsert ``upserts``, then delete ``deletes``, in one transaction: all of it or none.
+
+        Returns the upserts' results and, per id deleted, its num (None: it was not stored).
+        A revised SOP document is written this way, so a failure between its new sections and
+        the removal of its old ones cannot leave a half-replaced document.
+        """
         out: list[UpsertResult] = []
+        gone: list[int | None] = []
         now = time.time()
         with self._transaction() as conn:
-            for rec in records:
+            for rec in upserts:
                 h = rec.content_hash()
                 row = conn.execute("SELECT num, hash FROM records WHERE id = ?", (rec.id,)).fetchone()
                 if row is not None and row[1] == h:
@@ -156,17 +171,15 @@ class RecordStore:
                         " body=?, hash=?, updated=? WHERE num=?", (*values, num))
                 conn.execute("INSERT INTO changes (num, op) VALUES (?, 'upsert')", (num,))
                 out.append(UpsertResult(int(num), True, row is None))
-        return out
-
-    def delete(self, record_id: str) -> int | None:
-        """Delete a record; returns its num, or None if there was no such record."""
-        with self._transaction() as conn:
-            row = conn.execute("SELECT num FROM records WHERE id = ?", (record_id,)).fetchone()
-            if row is None:
-                return None  # nothing written: the transaction commits empty
-            conn.execute("DELETE FROM records WHERE num = ?", (row[0],))
-            conn.execute("INSERT INTO changes (num, op) VALUES (?, 'delete')", (row[0],))
-        return int(row[0])
+            for record_id in deletes:
+                row = conn.execute("SELECT num FROM records WHERE id = ?", (record_id,)).fetchone()
+                if row is None:
+                    gone.append(None)  # nothing written for it
+                    continue
+                conn.execute("DELETE FROM records WHERE num = ?", (row[0],))
+                conn.execute("INSERT INTO changes (num, op) VALUES (?, 'delete')", (row[0],))
+                gone.append(int(row[0]))
+        return out, gone
 
     def add_feedback(self, *, record_id: str, helpful: bool, query: str = "", query_id: str = "",
                      source: str = "") -> int:

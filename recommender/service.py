@@ -127,8 +127,7 @@ class CaselinkService:
                     if progress:
                         progress("store", min(1000, len(records) - start), len(records))
             removed = _stale_sections(store, documents or {})
-            for rid in removed:
-                store.delete(rid)
+            store.write(deletes=removed)
             encoder, why = cls._encoder(settings, store, encoder, fresh=rebuild)
             make = LiveIndex.build if rebuild else LiveIndex.refresh
             index, report = make(settings, store, encoder, cache, progress=progress)
@@ -291,22 +290,23 @@ class CaselinkService:
             raise RecordNotFound(f"no record with id '{record_id}'", field="id")
 
     def delete_many(self, record_ids: list[str]) -> tuple[list[str], list[str]]:
-        """Delete the stored ones of ``record_ids``: (deleted, not stored)."""
-        deleted = [rid for rid in record_ids if self.index.delete(rid)]
-        gone = set(deleted)
-        return deleted, [rid for rid in record_ids if rid not in gone]
+        """Delete the stored ones of ``record_ids`` in one transaction: (deleted, not stored)."""
+        _, gone = self.index.write(deletes=record_ids)
+        deleted = [rid for rid, num in zip(record_ids, gone) if num is not None]
+        return deleted, [rid for rid, num in zip(record_ids, gone) if num is None]
 
     def put_document(self, doc_id: str, records: list[Record], section_ids: Collection[str]
                      ) -> tuple[list[UpsertOutcome], list[str]]:
         """Replace SOP document ``doc_id`` with ``records`` (its sections; ``section_ids`` names all
-        of them, as :attr:`LoadResult.documents` does): upserts them, then deletes the stored
-        sections the document no longer has. Returns the upserts and the deleted ids."""
+        of them, as :attr:`LoadResult.documents` does): upserts them and deletes the stored
+        sections the document no longer has, in one transaction. Returns the upserts and the
+        deleted ids."""
+        for r in records:
+            require_content(r)
         with self._documents:
-            outcomes = self.upsert(records)
             removed = _stale_sections(self.store, {doc_id: section_ids})
-            for rid in removed:
-                self.index.delete(rid)
-        return outcomes, removed
+            result, _ = self.index.write(records, removed)
+        return [UpsertOutcome(r.id, u.changed, u.created) for r, u in zip(records, result)], removed
 
     def delete_document(self, doc_id: str) -> list[str]:
         """Delete every stored section of SOP document ``doc_id``; returns their ids."""
@@ -314,8 +314,7 @@ class CaselinkService:
             ids = self.store.sections_of(doc_id)
             if not ids:
                 raise RecordNotFound(f"no SOP document with doc_id '{doc_id}'", field="doc_id")
-            for rid in ids:
-                self.index.delete(rid)
+            self.index.write(deletes=ids)
         return ids
 
     def document(self, doc_id: str) -> list[Record]:
