@@ -83,7 +83,8 @@ class FeedbackIn(BaseModel):
     helpful: StrictBool = Field(..., description="Was the suggestion useful?")
     query: str = Field("", max_length=20_000, description="The search text the suggestion answered.")
     query_id: str = Field("", max_length=200, description="Or: the record the suggestion was related to.")
-    source: str = Field("", max_length=200, description="Where the vote came from, e.g. 'page' or 'crm'.")
+    source: str = Field("", max_length=200, description="Who voted, e.g. an engineer's id or 'crm'; the search page "
+                        "sends one id per browser. A source's latest verdict on a pair counts once in ranking.")
 
 
 class FeedbackOut(BaseModel):

@@ -90,6 +90,9 @@ class RankConfig(_Section):
         0.25, ge=-1, le=1, description="Below this best cosine the dense side is not trusted; keyword answers."
     )
     max_k: int = Field(100, ge=1, le=1000)
+    feedback: bool = Field(
+        True, description="Records related to a record: those marked helpful for it come first, those marked "
+        "not helpful last (see recommender/verdicts.py).")
 
 
 class ServerConfig(_Section):

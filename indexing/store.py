@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS feedback (
     source TEXT NOT NULL DEFAULT '',
     created REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS feedback_query_id ON feedback (query_id);
+CREATE INDEX IF NOT EXISTS feedback_record_id ON feedback (record_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -291,6 +293,16 @@ class RecordStore:
             rows = self.conn.execute(
                 "SELECT fid, query, query_id, record_id, helpful, source, created FROM feedback ORDER BY fid").fetchall()
         return [Feedback(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
+
+    def feedback_between(self, record_id: str) -> list[tuple[str, str, bool]]:
+        """Feedback pairing ``record_id`` with another record, either way round, oldest first:
+        ``(other id, source, helpful)``. Feedback on free-text queries is not included."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT fid, record_id, source, helpful FROM feedback WHERE query_id = ?"
+                " UNION ALL SELECT fid, query_id, source, helpful FROM feedback WHERE record_id = ? AND query_id != ''"
+                " ORDER BY fid", (record_id, record_id)).fetchall()
+        return [(other, source, bool(helpful)) for _, other, source, helpful in rows if other != record_id]
 
 
 def _section_order(record_id: str) -> tuple[int, str]:

@@ -8,6 +8,7 @@ from indexing.normalize import fold
 from indexing.records import Record
 from indexing.tokenize import Tokenizer, canonical_code
 from recommender.results import Explanation
+from recommender.verdicts import Verdict
 
 SNIPPET_CHARS = 160
 
@@ -26,7 +27,8 @@ def _display_code(code: str, record: Record) -> str:
 
 
 def explain(record: Record, *, query_words: list[str], query_codes: set[str], record_codes: frozenset[str],
-            tokenizer: Tokenizer, dense: tuple[int, float] | None, keyword: tuple[int, float] | None) -> Explanation:
+            tokenizer: Tokenizer, dense: tuple[int, float] | None, keyword: tuple[int, float] | None,
+            verdict: Verdict | None = None) -> Explanation:
     text = " ".join((record.title, record.doc_title, record.section, record.text, record.cause, record.resolution,
                      record.workaround, record.product, record.model, record.module))
     # Substring tests on the normalised text instead of segmenting every result with jieba: the
@@ -36,6 +38,9 @@ def explain(record: Record, *, query_words: list[str], query_codes: set[str], re
     shown = tokenizer.surfaces(" ".join((record.title, record.section, record.text)))
     matched = [shown.get(w, w) for w in dict.fromkeys(query_words) if w not in query_codes and w in folded]
     parts = []
+    if verdict is not None and verdict.net:
+        said = "helpful" if verdict.net > 0 else "not helpful"
+        parts.append(f"marked {said} for this record ({verdict.helpful} helpful, {verdict.unhelpful} not)")
     if matched_codes:
         parts.append("same code " + ", ".join(matched_codes))
     if matched:
@@ -52,6 +57,8 @@ def explain(record: Record, *, query_words: list[str], query_codes: set[str], re
         dense_score=round(dense[1], 4) if dense else None,
         keyword_rank=keyword[0] if keyword else None,
         keyword_score=round(keyword[1], 4) if keyword else None,
+        helpful_votes=verdict.helpful if verdict else 0,
+        unhelpful_votes=verdict.unhelpful if verdict else 0,
     )
 
 

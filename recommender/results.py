@@ -39,6 +39,9 @@ class Explanation(BaseModel):
     keyword_rank: int | None = Field(None, description="Rank on the keyword side, if found there.")
     dense_score: float | None = Field(None, description="Cosine similarity of the embeddings.")
     keyword_score: float | None = Field(None, description="BM25 score as a share of the query's own score, 0-1.")
+    helpful_votes: int = Field(0, description="Sources whose latest feedback marked this record helpful for the "
+                                              "queried record (or the queried record helpful for this one).")
+    unhelpful_votes: int = Field(0, description="Sources whose latest feedback marked the pair not helpful.")
 
 
 class SearchResult(BaseModel):

@@ -34,6 +34,7 @@ from indexing.store import RecordStore
 from recommender.explain import explain, snippet_and_highlights
 from recommender.fusion import Fused, codes_first, fuse, single
 from recommender.results import SearchQuery, SearchResponse, SearchResult
+from recommender.verdicts import Verdict, apply_verdicts, tally
 
 # A query is "essentially a code" when codes are all it has besides at most this many words.
 _CODE_QUERY_MAX_WORDS = 2
@@ -187,10 +188,12 @@ class CaselinkService:
         tokens = docs.tokens(rec)
         if self.settings.rank.related_max_terms:
             tokens = self.index.select_terms(tokens, self.settings.rank.related_max_terms)
-        return self._rank(q, text=rec.searchable_text(), tokens=tokens, qvec=qvec, query_codes=set(docs.codes(rec)))
+        verdicts = tally(self.store.feedback_between(rec.id)) if self.settings.rank.feedback else {}
+        return self._rank(q, text=rec.searchable_text(), tokens=tokens, qvec=qvec, query_codes=set(docs.codes(rec)),
+                          verdicts=verdicts)
 
     def _rank(self, q: SearchQuery, *, text: str, tokens: list[str], qvec: np.ndarray | None,
-              query_codes: set[str] | None = None) -> SearchResponse:
+              query_codes: set[str] | None = None, verdicts: Mapping[str, Verdict] | None = None) -> SearchResponse:
         s = self.settings.rank
         if q.k > s.max_k:
             raise InvalidQuery(f"expected k <= {s.max_k}, got {q.k}", field="k")
@@ -246,16 +249,36 @@ class CaselinkService:
             fused = single(k_keys, k_scores, "keyword")
         if len(query_codes) <= _CODES_FIRST_MAX:
             fused = codes_first(fused, query_codes, self.index.facets_.codes)
+        by_key = self._verdicts_by_key(verdicts or {}, fused, mask)
+        fused = apply_verdicts(fused, {k: v.net for k, v in by_key.items()})
         timings["fusion"] = _ms(t)
 
         t = time.perf_counter()
-        results = self._results(fused, q, words, query_codes)
+        results = self._results(fused, q, words, query_codes, by_key)
         timings["fetch"] = _ms(t)
         timings["total"] = _ms(t0)
         return SearchResponse(query=q.text, mode=mode, path=path, fallback_reason=reason, results=results,
                               timings_ms=timings)
 
-    def _results(self, fused: Fused, q: SearchQuery, words: list[str], query_codes: set[str]) -> list[SearchResult]:
+    def _verdicts_by_key(self, verdicts: Mapping[str, Verdict], fused: Fused, mask: np.ndarray | None
+                         ) -> dict[int, Verdict]:
+        """Verdicts keyed like the ranking, for records that may be shown: stored, and, if the
+        ranking did not find them, passing the request's filters and exclusions."""
+        if not verdicts:
+            return {}
+        found = set(fused.keys.tolist())
+        indexed = self.index.facets_.ids
+        out = {}
+        for rid, v in verdicts.items():
+            key = self.store.num_of(rid)
+            if key is None or not v.net:
+                continue
+            if key in found or (key in indexed and (mask is None or (key < len(mask) and mask[key]))):
+                out[key] = v
+        return out
+
+    def _results(self, fused: Fused, q: SearchQuery, words: list[str], query_codes: set[str],
+                 verdicts: Mapping[int, Verdict]) -> list[SearchResult]:
         keep = [(int(k), float(sc)) for k, sc in zip(fused.keys, fused.scores) if sc >= q.min_score][: q.k]
         records = self.store.get_many([k for k, _ in keep])
         docs = self.index.docs_
@@ -266,7 +289,7 @@ class CaselinkService:
                 continue
             ex = explain(rec, query_words=words, query_codes=query_codes,
                          record_codes=frozenset(self.index.facets_.codes.get(key, ())), tokenizer=docs.tokenizer,
-                         dense=fused.dense.get(key), keyword=fused.keyword.get(key))
+                         dense=fused.dense.get(key), keyword=fused.keyword.get(key), verdict=verdicts.get(key))
             terms = ex.matched_terms + [fold(c, opencc=docs.tokenizer.opencc) for c in ex.matched_codes]
             snippet, highlights = snippet_and_highlights(rec, terms, opencc=docs.tokenizer.opencc)
             out.append(SearchResult(

@@ -242,6 +242,27 @@ def test_feedback_is_stored_and_exported(client, srv):
     problem(client.post("/v1/feedback", json={"record_id": "C-1001", "helpful": "maybe", "query": "x"}), 422, "helpful")
 
 
+def test_feedback_on_a_record_reorders_what_is_related_to_it(client):
+    def related(k=8):
+        resp = client.get("/v1/records/C-1002/related", params={"k": k})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["results"]
+
+    last = related()[-1]["id"]
+    source = f"eng-{uuid.uuid4().hex[:6]}"
+    vote = {"record_id": last, "query_id": "C-1002", "source": source}
+    assert client.post("/v1/feedback", json={**vote, "helpful": True}).status_code == 201
+    top = related()[0]
+    assert top["id"] == last and top["explanation"]["helpful_votes"] == 1
+    assert top["explanation"]["reason"].startswith("marked helpful for this record")
+    # The same engineer changes their mind: the latest verdict counts, once.
+    assert client.post("/v1/feedback", json={**vote, "helpful": False}).status_code == 201
+    assert last not in [r["id"] for r in related()]  # below every record nobody judged
+    after = related(k=100)
+    assert after[-1]["id"] == last and after[-1]["explanation"]["unhelpful_votes"] == 1
+    assert after[-1]["explanation"]["helpful_votes"] == 0
+
+
 def test_stats_health_ready_docs(client):
     stats = client.get("/v1/stats").json()
     assert stats["records"]["sop"] == 3 and stats["model"] == "use-m3" and stats["dim"] == 512

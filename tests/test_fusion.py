@@ -36,3 +36,33 @@ def test_codes_first_reorders_and_keeps_scores_non_increasing():
     out = codes_first(f, {"e1023"}, {3: frozenset({"e1023"})})
     assert out.keys.tolist() == [3, 1, 2]
     assert out.scores.tolist() == sorted(out.scores.tolist(), reverse=True)
+
+
+def _fused(keys, scores):
+    from recommender.fusion import Fused
+    return Fused(np.asarray(keys, dtype=np.int64), np.asarray(scores, dtype=np.float32), {}, {})
+
+
+def test_verdicts_count_each_sources_latest_verdict_once():
+    from recommender.verdicts import Verdict, tally
+    rows = [("B", "ann", True), ("B", "ann", True), ("B", "bob", False), ("B", "bob", True),
+            ("C", "ann", True), ("C", "ann", False), ("D", "", False), ("D", "", False), ("D", "eve", False)]
+    assert tally(rows) == {"B": Verdict(2, 0), "C": Verdict(0, 1), "D": Verdict(0, 2)}
+    assert tally(rows)["B"].net == 2 and tally([]) == {}
+
+
+def test_verdicts_promote_demote_add_and_keep_scores_non_increasing():
+    from recommender.verdicts import apply_verdicts
+    f = _fused([1, 2, 3, 4, 5], [0.9, 0.8, 0.7, 0.6, 0.5])
+    out = apply_verdicts(f, {4: 1, 2: -1, 9: 2, 5: 1, 3: 0})
+    # 9 (net 2, not found by the ranking) first, then 4 and 5 (net 1) in score order; 1 and 3 as
+    # they were; 2 (net -1) last.
+    assert out.keys.tolist() == [9, 4, 5, 1, 3, 2]
+    assert out.scores.tolist() == pytest.approx([0.9, 0.9, 0.9, 0.9, 0.7, 0.7])
+    assert all(a >= b for a, b in zip(out.scores, out.scores[1:]))
+    assert apply_verdicts(f, {}) is f and apply_verdicts(f, {3: 0}) is f
+    only_demoted = apply_verdicts(f, {1: -3})
+    assert only_demoted.keys.tolist() == [2, 3, 4, 5, 1]
+    assert only_demoted.scores.tolist() == pytest.approx([0.8, 0.7, 0.6, 0.5, 0.5])
+    empty = apply_verdicts(_fused([], []), {7: 1})
+    assert empty.keys.tolist() == [7] and empty.scores.tolist() == [0.0]

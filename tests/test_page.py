@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import httpx
@@ -99,9 +101,11 @@ def test_search_highlight_feedback_and_screenshot(srv, browser):
     first.find_element(By.CSS_SELECTOR, ".helpful").click()
     _wait(browser).until(lambda d: first.find_elements(By.CSS_SELECTOR, ".thanks"))
     votes = [(f.query, f.record_id, f.helpful, f.source) for f in srv.service.store.feedback()]
-    assert (query, "C-1001", True, "page") in votes
+    mine = [v for v in votes if v[:3] == (query, "C-1001", True)]
+    assert len(mine) == 1 and re.fullmatch(r"page:[0-9a-f]{16}", mine[0][3]), votes  # one voter id per browser
+    assert mine[0][3] == browser.execute_script("return localStorage.getItem('caselink.voter')")
     export = httpx.get(f"{srv.url}/v1/feedback/export", timeout=30).text
-    assert f"{query}\tC-1001\t1\ttext\tpage" in export
+    assert f"{query}\tC-1001\t1\ttext\t{mine[0][3]}" in export
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe  # no CSP violations, failed fetches or script errors
 
@@ -116,11 +120,21 @@ def test_related_view_excludes_the_record_and_votes_with_its_id(srv, browser):
     assert "C-1001" in browser.find_element(By.ID, "context").text
     shown = [r.get_attribute("data-id") for r in browser.find_elements(By.CSS_SELECTOR, "#results .result")]
     assert "C-1001" not in shown and "P-2001" in shown
+    before = [r.get_attribute("data-id") for r in browser.find_elements(By.CSS_SELECTOR, "#results .group-problems .result")]
+    assert len(before) > 1 and before[-1] != "P-2001", before
     target = browser.find_element(By.CSS_SELECTOR, '#results .result[data-id="P-2001"]')
     target.find_element(By.CSS_SELECTOR, ".not-helpful").click()
     _wait(browser).until(lambda d: target.find_elements(By.CSS_SELECTOR, ".thanks"))
     votes = [(f.query_id, f.record_id, f.helpful) for f in srv.service.store.feedback()]
     assert ("C-1001", "P-2001", False) in votes
+    # Opened again, the related view ranks the record marked not helpful below every record nobody
+    # judged (this small corpus fits in the list, so it ends its group), and says why.
+    browser.refresh()
+    _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .group-problems .result"))
+    problems = browser.find_elements(By.CSS_SELECTOR, "#results .group-problems .result")
+    assert len(problems) > 1 and problems[-1].get_attribute("data-id") == "P-2001", \
+        [r.get_attribute("data-id") for r in problems]
+    assert problems[-1].find_element(By.CSS_SELECTOR, ".reason").text.startswith("marked not helpful")
 
 
 def test_record_text_is_escaped(srv, browser):

@@ -85,6 +85,37 @@ def test_related_excludes_itself_and_optionally_linked(svc):
         svc.related("nope")
 
 
+def test_feedback_on_a_record_reorders_the_records_related_to_it(svc, settings, use_encoder):
+    before = ids(svc.related("C-001", k=10))
+    assert "C-005" not in before[:3] and "PO-01" in before[:3]
+    # C-005 (a stage calibration case) is marked helpful for C-001 by two engineers, PO-01 not
+    # helpful by one; one engineer's first "not helpful" on C-005 was taken back.
+    svc.feedback(record_id="C-005", helpful=False, query_id="C-001", source="ann")
+    svc.feedback(record_id="C-005", helpful=True, query_id="C-001", source="ann")
+    svc.feedback(record_id="C-005", helpful=True, query_id="C-001", source="bob")
+    svc.feedback(record_id="PO-01", helpful=False, query_id="C-001", source="bob")
+    resp = svc.related("C-001", k=10)
+    got = ids(resp)
+    assert got[0] == "C-005" and got[-1] == "PO-01" and set(got) == set(before) | {"C-005"}
+    first = resp.results[0].explanation
+    assert (first.helpful_votes, first.unhelpful_votes) == (2, 0)
+    assert first.reason.startswith("marked helpful for this record (2 helpful, 0 not)")
+    assert resp.results[-1].explanation.reason.startswith("marked not helpful")
+    assert all(a.score >= b.score for a, b in zip(resp.results, resp.results[1:]))
+    # Relatedness goes both ways: C-001 now leads the records related to C-005.
+    assert ids(svc.related("C-005", k=10))[0] == "C-001"
+    # A promoted record still obeys the request: filters, exclusions and deletions.
+    assert "C-005" not in ids(svc.related("C-001", k=10, kinds=["sop", "problem"]))
+    assert ids(svc.related("C-001", k=10, min_score=resp.results[0].score - 1e-4))[0] == "C-005"
+    # Free-text searches are not affected, and rank.feedback = false turns it off.
+    assert ids(svc.search(SearchQuery(text="干泵异常停机 E1023", k=10)))[0] != "C-005"
+    off = settings.model_copy(update={"rank": settings.rank.model_copy(update={"feedback": False})})
+    plain = CaselinkService(off, svc.store, svc.index)
+    assert ids(plain.related("C-001", k=10)) == before
+    svc.delete("C-005")
+    assert "C-005" not in ids(svc.related("C-001", k=10))
+
+
 def test_related_term_selection_drops_single_characters_of_a_long_record(settings, use_encoder):
     from indexing.tokenize import is_cjk_char
 

@@ -3,6 +3,7 @@
 "use strict";
 
 const KEY_STORE = "caselink.apiKey";
+const VOTER_STORE = "caselink.voter";
 const KIND_LABEL = { case: "case", problem: "problem", sop: "SOP" };
 const GROUPS = [["cases", "Service cases"], ["problems", "Problem orders"], ["sops", "SOP sections"]];
 
@@ -132,12 +133,25 @@ function renderResult(r, feedbackFor) {
   return node;
 }
 
+// Each browser votes as its own source: caselink counts a source's latest verdict on a pair once,
+// so a second click (or a changed mind) is not a second vote, and two engineers are two votes.
+function voter() {
+  let id = localStorage.getItem(VOTER_STORE);
+  if (!id) {
+    // getRandomValues, not randomUUID: the page may be served over plain http inside a site.
+    const bytes = crypto.getRandomValues(new Uint8Array(8));
+    id = `page:${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+    localStorage.setItem(VOTER_STORE, id);
+  }
+  return id;
+}
+
 async function sendFeedback(vote, recordId, helpful, feedbackFor) {
   vote.querySelectorAll("button").forEach((b) => { b.disabled = true; });
   try {
     await api("/v1/feedback", {
       method: "POST",
-      body: { record_id: recordId, helpful, source: "page", ...feedbackFor },
+      body: { record_id: recordId, helpful, source: voter(), ...feedbackFor },
     });
     vote.replaceChildren(el("span", "thanks", helpful ? "Thanks: marked helpful" : "Thanks: marked not helpful"));
   } catch (err) {

@@ -1,0 +1,77 @@
+"""The team's verdicts on suggestions: records marked helpful for a record come first, records
+marked not helpful go last.
+
+Feedback that pairs two records (``POST /v1/feedback`` with ``query_id`` A and ``record_id`` B,
+"B helped with ticket A") is the most direct evidence of relatedness caselink gets: somebody read
+both. It counts when the records related to A are asked for, and, as relatedness goes both ways,
+when those related to B are. The rules are meant to be predicted, not tuned:
+
+- each source's latest verdict on a pair counts once, so an engineer who changes their mind is
+  counted with the new verdict and a double click is not two votes; feedback without a
+  ``source`` is one anonymous voter;
+- a record's net verdict is its helpful voters minus its not-helpful voters;
+- net above 0: placed first, most net votes first, then by score; a record the ranking did not
+  find is added, provided it passes the request's filters and exclusions;
+- net below 0: placed after every record without a net verdict. That drops it out of a short
+  list, but it is not removed: a longer list still ends with it, so a wrong click can be seen
+  and undone;
+- scores stay non-increasing down the list, as with exact codes (:func:`recommender.fusion.codes_first`):
+  a promoted record scores at least as much as those below it, a demoted one at most as much as
+  those above, so a ``min_score`` cut never removes a promoted record while keeping one below it.
+
+Free-text searches are not affected: their feedback names a query text, which another search
+rarely repeats word for word. ``rank.feedback = false`` turns all of this off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from recommender.fusion import Fused
+
+__all__ = ["Verdict", "tally", "apply_verdicts"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    helpful: int
+    unhelpful: int
+
+    @property
+    def net(self) -> int:
+        return self.helpful - self.unhelpful
+
+
+def tally(rows: Iterable[tuple[str, str, bool]]) -> dict[str, Verdict]:
+    """``(other id, source, helpful)`` rows, oldest first -> a verdict per other record."""
+    latest: dict[tuple[str, str], bool] = {}
+    for other, source, helpful in rows:
+        latest[(other, source)] = helpful
+    counts: dict[str, list[int]] = {}
+    for (other, _), helpful in latest.items():
+        counts.setdefault(other, [0, 0])[0 if helpful else 1] += 1
+    return {other: Verdict(h, u) for other, (h, u) in counts.items()}
+
+
+def apply_verdicts(fused: Fused, net: Mapping[int, int]) -> Fused:
+    """Re-order ``fused`` by ``net`` votes per key (see the module doc). Keys with a positive net
+    that ``fused`` does not hold are added; the caller checks they may be shown at all."""
+    net = {int(k): v for k, v in net.items() if v}
+    if not net:
+        return fused
+    present = set(fused.keys.tolist())
+    extra = np.asarray([k for k, v in net.items() if v > 0 and k not in present], dtype=np.int64)
+    keys = np.concatenate([fused.keys.astype(np.int64), extra])
+    scores = np.concatenate([fused.scores, np.zeros(len(extra), dtype=fused.scores.dtype)])
+    votes = np.asarray([net.get(int(k), 0) for k in keys])
+    group = np.where(votes > 0, 0, np.where(votes < 0, 2, 1))
+    # Primary key last: group, then (promoted only) most votes, then the fused order.
+    order = np.lexsort((np.arange(len(keys)), np.where(group == 0, -votes, 0), group))
+    s = scores[order]
+    promoted = int((group == 0).sum())
+    tail = np.minimum.accumulate(s[promoted:]) if promoted < len(s) else s[promoted:]
+    head = np.maximum.accumulate(np.concatenate([s[:promoted], tail[:1]])[::-1])[::-1][:promoted]
+    return Fused(keys[order], np.concatenate([head, tail]).astype(np.float32), fused.dense, fused.keyword)
