@@ -1,4 +1,4 @@
-"""The ``caselink`` command line: index, search, related, serve, eval, stats."""
+"""The ``caselink`` command line: index, search, related, delete, feedback, serve, eval, stats."""
 
 from __future__ import annotations
 
@@ -282,6 +282,42 @@ def delete(
         svc.close()
     noun = "record" if len(ids) == 1 else "records"
     out.print(f"deleted {len(ids)} {noun}: {', '.join(ids[:10])}{' …' if len(ids) > 10 else ''}", highlight=False)
+
+
+@app.command()
+@friendly
+def feedback(
+    result_id: Annotated[str, typer.Argument(help="Id of the suggested record you judge.")],
+    for_id: Annotated[Optional[str], typer.Option("--for", help="The record it was suggested for "
+                                                  "(as by caselink related).", show_default=False)] = None,
+    query: Annotated[Optional[str], typer.Option("--query", help="Or: the search text it was suggested for.",
+                                                 show_default=False)] = None,
+    helpful: Annotated[bool, typer.Option("--helpful/--not-helpful", help="Your verdict.")] = True,
+    source: Annotated[Optional[str], typer.Option("--source", help="Who judges [default: your user name]; "
+                                                  "a source's latest verdict on a pair counts once.",
+                                                  show_default=False)] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Mark a suggestion helpful or not. For a record (--for), it reorders what is related to it."""
+    import getpass
+
+    from indexing.store import RecordStore
+    from recommender.verdicts import record_feedback
+
+    settings = _settings(config, data_dir)
+    if not settings.store_path.is_file():
+        raise CaselinkError(f"no record store at {settings.store_path}", hint="index your records first: caselink index")
+    try:
+        who = source if source is not None else f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name in this environment (a bare container)
+        who = "cli"
+    with RecordStore(settings.store_path) as store:
+        record_feedback(store, record_id=result_id, helpful=helpful, query=query or "", query_id=for_id or "",
+                        source=who)
+    said = "helpful" if helpful else "not helpful"
+    target = f"record {for_id}" if for_id else f"“{query}”"
+    out.print(f"marked {result_id} {said} for {target} (source {who})", highlight=False)
 
 
 @app.command()

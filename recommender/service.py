@@ -34,7 +34,7 @@ from indexing.store import RecordStore
 from recommender.explain import explain, snippet_and_highlights
 from recommender.fusion import Fused, codes_first, fuse, single
 from recommender.results import SearchQuery, SearchResponse, SearchResult
-from recommender.verdicts import Verdict, apply_verdicts, tally
+from recommender.verdicts import Verdict, apply_verdicts, record_feedback, tally
 
 # A query is "essentially a code" when codes are all it has besides at most this many words.
 _CODE_QUERY_MAX_WORDS = 2
@@ -349,12 +349,8 @@ class CaselinkService:
 
     def feedback(self, *, record_id: str, helpful: bool, query: str = "", query_id: str = "",
                  source: str = "") -> int:
-        if not query.strip() and not query_id:
-            raise InvalidQuery("give the query text or the query record id the suggestion was for", field="query")
-        if self.store.get(record_id) is None:
-            raise RecordNotFound(f"no record with id '{record_id}'", field="record_id")
-        return self.store.add_feedback(record_id=record_id, helpful=helpful, query=query, query_id=query_id,
-                                       source=source)
+        return record_feedback(self.store, record_id=record_id, helpful=helpful, query=query, query_id=query_id,
+                               source=source)
 
     def stats(self) -> Stats:
         idx = self.index

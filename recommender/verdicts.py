@@ -30,9 +30,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from caselink.errors import InvalidQuery, RecordNotFound
+from indexing.store import RecordStore
 from recommender.fusion import Fused
 
-__all__ = ["Verdict", "tally", "apply_verdicts"]
+__all__ = ["Verdict", "record_feedback", "tally", "apply_verdicts"]
+
+
+def record_feedback(store: RecordStore, *, record_id: str, helpful: bool, query: str = "", query_id: str = "",
+                    source: str = "") -> int:
+    """Store one verdict on suggestion ``record_id`` for a query text or a query record; its id."""
+    if not query.strip() and not query_id:
+        raise InvalidQuery("give the query text or the query record id the suggestion was for", field="query")
+    if store.get(record_id) is None:
+        raise RecordNotFound(f"no record with id '{record_id}'", field="record_id")
+    if record_id == query_id:
+        raise InvalidQuery("a record is not a suggestion for itself: record_id equals query_id", field="query_id")
+    return store.add_feedback(record_id=record_id, helpful=helpful, query=query, query_id=query_id, source=source)
 
 
 @dataclass(frozen=True)

@@ -240,6 +240,8 @@ def test_feedback_is_stored_and_exported(client, srv):
     problem(client.post("/v1/feedback", json={"record_id": "C-1001", "helpful": True}), 422, "query")
     problem(client.post("/v1/feedback", json={"record_id": "NOPE", "helpful": True, "query": "x"}), 404, "record_id")
     problem(client.post("/v1/feedback", json={"record_id": "C-1001", "helpful": "maybe", "query": "x"}), 422, "helpful")
+    problem(client.post("/v1/feedback", json={"record_id": "C-1001", "helpful": True, "query_id": "C-1001"}), 422,
+            "query_id")
 
 
 def test_feedback_on_a_record_reorders_what_is_related_to_it(client):

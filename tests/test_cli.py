@@ -146,3 +146,27 @@ def test_related_of_a_record_stored_empty_says_why_it_has_nothing(tmp_path):
     proc = run("related", "T-EMPTY", data_dir=data)
     assert "0 results, path hybrid (record 'T-EMPTY' has no title, text or codes to compare)" in proc.stdout
     assert "fell back" not in proc.stdout
+
+
+def test_feedback_marks_a_suggestion_and_reorders_what_is_related(demo_dir):
+    def related():
+        return [r for r in json.loads(run("related", "C-2023-00042", "--json", data_dir=demo_dir).stdout)["results"]]
+
+    tenth = related()[9]["id"]
+    proc = run("feedback", tenth, "--for", "C-2023-00042", data_dir=demo_dir)
+    assert proc.stdout.strip().startswith(f"marked {tenth} helpful for record C-2023-00042 (source cli:")
+    top = related()[0]
+    assert top["id"] == tenth and top["explanation"]["helpful_votes"] == 1
+    assert top["explanation"]["reason"].startswith("marked helpful for this record (1 helpful, 0 not)")
+    text = run("related", "C-2023-00042", data_dir=demo_dir).stdout
+    assert "marked helpful for this record" in text
+    # The same user changes their mind: one vote, the latest.
+    run("feedback", tenth, "--for", "C-2023-00042", "--not-helpful", data_dir=demo_dir)
+    assert tenth not in [r["id"] for r in related()]
+
+    proc = run("feedback", tenth, data_dir=demo_dir, check=False)
+    assert proc.returncode == 2 and "give the query text or the query record id" in proc.stderr
+    proc = run("feedback", "NO-SUCH-ID", "--query", "干泵", data_dir=demo_dir, check=False)
+    assert proc.returncode == 2 and "no record with id 'NO-SUCH-ID'" in proc.stderr
+    proc = run("feedback", "C-2023-00042", "--for", "C-2023-00042", data_dir=demo_dir, check=False)
+    assert proc.returncode == 2 and "not a suggestion for itself" in proc.stderr and "Traceback" not in proc.stderr
