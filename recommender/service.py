@@ -42,6 +42,7 @@ _CODE_QUERY_MAX_WORDS = 2
 # "E1023 after PM" means that code; a long report mentioning thirty versions, hosts and class
 # names does not, and ordering by how many of those overlap was measured to hurt (see bench/relevance.md).
 _CODES_FIRST_MAX = 3
+SCORE_DECIMALS = 4
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,10 @@ class CaselinkService:
 
     def _results(self, fused: Fused, q: SearchQuery, words: list[str], query_codes: set[str],
                  verdicts: Mapping[int, Verdict]) -> list[SearchResult]:
-        keep = [(int(k), float(sc)) for k, sc in zip(fused.keys, fused.scores) if sc >= q.min_score][: q.k]
+        # Compared as shown (4 decimals): a client that passes a score it was shown as min_score
+        # keeps that result, even when the float behind it rounded up.
+        keep = [(int(k), float(sc)) for k, sc in zip(fused.keys, fused.scores)
+                if round(float(sc), SCORE_DECIMALS) >= q.min_score][: q.k]
         records = self.store.get_many([k for k, _ in keep])
         docs = self.index.docs_
         out = []
@@ -293,7 +297,7 @@ class CaselinkService:
             terms = ex.matched_terms + [fold(c, opencc=docs.tokenizer.opencc) for c in ex.matched_codes]
             snippet, highlights = snippet_and_highlights(rec, terms, opencc=docs.tokenizer.opencc)
             out.append(SearchResult(
-                id=rec.id, kind=rec.kind, title=rec.display_title(), score=round(score, 4), snippet=snippet,
+                id=rec.id, kind=rec.kind, title=rec.display_title(), score=round(score, SCORE_DECIMALS), snippet=snippet,
                 highlights=highlights, product=rec.product, model=rec.model, module=rec.module, status=rec.status,
                 error_codes=rec.error_codes, created=rec.created, doc_id=rec.doc_id, doc_title=rec.doc_title,
                 section=rec.section, explanation=ex))

@@ -52,6 +52,13 @@ def test_code_in_a_sentence_still_wins(svc):
     assert "PN-7731-02".lower() in [h.lower() for h in resp.results[0].highlights]
 
 
+def test_a_shown_score_passed_back_as_min_score_keeps_its_result(svc):
+    results = svc.search(SearchQuery(text="干泵停机 腔体压力升高", k=10)).results
+    for r in results:
+        kept = ids(svc.search(SearchQuery(text="干泵停机 腔体压力升高", k=10, min_score=r.score)))
+        assert r.id in kept and all(x.score >= r.score for x in results if x.id in kept)
+
+
 def test_filters(svc):
     assert set(ids(svc.search(SearchQuery(text="干泵停机", kind=["sop"], k=10)))) == {"SOP-VAC#1", "SOP-VAC#2"}
     only_litho = svc.search(SearchQuery(text="报警", product=["hx-litho 3000"], k=10))
@@ -106,7 +113,7 @@ def test_feedback_on_a_record_reorders_the_records_related_to_it(svc, settings, 
     assert ids(svc.related("C-005", k=10))[0] == "C-001"
     # A promoted record still obeys the request: filters, exclusions and deletions.
     assert "C-005" not in ids(svc.related("C-001", k=10, kinds=["sop", "problem"]))
-    assert ids(svc.related("C-001", k=10, min_score=resp.results[0].score - 1e-4))[0] == "C-005"
+    assert ids(svc.related("C-001", k=10, min_score=resp.results[0].score))[0] == "C-005"
     # Free-text searches are not affected, and rank.feedback = false turns it off.
     assert ids(svc.search(SearchQuery(text="干泵异常停机 E1023", k=10)))[0] != "C-005"
     off = settings.model_copy(update={"rank": settings.rank.model_copy(update={"feedback": False})})
