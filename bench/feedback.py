@@ -1,12 +1,13 @@
-"""What stored feedback costs "related to a record": the verdict lookup and the whole request.
+"""What stored feedback costs ranking: the verdict lookup and the whole request.
 
 For each size the prepared data directory (see :mod:`bench.prepare`) is copied to a temporary
 folder, so the benchmark corpus itself never holds feedback. In that copy, ``related()`` runs in
 process (no HTTP, so the figure is caselink's own work) for ``--queries`` random stored records,
-first with no feedback, then after ``--rows`` feedback rows have been stored between random
-pairs of records, a tenth of them on the queried records (so about one in ten results carries a
-verdict). Reported: p50/p95 of the verdict lookup (``feedback_between`` plus ``tally``) and of
-the whole call, and the verdicts per queried record.
+and ``search()`` for as many benchmark query texts, first with no feedback, then after
+``--rows`` feedback rows have been stored: half between random pairs of records, half on random
+query texts, a tenth of each on the measured records and texts. Reported: p50/p95 of the
+verdict lookup (``feedback_between`` or ``feedback_for_query``, plus ``tally``) and of the whole
+call, and the verdicts per measured record or text.
 
 Usage::
 
@@ -33,32 +34,46 @@ def _timed(fn, *args, **kwargs) -> tuple[float, object]:
     return (time.perf_counter() - t) * 1000, out
 
 
-def measure(svc, ids: list[str], queried: list[str]) -> dict:
+def measure(svc, queried: list[str], texts: list[str]) -> dict:
+    from recommender.results import SearchQuery
     from recommender.verdicts import tally
 
-    lookup, whole, verdicts = [], [], []
-    for rid in queried:
-        ms, v = _timed(lambda r: tally(svc.store.feedback_between(r)), rid)
-        lookup.append(ms)
-        verdicts.append(len(v))
-        ms, _ = _timed(svc.related, rid, k=10)
-        whole.append(ms)
-    return {"lookup_p50": float(np.percentile(lookup, 50)), "lookup_p95": float(np.percentile(lookup, 95)),
-            "related_p50": float(np.percentile(whole, 50)), "related_p95": float(np.percentile(whole, 95)),
-            "verdicts": float(np.mean(verdicts))}
+    out = {}
+    for call, items, lookup_fn, run in (
+            ("related", queried, svc.store.feedback_between, lambda x: svc.related(x, k=10)),
+            ("search", texts, svc.store.feedback_for_query, lambda x: svc.search(SearchQuery(text=x, k=10)))):
+        lookup, whole, verdicts = [], [], []
+        for item in items:
+            ms, v = _timed(lambda x: tally(lookup_fn(x)), item)
+            lookup.append(ms)
+            verdicts.append(len(v))
+            ms, _ = _timed(run, item)
+            whole.append(ms)
+        out[call] = {"lookup_p50": float(np.percentile(lookup, 50)), "lookup_p95": float(np.percentile(lookup, 95)),
+                     "p50": float(np.percentile(whole, 50)), "p95": float(np.percentile(whole, 95)),
+                     "verdicts": float(np.mean(verdicts))}
+    return out
 
 
-def add_feedback(svc, ids: list[str], queried: list[str], rows: int, seed: int) -> None:
+def add_feedback(svc, ids: list[str], queried: list[str], texts: list[str], rows: int, seed: int) -> None:
+    from indexing.store import query_key
+
     r = random.Random(seed)
     now = time.time()
+    others = [f"{t} {r.randrange(10**6)}" for t in texts]  # texts nobody measures
     batch = []
     for i in range(rows):
-        q = r.choice(queried) if i % 10 == 0 else r.choice(ids)
-        batch.append(("", q, r.choice(ids), int(r.random() < 0.7), f"eng-{r.randrange(50)}", now))
+        vote = (r.choice(ids), int(r.random() < 0.7), f"eng-{r.randrange(50)}", now)
+        if i % 2:
+            q = r.choice(queried) if i % 20 == 1 else r.choice(ids)
+            batch.append(("", q, *vote, ""))
+        else:
+            t = r.choice(texts) if i % 20 == 0 else r.choice(others)
+            batch.append((t, "", *vote, query_key(t)))
     # One transaction, not add_feedback per row (a commit each): this is set-up, not what is measured.
     with svc.store._transaction() as c:
-        c.executemany("INSERT INTO feedback (query, query_id, record_id, helpful, source, created)"
-                      " VALUES (?,?,?,?,?,?)", batch)
+        c.executemany("INSERT INTO feedback (query, query_id, record_id, helpful, source, created, query_key)"
+                      " VALUES (?,?,?,?,?,?,?)", batch)
 
 
 def main() -> None:
@@ -68,6 +83,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     a = p.parse_args()
 
+    from bench.corpus import ensure_queries
     from recommender.service import CaselinkService
 
     table = []
@@ -81,21 +97,24 @@ def main() -> None:
             try:
                 ids = [sr.record.id for sr in svc.store.iter_records()]
                 queried = random.Random(a.seed).sample(ids, min(a.queries, len(ids)))
-                svc.related(queried[0])  # warm: encoder and caches
-                before = measure(svc, ids, queried)
+                texts = list(dict.fromkeys(q["text"] for q in ensure_queries(n, a.seed, a.queries)))
+                measure(svc, queried, texts)  # warm: encoder, caches, SQLite pages; not reported
+                before = measure(svc, queried, texts)
                 log(f"{size_label(n)}: storing {a.rows:,} feedback rows")
-                add_feedback(svc, ids, queried, a.rows, a.seed)
-                after = measure(svc, ids, queried)
+                add_feedback(svc, ids, queried, texts, a.rows, a.seed)
+                after = measure(svc, queried, texts)
             finally:
                 svc.store.close()  # no snapshot of the copy
                 svc.index.cache.close()
         for label, m in (("none", before), (f"{a.rows:,}", after)):
-            table.append([size_label(n), label, fmt(m["verdicts"]), fmt(m["lookup_p50"], 3), fmt(m["lookup_p95"], 3),
-                          fmt(m["related_p50"]), fmt(m["related_p95"])])
-    body = md_table(["records", "feedback rows", "verdicts per queried record", "lookup p50 ms", "lookup p95 ms",
-                     "related() p50 ms", "related() p95 ms"], table)
+            for call in ("related", "search"):
+                c = m[call]
+                table.append([size_label(n), label, f"{call}()", fmt(c["verdicts"]), fmt(c["lookup_p50"], 3),
+                              fmt(c["lookup_p95"], 3), fmt(c["p50"]), fmt(c["p95"])])
+    body = md_table(["records", "feedback rows", "call", "verdicts per call", "lookup p50 ms", "lookup p95 ms",
+                     "call p50 ms", "call p95 ms"], table)
     write_report(a.out, "Feedback in ranking: cost of the verdict lookup", body,
-                 notes=["related() in process, k=10, hybrid; the same queried records before and after."])
+                 notes=["In process, k=10, hybrid; the same records and texts before and after."])
 
 
 if __name__ == "__main__":

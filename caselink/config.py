@@ -91,8 +91,8 @@ class RankConfig(_Section):
     )
     max_k: int = Field(100, ge=1, le=1000)
     feedback: bool = Field(
-        True, description="Records related to a record: those marked helpful for it come first, those marked "
-        "not helpful last (see recommender/verdicts.py).")
+        True, description="Records marked helpful for a record, or for the same search text, come first; those "
+        "marked not helpful last (see recommender/verdicts.py).")
 
 
 class ServerConfig(_Section):

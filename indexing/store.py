@@ -19,9 +19,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexing.normalize import normalize
 from indexing.records import Record, record_from_json, record_to_json
 
-SCHEMA_VERSION = 1
+# 2: feedback.query_key (the normalised query text) and the feedback indexes. Opening a version 1
+# store adds and fills them; version 1 code can still open a version 2 store.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     num INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -48,12 +51,22 @@ CREATE TABLE IF NOT EXISTS feedback (
     record_id TEXT NOT NULL,
     helpful INTEGER NOT NULL,
     source TEXT NOT NULL DEFAULT '',
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    query_key TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS feedback_query_id ON feedback (query_id);
-CREATE INDEX IF NOT EXISTS feedback_record_id ON feedback (record_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS feedback_query_id ON feedback (query_id);
+CREATE INDEX IF NOT EXISTS feedback_record_id ON feedback (record_id);
+CREATE INDEX IF NOT EXISTS feedback_query_key ON feedback (query_key);
+"""
+
+
+def query_key(text: str) -> str:
+    """What makes two search texts "the same search": :func:`~indexing.normalize.normalize`d
+    (one script, half-width, case-folded, single spaces), independent of the text settings."""
+    return normalize(text)
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,8 @@ class RecordStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(_SCHEMA)
+            _migrate(conn)
+            conn.executescript(_INDEXES)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             self._conn = conn
         return self
@@ -187,8 +202,9 @@ class RecordStore:
                      source: str = "") -> int:
         with self._lock:
             cur = self.conn.execute(
-                "INSERT INTO feedback (query, query_id, record_id, helpful, source, created) VALUES (?,?,?,?,?,?)",
-                (query, query_id, record_id, int(helpful), source, time.time()))
+                "INSERT INTO feedback (query, query_id, record_id, helpful, source, created, query_key)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (query, query_id, record_id, int(helpful), source, time.time(), query_key(query) if query else ""))
             return int(cur.lastrowid)
 
     # -- reads ------------------------------------------------------------------------------
@@ -303,6 +319,41 @@ class RecordStore:
                 " UNION ALL SELECT fid, query_id, source, helpful FROM feedback WHERE record_id = ? AND query_id != ''"
                 " ORDER BY fid", (record_id, record_id)).fetchall()
         return [(other, source, bool(helpful)) for _, other, source, helpful in rows if other != record_id]
+
+    def feedback_for_query(self, text: str) -> list[tuple[str, str, bool]]:
+        """Feedback on earlier searches for the same text (:func:`query_key`), oldest first:
+        ``(record id, source, helpful)``. Feedback given for a record (``query_id``) is not included."""
+        key = query_key(text)
+        if not key:
+            return []
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT record_id, source, helpful FROM feedback WHERE query_key = ? AND query_id = ''"
+                " ORDER BY fid", (key,)).fetchall()
+        return [(rid, source, bool(helpful)) for rid, source, helpful in rows]
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store written by an older caselink up to :data:`SCHEMA_VERSION`, in one transaction."""
+    def current() -> bool:
+        return "query_key" in {row[1] for row in conn.execute("PRAGMA table_info(feedback)")}
+
+    if current():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if current():  # another process migrated it while this one waited for the write lock
+            conn.execute("COMMIT")
+            return
+        conn.execute("ALTER TABLE feedback ADD COLUMN query_key TEXT NOT NULL DEFAULT ''")
+        rows = conn.execute("SELECT fid, query FROM feedback WHERE query != ''").fetchall()
+        conn.executemany("UPDATE feedback SET query_key = ? WHERE fid = ?", [(query_key(q), f) for f, q in rows])
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _section_order(record_id: str) -> tuple[int, str]:

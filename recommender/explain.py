@@ -28,7 +28,7 @@ def _display_code(code: str, record: Record) -> str:
 
 def explain(record: Record, *, query_words: list[str], query_codes: set[str], record_codes: frozenset[str],
             tokenizer: Tokenizer, dense: tuple[int, float] | None, keyword: tuple[int, float] | None,
-            verdict: Verdict | None = None) -> Explanation:
+            verdict: Verdict | None = None, judged: str = "this record") -> Explanation:
     text = " ".join((record.title, record.doc_title, record.section, record.text, record.cause, record.resolution,
                      record.workaround, record.product, record.model, record.module))
     # Substring tests on the normalised text instead of segmenting every result with jieba: the
@@ -40,7 +40,7 @@ def explain(record: Record, *, query_words: list[str], query_codes: set[str], re
     parts = []
     if verdict is not None and verdict.net:
         said = "helpful" if verdict.net > 0 else "not helpful"
-        parts.append(f"marked {said} for this record ({verdict.helpful} helpful, {verdict.unhelpful} not)")
+        parts.append(f"marked {said} for {judged} ({verdict.helpful} helpful, {verdict.unhelpful} not)")
     if matched_codes:
         parts.append("same code " + ", ".join(matched_codes))
     if matched:

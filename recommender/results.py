@@ -40,7 +40,7 @@ class Explanation(BaseModel):
     dense_score: float | None = Field(None, description="Cosine similarity of the embeddings.")
     keyword_score: float | None = Field(None, description="BM25 score as a share of the query's own score, 0-1.")
     helpful_votes: int = Field(0, description="Sources whose latest feedback marked this record helpful for the "
-                                              "queried record (or the queried record helpful for this one).")
+                                              "queried record (either way round) or for the same search text.")
     unhelpful_votes: int = Field(0, description="Sources whose latest feedback marked the pair not helpful.")
 
 

@@ -160,7 +160,9 @@ class CaselinkService:
             raise InvalidQuery(f"text is {len(text)} characters, the limit is {self.settings.server.max_text_chars}",
                                field="text")
         docs = self.index.docs_
-        return self._rank(q, text=text, tokens=docs.tokenizer.tokenize(text), qvec=None)
+        verdicts = tally(self.store.feedback_for_query(text)) if self.settings.rank.feedback else {}
+        return self._rank(q, text=text, tokens=docs.tokenizer.tokenize(text), qvec=None, verdicts=verdicts,
+                          judged="this search")
 
     def related(self, record_id: str, *, k: int = 10, kinds: list[str] | None = None, mode: str | None = None,
                 exclude_linked: bool = False, min_score: float = 0.0) -> SearchResponse:
@@ -194,7 +196,8 @@ class CaselinkService:
                           verdicts=verdicts)
 
     def _rank(self, q: SearchQuery, *, text: str, tokens: list[str], qvec: np.ndarray | None,
-              query_codes: set[str] | None = None, verdicts: Mapping[str, Verdict] | None = None) -> SearchResponse:
+              query_codes: set[str] | None = None, verdicts: Mapping[str, Verdict] | None = None,
+              judged: str = "this record") -> SearchResponse:
         s = self.settings.rank
         if q.k > s.max_k:
             raise InvalidQuery(f"expected k <= {s.max_k}, got {q.k}", field="k")
@@ -255,7 +258,7 @@ class CaselinkService:
         timings["fusion"] = _ms(t)
 
         t = time.perf_counter()
-        results = self._results(fused, q, words, query_codes, by_key)
+        results = self._results(fused, q, words, query_codes, by_key, judged)
         timings["fetch"] = _ms(t)
         timings["total"] = _ms(t0)
         return SearchResponse(query=q.text, mode=mode, path=path, fallback_reason=reason, results=results,
@@ -279,7 +282,7 @@ class CaselinkService:
         return out
 
     def _results(self, fused: Fused, q: SearchQuery, words: list[str], query_codes: set[str],
-                 verdicts: Mapping[int, Verdict]) -> list[SearchResult]:
+                 verdicts: Mapping[int, Verdict], judged: str) -> list[SearchResult]:
         # Compared as shown (4 decimals): a client that passes a score it was shown as min_score
         # keeps that result, even when the float behind it rounded up.
         keep = [(int(k), float(sc)) for k, sc in zip(fused.keys, fused.scores)
@@ -293,7 +296,8 @@ class CaselinkService:
                 continue
             ex = explain(rec, query_words=words, query_codes=query_codes,
                          record_codes=frozenset(self.index.facets_.codes.get(key, ())), tokenizer=docs.tokenizer,
-                         dense=fused.dense.get(key), keyword=fused.keyword.get(key), verdict=verdicts.get(key))
+                         dense=fused.dense.get(key), keyword=fused.keyword.get(key), verdict=verdicts.get(key),
+                         judged=judged)
             terms = ex.matched_terms + [fold(c, opencc=docs.tokenizer.opencc) for c in ex.matched_codes]
             snippet, highlights = snippet_and_highlights(rec, terms, opencc=docs.tokenizer.opencc)
             out.append(SearchResult(

@@ -1,10 +1,18 @@
-"""The team's verdicts on suggestions: records marked helpful for a record come first, records
-marked not helpful go last.
+"""The team's verdicts on suggestions: what was marked helpful comes first, what was marked not
+helpful goes last.
 
-Feedback that pairs two records (``POST /v1/feedback`` with ``query_id`` A and ``record_id`` B,
-"B helped with ticket A") is the most direct evidence of relatedness caselink gets: somebody read
-both. It counts when the records related to A are asked for, and, as relatedness goes both ways,
-when those related to B are. The rules are meant to be predicted, not tuned:
+Feedback (``POST /v1/feedback``, ``caselink feedback``, the page's buttons) is the most direct
+evidence caselink gets: somebody read the suggestion and judged it. It counts in two places:
+
+- **records related to a record**: feedback that pairs the two, with ``query_id`` A and
+  ``record_id`` B ("B helped with ticket A"), counts when the records related to A are asked
+  for, and, as relatedness goes both ways, when those related to B are;
+- **the same search again**: feedback on a search text counts for later searches whose text is
+  the same once normalised (:func:`indexing.store.query_key`: one script, half-width, case,
+  spacing), such as an error code or a symptom pasted from a ticket template. Only the same
+  text: a verdict on one wording says nothing sure about another.
+
+The rules are meant to be predicted, not tuned:
 
 - each source's latest verdict on a pair counts once, so an engineer who changes their mind is
   counted with the new verdict and a double click is not two votes; feedback without a
@@ -19,8 +27,7 @@ when those related to B are. The rules are meant to be predicted, not tuned:
   a promoted record scores at least as much as those below it, a demoted one at most as much as
   those above, so a ``min_score`` cut never removes a promoted record while keeping one below it.
 
-Free-text searches are not affected: their feedback names a query text, which another search
-rarely repeats word for word. ``rank.feedback = false`` turns all of this off.
+``rank.feedback = false`` turns all of this off.
 """
 
 from __future__ import annotations

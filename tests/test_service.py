@@ -114,13 +114,30 @@ def test_feedback_on_a_record_reorders_the_records_related_to_it(svc, settings, 
     # A promoted record still obeys the request: filters, exclusions and deletions.
     assert "C-005" not in ids(svc.related("C-001", k=10, kinds=["sop", "problem"]))
     assert ids(svc.related("C-001", k=10, min_score=resp.results[0].score))[0] == "C-005"
-    # Free-text searches are not affected, and rank.feedback = false turns it off.
+    # Feedback given for a record does not reorder searches, and rank.feedback = false turns it off.
     assert ids(svc.search(SearchQuery(text="干泵异常停机 E1023", k=10)))[0] != "C-005"
     off = settings.model_copy(update={"rank": settings.rank.model_copy(update={"feedback": False})})
     plain = CaselinkService(off, svc.store, svc.index)
     assert ids(plain.related("C-001", k=10)) == before
     svc.delete("C-005")
     assert "C-005" not in ids(svc.related("C-001", k=10))
+
+
+def test_feedback_on_a_search_reorders_the_same_search_made_again(svc):
+    query = "干泵停机 腔体压力升高"
+    before = ids(svc.search(SearchQuery(text=query, k=10)))
+    low = before[-1]
+    svc.feedback(record_id=low, helpful=True, query=query, source="ann")
+    svc.feedback(record_id=before[0], helpful=False, query=query, source="ann")
+    again = svc.search(SearchQuery(text=query, k=10))
+    assert ids(again)[0] == low and ids(again)[-1] == before[0]
+    assert again.results[0].explanation.reason.startswith("marked helpful for this search (1 helpful, 0 not)")
+    # The same text in the other script, full width and other spacing is the same search ...
+    assert ids(svc.search(SearchQuery(text="  乾泵停機   腔體壓力升高 ", k=10)))[0] == low
+    # ... another wording is not.
+    assert ids(svc.search(SearchQuery(text="干泵停机 腔体压力升高了", k=10))) == before
+    # A promoted record still obeys the request's filters.
+    assert low == "C-005" and low not in ids(svc.search(SearchQuery(text=query, k=10, kind=["sop", "problem"])))
 
 
 def test_related_term_selection_drops_single_characters_of_a_long_record(settings, use_encoder):
