@@ -20,7 +20,11 @@ EXPORT_COLUMNS = ("id_a", "id_b", "label", "query_type", "source", "created")
              dependencies=[WriteAccess], responses=PROBLEM_RESPONSES, summary="Record a helpful / not helpful vote")
 def add_feedback(body: FeedbackIn, svc: ServiceDep, request: Request) -> FeedbackOut:
     """Give ``query`` (the search text) or ``query_id`` (the record the suggestion was related
-    to); ``record_id`` must exist (404 otherwise)."""
+    to); ``record_id`` must exist (404 otherwise) and differ from ``query_id`` (422).
+
+    The vote counts in ranking at once (unless ``rank.feedback`` is off): the records related to
+    ``query_id``, or the same search text made again, put what is marked helpful first and what
+    is marked not helpful last. Each ``source``'s latest vote on a pair counts once."""
     fid = svc.feedback(record_id=body.record_id, helpful=body.helpful, query=body.query, query_id=body.query_id,
                        source=body.source)
     request.app.state.metrics.feedback.labels(helpful=str(body.helpful).lower()).inc()
