@@ -10,7 +10,7 @@ import docx
 import openpyxl
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from caselink.errors import ConfigError, LoaderError, UnsupportedFormat
@@ -333,6 +333,7 @@ _CHINESE_CHARS = sorted(set(SIMPLIFIED + TRADITIONAL + "干泵异常停机射频
     text=st.text(alphabet=st.sampled_from(_CHINESE_CHARS + list("，。 ,E0123-\n")), min_size=1, max_size=40),
     encoding=st.sampled_from(["gbk", "big5"]),
 )
+@example(text="電检壓", encoding="gbk")  # its GBK bytes are UTF-8 hangul (found by this test)
 def test_detection_never_returns_wrong_text(text, encoding):
     try:
         data = text.encode(encoding)

@@ -46,11 +46,13 @@ _MAX_CHAOS = 0.1  # charset-normalizer's mess ratio above which its guess is not
 _CLEARLY_LESS_MESSY = 0.05  # mess-ratio lead another encoding needs to overrule a Chinese reading
 _MIN_UTF8_EVIDENCE = 8  # this many non-ASCII characters that decode as UTF-8 make it UTF-8
 # Characters a short real UTF-8 export contains: Latin-1, punctuation and symbols, CJK
-# punctuation, kana, hangul, full-width forms, emoji (and common Chinese characters, checked
-# apart). Not: Latin Extended, Greek, Cyrillic, Hebrew, Arabic, rare ideographs, unassigned
-# planes..., which is where GBK/Big5 byte pairs land when read as UTF-8.
+# punctuation, kana, full-width forms, emoji (and common Chinese characters, checked apart).
+# Not: Latin Extended, Greek, Cyrillic, Hebrew, Arabic, rare ideographs, unassigned planes...,
+# which is where GBK/Big5 byte pairs land when read as UTF-8. Nor hangul: three GBK/Big5 bytes
+# make one UTF-8 hangul syllable often enough ('電检壓' in GBK is the UTF-8 '늼쉺'), so a short
+# text that reads as hangul is UTF-8 only if it does not also read as common Chinese.
 _UTF8_PLAUSIBLE = re.compile(
-    "[\u00a0-\u00ff\u2000-\u27bf\u3000-\u30ff\uac00-\ud7af\ufe30-\ufe4f\uff00-\uffef\U0001f000-\U0001faff]"
+    "[\u00a0-\u00ff\u2000-\u27bf\u3000-\u30ff\ufe30-\ufe4f\uff00-\uffef\U0001f000-\U0001faff]"
 )
 
 
