@@ -93,6 +93,6 @@ def apply_verdicts(fused: Fused, net: Mapping[int, int]) -> Fused:
     order = np.lexsort((np.arange(len(keys)), np.where(group == 0, -votes, 0), group))
     s = scores[order]
     promoted = int((group == 0).sum())
-    tail = np.minimum.accumulate(s[promoted:]) if promoted < len(s) else s[promoted:]
+    tail = np.minimum.accumulate(s[promoted:])
     head = np.maximum.accumulate(np.concatenate([s[:promoted], tail[:1]])[::-1])[::-1][:promoted]
     return Fused(keys[order], np.concatenate([head, tail]).astype(np.float32), fused.dense, fused.keyword)
