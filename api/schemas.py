@@ -104,6 +104,7 @@ class StatsOut(BaseModel):
     centering: list[str] = Field(default_factory=list, description=(
         "Record kinds whose vectors are centred on their own mean ('*': the corpus mean, which the other kinds "
         "use); empty when vectors are not centred (vectors.center off, or too few records)."))
+    feedback: int = Field(0, description="Stored helpful / not helpful votes.")
     encoder_error: str | None = Field(None, description="Set when the encoder failed and search fell back.")
 
 

@@ -310,6 +310,10 @@ class RecordStore:
                 "SELECT fid, query, query_id, record_id, helpful, source, created FROM feedback ORDER BY fid").fetchall()
         return [Feedback(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
 
+    def feedback_count(self) -> int:
+        with self._lock:
+            return int(self.conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
+
     def feedback_between(self, record_id: str) -> list[tuple[str, str, bool]]:
         """Feedback pairing ``record_id`` with another record, either way round, oldest first:
         ``(other id, source, helpful)``. Feedback on free-text queries is not included."""

@@ -63,6 +63,7 @@ class Stats:
     built_at: str
     change_seq: int
     centering: list[str]  # kinds centred on their own mean ("*": the corpus mean); empty: not centred
+    feedback: int  # stored votes
 
 
 class CaselinkService:
@@ -364,7 +365,8 @@ class CaselinkService:
         idx = self.index
         return Stats(records=self.store.count(), indexed=idx.count(), model=idx.encoder.model_id,
                      dim=idx.encoder.dim, factory=idx.vectors_.factory_, snapshot=str(idx.snapshot_path_ or ""),
-                     built_at=idx.built_at_, change_seq=idx.seq_, centering=list(idx.centering_.means_))
+                     built_at=idx.built_at_, change_seq=idx.seq_, centering=list(idx.centering_.means_),
+                     feedback=self.store.feedback_count())
 
 
 def _ms(t0: float) -> float:

@@ -226,12 +226,14 @@ def test_a_document_as_docx_and_what_is_refused(client, tmp_path):
 # -- feedback, stats, ops -------------------------------------------------------------------------
 def test_feedback_is_stored_and_exported(client, srv):
     q = f"真空泵 {uuid.uuid4().hex[:6]}"
+    votes = client.get("/v1/stats").json()["feedback"]
     resp = client.post("/v1/feedback", json={"record_id": "C-1001", "helpful": True, "query": q, "source": "t"})
     assert resp.status_code == 201 and isinstance(resp.json()["id"], int)
     resp = client.post("/v1/feedback", json={"record_id": "P-2001", "helpful": False, "query_id": "C-1001"})
     assert resp.status_code == 201
     stored = {(f.query, f.record_id, f.helpful) for f in srv.service.store.feedback()}
     assert (q, "C-1001", True) in stored and ("", "P-2001", False) in stored
+    assert client.get("/v1/stats").json()["feedback"] == votes + 2
     export = client.get("/v1/feedback/export")
     assert export.headers["content-type"].startswith("text/tab-separated-values")
     rows = [line.split("\t") for line in export.text.splitlines()]

@@ -153,6 +153,7 @@ def test_feedback_marks_a_suggestion_and_reorders_what_is_related(demo_dir):
         return [r for r in json.loads(run("related", "C-2023-00042", "--json", data_dir=demo_dir).stdout)["results"]]
 
     tenth = related()[9]["id"]
+    votes = json.loads(run("stats", "--json", data_dir=demo_dir).stdout)["feedback"]
     proc = run("feedback", tenth, "--for", "C-2023-00042", data_dir=demo_dir)
     assert proc.stdout.strip().startswith(f"marked {tenth} helpful for record C-2023-00042 (source cli:")
     top = related()[0]
@@ -163,6 +164,7 @@ def test_feedback_marks_a_suggestion_and_reorders_what_is_related(demo_dir):
     # The same user changes their mind: one vote, the latest.
     run("feedback", tenth, "--for", "C-2023-00042", "--not-helpful", data_dir=demo_dir)
     assert tenth not in [r["id"] for r in related()]
+    assert json.loads(run("stats", "--json", data_dir=demo_dir).stdout)["feedback"] == votes + 2
 
     proc = run("feedback", tenth, data_dir=demo_dir, check=False)
     assert proc.returncode == 2 and "give the query text or the query record id" in proc.stderr

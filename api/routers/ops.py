@@ -43,7 +43,8 @@ def stats(svc: ServiceDep) -> StatsOut:
     s = svc.stats()
     return StatsOut(records=s.records, total=sum(s.records.values()), indexed=s.indexed, model=s.model, dim=s.dim,
                     factory=s.factory, snapshot=Path(s.snapshot).name if s.snapshot else "", built_at=s.built_at,
-                    change_seq=s.change_seq, centering=s.centering, encoder_error=svc.encoder_error)
+                    change_seq=s.change_seq, centering=s.centering, feedback=s.feedback,
+                    encoder_error=svc.encoder_error)
 
 
 @router.get("/metrics", dependencies=[ReadAccess], summary="Prometheus metrics (text format)",
