@@ -31,6 +31,7 @@ from caselink.errors import (
     LoaderError,
     RecordNotFound,
     UnsupportedFormat,
+    VoteNotFound,
 )
 
 log = logging.getLogger("caselink.api")
@@ -43,6 +44,7 @@ STATUS: dict[type[CaselinkError], tuple[int, str, str]] = {
     InvalidRecord: (422, "invalid-record", "Invalid record"),
     UnsupportedFormat: (415, "unsupported-format", "Unsupported document type"),
     LoaderError: (400, "bad-input", "Input could not be read"),
+    VoteNotFound: (404, "not-found", "Vote not found"),
     RecordNotFound: (404, "not-found", "Record not found"),
     IndexNotReady: (503, "index-not-ready", "Index not ready"),
     IndexFormatError: (503, "index-format", "Index cannot be read"),

@@ -35,6 +35,10 @@ class RecordNotFound(CaselinkError):
     """No record with that id."""
 
 
+class VoteNotFound(RecordNotFound):
+    """No stored feedback vote with that id."""
+
+
 class IndexNotReady(CaselinkError):
     """No index has been built yet, or it is being rebuilt."""
 

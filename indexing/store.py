@@ -207,6 +207,11 @@ class RecordStore:
                 (query, query_id, record_id, int(helpful), source, time.time(), query_key(query) if query else ""))
             return int(cur.lastrowid)
 
+    def delete_feedback(self, fid: int) -> bool:
+        """Remove one vote (taken back); False when there is no vote ``fid``."""
+        with self._lock:
+            return self.conn.execute("DELETE FROM feedback WHERE fid = ?", (fid,)).rowcount > 0
+
     # -- reads ------------------------------------------------------------------------------
     def get(self, record_id: str) -> StoredRecord | None:
         with self._lock:

@@ -34,7 +34,7 @@ from indexing.store import RecordStore
 from recommender.explain import explain, snippet_and_highlights
 from recommender.fusion import Fused, codes_first, fuse, single
 from recommender.results import SearchQuery, SearchResponse, SearchResult
-from recommender.verdicts import Verdict, apply_verdicts, record_feedback, tally
+from recommender.verdicts import Verdict, apply_verdicts, record_feedback, take_back, tally
 
 # A query is "essentially a code" when codes are all it has besides at most this many words.
 _CODE_QUERY_MAX_WORDS = 2
@@ -360,6 +360,9 @@ class CaselinkService:
                  source: str = "") -> int:
         return record_feedback(self.store, record_id=record_id, helpful=helpful, query=query, query_id=query_id,
                                source=source)
+
+    def delete_feedback(self, fid: int) -> None:
+        take_back(self.store, fid)
 
     def stats(self) -> Stats:
         idx = self.index

@@ -21,8 +21,8 @@ The rules are meant to be predicted, not tuned:
 - net above 0: placed first, most net votes first, then by score; a record the ranking did not
   find is added, provided it passes the request's filters and exclusions;
 - net below 0: placed after every record without a net verdict. That drops it out of a short
-  list, but it is not removed: a longer list still ends with it, so a wrong click can be seen
-  and undone;
+  list, but it is not removed: a longer list still ends with it. A wrong click is taken back
+  with ``DELETE /v1/feedback/{id}`` (the page's Undo), or outvoted by the same source's next vote;
 - scores stay non-increasing down the list, as with exact codes (:func:`recommender.fusion.codes_first`):
   a promoted record scores at least as much as those below it, a demoted one at most as much as
   those above, so a ``min_score`` cut never removes a promoted record while keeping one below it.
@@ -37,11 +37,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from caselink.errors import InvalidQuery, RecordNotFound
+from caselink.errors import InvalidQuery, RecordNotFound, VoteNotFound
 from indexing.store import RecordStore
 from recommender.fusion import Fused
 
-__all__ = ["Verdict", "record_feedback", "tally", "apply_verdicts"]
+__all__ = ["Verdict", "record_feedback", "take_back", "tally", "apply_verdicts"]
 
 
 def record_feedback(store: RecordStore, *, record_id: str, helpful: bool, query: str = "", query_id: str = "",
@@ -54,6 +54,14 @@ def record_feedback(store: RecordStore, *, record_id: str, helpful: bool, query:
     if record_id == query_id:
         raise InvalidQuery("a record is not a suggestion for itself: record_id equals query_id", field="query_id")
     return store.add_feedback(record_id=record_id, helpful=helpful, query=query, query_id=query_id, source=source)
+
+
+def take_back(store: RecordStore, fid: int) -> None:
+    """Delete vote ``fid`` (a wrong click): it no longer counts, and the same source's earlier
+    vote on the pair, if any, is its latest again."""
+    if not store.delete_feedback(fid):
+        raise VoteNotFound(f"no vote with id {fid}", field="feedback_id",
+                           hint="POST /v1/feedback returns a vote's id; GET /v1/feedback/export lists the votes")
 
 
 @dataclass(frozen=True)

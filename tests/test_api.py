@@ -267,6 +267,33 @@ def test_feedback_on_a_record_reorders_what_is_related_to_it(client):
     assert after[-1]["explanation"]["helpful_votes"] == 0
 
 
+def test_a_vote_taken_back_no_longer_counts(client, srv):
+    def first():
+        resp = client.get("/v1/records/C-1003/related", params={"k": 8})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["results"][0]
+
+    plain = first()["id"]
+    candidates = [r["id"] for r in client.get("/v1/records/C-1003/related", params={"k": 8}).json()["results"]]
+    target = candidates[-1]
+    source = f"eng-{uuid.uuid4().hex[:6]}"
+    earlier = client.post("/v1/feedback", json={"record_id": target, "query_id": "C-1003", "helpful": True,
+                                                "source": source}).json()["id"]
+    wrong = client.post("/v1/feedback", json={"record_id": target, "query_id": "C-1003", "helpful": False,
+                                              "source": source}).json()["id"]
+    assert first()["id"] == plain  # the latest vote (not helpful) counts
+    resp = client.delete(f"/v1/feedback/{wrong}")
+    assert resp.status_code == 204
+    assert first()["id"] == target  # the source's earlier vote (helpful) counts again
+    assert wrong not in {f.fid for f in srv.service.store.feedback()}
+    assert client.delete(f"/v1/feedback/{earlier}").status_code == 204
+    assert first()["id"] == plain
+    body = problem(client.delete(f"/v1/feedback/{wrong}"), 404, "feedback_id")
+    assert body["title"] == "Vote not found" and f"no vote with id {wrong}" in body["detail"]
+    problem(client.delete("/v1/feedback/0"), 422, "feedback_id")
+    problem(client.delete("/v1/feedback/abc"), 422, "feedback_id")
+
+
 def test_stats_health_ready_docs(client):
     stats = client.get("/v1/stats").json()
     assert stats["records"]["sop"] == 3 and stats["model"] == "use-m3" and stats["dim"] == 512

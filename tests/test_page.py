@@ -135,6 +135,18 @@ def test_related_view_excludes_the_record_and_votes_with_its_id(srv, browser):
     assert len(problems) > 1 and problems[-1].get_attribute("data-id") == "P-2001", \
         [r.get_attribute("data-id") for r in problems]
     assert problems[-1].find_element(By.CSS_SELECTOR, ".reason").text.startswith("marked not helpful")
+    # A second vote can be taken back at once: Undo deletes it and the buttons return.
+    last = problems[-1]
+    assert not last.find_elements(By.CSS_SELECTOR, ".undo")  # a fresh page offers the buttons, not an undo
+    last.find_element(By.CSS_SELECTOR, ".not-helpful").click()
+    _wait(browser).until(lambda d: last.find_elements(By.CSS_SELECTOR, ".undo"))
+    last.find_element(By.CSS_SELECTOR, ".undo").click()
+    _wait(browser).until(lambda d: last.find_elements(By.CSS_SELECTOR, ".not-helpful"))
+    assert not last.find_elements(By.CSS_SELECTOR, ".thanks")
+    mine = [f for f in srv.service.store.feedback() if (f.query_id, f.record_id) == ("C-1001", "P-2001")]
+    assert len(mine) == 1 and not mine[0].helpful  # the first vote stays; the one taken back is gone
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not severe, severe
 
 
 def test_record_text_is_escaped(srv, browser):

@@ -6,7 +6,9 @@ import csv
 import io
 from datetime import datetime, timezone
 
-from fastapi import APIRouter, Request, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response, status
 
 from api.deps import ReadAccess, ServiceDep, WriteAccess
 from api.schemas import PROBLEM_RESPONSES, FeedbackIn, FeedbackOut
@@ -29,6 +31,16 @@ def add_feedback(body: FeedbackIn, svc: ServiceDep, request: Request) -> Feedbac
                        source=body.source)
     request.app.state.metrics.feedback.labels(helpful=str(body.helpful).lower()).inc()
     return FeedbackOut(id=fid)
+
+
+@router.delete("/feedback/{feedback_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteAccess],
+               response_class=Response, responses=PROBLEM_RESPONSES, summary="Take a vote back")
+def delete_feedback(feedback_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="The id POST /v1/feedback returned.")],
+                    svc: ServiceDep) -> Response:
+    """The vote no longer counts, in ranking or in the export; the same source's earlier vote
+    on the pair, if any, counts again. 404 when there is no such vote."""
+    svc.delete_feedback(feedback_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/feedback/export", dependencies=[ReadAccess], response_class=Response,

@@ -147,15 +147,30 @@ function voter() {
 }
 
 async function sendFeedback(vote, recordId, helpful, feedbackFor) {
-  vote.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+  const buttons = [...vote.children];
+  buttons.forEach((b) => { b.disabled = true; });
   try {
-    await api("/v1/feedback", {
+    const sent = await api("/v1/feedback", {
       method: "POST",
       body: { record_id: recordId, helpful, source: voter(), ...feedbackFor },
     });
-    vote.replaceChildren(el("span", "thanks", helpful ? "Thanks: marked helpful" : "Thanks: marked not helpful"));
+    // A vote reorders what others see, so a wrong click can be taken back at once.
+    const undo = el("button", "undo", "Undo");
+    undo.type = "button";
+    undo.addEventListener("click", async () => {
+      undo.disabled = true;
+      try {
+        await api(`/v1/feedback/${sent.id}`, { method: "DELETE" });
+        buttons.forEach((b) => { b.disabled = false; });
+        vote.replaceChildren(...buttons);
+      } catch (err) {
+        undo.disabled = false;
+        showError(err);
+      }
+    });
+    vote.replaceChildren(el("span", "thanks", helpful ? "Thanks: marked helpful" : "Thanks: marked not helpful"), undo);
   } catch (err) {
-    vote.querySelectorAll("button").forEach((b) => { b.disabled = false; });
+    buttons.forEach((b) => { b.disabled = false; });
     showError(err);
   }
 }
