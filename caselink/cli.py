@@ -313,11 +313,12 @@ def feedback(
     except (OSError, KeyError):  # no login name in this environment (a bare container)
         who = "cli"
     with RecordStore(settings.store_path) as store:
-        record_feedback(store, record_id=result_id, helpful=helpful, query=query or "", query_id=for_id or "",
-                        source=who)
+        fid = record_feedback(store, record_id=result_id, helpful=helpful, query=query or "",
+                              query_id=for_id or "", source=who)
     said = "helpful" if helpful else "not helpful"
     target = f"record {for_id}" if for_id else f"“{query}”"
-    out.print(f"marked {result_id} {said} for {target} (source {who})", highlight=False)
+    out.print(f"marked {result_id} {said} for {target} (source {who}, vote {fid}; "
+              f"DELETE /v1/feedback/{fid} takes it back)", highlight=False)
 
 
 @app.command()
