@@ -306,13 +306,11 @@ def feedback(
     from recommender.verdicts import record_feedback
 
     settings = _settings(config, data_dir)
-    if not settings.store_path.is_file():
-        raise CaselinkError(f"no record store at {settings.store_path}", hint="index your records first: caselink index")
     try:
         who = source if source is not None else f"cli:{getpass.getuser()}"
     except (OSError, KeyError):  # no login name in this environment (a bare container)
         who = "cli"
-    with RecordStore(settings.store_path) as store:
+    with RecordStore.existing(settings.store_path) as store:
         fid = record_feedback(store, record_id=result_id, helpful=helpful, query=query or "",
                               query_id=for_id or "", source=who)
     said = "helpful" if helpful else "not helpful"

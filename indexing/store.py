@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from caselink.errors import CaselinkError
 from indexing.normalize import normalize
 from indexing.records import Record, record_from_json, record_to_json
 
@@ -108,11 +109,37 @@ class RecordStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(_SCHEMA)
-            _migrate(conn)
-            conn.executescript(_INDEXES)
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             self._conn = conn
+            try:
+                self._migrate()
+                conn.executescript(_INDEXES)
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            except BaseException:
+                self.close()  # not left half-open for the next call to use
+                raise
         return self
+
+    @classmethod
+    def existing(cls, path: Path) -> "RecordStore":
+        """The store at ``path``, opened; an error saying what to run when there is none yet."""
+        if not Path(path).is_file():
+            raise CaselinkError(f"no record store at {path}", hint="index your records first: caselink index")
+        return cls(path).open()
+
+    def _migrate(self) -> None:
+        """Bring a store written by an older caselink up to :data:`SCHEMA_VERSION`, in one transaction."""
+        def current(conn: sqlite3.Connection) -> bool:
+            return "query_key" in {row[1] for row in conn.execute("PRAGMA table_info(feedback)")}
+
+        if current(self.conn):
+            return
+        with self._transaction() as conn:
+            if current(conn):  # another process migrated it while this one waited for the write lock
+                return
+            conn.execute("ALTER TABLE feedback ADD COLUMN query_key TEXT NOT NULL DEFAULT ''")
+            rows = conn.execute("SELECT fid, query FROM feedback WHERE query != ''").fetchall()
+            conn.executemany("UPDATE feedback SET query_key = ? WHERE fid = ?", [(query_key(q), f) for f, q in rows])
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         with self._lock:
@@ -204,7 +231,7 @@ class RecordStore:
             cur = self.conn.execute(
                 "INSERT INTO feedback (query, query_id, record_id, helpful, source, created, query_key)"
                 " VALUES (?,?,?,?,?,?,?)",
-                (query, query_id, record_id, int(helpful), source, time.time(), query_key(query) if query else ""))
+                (query, query_id, record_id, int(helpful), source, time.time(), query_key(query)))
             return int(cur.lastrowid)
 
     def delete_feedback(self, fid: int) -> bool:
@@ -223,6 +250,17 @@ class RecordStore:
         with self._lock:
             row = self.conn.execute("SELECT num FROM records WHERE id = ?", (record_id,)).fetchone()
         return None if row is None else int(row[0])
+
+    def nums_of(self, record_ids: Iterable[str]) -> dict[str, int]:
+        """The integer keys of the stored ones of ``record_ids``, in one query per 900 ids."""
+        ids = list(dict.fromkeys(record_ids))
+        out: dict[str, int] = {}
+        with self._lock:
+            for start in range(0, len(ids), 900):
+                part = ids[start:start + 900]
+                q = f"SELECT id, num FROM records WHERE id IN ({','.join('?' * len(part))})"
+                out.update((rid, int(num)) for rid, num in self.conn.execute(q, part))
+        return out
 
     def get_many(self, nums: Iterable[int]) -> dict[int, Record]:
         nums = [int(n) for n in nums]
@@ -340,29 +378,6 @@ class RecordStore:
                 "SELECT record_id, source, helpful FROM feedback WHERE query_key = ? AND query_id = ''"
                 " ORDER BY fid", (key,)).fetchall()
         return [(rid, source, bool(helpful)) for rid, source, helpful in rows]
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a store written by an older caselink up to :data:`SCHEMA_VERSION`, in one transaction."""
-    def current() -> bool:
-        return "query_key" in {row[1] for row in conn.execute("PRAGMA table_info(feedback)")}
-
-    if current():
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if current():  # another process migrated it while this one waited for the write lock
-            conn.execute("COMMIT")
-            return
-        conn.execute("ALTER TABLE feedback ADD COLUMN query_key TEXT NOT NULL DEFAULT ''")
-        rows = conn.execute("SELECT fid, query FROM feedback WHERE query != ''").fetchall()
-        conn.executemany("UPDATE feedback SET query_key = ? WHERE fid = ?", [(query_key(q), f) for f, q in rows])
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def _section_order(record_id: str) -> tuple[int, str]:

@@ -211,7 +211,7 @@ class CaselinkService:
         if query_codes is None:
             query_codes = set(docs.tokenizer.codes(text))
         words = [w for w in docs.tokenizer.tokenize(text, bigrams=False) if w not in query_codes]
-        exclude = {n for n in (self.store.num_of(i) for i in q.exclude_ids) if n is not None}
+        exclude = set(self.store.nums_of(q.exclude_ids).values())
         filters = Filters(kind=tuple(q.kind), product=tuple(q.product), model=tuple(q.model),
                           module=tuple(q.module), status=tuple(q.status),
                           created_from=q.created_from, created_to=q.created_to)
@@ -274,12 +274,9 @@ class CaselinkService:
         found = set(fused.keys.tolist())
         indexed = self.index.facets_.ids
         out = {}
-        for rid, v in verdicts.items():
-            key = self.store.num_of(rid)
-            if key is None or not v.net:
-                continue
+        for rid, key in self.store.nums_of(r for r, v in verdicts.items() if v.net).items():
             if key in found or (key in indexed and (mask is None or (key < len(mask) and mask[key]))):
-                out[key] = v
+                out[key] = verdicts[rid]
         return out
 
     def _results(self, fused: Fused, q: SearchQuery, words: list[str], query_codes: set[str],
