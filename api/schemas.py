@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
 
-from indexing.records import Kind, Record
+from caselink.errors import InvalidRecord
+from indexing.records import Kind, Record, parse_draft
 from recommender.results import Mode, SearchResult
 from recommender.suggest import DEFAULT_FIELDS, SUGGESTABLE
 
@@ -111,7 +112,7 @@ class StatsOut(BaseModel):
 class RelatedOut(BaseModel):
     """Records related to one record, never the record itself: grouped by kind and as one ranking."""
 
-    id: str
+    id: str | None = Field(..., description="The record asked about; null for a record posted without an id.")
     mode: Mode
     path: Mode
     fallback_reason: str | None = None
@@ -257,19 +258,29 @@ class SuggestionsOut(BaseModel):
     fields: dict[str, FieldSuggestionOut]
 
 
-def _suggest_record_fields() -> dict[str, Any]:
+def _draft_record_fields() -> dict[str, Any]:
     fields = _record_in_fields()
     fields["kind"] = (Kind, Field("case", description="Defaults to 'case'."))
+    fields["id"] = (str | None, Field(None, description="Optional: the ticket's id if it has one. A stored record "
+                                                        "with this id is never among the answers."))
     return fields
 
 
 # Like RecordIn, but ``kind`` defaults to 'case': a case being written need not be stored yet.
-SuggestRecordIn = create_model(
-    "SuggestRecordIn",
+DraftRecordIn = create_model(
+    "DraftRecordIn",
     __config__=ConfigDict(extra="forbid"),
-    __doc__="A record to suggest fields for; it need not be stored, and its id may be omitted.",
-    **_suggest_record_fields(),
+    __doc__="A record that need not be stored (a ticket being written); its id may be omitted.",
+    **_draft_record_fields(),
 )
+
+def draft_record(body: BaseModel, field: str = "record") -> Record:
+    """The :class:`Record` a posted :data:`DraftRecordIn` stands for (id ``""`` when it has none);
+    errors name ``record.<field>``."""
+    try:
+        return parse_draft(body.model_dump(), where=field)
+    except InvalidRecord as exc:
+        raise InvalidRecord(exc.message, field=f"{field}.{exc.field}" if exc.field else field) from None
 
 
 class SuggestIn(BaseModel):
@@ -278,12 +289,26 @@ class SuggestIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str | None = Field(None, max_length=100_000, description="Free text, e.g. a new case's description.")
-    record: SuggestRecordIn | None = Field(  # type: ignore[valid-type]
+    record: DraftRecordIn | None = Field(  # type: ignore[valid-type]
         None, description="A record (stored or not); a stored id never votes.")
     k: int = Field(15, ge=1, description="Neighbours that vote (at most rank.max_k).")
     min_confidence: float = Field(0.5, ge=0.0, le=1.0, description="Smallest winning share that is suggested.")
     fields: list[SuggestField] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(DEFAULT_FIELDS), min_length=1, description="Fields to suggest.")
+
+
+class RelatedIn(BaseModel):
+    """Body of POST /v1/related: a record that need not be stored, and how to rank."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    record: DraftRecordIn = Field(  # type: ignore[valid-type]
+        ..., description="The ticket as written so far: title, text, error codes, product, module...")
+    k: int = Field(10, ge=1, description="How many results in all (at most rank.max_k).")
+    kind: list[Kind] = Field(default_factory=list, description="Only these kinds.")
+    mode: Mode | None = Field(None, description="hybrid (default), dense or keyword.")
+    exclude_linked: bool = Field(False, description="Leave out the records it links to.")
+    min_score: float = Field(0.0, ge=0.0, le=1.0, description="Drop results scoring below this.")
 
 
 class SectionOut(BaseModel):

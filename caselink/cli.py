@@ -220,7 +220,10 @@ def _date(value: str | None, option: str) -> date | None:
 @app.command()
 @friendly
 def related(
-    record_id: Annotated[str, typer.Argument(help="Id of a stored record.")],
+    record_id: Annotated[Optional[str], typer.Argument(help="Id of a stored record.", show_default=False)] = None,
+    record: Annotated[Optional[Path], typer.Option(
+        "--record", help="Or: a record that need not be stored, as a JSON object in the record model "
+                         "(a ticket being written; '-' reads standard input).", show_default=False)] = None,
     k: Annotated[int, typer.Option("--k", "-k")] = 10,
     kind: Annotated[Optional[list[str]], typer.Option("--kind", help="Only these kinds (repeatable).",
                                                       show_default=False)] = None,
@@ -230,21 +233,48 @@ def related(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Records related to an existing record (never the record itself)."""
+    """Records related to a stored record (never the record itself), or to a draft given with --record."""
     from pydantic import ValidationError
 
     from caselink.errors import InvalidQuery
 
+    if (record_id is None) == (record is None):
+        raise InvalidQuery("give a stored record's id or --record FILE, not both and not neither", field="record_id",
+                           hint="caselink related C-2024-0113, or caselink related --record draft.json")
+    draft = _read_draft(record) if record is not None else None
     svc = _open(config, data_dir)
     try:
         try:
-            resp = svc.related(record_id, k=k, kinds=kind, mode=mode, exclude_linked=exclude_linked)
+            if draft is not None:
+                resp = svc.related_to(draft, k=k, kinds=kind, mode=mode, exclude_linked=exclude_linked)
+            else:
+                resp = svc.related(record_id, k=k, kinds=kind, mode=mode, exclude_linked=exclude_linked)
         except ValidationError as exc:
             e = exc.errors()[0]
             raise InvalidQuery(f"option '{e['loc'][0]}': {e['msg']}", field=str(e["loc"][0])) from None
         _print_response(resp, as_json)
     finally:
         svc.close()
+
+
+def _read_draft(path: Path):
+    """The record in a JSON file (or standard input for '-'), validated as a draft."""
+    from caselink.errors import InvalidRecord
+    from indexing.records import parse_draft
+
+    where = "standard input" if str(path) == "-" else str(path)
+    try:
+        raw = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRecord(f"cannot read {where}: {exc}", field="--record") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidRecord(f"{where} is not JSON: {exc}", field="--record",
+                            hint='write one object, e.g. {"title": "...", "text": "...", "error_codes": ["E1023"]}') from None
+    if not isinstance(data, dict):
+        raise InvalidRecord(f"{where} must hold one JSON object (a record), not {type(data).__name__}", field="--record")
+    return parse_draft(data, where=where)
 
 
 @app.command()

@@ -123,6 +123,18 @@ def parse_record(data: dict, *, where: str = "record") -> Record:
         raise InvalidRecord(f"{where}: field '{field}': {first['msg']}", field=field) from None
 
 
+# Stands in for the id of a draft that has none while it is validated; never stored or returned.
+_DRAFT_ID = "(draft)"
+
+
+def parse_draft(data: dict, *, where: str = "record") -> Record:
+    """A record that need not be stored (a ticket being written): ``kind`` defaults to 'case' and
+    ``id`` may be missing, null or empty, which gives ``id == ""``. Errors as :func:`parse_record`."""
+    rid = data.get("id") or ""
+    record = parse_record({"kind": "case", **data, "id": rid or _DRAFT_ID}, where=where)
+    return record if rid else record.model_copy(update={"id": ""})
+
+
 def require_content(record: Record, *, where: str = "record") -> Record:
     """``record``, or InvalidRecord when it has nothing to search: such a record could only ever
     match other empty records (by the look of their ids), so it is refused where records come in

@@ -169,43 +169,66 @@ class CaselinkService:
                 exclude_linked: bool = False, min_score: float = 0.0) -> SearchResponse:
         """Records related to an existing record, excluding itself (and its linked records if asked)."""
         rec = self.get(record_id)
-        exclude = [rec.id, *(rec.links if exclude_linked else [])]
+        if rec.is_empty():
+            # Stored before require_content: its only "text" would be its id, which matches other
+            # ids, not related records.
+            m = mode or self.settings.rank.mode
+            return SearchResponse(query=rec.display_title() or rec.id, mode=m, path=m, results=[],
+                                  fallback_reason=f"record '{rec.id}' has no title, text or codes to compare")
+        return self._related(rec, k=k, kinds=kinds, mode=mode, exclude_linked=exclude_linked, min_score=min_score,
+                             cached=True)
+
+    def related_to(self, rec: Record, *, k: int = 10, kinds: list[str] | None = None, mode: str | None = None,
+                   exclude_linked: bool = False, min_score: float = 0.0) -> SearchResponse:
+        """Records related to a record that need not be stored: a ticket being written.
+
+        Ranked exactly as :meth:`related` ranks a stored record (its fields weighted, its error
+        codes first, feedback on its id). A stored record with the same id is never returned:
+        it is the same ticket. Nothing is written, not even to the embedding cache.
+        Raises :class:`InvalidQuery` (field ``record``) for a record with nothing to compare.
+        """
+        if rec.is_empty():
+            raise InvalidQuery("the record has nothing to compare: no title, text, product, model, module or error code", field="record")
+        return self._related(rec, k=k, kinds=kinds, mode=mode, exclude_linked=exclude_linked, min_score=min_score,
+                             cached=False)
+
+    def _related(self, rec: Record, *, k: int, kinds: list[str] | None, mode: str | None, exclude_linked: bool,
+                 min_score: float, cached: bool) -> SearchResponse:
+        exclude = [i for i in [rec.id, *(rec.links if exclude_linked else [])] if i]
         try:
-            q = SearchQuery(text=rec.display_title() or rec.id, k=k, mode=mode, kind=kinds or [],
-                            exclude_ids=exclude, min_score=min_score)
+            q = SearchQuery(text=rec.display_title() or rec.id or "(unsaved record)", k=k, mode=mode,
+                            kind=kinds or [], exclude_ids=exclude, min_score=min_score)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(x) for x in first["loc"])
             raise InvalidQuery(f"field '{field}': {first['msg']}", field=field) from None
-        if rec.is_empty():
-            # Stored before require_content: its only "text" would be its id, which matches other
-            # ids, not related records.
-            return SearchResponse(query=q.text, mode=q.mode or self.settings.rank.mode,
-                                  path=q.mode or self.settings.rank.mode, results=[],
-                                  fallback_reason=f"record '{rec.id}' has no title, text or codes to compare")
         docs = self.index.docs_
         qvec = None
+        t = time.perf_counter()
         try:
-            qvec, _ = self.index.embed([docs.embedding_text(rec)], [rec.kind])
+            # A stored record's vector is in the cache already; a draft's text would only fill it.
+            qvec, _ = self.index.embed([docs.embedding_text(rec)], [rec.kind], cached=cached)
         except CaselinkError:
             qvec = None
+        encode_ms = _ms(t)
         tokens = docs.tokens(rec)
         if self.settings.rank.related_max_terms:
             tokens = self.index.select_terms(tokens, self.settings.rank.related_max_terms)
-        verdicts = tally(self.store.feedback_between(rec.id)) if self.settings.rank.feedback else {}
+        verdicts = tally(self.store.feedback_between(rec.id)) if self.settings.rank.feedback and rec.id else {}
         return self._rank(q, text=rec.searchable_text(), tokens=tokens, qvec=qvec, query_codes=set(docs.codes(rec)),
-                          verdicts=verdicts)
+                          verdicts=verdicts, encode_ms=encode_ms)
 
     def _rank(self, q: SearchQuery, *, text: str, tokens: list[str], qvec: np.ndarray | None,
               query_codes: set[str] | None = None, verdicts: Mapping[str, Verdict] | None = None,
-              judged: str = "this record") -> SearchResponse:
+              judged: str = "this record", encode_ms: float = 0.0) -> SearchResponse:
         s = self.settings.rank
         if q.k > s.max_k:
             raise InvalidQuery(f"expected k <= {s.max_k}, got {q.k}", field="k")
         if q.created_from and q.created_to and q.created_from > q.created_to:
             raise InvalidQuery("created_from is after created_to", field="created_from")
         mode = q.mode or s.mode
-        timings: dict[str, float] = {}
+        # encode_ms: the caller encoded a record's fields already (related records), before t0.
+        timings: dict[str, float] = {"encode": round(encode_ms, 3)} if encode_ms else {}
         t0 = time.perf_counter()
         docs = self.index.docs_
         if query_codes is None:
@@ -228,7 +251,7 @@ class CaselinkService:
                 t = time.perf_counter()
                 if qvec is None:
                     qvec, _ = self.index.embed([docs.embedding_text(Record(id="q", kind="case", text=text))], cached=False)
-                timings["encode"] = _ms(t)
+                    timings["encode"] = _ms(t)
                 t = time.perf_counter()
                 d_keys, d_scores = self.index.search_dense(qvec[0], n_cand, mask)
                 timings["vector"] = _ms(t)
@@ -261,7 +284,7 @@ class CaselinkService:
         t = time.perf_counter()
         results = self._results(fused, q, words, query_codes, by_key, judged)
         timings["fetch"] = _ms(t)
-        timings["total"] = _ms(t0)
+        timings["total"] = round(_ms(t0) + encode_ms, 3)
         return SearchResponse(query=q.text, mode=mode, path=path, fallback_reason=reason, results=results,
                               timings_ms=timings)
 

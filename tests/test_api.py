@@ -97,6 +97,51 @@ def test_related_excludes_itself_and_groups_by_kind(client):
     assert "P-2001" not in ids(unlinked["results"])
 
 
+def test_related_to_an_unsaved_record_ranks_as_if_it_were_stored(client):
+    """A ticket being written: POST /v1/related ranks its fields as GET .../related ranks a stored
+    record's, stores nothing, and leaves the stored record with the posted id out."""
+    stored = client.get("/v1/records/C-1001").json()
+    draft = {f: stored[f] for f in ("title", "text", "product", "module", "error_codes", "cause", "resolution")}
+    before = client.get("/v1/stats").json()
+
+    as_new = client.post("/v1/related", json={"record": draft, "k": 6})
+    assert as_new.status_code == 200, as_new.text
+    body = as_new.json()
+    assert body["id"] is None
+    assert ids(body["results"])[0] == "C-1001"  # its stored twin, found as the closest record
+    assert sorted(ids(body["results"])) == sorted(ids(body["cases"] + body["problems"] + body["sops"]))
+
+    same = client.post("/v1/related", json={"record": {**draft, "id": "C-1001", "links": stored["links"]}, "k": 6})
+    got = client.get("/v1/records/C-1001/related", params={"k": 6}).json()
+    assert same.json()["id"] == "C-1001"
+    assert [(r["id"], r["score"]) for r in same.json()["results"]] == [(r["id"], r["score"]) for r in got["results"]]
+    unlinked = client.post("/v1/related", json={"record": {**draft, "id": "C-1001", "links": ["P-2001"]},
+                                                "exclude_linked": True}).json()
+    assert "P-2001" not in ids(unlinked["results"]) and "C-1001" not in ids(unlinked["results"])
+
+    only = client.post("/v1/related", json={"record": {"title": "E2040"}, "kind": ["sop"]}).json()
+    assert ids(only["results"])[0] == "SOP-SPN-02#1" and {r["kind"] for r in only["results"]} == {"sop"}
+    after = client.get("/v1/stats").json()
+    assert (after["total"], after["change_seq"]) == (before["total"], before["change_seq"])
+    assert client.get("/v1/records/%28draft%29").status_code == 404
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"record": {}}, "record"),  # nothing to compare
+    ({"record": {"title": "  "}}, "record"),
+    ({"record": {"text": "x", "kind": "ticket"}}, "record.kind"),
+    ({"record": {"text": "x", "created": "yesterday"}}, "record.created"),
+    ({"record": {"text": "x", "id": "a/b"}}, "record.id"),
+    ({"record": {"text": "x", "colour": "red"}}, "record.colour"),
+    ({"record": {"text": "x"}, "k": 0}, "k"),
+    ({"record": {"text": "x"}, "k": 1000}, "k"),
+    ({"record": {"text": "x"}, "mode": "fuzzy"}, "mode"),
+    ({"text": "x"}, "record"),
+])
+def test_bad_related_bodies_name_the_field(client, body, field):
+    problem(client.post("/v1/related", json=body), 422, field)
+
+
 # -- records: get, put, delete, batch -------------------------------------------------------------
 def test_get_record_with_url_encoded_id(client):
     rec = client.get("/v1/records/SOP-VAC-01%233").json()

@@ -63,6 +63,23 @@ def test_related_and_stats(demo_dir):
     assert stats["centering"] == ["*", "case", "sop"]  # the 44 problem orders use the corpus mean
 
 
+def test_related_to_a_draft_in_a_json_file(demo_dir, tmp_path):
+    draft = tmp_path / "draft.json"
+    draft.write_text(json.dumps({"title": "刻蚀腔干泵又跳停", "text": "PM2 干泵过流跳停，报 E1023，进气口粉尘多",
+                                 "error_codes": ["E1023"], "product": "HX-Etch 500"}, ensure_ascii=False),
+                     encoding="utf-8")
+    out = json.loads(run("related", "--record", str(draft), "--json", data_dir=demo_dir).stdout)
+    ids = [r["id"] for r in out["results"]]
+    assert "PO-2023-003" in ids[:5] and all("E1023" in r["explanation"]["matched_codes"] for r in out["results"][:5])
+    for content, message in [("[1]", "must hold one JSON object"), ("{", "is not JSON"),
+                             ('{"title": "x", "kind": "ticket"}', "field 'kind'"), ("{}", "nothing to compare")]:
+        draft.write_text(content, encoding="utf-8")
+        proc = run("related", "--record", str(draft), data_dir=demo_dir, check=False)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    proc = run("related", "C-2023-00026", "--record", str(draft), data_dir=demo_dir, check=False)
+    assert proc.returncode == 2 and "not both" in proc.stderr
+
+
 def test_errors_are_one_clear_line_and_exit_2(demo_dir, tmp_path):
     proc = run("related", "NO-SUCH-ID", data_dir=demo_dir, check=False)
     assert proc.returncode == 2 and "no record with id 'NO-SUCH-ID'" in proc.stderr

@@ -44,7 +44,7 @@ WRITES = {("PUT", "/v1/records/{record_id}"), ("DELETE", "/v1/records/{record_id
           ("POST", "/v1/records:batch"), ("POST", "/v1/feedback"),
           ("PUT", "/v1/documents/{doc_id}"), ("DELETE", "/v1/documents/{doc_id}"),
           ("POST", "/v1/records:batchDelete"), ("DELETE", "/v1/feedback/{feedback_id}")}
-READ_POSTS = {("POST", "/v1/search"), ("POST", "/v1/suggest")}
+READ_POSTS = {("POST", "/v1/search"), ("POST", "/v1/suggest"), ("POST", "/v1/related")}
 KNOWN_BUGS: dict[tuple[str, str], str] = {}  # (method, path) -> reason, for bugs found and not yet fixed
 
 

@@ -14,15 +14,10 @@ from fastapi import APIRouter, Query
 
 from api.deps import ReadAccess, ServiceDep
 from api.routers.records import RecordId
-from api.schemas import PROBLEM_RESPONSES, EmergingOut, SuggestField, SuggestIn, SuggestionsOut
-from caselink.errors import InvalidRecord
-from indexing.records import Record, parse_record
+from api.schemas import PROBLEM_RESPONSES, EmergingOut, SuggestField, SuggestIn, SuggestionsOut, draft_record
 from recommender.suggest import DEFAULT_FIELDS, Suggestions, suggest_fields
 
 router = APIRouter(tags=["insights"], dependencies=[ReadAccess])
-
-# Stands in for the id of a posted record that has none; never returned (record_id is null then).
-_UNSAVED_ID = "(unsaved)"
 
 
 @router.get("/emerging", response_model=EmergingOut, responses=PROBLEM_RESPONSES,
@@ -75,19 +70,10 @@ def record_suggestions(
              summary="Suggested fields for free text or a record that need not be stored")
 def suggest(body: SuggestIn, svc: ServiceDep) -> SuggestionsOut:
     """Give exactly one of ``text`` and ``record``. Changes nothing: a read key is enough."""
-    record = _record(body.record.model_dump()) if body.record is not None else None
+    record = draft_record(body.record) if body.record is not None else None
     out = suggest_fields(svc, record=record, text=body.text, k=body.k, min_confidence=body.min_confidence,
                          fields=tuple(dict.fromkeys(body.fields)))
     return _out(out)
-
-
-def _record(data: dict) -> Record:
-    rid = data.pop("id", None)
-    try:
-        record = parse_record({**data, "id": rid if rid is not None else _UNSAVED_ID}, where="record")
-    except InvalidRecord as exc:
-        raise InvalidRecord(exc.message, field=f"record.{exc.field}" if exc.field else "record") from None
-    return record if rid is not None else record.model_copy(update={"id": ""})
 
 
 def _out(s: Suggestions) -> SuggestionsOut:

@@ -1,4 +1,4 @@
-"""Records: read, create or update, delete, batch upsert, and related records.
+"""Records: read, create or update, delete, batch upsert, and related records (stored or not).
 
 Writes are searchable as soon as the call returns (the service indexes before acknowledging).
 """
@@ -11,10 +11,10 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from api.deps import ReadAccess, ServiceDep, SettingsDep, WriteAccess
 from api.schemas import (PROBLEM_RESPONSES, BatchDeleteIn, BatchDeleteOut, BatchUpsertIn, BatchUpsertOut, RecordIn,
-                         RecordOut, RelatedOut, UpsertOut)
+                         RecordOut, RelatedIn, RelatedOut, UpsertOut, draft_record)
 from caselink.errors import InvalidRecord
 from indexing.records import Record, parse_record, require_content
-from recommender.results import Mode
+from recommender.results import Mode, SearchResponse
 from recommender.service import CaselinkService
 
 router = APIRouter(tags=["records"])
@@ -108,6 +108,21 @@ def related(
 ) -> RelatedOut:
     resp = svc.related(record_id, k=k, kinds=list(kind), mode=mode, exclude_linked=exclude_linked,
                        min_score=min_score)
+    return _grouped(record_id, resp)
+
+
+@router.post("/related", response_model=RelatedOut, dependencies=[ReadAccess], responses=PROBLEM_RESPONSES,
+             summary="Records related to a record that need not be stored (a ticket being written)")
+def related_to_draft(body: RelatedIn, svc: ServiceDep) -> RelatedOut:
+    """Ranked as ``GET /v1/records/{id}/related`` ranks a stored record; changes nothing, so a read
+    key is enough. A stored record with the posted id is never among the answers."""
+    record = draft_record(body.record)
+    resp = svc.related_to(record, k=body.k, kinds=list(body.kind), mode=body.mode,
+                          exclude_linked=body.exclude_linked, min_score=body.min_score)
+    return _grouped(record.id or None, resp)
+
+
+def _grouped(record_id: str | None, resp: SearchResponse) -> RelatedOut:
     results = [r for r in resp.results if r.id != record_id]  # the service already excludes it
     groups: dict[str, list] = {g: [] for g in _GROUPS.values()}
     for r in results:
