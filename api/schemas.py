@@ -9,7 +9,7 @@ of :class:`recommender.emerging.EmergingReport` and :class:`recommender.suggest.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
@@ -63,6 +63,21 @@ class BatchUpsertOut(BaseModel):
     created: int
     updated: int
     unchanged: int
+
+
+class RecordRefOut(BaseModel):
+    id: str
+    kind: Kind
+    updated: datetime = Field(..., description="When caselink last stored a change to it (UTC); an identical "
+                                                "resend leaves it as it was.")
+    hash: str = Field(..., description="Opaque; changes exactly when the stored record changes.")
+
+
+class RecordListOut(BaseModel):
+    """One page of stored record ids, in id order (byte order of the UTF-8 ids)."""
+
+    records: list[RecordRefOut]
+    next_after: str | None = Field(..., description="Pass as `after` for the next page; null on the last page.")
 
 
 class BatchDeleteIn(BaseModel):

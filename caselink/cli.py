@@ -317,7 +317,8 @@ def delete(
 @app.command()
 @friendly
 def feedback(
-    result_id: Annotated[str, typer.Argument(help="Id of the suggested record you judge.")],
+    result_id: Annotated[Optional[str], typer.Argument(help="Id of the suggested record you judge.",
+                                                       show_default=False)] = None,
     for_id: Annotated[Optional[str], typer.Option("--for", help="The record it was suggested for "
                                                   "(as by caselink related).", show_default=False)] = None,
     query: Annotated[Optional[str], typer.Option("--query", help="Or: the search text it was suggested for.",
@@ -326,16 +327,30 @@ def feedback(
     source: Annotated[Optional[str], typer.Option("--source", help="Who judges [default: your user name]; "
                                                   "a source's latest verdict on a pair counts once.",
                                                   show_default=False)] = None,
+    undo: Annotated[Optional[int], typer.Option("--undo", help="Take back the vote with this id (as printed when "
+                                                "it was cast) instead.", show_default=False)] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Mark a suggestion helpful or not. For a record (--for), it reorders what is related to it."""
     import getpass
 
+    from caselink.errors import InvalidQuery
     from indexing.store import RecordStore
-    from recommender.verdicts import record_feedback
+    from recommender.verdicts import record_feedback, take_back
 
     settings = _settings(config, data_dir)
+    if undo is not None:
+        if result_id or for_id or query:
+            raise InvalidQuery("--undo takes back a vote by its id alone: leave out the record, --for and --query",
+                               field="--undo")
+        with RecordStore.existing(settings.store_path) as store:
+            take_back(store, undo)
+        out.print(f"took back vote {undo}; it no longer counts", highlight=False)
+        return
+    if not result_id:
+        raise InvalidQuery("name the suggested record you judge", field="result_id",
+                           hint="caselink feedback PO-2023-003 --for C-2023-00042 [--not-helpful]")
     try:
         who = source if source is not None else f"cli:{getpass.getuser()}"
     except (OSError, KeyError):  # no login name in this environment (a bare container)
@@ -346,7 +361,44 @@ def feedback(
     said = "helpful" if helpful else "not helpful"
     target = f"record {for_id}" if for_id else f"“{query}”"
     out.print(f"marked {result_id} {said} for {target} (source {who}, vote {fid}; "
-              f"DELETE /v1/feedback/{fid} takes it back)", highlight=False)
+              f"caselink feedback --undo {fid} takes it back)", highlight=False)
+
+
+@app.command()
+@friendly
+def ids(
+    kind: Annotated[Optional[list[str]], typer.Option("--kind", help="Only these kinds (repeatable).",
+                                                      show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line: id, kind, updated, hash.")
+                       ] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Every stored record id, one per line in id order: to compare with the source system's ids."""
+    from datetime import datetime, timezone
+
+    from caselink.errors import InvalidQuery
+    from indexing.records import KINDS
+    from indexing.store import RecordStore
+
+    for k in kind or []:
+        if k not in KINDS:
+            raise InvalidQuery(f"--kind expects one of {', '.join(KINDS)}, got '{k}'", field="--kind")
+    settings = _settings(config, data_dir)
+    with RecordStore.existing(settings.store_path) as store:
+        after = ""
+        while True:
+            rows = store.list_ids(after=after, limit=5000, kinds=kind or ())
+            for rid, k, updated, h in rows:
+                if as_json:
+                    when = datetime.fromtimestamp(updated, timezone.utc).isoformat().replace("+00:00", "Z")
+                    sys.stdout.write(json.dumps({"id": rid, "kind": k, "updated": when, "hash": h},
+                                                ensure_ascii=False) + "\n")
+                else:
+                    sys.stdout.write(rid + "\n")
+            if len(rows) < 5000:
+                break
+            after = rows[-1][0]
 
 
 @app.command()

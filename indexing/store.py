@@ -285,6 +285,18 @@ class RecordStore:
                 yield StoredRecord(num, record_from_json(body))
             last = rows[-1][0]
 
+    def list_ids(self, *, after: str = "", limit: int = 1000, kinds: Iterable[str] = ()
+                 ) -> list[tuple[str, str, float, str]]:
+        """(id, kind, updated, hash) of up to ``limit`` records with ids sorting after ``after``,
+        in id order: one page of a listing that stays consistent while records are written
+        (a range on the unique id index; an id stored meanwhile shows up if it sorts later)."""
+        kinds = list(kinds)
+        where = f" AND kind IN ({','.join('?' * len(kinds))})" if kinds else ""
+        with self._lock:
+            return self.conn.execute(
+                f"SELECT id, kind, updated, hash FROM records WHERE id > ?{where} ORDER BY id LIMIT ?",
+                (after, *kinds, int(limit))).fetchall()
+
     def sections(self, doc_id: str) -> list[Record]:
         """The stored SOP sections of document ``doc_id``, in section order (#2 before #10)."""
         # Section ids are {doc_id}#{n}: a range on the unique id index ('$' sorts right after '#'),

@@ -61,7 +61,8 @@ def take_back(store: RecordStore, fid: int) -> None:
     vote on the pair, if any, is its latest again."""
     if not store.delete_feedback(fid):
         raise VoteNotFound(f"no vote with id {fid}", field="feedback_id",
-                           hint="POST /v1/feedback returns a vote's id; GET /v1/feedback/export lists the votes")
+                           hint="a vote's id is printed when it is cast (POST /v1/feedback returns it); "
+                                 "GET /v1/feedback/export lists every vote with its feedback_id")
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,46 @@ def test_related_to_an_unsaved_record_ranks_as_if_it_were_stored(client):
     assert client.get("/v1/records/%28draft%29").status_code == 404
 
 
+def test_listing_ids_page_by_page_sees_every_record_once_and_writes_in_between(client):
+    """A source system reconciling: walk the pages; a delete that never arrived is an id it lacks."""
+    def walk(**params):
+        seen, after, pages = [], "", 0
+        while True:
+            page = client.get("/v1/records", params={"limit": 4, "after": after, **params})
+            assert page.status_code == 200, page.text
+            body = page.json()
+            seen += body["records"]
+            pages += 1
+            if body["next_after"] is None:
+                return seen, pages
+            assert body["next_after"] == body["records"][-1]["id"]
+            after = body["next_after"]
+
+    rows, pages = walk()
+    listed = [r["id"] for r in rows]
+    stored = client.get("/v1/stats").json()["total"]
+    assert len(listed) == stored and len(set(listed)) == stored and listed == sorted(listed)
+    assert pages == -(-stored // 4)  # a full last page already says it is the last (no empty page after it)
+    sops, _ = walk(kind="sop")
+    assert {r["id"] for r in sops} == {r["id"] for r in rows if r["kind"] == "sop"} and sops
+
+    rid = f"C-LIST-{uuid.uuid4().hex[:8]}"
+    client.put(f"/v1/records/{rid}", json={"kind": "case", "title": "列表测试 E7001"})
+    again = {r["id"]: r for r in walk()[0]}
+    assert rid in again and again[rid]["updated"] >= max(r["updated"] for r in rows)
+    unchanged = again[listed[0]]
+    client.put(f"/v1/records/{rid}", json={"kind": "case", "title": "列表测试 E7001"})  # identical resend
+    assert {r["id"]: r for r in walk()[0]}[rid] == again[rid]
+    client.put(f"/v1/records/{rid}", json={"kind": "case", "title": "列表测试 E7002"})
+    changed = {r["id"]: r for r in walk()[0]}[rid]
+    assert changed["hash"] != again[rid]["hash"] and unchanged == {r["id"]: r for r in rows}[listed[0]]
+    client.delete(f"/v1/records/{rid}")
+    assert rid not in {r["id"] for r in walk()[0]}
+    for params, field in [({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"kind": "ticket"}, "kind.0"),
+                          ({"after": "x" * 201}, "after")]:
+        problem(client.get("/v1/records", params=params), 422, field)
+
+
 @pytest.mark.parametrize("body,field", [
     ({"record": {}}, "record"),  # nothing to compare
     ({"record": {"title": "  "}}, "record"),

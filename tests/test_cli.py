@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,16 @@ def test_related_to_a_draft_in_a_json_file(demo_dir, tmp_path):
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     proc = run("related", "C-2023-00026", "--record", str(draft), data_dir=demo_dir, check=False)
     assert proc.returncode == 2 and "not both" in proc.stderr
+
+
+def test_ids_lists_every_stored_record_in_id_order(demo_dir):
+    ids = run("ids", data_dir=demo_dir).stdout.split()
+    assert len(ids) == 536 and ids == sorted(ids, key=lambda i: i.encode("utf-8"))
+    problems = [json.loads(line) for line in run("ids", "--kind", "problem", "--json", data_dir=demo_dir).stdout.splitlines()]
+    assert len(problems) == 44 and {p["kind"] for p in problems} == {"problem"}
+    assert {"id", "kind", "updated", "hash"} <= problems[0].keys() and problems[0]["updated"].endswith("Z")
+    proc = run("ids", "--kind", "ticket", data_dir=demo_dir, check=False)
+    assert proc.returncode == 2 and "--kind expects one of case, problem, sop" in proc.stderr
 
 
 def test_errors_are_one_clear_line_and_exit_2(demo_dir, tmp_path):
@@ -179,9 +190,17 @@ def test_feedback_marks_a_suggestion_and_reorders_what_is_related(demo_dir):
     text = run("related", "C-2023-00042", data_dir=demo_dir).stdout
     assert "marked helpful for this record" in text
     # The same user changes their mind: one vote, the latest.
-    run("feedback", tenth, "--for", "C-2023-00042", "--not-helpful", data_dir=demo_dir)
+    proc = run("feedback", tenth, "--for", "C-2023-00042", "--not-helpful", data_dir=demo_dir)
     assert tenth not in [r["id"] for r in related()]
     assert json.loads(run("stats", "--json", data_dir=demo_dir).stdout)["feedback"] == votes + 2
+    # Taken back: the same user's earlier "helpful" is their latest verdict again.
+    vote = re.search(r"caselink feedback --undo (\d+) takes it back", proc.stdout).group(1)
+    assert run("feedback", "--undo", vote, data_dir=demo_dir).stdout.strip() == f"took back vote {vote}; it no longer counts"
+    assert related()[0]["id"] == tenth
+    proc = run("feedback", "--undo", vote, data_dir=demo_dir, check=False)
+    assert proc.returncode == 2 and f"no vote with id {vote}" in proc.stderr
+    proc = run("feedback", tenth, "--undo", vote, data_dir=demo_dir, check=False)
+    assert proc.returncode == 2 and "by its id alone" in proc.stderr
 
     proc = run("feedback", tenth, data_dir=demo_dir, check=False)
     assert proc.returncode == 2 and "give the query text or the query record id" in proc.stderr

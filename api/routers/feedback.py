@@ -15,7 +15,7 @@ from api.schemas import PROBLEM_RESPONSES, FeedbackIn, FeedbackOut
 
 router = APIRouter(tags=["feedback"])
 
-EXPORT_COLUMNS = ("id_a", "id_b", "label", "query_type", "source", "created")
+EXPORT_COLUMNS = ("id_a", "id_b", "label", "query_type", "source", "created", "feedback_id")
 
 
 @router.post("/feedback", response_model=FeedbackOut, status_code=status.HTTP_201_CREATED,
@@ -49,13 +49,13 @@ def delete_feedback(feedback_id: Annotated[int, Path(ge=1, le=2**63 - 1, descrip
 def export_feedback(svc: ServiceDep) -> Response:
     """One row per vote, oldest first, in the pairs format ``eval`` reads: ``id_a`` is the query
     record id when given, else the query text (``query_type`` says which); ``id_b`` the suggested
-    record; ``label`` 1 for helpful, 0 for not."""
+    record; ``label`` 1 for helpful, 0 for not; ``feedback_id`` what ``DELETE /v1/feedback/{id}`` takes."""
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     for fb in svc.store.feedback():
         query_type, id_a = ("id", fb.query_id) if fb.query_id else ("text", fb.query)
         created = datetime.fromtimestamp(fb.created, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        writer.writerow((id_a, fb.record_id, int(fb.helpful), query_type, fb.source, created))
+        writer.writerow((id_a, fb.record_id, int(fb.helpful), query_type, fb.source, created, fb.fid))
     return Response(buf.getvalue(), media_type="text/tab-separated-values; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="feedback-pairs.tsv"'})

@@ -5,13 +5,14 @@ Writes are searchable as soon as the call returns (the service indexes before ac
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response, status
 
 from api.deps import ReadAccess, ServiceDep, SettingsDep, WriteAccess
 from api.schemas import (PROBLEM_RESPONSES, BatchDeleteIn, BatchDeleteOut, BatchUpsertIn, BatchUpsertOut, RecordIn,
-                         RecordOut, RelatedIn, RelatedOut, UpsertOut, draft_record)
+                         RecordListOut, RecordOut, RecordRefOut, RelatedIn, RelatedOut, UpsertOut, draft_record)
 from caselink.errors import InvalidRecord
 from indexing.records import Record, parse_record, require_content
 from recommender.results import Mode, SearchResponse
@@ -61,6 +62,23 @@ def batch_delete(body: BatchDeleteIn, svc: ServiceDep, settings: SettingsDep) ->
         raise InvalidRecord(f"expected at most {limit} ids per batch, got {len(body.ids)}", field="ids")
     deleted, missing = svc.delete_many(list(dict.fromkeys(body.ids)))
     return BatchDeleteOut(deleted=deleted, missing=missing)
+
+
+@router.get("/records", response_model=RecordListOut, dependencies=[ReadAccess], responses=PROBLEM_RESPONSES,
+            summary="Stored record ids, a page at a time (to reconcile with the source system)")
+def list_records(
+    svc: ServiceDep,
+    after: Annotated[str, Query(max_length=200, description="Start after this id: the previous page's "
+                                                            "`next_after` (empty: from the start).")] = "",
+    limit: Annotated[int, Query(ge=1, le=1000, description="Ids per page.")] = 500,
+    kind: Annotated[list[Literal["case", "problem", "sop"]], Query(description="Only these kinds (repeat).")] = [],
+) -> RecordListOut:
+    """Walk every page to get the ids caselink holds; an id the source no longer has is a delete
+    that never arrived (send it to ``POST /v1/records:batchDelete``). Writes made while walking
+    are seen if their id sorts after the current page."""
+    rows, next_after = svc.list_ids(after=after, limit=limit, kinds=kind)
+    return RecordListOut(records=[RecordRefOut(id=i, kind=k, updated=datetime.fromtimestamp(u, timezone.utc), hash=h)
+                                  for i, k, u, h in rows], next_after=next_after)
 
 
 @router.get("/records/{record_id}", response_model=RecordOut, dependencies=[ReadAccess],
