@@ -421,6 +421,51 @@ def stats(as_json: JsonOpt = False, config: ConfigOpt = None, data_dir: DataDirO
 
 @app.command()
 @friendly
+def backup(
+    folder: Annotated[Path, typer.Argument(help="A new folder for the backup (created if missing).")],
+    with_cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Also copy the embedding cache, so a "
+                                             "restore re-embeds nothing.")] = True,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Back up the record store (records and votes), safely while a server is writing.
+
+    The index is not copied: caselink index rebuilds it from the store.
+    """
+    from indexing.backup import backup as run_backup
+
+    settings = _settings(config, data_dir)
+    r = run_backup(settings.store_path, settings.cache_path, folder, with_cache=with_cache)
+    cache = f" and the embedding cache ({r.cache_bytes / 1e6:.1f} MB)" if r.cache_bytes else ""
+    out.print(f"backed up {r.records} records and {r.votes} votes ({r.store_bytes / 1e6:.1f} MB){cache} to "
+              f"{r.folder} in {r.seconds:.1f} s; to restore: caselink restore {r.folder}", highlight=False)
+
+
+@app.command()
+@friendly
+def restore(
+    folder: Annotated[Path, typer.Argument(help="A folder caselink backup wrote.")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Put a backed-up record store in place of the current one (which is kept beside it).
+
+    Stop the server first: this refuses while any caselink process has the store open. Then run
+    caselink index, which rebuilds the index from the restored records.
+    """
+    from indexing.backup import restore as run_restore
+
+    settings = _settings(config, data_dir)
+    r = run_restore(folder, settings.store_path, settings.cache_path)
+    aside = f"; the store it replaced is kept as {r.replaced}" if r.replaced else ""
+    cache = {"restored": "; the embedding cache was restored too", "kept": "; the current embedding cache was kept",
+             "none": ""}[r.cache]
+    out.print(f"restored {r.records} records and {r.votes} votes from {folder}{aside}{cache}. "
+              f"Next: caselink index (rebuilds the index from them), then start the server", highlight=False)
+
+
+@app.command()
+@friendly
 def serve(
     host: Annotated[Optional[str], typer.Option("--host", help="Bind address (default from config: 127.0.0.1).",
                                                 show_default=False)] = None,

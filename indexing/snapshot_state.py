@@ -48,6 +48,7 @@ def capture_state(index: "LiveIndex") -> dict:
                       "dim": index.encoder.dim,
                       "cache_key": getattr(index.encoder, "cache_key", index.encoder.model_id)},
             "change_seq": index.seq_,
+            "store": {"id": index.store.store_id_},
             "counts": {"records": len(index.bm25_), "vectors": index.vectors_.ntotal,
                        "terms": len(index.bm25_.vocab_)},
             "params": {

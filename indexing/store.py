@@ -11,9 +11,12 @@ their key, and facet columns (kind, product, ...) so filters load without parsin
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,6 +67,24 @@ CREATE INDEX IF NOT EXISTS feedback_query_key ON feedback (query_key);
 """
 
 
+def lock_path(store_path: Path) -> Path:
+    """Every process with the store open holds a shared lock on this file; a restore takes it
+    exclusively, so it never replaces a store a server is writing to."""
+    return Path(f"{store_path}.lock")
+
+
+def hold_shared(store_path: Path) -> int:
+    """Take the shared lock on :func:`lock_path`; the descriptor holds it until closed."""
+    fd = os.open(lock_path(store_path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise CaselinkError(f"the record store {store_path} is being restored from a backup",
+                            hint="try again when caselink restore has finished") from None
+    return fd
+
+
 def query_key(text: str) -> str:
     """What makes two search texts "the same search": :func:`~indexing.normalize.normalize`d
     (one script, half-width, case-folded, single spaces), independent of the text settings."""
@@ -101,19 +122,26 @@ class RecordStore:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._use: int | None = None  # the shared lock on lock_path(path) while open
+        self.store_id_ = ""
 
     def open(self) -> "RecordStore":
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
-            self._conn = conn
+            self._use = hold_shared(self.path)
             try:
+                conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+                self._conn = conn
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.executescript(_SCHEMA)
                 self._migrate()
                 conn.executescript(_INDEXES)
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                # Names this store for the index built from it: an index never serves another store's
+                # records (a data folder pointed at another records.sqlite). A backup keeps the id.
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
+                self.store_id_ = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()[0]
             except BaseException:
                 self.close()  # not left half-open for the next call to use
                 raise
@@ -146,6 +174,9 @@ class RecordStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._use is not None:
+                os.close(self._use)  # releases the shared lock
+                self._use = None
 
     def __enter__(self) -> "RecordStore":
         return self.open()
@@ -335,8 +366,12 @@ class RecordStore:
         return {k: n for k, n in rows}
 
     def last_seq(self) -> int:
+        """The newest change's sequence number: AUTOINCREMENT's high-water mark, which pruning
+        the log never lowers."""
         with self._lock:
-            row = self.conn.execute("SELECT MAX(seq) FROM changes").fetchone()
+            row = self.conn.execute(
+                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM changes), 0),"
+                " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0))").fetchone()
         return int(row[0] or 0)
 
     def prune_changes(self, upto: int) -> int:

@@ -91,6 +91,27 @@ def test_ids_lists_every_stored_record_in_id_order(demo_dir):
     assert proc.returncode == 2 and "--kind expects one of case, problem, sop" in proc.stderr
 
 
+def test_backup_then_restore_and_index_brings_the_backed_up_records_back(tmp_path):
+    data = tmp_path / "data"
+    run("index", "--demo", data_dir=data)
+    proc = run("backup", str(tmp_path / "bk"), data_dir=data)
+    assert proc.stdout.startswith("backed up 536 records and 0 votes") and "caselink restore" in proc.stdout
+    later = tmp_path / "later.jsonl"
+    later.write_text(json.dumps({"id": "C-LATER", "kind": "case", "title": "备份之后 E8765"}, ensure_ascii=False),
+                     encoding="utf-8")
+    run("index", str(later), data_dir=data)
+    proc = run("restore", str(tmp_path / "bk"), data_dir=data)
+    assert "restored 536 records" in proc.stdout and "Next: caselink index" in proc.stdout
+    proc = run("search", "E8765", data_dir=data, check=False)
+    assert proc.returncode == 2 and "older copy" in proc.stderr and "caselink index --rebuild" in proc.stderr
+    assert "built from scratch" in run("index", data_dir=data).stdout
+    assert "C-LATER" not in run("ids", data_dir=data).stdout.split()
+    proc = run("backup", str(tmp_path / "bk"), data_dir=data, check=False)
+    assert proc.returncode == 2 and "never overwrites" in proc.stderr
+    proc = run("restore", str(tmp_path / "nowhere"), data_dir=data, check=False)
+    assert proc.returncode == 2 and "no records.sqlite in" in proc.stderr
+
+
 def test_errors_are_one_clear_line_and_exit_2(demo_dir, tmp_path):
     proc = run("related", "NO-SUCH-ID", data_dir=demo_dir, check=False)
     assert proc.returncode == 2 and "no record with id 'NO-SUCH-ID'" in proc.stderr
