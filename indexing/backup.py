@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from caselink.errors import CaselinkError
+from indexing.index_dir import fsync_dir
 from indexing.store import RecordStore, lock_path
 
 STORE_FILE = "records.sqlite"
@@ -65,16 +66,8 @@ def _copy_sqlite(src: Path, dest: Path) -> int:
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return dest.stat().st_size
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _describe(path: Path) -> tuple[int, int]:
@@ -155,7 +148,7 @@ def restore(folder: Path, store_path: Path, cache_path: Path) -> RestoreReport:
                 else:
                     leftover.unlink()
         os.replace(incoming, store_path)
-        _fsync_dir(store_path.parent)
+        fsync_dir(store_path.parent)
     finally:
         os.close(fd)
     cache = "none"

@@ -42,7 +42,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (the directory entry itself)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -77,11 +78,11 @@ class IndexDir:
                 os.fsync(fh.fileno())
         final = self.builds / tmp.name.removeprefix(".tmp-")
         os.rename(tmp, final)
-        _fsync_dir(self.builds)
+        fsync_dir(self.builds)
         link_tmp = self.root / f".current-{uuid.uuid4().hex[:6]}"
         os.symlink(Path("builds") / final.name, link_tmp)
         os.replace(link_tmp, self.current_link)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         self.clean()
         return final
 
