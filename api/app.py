@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
+from api.access_log import RequestIdMiddleware
 from api.deps import KeyRing
 from api.metrics import Metrics, MetricsMiddleware, RouteTemplates
 from api.middleware import BodyLimitMiddleware, LoopbackHostMiddleware
@@ -144,4 +145,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes,
                        path_limits=(("/v1/documents/", settings.server.max_document_bytes),))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, templates=RouteTemplates(templates))
+    app.add_middleware(RequestIdMiddleware, log_requests=settings.server.access_log)  # outermost: every answer
     return app

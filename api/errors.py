@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.access_log import request_id
 from caselink.errors import (
     CaselinkError,
     ConfigError,
@@ -82,6 +83,8 @@ def problem(status: int, detail: str, *, slug: str | None = None, title: str | N
     }
     if hint:
         body["hint"] = hint
+    if (rid := request_id()) is not None:
+        body["request_id"] = rid
     if errors and len(errors) > 1:
         body["errors"] = errors
     return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)

@@ -159,6 +159,8 @@ class Problem(BaseModel):
     field: str | None = Field(None, description="The input at fault, dotted: 'text', 'records.3.kind'.")
     hint: str | None = Field(None, description="What to do next, when known.")
     errors: list[ProblemItem] | None = Field(None, description="Every validation error, when there are several.")
+    request_id: str | None = Field(None, description="This request's id, as in the X-Request-ID header and the "
+                                                     "server's log: quote it when reporting a failure.")
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {

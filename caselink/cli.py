@@ -477,9 +477,11 @@ def serve(
     """Serve the HTTP API (/v1, /docs) and the search page (/) with uvicorn."""
     import uvicorn
 
+    from api.access_log import configure_logging
     from api.app import create_app, check_bind
 
     settings = _settings(config, data_dir, server__host=host, server__port=port)
+    configure_logging()
     check_bind(settings)
     uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port, log_level="info",
                 access_log=False)

@@ -107,6 +107,8 @@ class ServerConfig(_Section):
     persist_every: int = Field(500, ge=1, description="Snapshot the live index after this many writes.")
     follow_seconds: float = Field(5.0, ge=0, description="How often the server applies records other processes "
                                                           "wrote to the store (0 = never).")
+    access_log: bool = Field(True, description="Log one line per request: client, method, path (no query "
+                                                "string), status, milliseconds, request id.")
     change_log_keep: int = Field(
         100_000, ge=0, description="Change-log rows kept from before the current snapshot when one is published, "
         "for servers still catching up (0 = never prune).")

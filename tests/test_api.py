@@ -470,6 +470,34 @@ def test_malformed_or_non_json_bodies(client):
     problem(client.put("/v1/records/%20padded", json={"kind": "case"}), 422, "id")
 
 
+def test_every_answer_carries_a_request_id_that_errors_and_the_access_log_repeat(client, caplog):
+    import logging
+    import re
+
+    from api.access_log import RequestIdFilter
+
+    caplog.set_level(logging.DEBUG, logger="caselink.access")
+    caplog.handler.addFilter(RequestIdFilter())
+    mine = client.get("/v1/records/NOPE", headers={"X-Request-ID": "crm-4711"})
+    assert mine.headers["x-request-id"] == "crm-4711" and mine.json()["request_id"] == "crm-4711"
+    made = [client.get("/v1/records/NOPE", headers={"X-Request-ID": bad}) for bad in ("two words", "x" * 129)]
+    made.append(client.post("/v1/search", json={"text": "真空泵 秘密的工单内容"}))
+    made.append(client.post("/v1/search", content=b'{"text": "' + b"x" * 70_000 + b'"}',
+                            headers={"Content-Type": "application/json"}))  # answered by the body guard
+    rids = [r.headers["x-request-id"] for r in made]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in rids) and len(set(rids)) == len(rids)
+    assert made[0].json()["request_id"] == rids[0] and made[3].status_code == 413 and made[3].json()["request_id"] == rids[3]
+    client.get("/healthz")
+
+    lines = {r.request_id: r for r in caplog.records if r.name == "caselink.access"}
+    assert lines["crm-4711"].getMessage().startswith("127.0.0.1 GET /v1/records/NOPE 404 ")
+    assert lines["crm-4711"].levelno == logging.INFO and lines[rids[2]].getMessage().startswith("127.0.0.1 POST /v1/search 200 ")
+    assert lines[rids[3]].getMessage().startswith("127.0.0.1 POST /v1/search 413 ")
+    assert not any("秘密" in r.getMessage() for r in caplog.records)  # search text is never logged
+    probes = [r for r in caplog.records if r.name == "caselink.access" and " /healthz " in r.getMessage()]
+    assert probes and all(r.levelno == logging.DEBUG for r in probes)
+
+
 def test_oversize_bodies_are_413(client):
     big = b'{"text": "' + b"x" * 70_000 + b'"}'
     problem(client.post("/v1/search", content=big, headers={"Content-Type": "application/json"}), 413, "body")
