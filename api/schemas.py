@@ -38,9 +38,12 @@ def _record_in_fields() -> dict[str, Any]:
 
 # Same fields and limits as Record, but ``id`` may be omitted (it is taken from the path).
 # The body is then validated again as a Record, so the record's own rules apply unchanged.
+_EXAMPLE_CASE = {"kind": "case", "title": "PM2 干泵跳停 E1023", "text": "PM2 干泵过流跳停，机台报 E1023，复位后跑两个 lot 又跳。",
+     "product": "HX-Etch 500", "module": "真空", "error_codes": ["E1023"], "status": "open", "created": "2025-06-03"}
+
 RecordIn = create_model(
     "RecordIn",
-    __config__=ConfigDict(extra="forbid"),
+    __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE_CASE]}),
     __doc__="Body of PUT /v1/records/{id}: a record whose id may be omitted.",
     **_record_in_fields(),
 )
@@ -53,7 +56,10 @@ class UpsertOut(BaseModel):
 
 
 class BatchUpsertIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"records": [
+        {"id": "C-2025-00612", **_EXAMPLE_CASE},
+        {"id": "PO-2025-021", "kind": "problem", "title": "DP-80 干泵批量过流", "status": "investigating",
+         "workaround": "缩短 PM 周期至 3 个月", "error_codes": ["E1023"], "links": ["C-2025-00612"]}]}]})
 
     records: list[Record] = Field(..., min_length=1, description="Up to server.max_batch records, unique ids.")
 
@@ -81,7 +87,7 @@ class RecordListOut(BaseModel):
 
 
 class BatchDeleteIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"ids": ["C-2025-00612", "PO-2025-021"]}]})
 
     ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         ..., min_length=1, description="Up to server.max_batch record ids.")
@@ -93,7 +99,9 @@ class BatchDeleteOut(BaseModel):
 
 
 class FeedbackIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [
+        {"record_id": "PO-2023-003", "helpful": True, "query_id": "C-2023-00042", "source": "crm"},
+        {"record_id": "SOP-VAC-003#4", "helpful": False, "query": "干泵跳停 E1023", "source": "engineer-117"}]})
 
     record_id: str = Field(..., min_length=1, max_length=200, description="The suggested record.")
     helpful: StrictBool = Field(..., description="Was the suggestion useful?")
@@ -286,7 +294,8 @@ def _draft_record_fields() -> dict[str, Any]:
 # Like RecordIn, but ``kind`` defaults to 'case': a case being written need not be stored yet.
 DraftRecordIn = create_model(
     "DraftRecordIn",
-    __config__=ConfigDict(extra="forbid"),
+    __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {k: v for k, v in _EXAMPLE_CASE.items() if k != "kind"}]}),
     __doc__="A record that need not be stored (a ticket being written); its id may be omitted.",
     **_draft_record_fields(),
 )
@@ -303,7 +312,8 @@ def draft_record(body: BaseModel, field: str = "record") -> Record:
 class SuggestIn(BaseModel):
     """Body of POST /v1/suggest: exactly one of ``text`` and ``record``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"text": "机械手取片时真空吸附报警", "k": 15}, {"record": {"title": "干泵跳停 E1023", "product": "HX-Etch 500"}}]})
 
     text: str | None = Field(None, max_length=100_000, description="Free text, e.g. a new case's description.")
     record: DraftRecordIn | None = Field(  # type: ignore[valid-type]
@@ -317,7 +327,9 @@ class SuggestIn(BaseModel):
 class RelatedIn(BaseModel):
     """Body of POST /v1/related: a record that need not be stored, and how to rank."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"record": {"title": "干泵又跳了 E1023", "text": "客户 PM1 干泵过流跳停，报 E1023。", "product": "HX-Etch 500",
+                    "error_codes": ["E1023"]}, "k": 10, "kind": ["problem", "sop"]}]})
 
     record: DraftRecordIn = Field(  # type: ignore[valid-type]
         ..., description="The ticket as written so far: title, text, error codes, product, module...")

@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Mode = Literal["hybrid", "dense", "keyword"]
 
 
 class SearchQuery(BaseModel):
     """A free-text search. Filters are case-insensitive; list values mean 'any of'."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"text": "刻蚀机前级干泵抽真空时电流一直往上涨然后跳停", "k": 10},
+        {"text": "A-4410", "kind": ["case", "problem"], "product": ["HX-Litho 3000"], "created_from": "2024-01-01"}]})
 
     text: str = Field(..., min_length=1, max_length=100_000,
                       description="Symptom text, a question, or an error code / part number "
