@@ -4,8 +4,9 @@
 
 Indexes the demo history into bench/work/data/demo (reusing it when present), serves it with
 `caselink serve` on a free loopback port, and drives POST /v1/search with the demo cases' titles
-(simplified, traditional, English and bare error codes as written) and GET /v1/records/{id}/related
-over every demo record, one and several concurrent clients, default (hybrid) mode.
+(simplified, traditional, English and bare error codes as written), GET /v1/records/{id}/related
+over every demo case, and POST /v1/related with each case's fields as a draft (no id: the record is
+encoded afresh, as a ticket being written), one and several concurrent clients, default (hybrid) mode.
 """
 
 from __future__ import annotations
@@ -30,12 +31,17 @@ def demo_dir() -> Path:
     return data
 
 
-def requests() -> tuple[list[Req], list[Req]]:
+DRAFT_FIELDS = ("title", "text", "product", "model", "module", "error_codes", "cause", "resolution")
+
+
+def requests() -> tuple[list[Req], list[Req], list[Req]]:
     cases = [json.loads(line) for line in (REPO / "indexing" / "demo" / "cases.jsonl").open(encoding="utf-8")]
     search = [Req("POST", "/v1/search", {"text": c["title"], "k": 10}) for c in cases]
     search += [Req("POST", "/v1/search", {"text": c["error_codes"][0], "k": 10}) for c in cases if c.get("error_codes")][:50]
     related = [Req("GET", f"/v1/records/{quote(c['id'], safe='')}/related?k=10") for c in cases]
-    return search, related
+    drafts = [Req("POST", "/v1/related", {"record": {f: c[f] for f in DRAFT_FIELDS if c.get(f)}, "k": 10})
+              for c in cases]
+    return search, related, drafts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,10 +51,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=str(REPO / "bench" / "demo_latency.md"))
     args = ap.parse_args(argv)
     tool = "wrk" if wrk_available() else "httpx"
-    search, related = requests()
+    search, related, drafts = requests()
     rows = []
     with Server(demo_dir()) as srv:
-        for name, reqs in (("POST /v1/search", search), ("GET /v1/records/{id}/related", related)):
+        for name, reqs in (("POST /v1/search", search), ("GET /v1/records/{id}/related", related),
+                           ("POST /v1/related (draft)", drafts)):
             for clients in (int(c) for c in args.clients.split(",")):
                 r = run(tool, srv.url, reqs, clients=clients, duration=args.duration, max_requests=100_000)
                 rows.append((name, clients, r))
