@@ -33,27 +33,13 @@ from indexing.index_dir import REBUILD_HINT, IndexDir
 from indexing.records import Record
 from indexing.store import RecordStore, UpsertResult
 from indexing.snapshot_state import capture_state, write_state
-from indexing.staleness import rebuild_reason
+from indexing.staleness import check_store, rebuild_reason
 from indexing.tokenize import Tokenizer, is_cjk_char, read_user_dict, text_params
 from indexing.vectors import VectorIndex
 
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
 log = logging.getLogger("caselink.index")
 BUILD_BATCH = 2000  # records per step of a build or a replay: large enough for the encoder's batches
-
-
-def _check_store(snap: Path, manifest: dict, store: RecordStore) -> None:
-    """Refuse an index that is not this store's, or is ahead of it: replaying the store's later
-    changes could not make it right, and it would serve records the store does not hold."""
-    built_from = manifest.get("store", {}).get("id")  # absent in older snapshots: only the position is checked
-    if built_from and built_from != store.store_id_:
-        raise IndexFormatError(
-            f"the index in {snap} was built from another record store (id {built_from[:8]}), not {store.path} "
-            f"(id {store.store_id_[:8]}): was records.sqlite replaced?", hint=REBUILD_HINT)
-    if manifest["change_seq"] > store.last_seq():
-        raise IndexFormatError(
-            f"the index in {snap} holds changes up to #{manifest['change_seq']}, but the record store's log ends "
-            f"at #{store.last_seq()}: records.sqlite is an older copy (restored from a backup?)", hint=REBUILD_HINT)
 
 
 def _batched(items: Iterable, n: int) -> Iterator[list]:
@@ -234,7 +220,7 @@ class LiveIndex:
                 f"the index in {snap} was built with model '{model['id']}' ({model['dim']}-d), "
                 f"but the configured model is '{encoder.model_id}' ({encoder.dim}-d)",
                 hint="set encoder.model back, or " + REBUILD_HINT)
-        _check_store(snap, manifest, store)
+        check_store(snap, manifest, store)
         p = manifest["params"]
         idx.docs_ = idx._make_docs(p["text"]["user_words"], p["text"])
         idx.docs_.title_weight = p["bm25"]["title_weight"]

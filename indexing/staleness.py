@@ -3,16 +3,24 @@
 ``caselink index`` applies only the changes logged since the current snapshot when that snapshot
 was built the way the current settings would build it; re-indexing an unchanged corpus then costs
 a load, not a rebuild. Anything that changes how *every* record is tokenised, embedded or stored
-forces a full build, and the reason is reported to the user.
+forces a full build, and the reason is reported to the user. An index that is not its store's,
+or is ahead of it (:func:`check_store`), cannot be opened at all.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from caselink.config import Settings
+from caselink.errors import IndexFormatError
+from indexing.index_dir import REBUILD_HINT
 from indexing.tokenize import text_params
 from indexing.vectors import factory_string
+
+if TYPE_CHECKING:
+    from indexing.store import RecordStore
 
 # An IVF index trained for N vectors keeps working as it grows, but its lists get long: past
 # this growth factor in the number of lists it would now get, it is retrained from scratch.
@@ -76,3 +84,17 @@ def rebuild_reason(manifest: dict, *, settings: Settings, model_id: str, dim: in
     if want_lists > IVF_GROWTH * have_lists:
         return f"the corpus outgrew the vector index's training (index: {have}, now: {want})"
     return None
+
+
+def check_store(snap: Path, manifest: dict, store: "RecordStore") -> None:
+    """Refuse an index that is not this store's, or is ahead of it: replaying the store's later
+    changes could not make it right, and it would serve records the store does not hold."""
+    built_from = manifest.get("store", {}).get("id")  # absent in older snapshots: only the position is checked
+    if built_from and built_from != store.store_id_:
+        raise IndexFormatError(
+            f"the index in {snap} was built from another record store (id {built_from[:8]}), not {store.path} "
+            f"(id {store.store_id_[:8]}): was records.sqlite replaced?", hint=REBUILD_HINT)
+    if manifest["change_seq"] > store.last_seq():
+        raise IndexFormatError(
+            f"the index in {snap} holds changes up to #{manifest['change_seq']}, but the record store's log ends "
+            f"at #{store.last_seq()}: records.sqlite is an older copy (restored from a backup?)", hint=REBUILD_HINT)
