@@ -19,9 +19,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
-from api.access_log import RequestIdMiddleware
+from api.observe import RequestObserver
 from api.deps import KeyRing
-from api.metrics import Metrics, MetricsMiddleware, RouteTemplates
+from api.metrics import Metrics, RouteTemplates
 from api.middleware import BodyLimitMiddleware, LoopbackHostMiddleware
 from api.routers import documents, feedback, insights, ops, records, search
 from caselink import __version__
@@ -138,12 +138,12 @@ def create_app(settings: Settings) -> FastAPI:
                                                                 "X-Content-Type-Options": "nosniff",
                                                                 "Referrer-Policy": "no-referrer"})
 
-    # Added last = outermost: metrics see every answer, including the guards' 400/413.
+    # Added last = outermost: the observer (id, metrics, access line) sees every answer, the guards' 400/413 too.
     if not app.state.keys.enabled:
         extra = frozenset({settings.server.host.lower()}) if is_loopback(settings.server.host) else frozenset()
         app.add_middleware(LoopbackHostMiddleware, extra_hosts=extra)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes,
                        path_limits=(("/v1/documents/", settings.server.max_document_bytes),))
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, templates=RouteTemplates(templates))
-    app.add_middleware(RequestIdMiddleware, log_requests=settings.server.access_log)  # outermost: every answer
+    app.add_middleware(RequestObserver, metrics=app.state.metrics, templates=RouteTemplates(templates),
+                       log_requests=settings.server.access_log)
     return app

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.access_log import request_id
+from api.observe import request_id
 from caselink.errors import (
     CaselinkError,
     ConfigError,

@@ -1,18 +1,15 @@
 """Prometheus metrics on a per-app registry (never the global one, so several apps can coexist).
 
-Requests are labelled by route template (``/v1/records/{record_id}``, not the id) so the label
+:class:`api.observe.RequestObserver` counts every request. Requests are labelled by route template (``/v1/records/{record_id}``, not the id) so the label
 set stays bounded; unknown paths share ``<unmatched>`` and unknown methods ``OTHER``.
 """
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -56,33 +53,3 @@ class RouteTemplates:
             if regex.match(path):
                 return template
         return "<unmatched>"
-
-
-class MetricsMiddleware:
-    """Pure ASGI: counts every HTTP request with its final status and latency."""
-
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, templates: RouteTemplates) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.templates = templates
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            route = self.templates(scope["path"])
-            self.metrics.requests.labels(method=method, route=route, status=str(status)).inc()
-            self.metrics.latency.labels(method=method, route=route).observe(time.perf_counter() - start)

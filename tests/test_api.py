@@ -474,7 +474,7 @@ def test_every_answer_carries_a_request_id_that_errors_and_the_access_log_repeat
     import logging
     import re
 
-    from api.access_log import RequestIdFilter
+    from api.observe import RequestIdFilter
 
     caplog.set_level(logging.DEBUG, logger="caselink.access")
     caplog.handler.addFilter(RequestIdFilter())

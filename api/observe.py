@@ -1,4 +1,4 @@
-"""Request ids and the access log: one line per request, and an id to quote when something failed.
+"""What happens to each request: its id, its metrics and its access-log line, in one middleware.
 
 Every response carries ``X-Request-ID``: the caller's own (a ticketing system's correlation id)
 when it sent a well-formed one, else a new one. The same id is in every error body
@@ -18,6 +18,8 @@ import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.metrics import METHODS, Metrics, RouteTemplates
 
 HEADER = b"x-request-id"
 # Probes and scrapes that succeed are logged at DEBUG: every few seconds, they would drown the rest.
@@ -41,11 +43,15 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-class RequestIdMiddleware:
-    """Pure ASGI, outermost: picks the request's id, answers with it, logs the request."""
+class RequestObserver:
+    """Pure ASGI, outermost, so it sees every answer, the guards' 400 and 413 included: picks the
+    request's id and answers with it, counts the request in the metrics (by route template, so
+    the label set stays bounded) and writes its access line."""
 
-    def __init__(self, app: ASGIApp, *, log_requests: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, templates: RouteTemplates, log_requests: bool = True) -> None:
         self.app = app
+        self.metrics = metrics
+        self.templates = templates
         self.log_requests = log_requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,11 +74,16 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - start
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
+            route = self.templates(scope["path"])
+            self.metrics.requests.labels(method=method, route=route, status=str(status)).inc()
+            self.metrics.latency.labels(method=method, route=route).observe(elapsed)
             if self.log_requests:
                 client = scope.get("client")
                 level = logging.DEBUG if scope["path"] in _QUIET and status < 400 else logging.INFO
                 access.log(level, "%s %s %s %d %.1fms", client[0] if client else "-", scope["method"], scope["path"],
-                            status, (time.perf_counter() - start) * 1000)
+                           status, elapsed * 1000)
             _current.reset(token)
 
 
