@@ -329,7 +329,7 @@ class RelatedIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"record": {"title": "干泵又跳了 E1023", "text": "客户 PM1 干泵过流跳停，报 E1023。", "product": "HX-Etch 500",
-                    "error_codes": ["E1023"]}, "k": 10, "kind": ["problem", "sop"]}]})
+                    "error_codes": ["E1023"]}, "k": 10, "kind": ["problem", "sop"], "open_only": True}]})
 
     record: DraftRecordIn = Field(  # type: ignore[valid-type]
         ..., description="The ticket as written so far: title, text, error codes, product, module...")
@@ -337,6 +337,8 @@ class RelatedIn(BaseModel):
     kind: list[Kind] = Field(default_factory=list, description="Only these kinds.")
     mode: Mode | None = Field(None, description="hybrid (default), dense or keyword.")
     exclude_linked: bool = Field(False, description="Leave out the records it links to.")
+    open_only: bool = Field(False, description="Leave out finished cases and problem orders (status fixed, closed, "
+                                               "已关闭, ...).")
     min_score: float = Field(0.0, ge=0.0, le=1.0, description="Drop results scoring below this.")
 
 

@@ -181,6 +181,8 @@ def search(
                                                         show_default=False)] = None,
     created_to: Annotated[Optional[str], typer.Option("--to", help="Created on or before (YYYY-MM-DD).",
                                                       show_default=False)] = None,
+    open_only: Annotated[bool, typer.Option("--open-only", help="Leave out finished cases and problem orders "
+                                            "(status fixed, closed, 已关闭, ...).")] = False,
     min_score: Annotated[float, typer.Option("--min-score", help="Drop results below this score (0-1).")] = 0.0,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
@@ -194,7 +196,7 @@ def search(
 
     try:
         q = SearchQuery(text=text, k=k, mode=mode, kind=kind or [], product=product or [], model=model or [],
-                        module=module or [], status=status or [], min_score=min_score,
+                        module=module or [], status=status or [], min_score=min_score, open_only=open_only,
                         created_from=_date(created_from, "--from"), created_to=_date(created_to, "--to"))
     except ValidationError as exc:
         e = exc.errors()[0]
@@ -229,6 +231,8 @@ def related(
                                                       show_default=False)] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", show_default=False)] = None,
     exclude_linked: Annotated[bool, typer.Option("--exclude-linked", help="Leave out records it already links to.")] = False,
+    open_only: Annotated[bool, typer.Option("--open-only", help="Leave out finished cases and problem orders "
+                                            "(status fixed, closed, 已关闭, ...).")] = False,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -246,9 +250,11 @@ def related(
     try:
         try:
             if draft is not None:
-                resp = svc.related_to(draft, k=k, kinds=kind, mode=mode, exclude_linked=exclude_linked)
+                resp = svc.related_to(draft, k=k, kinds=kind, mode=mode, exclude_linked=exclude_linked,
+                                      open_only=open_only)
             else:
-                resp = svc.related(record_id, k=k, kinds=kind, mode=mode, exclude_linked=exclude_linked)
+                resp = svc.related(record_id, k=k, kinds=kind, mode=mode, exclude_linked=exclude_linked,
+                                   open_only=open_only)
         except ValidationError as exc:
             e = exc.errors()[0]
             raise InvalidQuery(f"option '{e['loc'][0]}': {e['msg']}", field=str(e["loc"][0])) from None

@@ -16,7 +16,7 @@ from datetime import date
 
 import numpy as np
 
-from indexing.records import Record
+from indexing.records import Record, is_closed_status
 
 _EPOCH = date(1970, 1, 1)
 _COLUMNS = ("kind", "product", "model", "module", "status")
@@ -41,10 +41,11 @@ class Filters:
     status: tuple[str, ...] = ()
     created_from: date | None = None
     created_to: date | None = None
+    open_only: bool = False  # leave out records whose status is closed-like (indexing.records.is_closed_status)
 
     def is_empty(self) -> bool:
         return not any((self.kind, self.product, self.model, self.module, self.status,
-                        self.created_from, self.created_to))
+                        self.created_from, self.created_to, self.open_only))
 
 
 class FacetTable:
@@ -118,6 +119,9 @@ class FacetTable:
                 m &= self._created >= _day(filters.created_from)
             if filters.created_to is not None:
                 m &= (self._created >= 0) & (self._created <= _day(filters.created_to))
+            if filters.open_only:  # over the distinct statuses (a few dozen), not the records
+                closed = [code for value, code in self._index["status"].items() if is_closed_status(value)]
+                m &= ~np.isin(self._cols["status"], np.asarray(closed, dtype=np.int32))
         for key in exclude or ():
             if key < len(m):
                 m[key] = False

@@ -15,10 +15,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from caselink.errors import InvalidRecord
+from indexing.normalize import normalize
 
 Kind = Literal["case", "problem", "sop"]
 KINDS: tuple[str, ...] = ("case", "problem", "sop")
 
+# Statuses that mean a case or problem order is finished (compared after normalize(): one script,
+# half-width, case-folded; spaces and punctuation dropped). Anything else, empty included, is open.
+CLOSED_STATUSES = frozenset({
+    "fixed", "closed", "resolved", "done", "cancelled", "canceled", "rejected", "duplicate", "wontfix",
+    "已关闭", "已解决", "已修复", "已完成", "关闭", "完成", "已取消",
+})
+
+_NOT_WORD = re.compile(r"[\W_]+")
 _ID_RE = re.compile(r"^[^\x00-\x1f\x7f/?\s][^\x00-\x1f\x7f/?]{0,199}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -111,6 +120,12 @@ class Record(BaseModel):
         if self.kind == "sop" and self.doc_title:
             return f"{self.doc_title} / {self.section}" if self.section else self.doc_title
         return self.title or self.text[:60]
+
+
+def is_closed_status(status: str) -> bool:
+    """True for fixed/closed/resolved/won't fix/已关闭/已解決... (case, width and script folded;
+    spaces and punctuation ignored)."""
+    return _NOT_WORD.sub("", normalize(status)) in CLOSED_STATUSES
 
 
 def parse_record(data: dict, *, where: str = "record") -> Record:

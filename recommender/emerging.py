@@ -47,13 +47,9 @@ from sklearn.cluster import AgglomerativeClustering
 
 from caselink.errors import InvalidQuery
 from indexing.normalize import fold, normalize
-from indexing.records import Record
+from indexing.records import CLOSED_STATUSES, Record, is_closed_status  # noqa: F401 (re-exported)
 from indexing.tokenize import canonical_code, is_code
 
-CLOSED_STATUSES = frozenset({
-    "fixed", "closed", "resolved", "done", "cancelled", "canceled", "rejected", "duplicate", "wontfix",
-    "已关闭", "已解决", "已修复", "已完成", "关闭", "完成", "已取消",
-})
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD_CHAR = re.compile(r"[a-z0-9'\-]")
 _CODE_SPAN = re.compile(r"[A-Za-z0-9]+(?:[-_./][A-Za-z0-9]+)*")
@@ -62,12 +58,6 @@ _BOILERPLATE = frozenset(
     "客户 反映 发现 出现 检查 确认 正常 恢复 问题 机台 现场 之后 以后 时候 已经 没有 只有 变成 需要 可以 目前 情况 "
     "导致 进行 一直 怀疑 后来 今天 昨天 一次 多次 还是 然后 但是 如果 因为 所以 全部 部分 直接".split())
 _TOP_TERMS = 5
-
-
-def is_closed_status(status: str) -> bool:
-    """True for fixed/closed/resolved/已关闭/已解決... (case, width and script folded)."""
-    s = normalize(status).replace(" ", "").replace("_", "").replace("-", "")
-    return s in CLOSED_STATUSES
 
 
 def open_at(problem: Record, as_of: date) -> bool:

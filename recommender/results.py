@@ -29,6 +29,9 @@ class SearchQuery(BaseModel):
     status: list[str] = Field(default_factory=list)
     created_from: date | None = None
     created_to: date | None = None
+    open_only: bool = Field(False, description="Leave out cases and problem orders whose status says they are "
+                                               "finished (fixed, closed, resolved, 已关闭, ...); SOP sections and "
+                                               "records without a status stay.")
     min_score: float = Field(0.0, ge=0.0, le=1.0, description="Drop results scoring below this.")
     exclude_ids: list[str] = Field(default_factory=list, description="Record ids never to return.")
 

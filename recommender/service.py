@@ -178,7 +178,7 @@ class CaselinkService:
                           judged="this search")
 
     def related(self, record_id: str, *, k: int = 10, kinds: list[str] | None = None, mode: str | None = None,
-                exclude_linked: bool = False, min_score: float = 0.0) -> SearchResponse:
+                exclude_linked: bool = False, min_score: float = 0.0, open_only: bool = False) -> SearchResponse:
         """Records related to an existing record, excluding itself (and its linked records if asked)."""
         rec = self.get(record_id)
         if rec.is_empty():
@@ -188,10 +188,10 @@ class CaselinkService:
             return SearchResponse(query=rec.display_title() or rec.id, mode=m, path=m, results=[],
                                   fallback_reason=f"record '{rec.id}' has no title, text or codes to compare")
         return self._related(rec, k=k, kinds=kinds, mode=mode, exclude_linked=exclude_linked, min_score=min_score,
-                             cached=True)
+                             open_only=open_only, cached=True)
 
     def related_to(self, rec: Record, *, k: int = 10, kinds: list[str] | None = None, mode: str | None = None,
-                   exclude_linked: bool = False, min_score: float = 0.0) -> SearchResponse:
+                   exclude_linked: bool = False, min_score: float = 0.0, open_only: bool = False) -> SearchResponse:
         """Records related to a record that need not be stored: a ticket being written.
 
         Ranked exactly as :meth:`related` ranks a stored record (its fields weighted, its error
@@ -202,14 +202,14 @@ class CaselinkService:
         if rec.is_empty():
             raise InvalidQuery("the record has nothing to compare: no title, text, product, model, module or error code", field="record")
         return self._related(rec, k=k, kinds=kinds, mode=mode, exclude_linked=exclude_linked, min_score=min_score,
-                             cached=False)
+                             open_only=open_only, cached=False)
 
     def _related(self, rec: Record, *, k: int, kinds: list[str] | None, mode: str | None, exclude_linked: bool,
-                 min_score: float, cached: bool) -> SearchResponse:
+                 min_score: float, open_only: bool, cached: bool) -> SearchResponse:
         exclude = [i for i in [rec.id, *(rec.links if exclude_linked else [])] if i]
         try:
             q = SearchQuery(text=rec.display_title() or rec.id or "(unsaved record)", k=k, mode=mode,
-                            kind=kinds or [], exclude_ids=exclude, min_score=min_score)
+                            kind=kinds or [], exclude_ids=exclude, min_score=min_score, open_only=open_only)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(x) for x in first["loc"])
@@ -249,7 +249,7 @@ class CaselinkService:
         exclude = set(self.store.nums_of(q.exclude_ids).values())
         filters = Filters(kind=tuple(q.kind), product=tuple(q.product), model=tuple(q.model),
                           module=tuple(q.module), status=tuple(q.status),
-                          created_from=q.created_from, created_to=q.created_to)
+                          created_from=q.created_from, created_to=q.created_to, open_only=q.open_only)
         mask = self.index.mask(filters, exclude)
         n_cand = max(s.candidates, q.k)
         timings["prepare"] = _ms(t0)

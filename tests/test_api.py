@@ -182,6 +182,17 @@ def test_bad_related_bodies_name_the_field(client, body, field):
     problem(client.post("/v1/related", json=body), 422, field)
 
 
+def test_open_only_drops_finished_cases_and_problem_orders_everywhere(client):
+    everything = search(client, "真空泵 报警 E1023 冷却 主轴", k=50)["results"]
+    assert "closed" in {r["status"] for r in everything}
+    opened = search(client, "真空泵 报警 E1023 冷却 主轴", k=50, open_only=True)["results"]
+    assert sorted(ids(opened)) == sorted(r["id"] for r in everything if r["status"] != "closed")
+    related = client.get("/v1/records/C-1002/related", params={"open_only": "true", "k": 12}).json()["results"]
+    assert "P-2003" in ids(related) and not {"C-1001", "P-2002"} & set(ids(related))
+    draft = client.post("/v1/related", json={"record": {"title": "主轴过热 E2040"}, "open_only": True, "k": 12}).json()
+    assert "P-2003" in ids(draft["results"]) and "C-1002" not in ids(draft["results"])  # C-1002 is closed
+
+
 # -- records: get, put, delete, batch -------------------------------------------------------------
 def test_get_record_with_url_encoded_id(client):
     rec = client.get("/v1/records/SOP-VAC-01%233").json()

@@ -38,6 +38,15 @@ def test_filters_match_values_case_insensitively_and_any_of_a_list():
     assert keys(t.mask(Filters(kind=("case",)), exclude={1})) == [2]
 
 
+def test_open_only_leaves_out_finished_records_in_any_script_and_keeps_the_rest():
+    t = table()
+    for key, status in [(6, "已關閉"), (7, "Won't-Fix"), (8, "investigating"), (9, " RESOLVED "), (10, "waiting_parts")]:
+        t.set(key, Record(id=f"X-{key}", kind="problem", title="x", status=status), frozenset())
+    assert keys(t.mask(Filters(open_only=True))) == [1, 3, 5, 8, 10]  # open, no status, SOP, still being worked
+    assert keys(t.mask(Filters(open_only=True, kind=("problem",)))) == [3, 8, 10]
+    assert not Filters(open_only=True).is_empty()
+
+
 def test_update_remove_and_round_trip_keep_values_and_codes():
     t = table()
     t.set(2, RECS[2].model_copy(update={"product": "HX-Etch 500", "status": "open"}), frozenset({"a4410", "pn773102"}))

@@ -149,6 +149,24 @@ def test_related_view_excludes_the_record_and_votes_with_its_id(srv, browser):
     assert not severe, severe
 
 
+def test_open_only_leaves_finished_records_out_of_search_and_related(srv, browser):
+    from selenium.webdriver.common.by import By
+
+    def shown():
+        return [r.get_attribute("data-id") for r in browser.find_elements(By.CSS_SELECTOR, "#results .result")]
+
+    assert "C-1001" in [r.get_attribute("data-id") for r in _search(browser, srv.url, "真空泵接触器 报警 E1023")]
+    browser.find_element(By.ID, "open-only").click()
+    browser.find_element(By.ID, "search-btn").click()
+    _wait(browser).until(lambda d: shown() and "C-1001" not in shown())  # closed
+    statuses = {i: srv.service.store.get(i).record.status for i in shown()}
+    assert "P-2001" in statuses and not {"closed", "fixed"} & set(statuses.values()), statuses
+    browser.find_element(By.CSS_SELECTOR, '#results .result[data-id="P-2001"] .related').click()
+    _wait(browser).until(lambda d: d.find_element(By.ID, "context").is_displayed() and shown())
+    assert "C-1001" not in shown() and "P-2002" not in shown()  # both closed; SOP sections stay
+    assert any(i.startswith("SOP-") for i in shown())
+
+
 def test_record_text_is_escaped(srv, browser):
     from selenium.webdriver.common.by import By
 

@@ -122,10 +122,12 @@ def related(
     kind: Annotated[list[Literal["case", "problem", "sop"]], Query(description="Only these kinds (repeat).")] = [],
     mode: Annotated[Mode | None, Query(description="hybrid, dense or keyword.")] = None,
     exclude_linked: Annotated[bool, Query(description="Leave out records it already links to.")] = False,
+    open_only: Annotated[bool, Query(description="Leave out finished cases and problem orders (status fixed, "
+                                                 "closed, 已关闭, ...).")] = False,
     min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
 ) -> RelatedOut:
     resp = svc.related(record_id, k=k, kinds=list(kind), mode=mode, exclude_linked=exclude_linked,
-                       min_score=min_score)
+                       min_score=min_score, open_only=open_only)
     return _grouped(record_id, resp)
 
 
@@ -136,7 +138,7 @@ def related_to_draft(body: RelatedIn, svc: ServiceDep) -> RelatedOut:
     key is enough. A stored record with the posted id is never among the answers."""
     record = draft_record(body.record)
     resp = svc.related_to(record, k=body.k, kinds=list(body.kind), mode=body.mode,
-                          exclude_linked=body.exclude_linked, min_score=body.min_score)
+                          exclude_linked=body.exclude_linked, min_score=body.min_score, open_only=body.open_only)
     return _grouped(record.id or None, resp)
 
 

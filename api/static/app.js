@@ -204,7 +204,7 @@ function clearMessages() {
 function formFilters() {
   const kinds = [...document.querySelectorAll('input[name="kind"]:checked')].map((c) => c.value);
   const product = $("#product").value.split(/[,，;；\s]+/).map((s) => s.trim()).filter(Boolean);
-  return { kinds, product, mode: $("#mode").value || null, k: Number($("#k").value) };
+  return { kinds, product, mode: $("#mode").value || null, k: Number($("#k").value), openOnly: $("#open-only").checked };
 }
 
 async function runSearch(push) {
@@ -221,7 +221,7 @@ async function runSearch(push) {
   $("#results").setAttribute("aria-busy", "true");
   try {
     const resp = await api("/v1/search", {
-      method: "POST", body: { text, k: f.k, mode: f.mode, kind: f.kinds, product: f.product },
+      method: "POST", body: { text, k: f.k, mode: f.mode, kind: f.kinds, product: f.product, open_only: f.openOnly },
     });
     const list = $("#results");
     list.replaceChildren(...resp.results.map((r) => renderResult(r, { query: text })));
@@ -243,6 +243,7 @@ async function showRelated(id, push) {
   const params = new URLSearchParams({ k: String(f.k) });
   f.kinds.forEach((k) => params.append("kind", k));
   if (f.mode) params.set("mode", f.mode);
+  if (f.openOnly) params.set("open_only", "true");
   const started = performance.now();
   try {
     const [resp, rec] = await Promise.all([
