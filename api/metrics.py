@@ -1,7 +1,8 @@
 """Prometheus metrics on a per-app registry (never the global one, so several apps can coexist).
 
-:class:`api.observe.RequestObserver` counts every request. Requests are labelled by route template (``/v1/records/{record_id}``, not the id) so the label
-set stays bounded; unknown paths share ``<unmatched>`` and unknown methods ``OTHER``.
+:class:`api.observe.RequestObserver` counts every request. Requests are labelled by route
+template (``/v1/records/{record_id}``, not the id) so the label set stays bounded; unknown paths
+share ``<unmatched>`` and unknown methods ``OTHER``.
 """
 
 from __future__ import annotations

@@ -87,7 +87,8 @@ class RecordListOut(BaseModel):
 
 
 class BatchDeleteIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"ids": ["C-2025-00612", "PO-2025-021"]}]})
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra={"examples": [{"ids": ["C-2025-00612", "PO-2025-021"]}]})
 
     ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         ..., min_length=1, description="Up to server.max_batch record ids.")

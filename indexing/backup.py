@@ -129,7 +129,8 @@ def restore(folder: Path, store_path: Path, cache_path: Path) -> RestoreReport:
         _copy_sqlite(src, incoming)
         replaced = None
         if store_path.exists():
-            replaced = store_path.with_name(f"{store_path.name}.replaced-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            replaced = store_path.with_name(f"{store_path.name}.replaced-{stamp}")
             try:  # fold its WAL in, so the file moved aside is whole on its own
                 conn = sqlite3.connect(store_path)
                 try:

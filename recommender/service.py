@@ -200,7 +200,8 @@ class CaselinkService:
         Raises :class:`InvalidQuery` (field ``record``) for a record with nothing to compare.
         """
         if rec.is_empty():
-            raise InvalidQuery("the record has nothing to compare: no title, text, product, model, module or error code", field="record")
+            raise InvalidQuery("the record has nothing to compare: no title, text, product, model, module or "
+                               "error code", field="record")
         return self._related(rec, k=k, kinds=kinds, mode=mode, exclude_linked=exclude_linked, min_score=min_score,
                              open_only=open_only, cached=False)
 
