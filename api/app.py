@@ -19,10 +19,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
-from api.observe import RequestObserver
 from api.deps import KeyRing
 from api.metrics import Metrics, RouteTemplates
 from api.middleware import BodyLimitMiddleware, LoopbackHostMiddleware
+from api.observe import RequestObserver
 from api.routers import documents, feedback, insights, ops, records, search
 from caselink import __version__
 from caselink.config import Settings

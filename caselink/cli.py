@@ -351,8 +351,8 @@ def serve(
     """Serve the HTTP API (/v1, /docs) and the search page (/) with uvicorn."""
     import uvicorn
 
+    from api.app import check_bind, create_app
     from api.observe import configure_logging
-    from api.app import create_app, check_bind
 
     settings = _settings(config, data_dir, server__host=host, server__port=port)
     configure_logging()

@@ -85,9 +85,9 @@ def ids_command(
             raise InvalidQuery(f"--kind expects one of {', '.join(KINDS)}, got '{k}'", field="--kind")
     settings = _settings(config, data_dir)
     with RecordStore.existing(settings.store_path) as store:
-        after = ""
-        while True:
-            rows = store.list_ids(after=after, limit=5000, kinds=kind or ())
+        after: str | None = ""
+        while after is not None:
+            rows, after = store.list_ids(after=after, limit=5000, kinds=kind or ())
             for rid, k, updated, h in rows:
                 if as_json:
                     when = datetime.fromtimestamp(updated, timezone.utc).isoformat().replace("+00:00", "Z")
@@ -95,9 +95,6 @@ def ids_command(
                                                 ensure_ascii=False) + "\n")
                 else:
                     sys.stdout.write(rid + "\n")
-            if len(rows) < 5000:
-                break
-            after = rows[-1][0]
 
 
 def backup_command(

@@ -317,16 +317,19 @@ class RecordStore:
             last = rows[-1][0]
 
     def list_ids(self, *, after: str = "", limit: int = 1000, kinds: Iterable[str] = ()
-                 ) -> list[tuple[str, str, float, str]]:
-        """(id, kind, updated, hash) of up to ``limit`` records with ids sorting after ``after``,
-        in id order: one page of a listing that stays consistent while records are written
-        (a range on the unique id index; an id stored meanwhile shows up if it sorts later)."""
+                 ) -> tuple[list[tuple[str, str, float, str]], str | None]:
+        """One page of the stored records' ``(id, kind, updated, hash)`` in id order, starting
+        after ``after``, and the id to pass as ``after`` for the next page (None: the last page).
+
+        A range on the unique id index, so a walk stays consistent while records are written: an
+        id stored meanwhile shows up if it sorts later, and none is listed twice."""
         kinds = list(kinds)
         where = f" AND kind IN ({','.join('?' * len(kinds))})" if kinds else ""
         with self._lock:
-            return self.conn.execute(
+            rows = self.conn.execute(
                 f"SELECT id, kind, updated, hash FROM records WHERE id > ?{where} ORDER BY id LIMIT ?",
-                (after, *kinds, int(limit))).fetchall()
+                (after, *kinds, int(limit) + 1)).fetchall()  # one more: is there a next page?
+        return rows[:limit], (rows[limit - 1][0] if len(rows) > limit else None)
 
     def sections(self, doc_id: str) -> list[Record]:
         """The stored SOP sections of document ``doc_id``, in section order (#2 before #10)."""

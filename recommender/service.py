@@ -153,18 +153,6 @@ class CaselinkService:
             raise RecordNotFound(f"no record with id '{record_id}'", field="id")
         return sr.record
 
-    def list_ids(self, *, after: str = "", limit: int = 1000, kinds: Collection[str] = ()
-                 ) -> tuple[list[tuple[str, str, float, str]], str | None]:
-        """One page of the stored records' (id, kind, updated, hash), in id order, and the id to
-        pass as ``after`` for the next page (None: this was the last). For a source system that
-        reconciles: every stored id it no longer has is a delete it missed."""
-        if limit < 1:
-            raise InvalidQuery(f"expected limit >= 1, got {limit}", field="limit")
-        rows = self.store.list_ids(after=after, limit=limit + 1, kinds=kinds)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return rows, (rows[-1][0] if more else None)
-
     def search(self, q: SearchQuery) -> SearchResponse:
         text = q.text.strip()
         if not text:

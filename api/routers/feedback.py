@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime, timezone
-
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
