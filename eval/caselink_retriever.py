@@ -17,18 +17,33 @@ import numpy as np
 
 from caselink.config import Settings, load_settings
 from eval.datasets import EvalRecord
+from eval.protocol import QUESTION
 from eval.retrievers import Ranked
 from indexing.records import Record
 from recommender.results import SearchQuery
 from recommender.service import CaselinkService
 
-# Question/section benchmark kinds map onto caselink kinds: questions are asked like cases,
-# sections are what SOP sections are.
-_KIND = {"question": "case", "section": "sop", "case": "case", "problem": "problem", "sop": "sop"}
+# What a question set's candidates are indexed as: whatever a set calls them (section, answer,
+# article, solution), they answer a question the way an SOP section answers a symptom.
+ANSWER_KIND = "sop"
+_CASELINK_KINDS = ("case", "problem", "sop")
 
 
-def to_record(r: EvalRecord) -> Record:
-    return Record(id=r.id, kind=_KIND.get(r.kind or "", "case"), title=r.title[:1000], text=r.text[:200_000])
+def caselink_kind(kind: str | None, *, question_set: bool) -> str:
+    """The caselink kind a benchmark record is indexed as: the one place benchmark kinds are mapped.
+
+    On a question set (:mod:`eval.protocol`: some record is a ``question``) questions are asked
+    like cases and every other kind is ranked as :data:`ANSWER_KIND`. Elsewhere a caselink kind
+    stays itself and anything else is a case.
+    """
+    if question_set:
+        return "case" if kind == QUESTION else ANSWER_KIND
+    return kind if kind in _CASELINK_KINDS else "case"
+
+
+def to_record(r: EvalRecord, *, question_set: bool = False) -> Record:
+    return Record(id=r.id, kind=caselink_kind(r.kind, question_set=question_set), title=r.title[:1000],
+                  text=r.text[:200_000])
 
 
 class CaselinkEngine:
@@ -72,7 +87,8 @@ class CaselinkEngine:
             if not link.exists():
                 self.cache_path.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(self.cache_path.resolve())
-        recs = [self.full_records.get(r.id) or to_record(r) for r in records]
+        question_set = any(r.kind == QUESTION for r in records)
+        recs = [self.full_records.get(r.id) or to_record(r, question_set=question_set) for r in records]
         self.service_, _ = CaselinkService.build(settings, records=recs, progress=self.progress)
         self._fitted = key
         return self.service_
@@ -99,7 +115,8 @@ class CaselinkRetriever:
 
     def rank(self, queries: list[EvalRecord], k: int, candidate_ids: set[str] | None = None) -> Ranked:
         svc = self.engine.service_
-        kinds = ["sop"] if candidate_ids is not None else None
+        # The protocol restricts candidates on question sets only, and those are all ANSWER_KIND.
+        kinds = [ANSWER_KIND] if candidate_ids is not None else None
         out: Ranked = []
         for q in queries:
             if svc.store.get(q.id) is not None:

@@ -6,8 +6,9 @@ Reproduces ``shared/benchmarks/README.md``:
   (a connected component, found with union-find);
 - queries are the records with at least one relevant partner;
 - where records carry ``kind`` ``question``/``section``, only ``kind == "question"`` records
-  are queries, only records of another kind are candidates, and relevant sets are restricted
-  to candidates (a question whose component holds no section is then not a query);
+  are queries, only records of another kind (whatever it is called: section, answer, ...) are
+  candidates, and relevant sets are restricted to candidates (a question whose component holds
+  no candidate is then not a query); a question set with no candidate at all is refused;
 - at most ``max_queries`` queries are kept: the first ``max_queries`` of
   ``numpy.random.default_rng(seed).permutation`` over the eligible queries in record order,
   put back in record order. (``Generator.choice(..., replace=False)`` draws a different
@@ -142,7 +143,8 @@ def build_protocol(
         seed: seed for the query sample (default 13).
 
     Raises:
-        InvalidRecord: a pair names an unknown id or has a label other than 0/1.
+        InvalidRecord: a pair names an unknown id or has a label other than 0/1, or a question set
+            has no record of another kind to rank.
         ValueError: ``max_queries`` < 1.
 
     Example:
@@ -161,6 +163,11 @@ def build_protocol(
 
     kind_filter = any(r.kind in (QUESTION, SECTION) for r in records)
     candidate_ids = frozenset(r.id for r in records if r.kind != QUESTION) if kind_filter else None
+    if candidate_ids is not None and not candidate_ids:
+        # Every record is a question: nothing may be ranked, and every metric would read 0.
+        raise InvalidRecord("records: field 'kind': every record is a 'question', so there is nothing to rank; "
+                            "a question set needs records of another kind (answer, section, ...) as candidates",
+                            field="kind")
 
     relevant: dict[str, set[str]] = {}
     for rec in records:  # record order keeps the sample independent of set/dict iteration order

@@ -229,3 +229,50 @@ def test_feedback_marks_a_suggestion_and_reorders_what_is_related(demo_dir):
     assert proc.returncode == 2 and "no record with id 'NO-SUCH-ID'" in proc.stderr
     proc = run("feedback", "C-2023-00042", "--for", "C-2023-00042", data_dir=demo_dir, check=False)
     assert proc.returncode == 2 and "not a suggestion for itself" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _question_set(folder: Path, candidate_kind: str) -> tuple[Path, Path]:
+    """A small question set whose answers are called ``candidate_kind``: Chinese in both scripts,
+    English and codes, one answer per pair of questions."""
+    answers = [
+        ("干泵过温停机 E1023 的处理：检查冷却水流量是否大于 4 L/min，再检查泵体温度传感器。",
+         ["乾泵跳機報警 E1023 怎麼處理", "dry pump trips with alarm E1023, what to check"]),
+        ("激光功率下降时更换激光器电源模块 PN-7731-02，并重新标定输出功率。",
+         ["激光输出功率比设定低很多要换什么件", "laser power drops 15%, which part PN-7731-02"]),
+        ("机械手取片真空吸附报警 W3001：清洁吸盘并检查真空管路是否漏气。",
+         ["機械手取片時吸附報警 W3001", "robot vacuum grip alarm when picking wafer"]),
+        ("工件台定位误差超差时，重新校准干涉仪并检查温控。",
+         ["工件臺對準定位誤差超過 50nm", "stage alignment error too large after move"]),
+    ]
+    records, pairs = [], ["id_a\tid_b\tlabel"]
+    for i, (answer, questions) in enumerate(answers):
+        records.append({"id": f"A{i}", "text": answer, "kind": candidate_kind})
+        for j, q in enumerate(questions):
+            records.append({"id": f"Q{i}{j}", "text": q, "kind": "question"})
+            pairs.append(f"Q{i}{j}\tA{i}\t1")
+    folder.mkdir()
+    (folder / "records.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n",
+                                          encoding="utf-8")
+    (folder / "pairs.tsv").write_text("\n".join(pairs) + "\n", encoding="utf-8")
+    return folder / "records.jsonl", folder / "pairs.tsv"
+
+
+def test_eval_ranks_a_question_sets_candidates_whatever_their_kind_is_called(tmp_path):
+    figures = {}
+    for kind in ("answer", "section"):
+        recs, pairs = _question_set(tmp_path / kind, kind)
+        out = json.loads(run("eval", "--records", str(recs), "--pairs", str(pairs), "--mode", "all", "--json",
+                             data_dir=tmp_path / f"data-{kind}").stdout)
+        assert out["queries"] == 8
+        figures[kind] = out["modes"]
+    assert figures["answer"] == figures["section"]  # the name of the candidate kind changes nothing
+    assert figures["answer"]["hybrid"]["hit@5"] == 1.0 and figures["answer"]["hybrid"]["mrr@10"] >= 0.8
+
+
+def test_eval_refuses_a_question_set_with_nothing_to_rank(tmp_path):
+    recs, pairs = _question_set(tmp_path / "set", "question")  # the answers are questions too
+    proc = run("eval", "--records", str(recs), "--pairs", str(pairs), "--json", data_dir=tmp_path / "data",
+               check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "every record is a 'question'" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
