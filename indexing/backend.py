@@ -1,0 +1,127 @@
+"""The search-backend seam: what any engine behind caselink does, spoken in record ids.
+
+The service (:mod:`recommender.service`) owns the record store, the tokeniser and the encoder.
+It prepares every record once (keyword terms, canonical codes, the index-space vector) and
+hands a backend :class:`Entry` values; a backend only stores them, filters and searches. So the
+tokenisation (OpenCC, jieba with the domain dictionary, codes whole, bigrams) and the fusion
+(convex or adaptive, codes first, verdicts) are caselink's whatever engine sits below, and
+swapping FAISS + BM25L (``local``) for Milvus (``milvus``) changes where vectors and postings
+live, not how caselink ranks.
+
+Contract every backend keeps (the behavioural tests run against each):
+
+- ``write`` is idempotent: writing the same entry twice, or deleting an id that is not there,
+  changes nothing. A write is searchable when ``write`` returns (read-your-writes).
+- Scores are raw per side: dense = inner product of unit vectors (cosine); keyword = BM25L as a
+  share of the query's own score (:meth:`indexing.bm25.BM25Index.score` with ``normalize``),
+  so 0-1 and comparable across queries and engines.
+- ``filters`` are :class:`indexing.facets.Filters` (case-insensitive equality, dates inclusive,
+  ``open_only``); ``exclude`` is a collection of record ids never returned.
+- ``applied_seq`` is the record store's change-log position whose changes are all in the
+  backend (persisted with them), so after a crash the service replays the store's change log
+  from there: a backend is derived state, the store is the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from indexing.facets import Filters
+from indexing.records import Record
+
+__all__ = ["Entry", "Hits", "TermStats", "SearchBackend"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One record as a backend indexes it, prepared by the service."""
+
+    id: str
+    vector: np.ndarray  # float32 (dim,), index space: encoded, centred, unit length
+    terms: Sequence[str]  # keyword terms, repeated as weighted (indexing.document.DocumentBuilder.tokens)
+    codes: tuple[str, ...]  # canonical exact codes (DocumentBuilder.codes), sorted
+    kind: str
+    product: str = ""
+    model: str = ""
+    module: str = ""
+    status: str = ""
+    created: date | None = None
+
+    @classmethod
+    def of(cls, record: Record, vector: np.ndarray, terms: Sequence[str], codes: Collection[str]) -> "Entry":
+        created = date.fromisoformat(str(record.created)[:10]) if record.created else None
+        return cls(id=record.id, vector=vector, terms=terms, codes=tuple(sorted(codes)), kind=record.kind,
+                   product=record.product or "", model=record.model or "", module=record.module or "",
+                   status=record.status or "", created=created)
+
+
+@dataclass(frozen=True)
+class Hits:
+    """One side's ranking: ids best first, their raw scores, and each hit's exact codes (what
+    "codes first" needs without a second round trip)."""
+
+    ids: list[str]
+    scores: np.ndarray  # float32, descending
+    codes: list[tuple[str, ...]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class TermStats:
+    """What the keyword side knows of terms: document frequency per term and the live count,
+    so the service can weigh a record's terms (related records keep the most distinctive)."""
+
+    df: np.ndarray  # int64, one per term asked
+    n_docs: int
+
+
+@runtime_checkable
+class SearchBackend(Protocol):
+    """One engine holding caselink's dense vectors, keyword postings and filter fields."""
+
+    name: str  # "local", "milvus": what stats and the manifest report
+
+    def write(self, upserts: Sequence[Entry] = (), deletes: Collection[str] = (), *, seq: int) -> None:
+        """Index ``upserts`` and drop ``deletes`` (idempotent); ``seq`` is the store's change-log
+        position these writes bring the backend to (never moves ``applied_seq`` backwards)."""
+        ...
+
+    def search_dense(self, vector: np.ndarray, k: int, filters: Filters | None = None,
+                     exclude: Collection[str] = ()) -> Hits: ...
+
+    def search_keyword(self, terms: Sequence[str], k: int, filters: Filters | None = None,
+                       exclude: Collection[str] = ()) -> Hits: ...
+
+    def score_keyword(self, terms: Sequence[str], ids: Sequence[str]) -> np.ndarray:
+        """The keyword score ``search_keyword`` would give each of ``ids`` (0 where none of the
+        terms match or the id is not indexed): how eval scores labeled pairs."""
+        ...
+
+    def term_stats(self, terms: Sequence[str]) -> TermStats: ...
+
+    def admits(self, ids: Collection[str], filters: Filters | None = None,
+               exclude: Collection[str] = ()) -> set[str]:
+        """The ids among ``ids`` that are indexed and pass ``filters`` (feedback brings records
+        the ranking missed; they must still obey the request's filters)."""
+        ...
+
+    def count(self) -> int: ...
+
+    def describe(self) -> dict:
+        """What ``caselink stats`` and ``GET /v1/stats`` report of the engine (no credentials)."""
+        ...
+
+    def applied_seq(self) -> int: ...
+
+    def persist(self) -> None:
+        """Make what was written durable in the backend's own terms (a snapshot, a flush)."""
+        ...
+
+    def close(self) -> None: ...
