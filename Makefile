@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch first: an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,milvus]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -52,7 +52,7 @@ $(BENCH)/.installed: pyproject.toml bench/requirements-peers.txt
 	test -x $(BENCH)/python || $(PYTHON) -m venv bench/.env
 	$(BENCH)/pip install -q --upgrade pip
 	$(BENCH)/pip install -q torch==2.13.0
-	$(BENCH)/pip install -q -e '.[test]' -r bench/requirements-peers.txt
+	$(BENCH)/pip install -q -e '.[test,milvus]' -r bench/requirements-peers.txt
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || echo "no wrk: bench.query falls back to httpx"; }
 	touch $@
 

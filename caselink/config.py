@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from caselink.errors import ConfigError
 
@@ -114,6 +114,45 @@ class ServerConfig(_Section):
         "for servers still catching up (0 = never prune).")
 
 
+class BackendConfig(_Section):
+    """Which engine holds the dense vectors, keyword postings and filter fields (indexing/backends.py)."""
+
+    kind: Literal["local", "milvus"] = Field(
+        "local", description="'local': FAISS + caselink's BM25L in this process, snapshotted under data_dir/index. "
+        "'milvus': a Milvus collection reached through pymilvus (Milvus Lite server, standalone or a cluster).")
+    uri: str = Field("http://127.0.0.1:19530", description="Milvus address: http(s)://host:port; https for TLS.")
+    token: SecretStr | None = Field(None, description="Milvus credentials, 'user:password' or an API key. Never "
+                                    "logged or reported; prefer the environment or token_file over the TOML file.")
+    token_file: Path | None = Field(None, description="A file holding the token (first line), e.g. a mounted secret.")
+    collection: str = Field("caselink", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$",
+                            description="Milvus collection name (a second one, '<name>_stats', holds term statistics).")
+    consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = Field(
+        "Strong", description="Milvus read consistency. Strong gives read-your-writes across every caselink process "
+        "(a write is searchable when the call returns); the weaker levels answer sooner but may miss recent writes.")
+    dense_index: Literal["FLAT", "HNSW", "IVF_FLAT", "AUTOINDEX"] = Field(
+        "FLAT", description="Milvus index on the dense vectors: FLAT is exact (as local below vectors.exact_below); "
+        "HNSW or AUTOINDEX for millions of records.")
+    timeout: float = Field(30.0, gt=0, description="Seconds one Milvus call may take.")
+
+    @model_validator(mode="after")
+    def _one_token(self) -> "BackendConfig":
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give token or token_file, not both")
+        return self
+
+    def secret(self) -> str:
+        """The token to connect with ('' when none): from ``token``, else ``token_file``."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is not None:
+            try:
+                lines = self.token_file.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise ConfigError(f"backend.token_file {self.token_file} could not be read: {exc.strerror}") from None
+            return lines[0].strip() if lines else ""
+        return ""
+
+
 class Settings(_Section):
     data_dir: Path = Field(Path("var"), description="Holds records.sqlite, the embedding cache and index/.")
     text: TextConfig = Field(default_factory=TextConfig)
@@ -122,6 +161,7 @@ class Settings(_Section):
     vectors: VectorConfig = Field(default_factory=VectorConfig)
     rank: RankConfig = Field(default_factory=RankConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
 
     @field_validator("data_dir")
     @classmethod
@@ -149,6 +189,11 @@ _ENV = {
     "CASELINK_PORT": ("server", "port"),
     "CASELINK_API_KEYS": ("server", "api_keys"),
     "CASELINK_READ_KEYS": ("server", "read_keys"),
+    "CASELINK_BACKEND": ("backend", "kind"),
+    "CASELINK_BACKEND_URI": ("backend", "uri"),
+    "CASELINK_BACKEND_TOKEN": ("backend", "token"),
+    "CASELINK_BACKEND_TOKEN_FILE": ("backend", "token_file"),
+    "CASELINK_BACKEND_COLLECTION": ("backend", "collection"),
 }
 
 
