@@ -80,3 +80,12 @@ def read_only_service(tmp_path_factory, encoder, records: list[Record]) -> Itera
         yield svc
     finally:
         svc.close()
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory) -> Iterator[str]:
+    """One real Milvus (milvus-lite's gRPC server on a loopback port) for the whole session."""
+    from _milvus import milvus_server
+
+    with milvus_server(tmp_path_factory.mktemp("milvus") / "data") as uri:
+        yield uri

@@ -26,3 +26,153 @@ def test_backend_settings_come_from_the_environment_and_the_token_is_never_shown
 def test_bad_backend_settings_are_refused_naming_the_setting(env, field):
     with pytest.raises(ConfigError, match=f"setting '{field}'"):
         load_settings(env=env)
+
+
+# -- the backend against a real Milvus ---------------------------------------------------------
+
+import itertools  # noqa: E402
+from datetime import date  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from indexing.backend import Entry  # noqa: E402
+from indexing.bm25 import BM25Index  # noqa: E402
+from indexing.facets import Filters  # noqa: E402
+from indexing.milvus_backend import MilvusBackend  # noqa: E402
+from indexing.milvus_schema import filter_expression, term_id  # noqa: E402
+
+_names = itertools.count()
+DIM = 8
+
+
+def _vec(*hot: int) -> np.ndarray:
+    v = np.zeros(DIM, dtype=np.float32)
+    v[list(hot)] = 1.0
+    return v / np.linalg.norm(v)
+
+
+DOCS = [
+    Entry("C-1", _vec(0), ["dry", "pump", "trip", "e1023", "e1023", "vacuum"], ("e1023",), "case",
+          product="HX-Etch 500", status="closed", created=date(2024, 3, 2)),
+    Entry("C-2", _vec(0, 1), ["dry", "pump", "overheat", "filter", "water", "water", "cooling"], (), "case",
+          product="HX-Etch 500", status="open", created=date(2024, 5, 10)),
+    Entry("PO-1", _vec(1), ["pump", "trip", "firmware", "controller"], (), "problem", product="hx-etch 500",
+          status="Investigating", created=date(2025, 1, 5)),
+    Entry("SOP#1", _vec(2), ["replace", "pump", "filter", "procedure", "step", "step", "torque", "vacuum",
+                             "leak", "check", "helium", "valve"], (), "sop", module="Vacuum"),
+    Entry("X-1", _vec(3), ["laser", "power", "drop", "a4410"], ("a4410",), "case", product='a" or 1==1',
+          created=date(2023, 1, 1)),
+]
+
+
+@pytest.fixture
+def milvus(milvus_uri, tmp_path):
+    settings = load_settings(env={}, data_dir=tmp_path / "data", backend__kind="milvus", backend__uri=milvus_uri,
+                             backend__collection=f"t{next(_names)}")
+    backend = MilvusBackend.open(settings, DIM)
+    yield backend
+    backend.close()
+
+
+def test_keyword_scores_are_caselinks_normalised_bm25l(milvus):
+    milvus.write(DOCS, seq=5)
+    local = BM25Index(k1=1.2, b=0.75, delta=0.5)
+    local.add(range(len(DOCS)), [d.terms for d in DOCS])
+    for query in (["pump", "trip"], ["e1023", "unknownterm"], ["filter", "water", "pump", "pump"]):
+        keys, want = local.score(query, normalize=True)
+        hits = milvus.search_keyword(query, 10)
+        got = dict(zip(hits.ids, hits.scores.tolist()))
+        assert got == pytest.approx({DOCS[k].id: s for k, s in zip(keys.tolist(), want.tolist())}, rel=1e-5)
+        assert list(hits.scores) == sorted(hits.scores, reverse=True)
+        ids = [d.id for d in DOCS] + ["nope"]
+        assert milvus.score_keyword(query, ids) == pytest.approx([got.get(i, 0.0) for i in ids], rel=1e-5)
+    assert milvus.term_stats(["pump", "e1023", "nope"]).df.tolist() == [4, 1, 0]
+    assert milvus.term_stats(["pump"]).n_docs == 5
+
+
+def test_dense_search_filters_exclusions_and_codes(milvus):
+    milvus.write(DOCS, seq=1)
+    hits = milvus.search_dense(_vec(0), 3)
+    assert hits.ids[:2] == ["C-1", "C-2"] and hits.scores[0] == pytest.approx(1.0, abs=1e-5)
+    assert hits.codes[0] == ("e1023",)
+    f = Filters(product=("hx-ETCH 500",))
+    assert set(milvus.search_dense(_vec(0), 10, f).ids) == {"C-1", "C-2", "PO-1"}
+    assert set(milvus.search_dense(_vec(0), 10, f, exclude={"C-1"}).ids) == {"C-2", "PO-1"}
+    assert set(milvus.search_dense(_vec(0), 10, Filters(kind=("case",), open_only=True)).ids) == {"C-2", "X-1"}
+    dated = Filters(created_from=date(2024, 4, 1), created_to=date(2024, 12, 31))
+    assert milvus.search_dense(_vec(0), 10, dated).ids == ["C-2"]
+    assert milvus.search_dense(_vec(0), 10, Filters(module=("vacuum",))).ids == ["SOP#1"]
+    assert milvus.search_keyword(["pump"], 10, Filters(kind=("sop",))).ids == ["SOP#1"]
+    assert milvus.admits(["C-1", "C-2", "SOP#1", "gone"], Filters(kind=("case",)), exclude={"C-2"}) == {"C-1"}
+
+
+def test_a_filter_value_is_data_never_filter_syntax(milvus):
+    milvus.write(DOCS, seq=1)
+    evil = 'a" or 1==1'
+    assert milvus.search_dense(_vec(0), 10, Filters(product=(evil,))).ids == ["X-1"]
+    assert milvus.search_dense(_vec(0), 10, Filters(product=('x" or kind != "',))).ids == []
+    assert milvus.admits(["C-1", 'C-1" or id != "'], None) == {"C-1"}
+    assert filter_expression(Filters(product=('\\"',))) == 'product in ["\\\\\\""]'
+
+
+def test_writes_are_idempotent_searchable_at_once_and_deletes_drop_the_terms(milvus):
+    milvus.write(DOCS[:2], seq=1)
+    milvus.write(DOCS[:2], seq=1)
+    assert milvus.count() == 2 and milvus.term_stats(["pump"]).df.tolist() == [2]
+    changed = Entry("C-2", _vec(3), ["laser", "only"], (), "case")
+    milvus.write([changed], deletes=["C-1", "never-there"], seq=2)
+    assert milvus.count() == 1 and milvus.search_keyword(["laser"], 5).ids == ["C-2"]
+    assert milvus.term_stats(["pump", "laser"]).df.tolist() == [0, 1]
+    assert milvus.search_keyword(["pump"], 5).ids == [] and milvus.search_dense(_vec(0), 5).ids == ["C-2"]
+    milvus.write([], deletes=["C-2"], seq=3)
+    assert milvus.count() == 0 and milvus.search_keyword(["laser"], 5).ids == []
+
+
+def test_applied_seq_survives_a_reopen_and_an_interrupted_write_is_recounted(milvus, milvus_uri, tmp_path):
+    milvus.write(DOCS, seq=7)
+    milvus.write([], seq=3)  # never backwards
+    assert milvus.applied_seq() == 7
+    milvus.persist()
+    # a crash after the records were written but before the term statistics were: meta says pending
+    milvus.meta_.update(pending=True, n=99)
+    milvus._save_meta()
+    milvus.client_.delete(milvus.stats_collection, ids=[term_id("pump")])
+    settings = load_settings(env={}, data_dir=tmp_path / "data", backend__kind="milvus", backend__uri=milvus_uri,
+                             backend__collection=milvus.collection)
+    again = MilvusBackend.open(settings, DIM)
+    try:
+        assert again.applied_seq() == 7 and again.count() == 5
+        assert again.term_stats(["pump", "e1023"]).df.tolist() == [4, 1]
+        assert again.term_stats(["pump"]).n_docs == 5
+        assert again.search_keyword(["e1023"], 3).ids[0] == "C-1"
+        assert "token" not in again.describe() and again.describe()["records"] == 5
+    finally:
+        again.close()
+    with pytest.raises(Exception, match="8-d.*4-d|4-d"):
+        MilvusBackend.open(settings, 4)
+
+
+def test_a_build_from_batches_scores_with_the_final_mean_length_and_drift_is_reweighed(milvus_uri, tmp_path):
+    settings = load_settings(env={}, data_dir=tmp_path / "data", backend__kind="milvus", backend__uri=milvus_uri,
+                             backend__collection=f"t{next(_names)}")
+    backend = MilvusBackend.build(settings, dim=DIM, total=len(DOCS), batches=[DOCS[:1], DOCS[1:]], seq=4)
+    try:
+        local = BM25Index(k1=1.2, b=0.75, delta=0.5)
+        local.add(range(len(DOCS)), [d.terms for d in DOCS])
+        keys, want = local.score(["pump", "vacuum"], normalize=True)
+        hits = backend.search_keyword(["pump", "vacuum"], 10)
+        assert dict(zip(hits.ids, hits.scores.tolist())) == pytest.approx(
+            {DOCS[k].id: s for k, s in zip(keys.tolist(), want.tolist())}, rel=1e-5)
+        assert backend.applied_seq() == 4
+        long = Entry("L-1", _vec(4), ["pump"] + [f"w{i}" for i in range(60)], (), "case")
+        backend.write([long], deletes=["C-1"], seq=5)  # the mean length moves far: persist re-weighs
+        backend.persist()
+        local.delete([0])
+        local.add([9], [long.terms])
+        keys, want = local.score(["pump", "trip"], normalize=True)
+        hits = backend.search_keyword(["pump", "trip"], 10)
+        ids = {0: "C-1", 1: "C-2", 2: "PO-1", 3: "SOP#1", 4: "X-1", 9: "L-1"}
+        assert dict(zip(hits.ids, hits.scores.tolist())) == pytest.approx(
+            {ids[k]: s for k, s in zip(keys.tolist(), want.tolist())}, rel=1e-4)
+    finally:
+        backend.close()
