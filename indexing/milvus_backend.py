@@ -38,12 +38,16 @@ recounts the statistics from the records, and the service replays the change log
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import shutil
 import threading
+import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -51,6 +55,7 @@ import numpy as np
 from caselink.errors import IndexFormatError, IndexNotReady
 from indexing.backend import Entry, Hits, TermStats
 from indexing.facets import Filters
+from indexing.index_dir import REBUILD_HINT, IndexDir
 from indexing.milvus_schema import BM25LWeights, create_collections, day, filter_expression, term_id
 from indexing.records import is_closed_status
 
@@ -86,7 +91,7 @@ class MilvusBackend:
 
     def __init__(self, *, uri: str, token: str = "", collection: str, dim: int, k1: float = 1.2,
                  b: float = 0.75, delta: float = 0.5, consistency: str = "Strong", dense_index: str = "FLAT",
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, root: Path | None = None, sidecar=None):
         self.uri = uri
         self._token = token
         self.collection = collection
@@ -97,17 +102,21 @@ class MilvusBackend:
         self.consistency = consistency
         self.dense_index = dense_index
         self.timeout = timeout
+        self.dir = IndexDir(root) if root is not None else None  # where the service's side is snapshotted
+        self.sidecar = sidecar
+        self.snapshot_: Path | None = None
         self.client_ = None
         self.meta_: dict = {}
         self.lock_ = threading.Lock()
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
-    def from_settings(cls, settings, dim: int) -> "MilvusBackend":
+    def from_settings(cls, settings, dim: int, *, sidecar=None) -> "MilvusBackend":
         """The backend ``settings.backend`` and ``settings.bm25`` describe (not connected yet)."""
         cfg, bm = settings.backend, settings.bm25
         return cls(uri=cfg.uri, token=cfg.secret(), collection=cfg.collection, dim=dim, k1=bm.k1, b=bm.b,
-                   delta=bm.delta, consistency=cfg.consistency, dense_index=cfg.dense_index, timeout=cfg.timeout)
+                   delta=bm.delta, consistency=cfg.consistency, dense_index=cfg.dense_index, timeout=cfg.timeout,
+                   root=settings.index_root, sidecar=sidecar)
 
     @classmethod
     def build(cls, settings, *, dim: int, total: int, batches: Iterable[Sequence[Entry]], sample: np.ndarray = None,
@@ -116,7 +125,7 @@ class MilvusBackend:
         ``sample`` serve engines that size or train an index first; Milvus needs neither). The
         weights are then computed once more with the final mean document length, so a fresh
         build scores exactly as ``local`` does."""
-        backend = cls.open(settings, dim, fresh=True)
+        backend = cls.open(settings, dim, fresh=True, sidecar=sidecar)
         for batch in batches:
             backend.write(batch, seq=0)
         backend.write(seq=seq)
@@ -127,12 +136,25 @@ class MilvusBackend:
         return backend
 
     @classmethod
-    def open(cls, settings, dim: int, *, fresh: bool = False) -> "MilvusBackend":
+    def open(cls, settings, dim: int, *, fresh: bool = False, sidecar=None) -> "MilvusBackend":
         """Connect, create the collections when missing (``fresh``: drop and recreate them, for a
         build from scratch), load them, and repair what a crash or a change of BM25 parameters
         left behind."""
-        backend = cls.from_settings(settings, dim)
+        backend = cls.from_settings(settings, dim, sidecar=sidecar)
         backend.connect(fresh=fresh)
+        return backend
+
+    @classmethod
+    def load(cls, settings, snap: Path, manifest: dict, *, sidecar=None) -> "MilvusBackend":
+        """The collection a snapshot's manifest names (the snapshot holds the service's side only)."""
+        named = manifest.get("backend", {})
+        if named.get("kind") != "milvus" or named.get("collection") != settings.backend.collection:
+            raise IndexFormatError(
+                f"the index in {snap} was built on backend {named.get('kind', 'local')} "
+                f"{named.get('collection', '')}, the settings name milvus collection '{settings.backend.collection}'",
+                hint=REBUILD_HINT)
+        backend = cls.open(settings, int(manifest["model"]["dim"]), sidecar=sidecar)
+        backend.snapshot_ = snap
         return backend
 
     def connect(self, *, fresh: bool = False) -> None:
@@ -437,15 +459,49 @@ class MilvusBackend:
                 "bm25": {"k1": self.k1, "b": self.b, "delta": self.delta}, "pymilvus": pymilvus.__version__}
 
     def persist(self) -> None:
-        """Flush both collections (sealed segments on object storage) and re-weigh when the mean
-        document length drifted past ``REWEIGH_DRIFT``."""
+        """Flush both collections (sealed segments, durable in Milvus's own storage), re-weigh
+        when the mean document length drifted past ``REWEIGH_DRIFT``, and publish a snapshot of
+        the service's side (tokeniser, model, centring: the sidecar) naming this collection and
+        the change-log position it holds."""
         with self._calls("flush"):
             for name in (self.collection, self.stats_collection):
                 self.client_.flush(name)
         if self._drifted():
             self._reweigh()
+        if self.dir is None:
+            return
+        self.dir.root.mkdir(parents=True, exist_ok=True)
+        with open(self.dir.root / ".lock", "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            with self.lock_:
+                extra, write_extra = self.sidecar.capture() if self.sidecar is not None else ({}, None)
+                own = self._manifest()
+            tmp = self.dir.new_snapshot()
+            try:
+                if write_extra is not None:
+                    write_extra(tmp)
+                self.snapshot_ = self.dir.publish(tmp, _merge(extra, own))
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+
+    def _manifest(self) -> dict:
+        m = self.meta_
+        return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "change_seq": int(m["applied_seq"]),
+                "backend": {"kind": "milvus", "collection": self.collection, "uri": self._safe_uri()},
+                "counts": {"records": int(m["n"])},
+                "params": {"bm25": {"k1": self.k1, "b": self.b, "delta": self.delta},
+                           "vectors": {"factory": f"milvus:{self.dense_index}"}}}
 
     def close(self) -> None:
         if self.client_ is not None:
             self.client_.close()
             self.client_ = None
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    """``base`` with ``extra`` merged in, nested dicts merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

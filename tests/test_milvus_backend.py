@@ -176,3 +176,30 @@ def test_a_build_from_batches_scores_with_the_final_mean_length_and_drift_is_rew
             {ids[k]: s for k, s in zip(keys.tolist(), want.tolist())}, rel=1e-4)
     finally:
         backend.close()
+
+
+class _Side:
+    """The service's side of a snapshot, as the seam's Sidecar protocol hands it over."""
+
+    def capture(self):
+        return {"model": {"id": "test", "dim": DIM}}, lambda folder: (folder / "side.txt").write_text("x")
+
+
+def test_persist_publishes_the_services_side_naming_the_collection_and_load_reopens_it(milvus_uri, tmp_path):
+    from indexing.index_dir import IndexDir
+
+    settings = load_settings(env={}, data_dir=tmp_path / "data", backend__kind="milvus", backend__uri=milvus_uri,
+                             backend__collection=f"t{next(_names)}")
+    built = MilvusBackend.build(settings, dim=DIM, total=2, batches=[DOCS[:2]], seq=3, sidecar=_Side())
+    built.close()
+    snap, manifest = IndexDir(settings.index_root).read_manifest()
+    assert (snap / "side.txt").read_text() == "x" and manifest["change_seq"] == 3
+    assert manifest["backend"] == {"kind": "milvus", "collection": settings.backend.collection, "uri": milvus_uri}
+    again = MilvusBackend.load(settings, snap, manifest)
+    try:
+        assert again.count() == 2 and again.applied_seq() == 3
+    finally:
+        again.close()
+    other = settings.model_copy(update={"backend": settings.backend.model_copy(update={"collection": "elsewhere"})})
+    with pytest.raises(Exception, match="elsewhere"):
+        MilvusBackend.load(other, snap, manifest)
