@@ -21,12 +21,13 @@ query sends q(t) = qtf·idf(t)/S with idf from the shared df and S = Σ qtf·idf
 terms, so the inner product Milvus computes is exactly caselink's normalised BM25L. Milvus's
 built-in BM25 function is not used: it tokenises and scores otherwise. A term's id is 32 bits of
 its BLAKE2b hash (Milvus sparse dimensions are uint32), so replicas agree without a shared
-vocabulary; two terms sharing an id (about one pair per 10^5 terms at a million terms) count as
+vocabulary; two terms sharing an id (about 120 pairs among a million distinct terms) count as
 one term.
 
 Document weights bake in the mean document length; when it drifts by more than
-``REWEIGH_DRIFT`` (or k1/b/delta change), :meth:`persist` and :meth:`open` re-weigh every record
-from its stored tf (recovered from its weights with the parameters stored beside them).
+``REWEIGH_DRIFT`` (or k1/b/delta change), the write that moved it (or :meth:`open`) re-weighs
+every record from its stored tf (recovered from its weights with the parameters stored beside
+them), so between two re-weighings a keyword score is within that drift of ``local``'s.
 
 Consistency: every call is made at the configured level; ``Strong`` (the default) makes a write
 searchable by every process when ``write`` returns. Writes from one process at a time per
@@ -107,6 +108,7 @@ class MilvusBackend:
         self.snapshot_: Path | None = None
         self.client_ = None
         self.meta_: dict = {}
+        self.reweigh_on_write_ = True
         self.lock_ = threading.Lock()
 
     # -- opening ------------------------------------------------------------------------------
@@ -126,13 +128,14 @@ class MilvusBackend:
         weights are then computed once more with the final mean document length, so a fresh
         build scores exactly as ``local`` does."""
         backend = cls.open(settings, dim, fresh=True, sidecar=sidecar)
+        backend.reweigh_on_write_ = False  # once at the end, not after every batch
         for batch in batches:
             backend.write(batch, seq=0)
         backend.write(seq=seq)
         m = backend.meta_
         if m["n"] and abs(m["total_len"] / m["n"] - m["avgdl"]) > 1e-6 * m["avgdl"]:
             backend._reweigh()
-        backend.persist()
+        backend.reweigh_on_write_ = True
         return backend
 
     @classmethod
@@ -153,7 +156,7 @@ class MilvusBackend:
                 f"the index in {snap} was built on backend {named.get('kind', 'local')} "
                 f"{named.get('collection', '')}, the settings name milvus collection '{settings.backend.collection}'",
                 hint=REBUILD_HINT)
-        backend = cls.open(settings, int(manifest["model"]["dim"]), sidecar=sidecar)
+        backend = cls.open(settings, int(named["dim"]), sidecar=sidecar)
         backend.snapshot_ = snap
         return backend
 
@@ -238,7 +241,8 @@ class MilvusBackend:
         if not m.get("n"):
             return False
         mean = m["total_len"] / m["n"]
-        return m.get("params", self.weights.params) != self.weights.params or abs(mean - m["avgdl"]) > REWEIGH_DRIFT * m["avgdl"]
+        moved = abs(mean - m["avgdl"]) > REWEIGH_DRIFT * m["avgdl"]
+        return moved or m.get("params", self.weights.params) != self.weights.params
 
     # -- writes -------------------------------------------------------------------------------
     def _row(self, e: Entry, avgdl: float) -> tuple[dict, dict[int, float]]:
@@ -292,6 +296,8 @@ class MilvusBackend:
             m["applied_seq"] = max(m["applied_seq"], seq)
             m["pending"] = False
             self._save_meta()
+        if self.reweigh_on_write_ and self._drifted():
+            self._reweigh()
 
 
     def _apply_df(self, change: dict[int, int]) -> None:
@@ -453,21 +459,18 @@ class MilvusBackend:
         import pymilvus
 
         m = self.meta_
-        return {"engine": "milvus", "uri": self._safe_uri(), "collection": self.collection,
+        return {"backend": "milvus", "uri": self._safe_uri(), "collection": self.collection,
                 "consistency": self.consistency, "dense_index": self.dense_index, "records": self.count(),
                 "applied_seq": int(m.get("applied_seq", 0)), "mean_length": round(float(m.get("avgdl", 0.0)), 3),
                 "bm25": {"k1": self.k1, "b": self.b, "delta": self.delta}, "pymilvus": pymilvus.__version__}
 
     def persist(self) -> None:
-        """Flush both collections (sealed segments, durable in Milvus's own storage), re-weigh
-        when the mean document length drifted past ``REWEIGH_DRIFT``, and publish a snapshot of
+        """Flush both collections (sealed segments, durable in Milvus's own storage) and publish a snapshot of
         the service's side (tokeniser, model, centring: the sidecar) naming this collection and
         the change-log position it holds."""
         with self._calls("flush"):
             for name in (self.collection, self.stats_collection):
                 self.client_.flush(name)
-        if self._drifted():
-            self._reweigh()
         if self.dir is None:
             return
         self.dir.root.mkdir(parents=True, exist_ok=True)
@@ -488,7 +491,7 @@ class MilvusBackend:
     def _manifest(self) -> dict:
         m = self.meta_
         return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "change_seq": int(m["applied_seq"]),
-                "backend": {"kind": "milvus", "collection": self.collection, "uri": self._safe_uri()},
+                "backend": {"kind": "milvus", "collection": self.collection, "uri": self._safe_uri(), "dim": self.dim},
                 "counts": {"records": int(m["n"])},
                 "params": {"bm25": {"k1": self.k1, "b": self.b, "delta": self.delta},
                            "vectors": {"factory": f"milvus:{self.dense_index}"}}}

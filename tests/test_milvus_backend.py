@@ -152,7 +152,7 @@ def test_applied_seq_survives_a_reopen_and_an_interrupted_write_is_recounted(mil
         MilvusBackend.open(settings, 4)
 
 
-def test_a_build_from_batches_scores_with_the_final_mean_length_and_drift_is_reweighed(milvus_uri, tmp_path):
+def test_a_build_from_batches_scores_with_the_final_mean_length_and_a_write_that_drifts_reweighs(milvus_uri, tmp_path):
     settings = load_settings(env={}, data_dir=tmp_path / "data", backend__kind="milvus", backend__uri=milvus_uri,
                              backend__collection=f"t{next(_names)}")
     backend = MilvusBackend.build(settings, dim=DIM, total=len(DOCS), batches=[DOCS[:1], DOCS[1:]], seq=4)
@@ -165,8 +165,7 @@ def test_a_build_from_batches_scores_with_the_final_mean_length_and_drift_is_rew
             {DOCS[k].id: s for k, s in zip(keys.tolist(), want.tolist())}, rel=1e-5)
         assert backend.applied_seq() == 4
         long = Entry("L-1", _vec(4), ["pump"] + [f"w{i}" for i in range(60)], (), "case")
-        backend.write([long], deletes=["C-1"], seq=5)  # the mean length moves far: persist re-weighs
-        backend.persist()
+        backend.write([long], deletes=["C-1"], seq=5)  # the mean length moves far: the write re-weighs
         local.delete([0])
         local.add([9], [long.terms])
         keys, want = local.score(["pump", "trip"], normalize=True)
@@ -191,10 +190,12 @@ def test_persist_publishes_the_services_side_naming_the_collection_and_load_reop
     settings = load_settings(env={}, data_dir=tmp_path / "data", backend__kind="milvus", backend__uri=milvus_uri,
                              backend__collection=f"t{next(_names)}")
     built = MilvusBackend.build(settings, dim=DIM, total=2, batches=[DOCS[:2]], seq=3, sidecar=_Side())
+    built.persist()
     built.close()
     snap, manifest = IndexDir(settings.index_root).read_manifest()
     assert (snap / "side.txt").read_text() == "x" and manifest["change_seq"] == 3
-    assert manifest["backend"] == {"kind": "milvus", "collection": settings.backend.collection, "uri": milvus_uri}
+    assert manifest["backend"] == {"kind": "milvus", "collection": settings.backend.collection, "uri": milvus_uri,
+                                   "dim": DIM}
     again = MilvusBackend.load(settings, snap, manifest)
     try:
         assert again.count() == 2 and again.applied_seq() == 3
