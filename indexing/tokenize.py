@@ -31,6 +31,9 @@ _WORD = re.compile(r"[a-z][a-z']*[a-z]|[a-z]|\d+")
 # A dotted number (3.4.0, 9.4.43, 192.168.1.10, 50.5) is one word: versions and addresses are
 # identifiers, and split into 3, 4, 0 they match every other version.
 _WORD_DOTTED = re.compile(r"[a-z][a-z']*[a-z]|[a-z]|\d+(?:\.\d+)+|\d+")
+# The ideographic full stop ends a sentence, never joins a code: normalisation folds it to '.'
+# (for the encoder), which read "E1023。N2 ballast" as the one code e1023n2. Tokens see a comma.
+_STOPS = str.maketrans({"。": ",", "｡": ","})
 
 _EN_STOP = frozenset(
     "a an and are as at be been but by can could did do does for from had has have he her his how i if "
@@ -133,15 +136,21 @@ class Tokenizer:
             self._stemmer = Stemmer.Stemmer("english")
         return self._stemmer.stemWords(words)
 
+    def normalize(self, text: str) -> str:
+        """``text`` as tokens are read from: :func:`~indexing.normalize.normalize`, with the
+        ideographic full stop a comma (a stop ends a code; '.' would join two into one)."""
+        return normalize(text.translate(_STOPS), opencc=self.opencc)
+
     def codes(self, text: str, *, normalized: bool = False) -> list[str]:
-        """Canonical codes in ``text``, in order of appearance, without repeats."""
-        t = text if normalized else normalize(text, opencc=self.opencc)
+        """Canonical codes in ``text``, in order of appearance, without repeats (``normalized``:
+        ``text`` comes from :meth:`normalize`)."""
+        t = text if normalized else self.normalize(text)
         found = (m.group(0) for m in _CODE.finditer(t))
         return list(dict.fromkeys(_SEPARATORS.sub("", c) for c in found if is_code(c)))
 
     def surfaces(self, text: str) -> dict[str, str]:
         """Stemmed token -> the word as written (first occurrence), for explanations and highlights."""
-        words = [w for w in self._word.findall(normalize(text, opencc=self.opencc)) if w not in _EN_STOP]
+        words = [w for w in self._word.findall(self.normalize(text)) if w not in _EN_STOP]
         out: dict[str, str] = {}
         for stem, word in zip(self._stem(words), words):
             out.setdefault(stem, word)
@@ -155,7 +164,7 @@ class Tokenizer:
         """
         unigrams = self.cjk_unigrams and bigrams is not False
         bigrams = self.cjk_bigrams if bigrams is None else bigrams
-        t = normalize(text, opencc=self.opencc)
+        t = self.normalize(text)
         if not t:
             return []
         tokens: list[str] = []

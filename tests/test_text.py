@@ -73,3 +73,14 @@ def test_dotted_numbers_are_one_token_and_their_parts():
 def test_traditional_query_tokens_equal_simplified():
     tok = Tokenizer()
     assert tok.tokenize("機械手臂取片失敗") == tok.tokenize("机械手臂取片失败")
+
+
+def test_an_ideographic_full_stop_ends_a_code():
+    # The demo's "报 E1023。N2 ballast 流量..." was indexed as the one code e1023n2, so a search for
+    # E1023 missed it on the exact-code side.
+    tok = Tokenizer()
+    assert tok.codes("干泵跳停报 E1023。N2 ballast 偏低") == ["e1023", "n2"]
+    assert tok.codes("更换套件 kit｡8D 报告已提交") == ["8d"]
+    tokens = tok.tokenize("报 W1032。RoR 超标")
+    assert "w1032" in tokens and "w1032ror" not in tokens
+    assert tok.codes("软件 v3.2.1。") == ["v321"]  # a stop after a code still leaves it whole
