@@ -10,12 +10,23 @@ from pydantic import BaseModel, ConfigDict, Field
 Mode = Literal["hybrid", "dense", "keyword"]
 
 
+class GroupK(BaseModel):
+    """How many results each group of a grouped search holds (0 leaves the group out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sops: int = Field(5, ge=0, strict=True, description="SOP sections: the procedures.")
+    problems: int = Field(5, ge=0, strict=True, description="Problem orders: the known problems.")
+    cases: int = Field(10, ge=0, strict=True, description="Past service cases.")
+
+
 class SearchQuery(BaseModel):
     """A free-text search. Filters are case-insensitive; list values mean 'any of'."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"text": "刻蚀机前级干泵抽真空时电流一直往上涨然后跳停", "k": 10},
-        {"text": "A-4410", "kind": ["case", "problem"], "product": ["HX-Litho 3000"], "created_from": "2024-01-01"}]})
+        {"text": "A-4410", "kind": ["case", "problem"], "product": ["HX-Litho 3000"], "created_from": "2024-01-01"},
+        {"text": "E1023", "grouped": True, "group_k": {"sops": 3, "problems": 3, "cases": 5}}]})
 
     text: str = Field(..., min_length=1, max_length=100_000,
                       description="Symptom text, a question, or an error code / part number "
@@ -34,6 +45,11 @@ class SearchQuery(BaseModel):
                                                "records without a status stay.")
     min_score: float = Field(0.0, ge=0.0, le=1.0, description="Drop results scoring below this.")
     exclude_ids: list[str] = Field(default_factory=list, description="Record ids never to return.")
+    grouped: bool = Field(False, strict=True, description=(
+        "Also answer grouped by kind, each group ranked on its own with its own size (group_k): `sops`, "
+        "`problems`, `cases`, plus `code_cards` when the text names an error code. Off by default so "
+        "existing clients keep the flat answer they parse."))
+    group_k: GroupK = Field(default_factory=GroupK, description="Group sizes when grouped (each at most rank.max_k).")
 
 
 class Explanation(BaseModel):

@@ -153,7 +153,9 @@ class CaselinkService:
             raise RecordNotFound(f"no record with id '{record_id}'", field="id")
         return sr.record
 
-    def search(self, q: SearchQuery) -> SearchResponse:
+    def search(self, q: SearchQuery, *, query_vector: np.ndarray | None = None) -> SearchResponse:
+        """Rank for free text. ``query_vector``: :meth:`encode_query` of the same text, when one
+        text is searched several times (by kind, :mod:`recommender.grouping`) and encoded once."""
         text = q.text.strip()
         if not text:
             raise InvalidQuery("text must not be empty", field="text")
@@ -162,8 +164,19 @@ class CaselinkService:
                                field="text")
         docs = self.index.docs_
         verdicts = tally(self.store.feedback_for_query(text)) if self.settings.rank.feedback else {}
-        return self._rank(q, text=text, tokens=docs.tokenizer.tokenize(text), qvec=None, verdicts=verdicts,
+        return self._rank(q, text=text, tokens=docs.tokenizer.tokenize(text), qvec=query_vector, verdicts=verdicts,
                           judged="this search")
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """The vector :meth:`search` ranks ``text`` by (1 x dim, index space). Raises
+        :class:`~caselink.errors.EncoderUnavailable` when the encoder cannot run."""
+        docs = self.index.docs_
+        qvec, _ = self.index.embed([docs.embedding_text(Record(id="q", kind="case", text=text.strip()))], cached=False)
+        return qvec
+
+    def query_codes(self, text: str) -> list[str]:
+        """The exact codes ``text`` names (canonical: 'E-1023' -> 'e1023'), in order."""
+        return self.index.docs_.tokenizer.codes(text)
 
     def related(self, record_id: str, *, k: int = 10, kinds: list[str] | None = None, mode: str | None = None,
                 exclude_linked: bool = False, min_score: float = 0.0, open_only: bool = False) -> SearchResponse:
@@ -251,7 +264,7 @@ class CaselinkService:
             try:
                 t = time.perf_counter()
                 if qvec is None:
-                    qvec, _ = self.index.embed([docs.embedding_text(Record(id="q", kind="case", text=text))], cached=False)
+                    qvec = self.encode_query(text)
                     timings["encode"] = _ms(t)
                 t = time.perf_counter()
                 d_keys, d_scores = self.index.search_dense(qvec[0], n_cand, mask)

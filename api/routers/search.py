@@ -6,17 +6,24 @@ from fastapi import APIRouter, Request
 
 from api.deps import ReadAccess, ServiceDep
 from api.schemas import PROBLEM_RESPONSES
+from recommender.grouping import GroupedSearchResponse, search_grouped
 from recommender.results import SearchQuery, SearchResponse
 
 router = APIRouter(tags=["search"], dependencies=[ReadAccess])
 
 
-@router.post("/search", response_model=SearchResponse, responses=PROBLEM_RESPONSES,
+@router.post("/search", response_model=SearchResponse | GroupedSearchResponse, responses=PROBLEM_RESPONSES,
              summary="Search cases, problem orders and SOP sections")
 def search(q: SearchQuery, svc: ServiceDep, request: Request) -> SearchResponse:
     """Symptom text, a question, or an error code / part number, in Chinese (either script) or
     English. ``k`` is limited by ``rank.max_k`` and ``text`` by ``server.max_text_chars``; both
-    are checked by the service and reported as 422 naming the field."""
-    resp = svc.search(q)
+    are checked by the service and reported as 422 naming the field.
+
+    With ``grouped: true`` the answer also holds ``sops``, ``problems`` and ``cases``, each
+    ranked on its own (``group_k`` sizes, each at most ``rank.max_k``), and a ``code_cards``
+    entry per error code the text names: its procedure, its problem orders (open first, with
+    status and workaround), how many cases carry it and when it was last seen. The default
+    stays the flat list that ticketing systems already parse."""
+    resp = search_grouped(svc, q) if q.grouped else svc.search(q)
     request.app.state.metrics.observe_search(resp.path, resp.fallback_reason is not None)
     return resp
