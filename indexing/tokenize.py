@@ -148,11 +148,17 @@ class Tokenizer:
         found = (m.group(0) for m in _CODE.finditer(t))
         return list(dict.fromkeys(_SEPARATORS.sub("", c) for c in found if is_code(c)))
 
-    def surfaces(self, text: str) -> dict[str, str]:
-        """Stemmed token -> the word as written (first occurrence), for explanations and highlights."""
-        words = [w for w in self._word.findall(self.normalize(text)) if w not in _EN_STOP]
+    def surfaces(self, text: str, *, normalized: bool = False) -> dict[str, str]:
+        """Stemmed token -> the word as written (first occurrence), for explanations and highlights.
+
+        ``normalized``: ``text`` is already folded (:func:`indexing.normalize.fold` will do:
+        words are ASCII letters and digits, which both forms agree on).
+        """
+        plain = text if normalized else self.normalize(text)
+        words = [w for w in self._word.findall(plain) if w not in _EN_STOP]
+        unique = list(dict.fromkeys(words))
         out: dict[str, str] = {}
-        for stem, word in zip(self._stem(words), words):
+        for stem, word in zip(self._stem(unique), unique):
             out.setdefault(stem, word)
         return out
 

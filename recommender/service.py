@@ -13,6 +13,7 @@ Ranking for a query:
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Collection, Mapping
@@ -31,7 +32,7 @@ from indexing.model_choice import resolve_model
 from indexing.normalize import fold
 from indexing.records import Record, require_content
 from indexing.store import RecordStore
-from recommender.explain import explain, snippet_and_highlights
+from recommender.explain import FoldedRecord, explain, snippet_and_highlights
 from recommender.fusion import Fused, codes_first, fuse, single
 from recommender.results import SearchQuery, SearchResponse, SearchResult
 from recommender.verdicts import Verdict, apply_verdicts, record_feedback, take_back, tally
@@ -320,8 +321,8 @@ class CaselinkService:
                  verdicts: Mapping[int, Verdict], judged: str) -> list[SearchResult]:
         # Compared as shown (4 decimals): a client that passes a score it was shown as min_score
         # keeps that result, even when the float behind it rounded up.
-        keep = [(int(k), float(sc)) for k, sc in zip(fused.keys, fused.scores)
-                if round(float(sc), SCORE_DECIMALS) >= q.min_score][: q.k]
+        keep = list(itertools.islice(((int(k), float(sc)) for k, sc in zip(fused.keys.tolist(), fused.scores.tolist())
+                                      if round(sc, SCORE_DECIMALS) >= q.min_score), q.k))
         records = self.store.get_many([k for k, _ in keep])
         docs = self.index.docs_
         out = []
@@ -329,12 +330,13 @@ class CaselinkService:
             rec = records.get(key)
             if rec is None:  # deleted between ranking and fetch
                 continue
+            folded = FoldedRecord.of(rec, tokenizer=docs.tokenizer)
             ex = explain(rec, query_words=words, query_codes=query_codes,
                          record_codes=frozenset(self.index.facets_.codes.get(key, ())), tokenizer=docs.tokenizer,
                          dense=fused.dense.get(key), keyword=fused.keyword.get(key), verdict=verdicts.get(key),
-                         judged=judged)
+                         judged=judged, folded=folded)
             terms = ex.matched_terms + [fold(c, opencc=docs.tokenizer.opencc) for c in ex.matched_codes]
-            snippet, highlights = snippet_and_highlights(rec, terms, opencc=docs.tokenizer.opencc)
+            snippet, highlights = snippet_and_highlights(rec, terms, folded=folded)
             out.append(SearchResult(
                 id=rec.id, kind=rec.kind, title=rec.display_title(), score=round(score, SCORE_DECIMALS), snippet=snippet,
                 highlights=highlights, product=rec.product, model=rec.model, module=rec.module, status=rec.status,

@@ -84,3 +84,29 @@ def test_an_ideographic_full_stop_ends_a_code():
     tokens = tok.tokenize("报 W1032。RoR 超标")
     assert "w1032" in tokens and "w1032ror" not in tokens
     assert tok.codes("软件 v3.2.1。") == ["v321"]  # a stop after a code still leaves it whole
+
+
+def test_cjk_punctuation_is_folded_to_ascii_in_place():
+    text = "換了新的汞燈。還是【點不起來】、「E1023」"
+    assert fold(text) == "换了新的汞灯.还是[点不起来],\"e1023\""
+    assert len(fold(text)) == len(text)
+    assert normalize("報警『E-1023』。") == '报警"e-1023".'
+
+
+def test_a_folded_record_is_cut_back_into_its_own_fields_and_follows_edits():
+    from indexing.records import Record
+    from recommender.explain import FoldedRecord, explain
+
+    tok = Tokenizer()
+    rec = Record(id="C-1", kind="case", title="真空泵 Failed", text="The pumps were FAILING。換了新的汞燈",
+                 resolution="Replaced PN-7731-02")
+    folded = FoldedRecord.of(rec, tokenizer=tok)
+    for field in ("title", "text", "resolution", "section"):
+        assert folded.fields[field] == fold(getattr(rec, field))
+    assert folded.surfaces == tok.surfaces(" ".join((rec.title, rec.section, rec.text)))
+    # Cached by content: the edited record is folded anew, never shown with its old text.
+    edited = rec.model_copy(update={"text": "Pump tripped"})
+    assert FoldedRecord.of(edited, tokenizer=tok).fields["text"] == "pump tripped"
+    ex = explain(edited, query_words=["pump", "trip"], query_codes=set(), record_codes=frozenset(), tokenizer=tok,
+                 dense=None, keyword=None)
+    assert ex.matched_terms == ["pump", "tripped"]
