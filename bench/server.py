@@ -50,15 +50,18 @@ class Server:
     omp_threads : OMP_NUM_THREADS for the server (FAISS), None = leave unset.
     config : extra settings, e.g. {"server": {"persist_every": 20}}.
     python : interpreter to run the server with (default: this one).
+    source : the caselink source tree the server runs (default: this checkout), so two versions
+        can be compared side by side in one run.
     """
 
     def __init__(self, data_dir: Path, *, threads: int = 0, omp_threads: int | None = None,
-                 config: dict | None = None, python: str | None = None):
+                 config: dict | None = None, python: str | None = None, source: Path | None = None):
         self.data_dir = Path(data_dir)
         self.threads = threads
         self.omp_threads = omp_threads
         self.config = config or {}
         self.python = python or sys.executable
+        self.source = Path(source) if source else REPO
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path = WORK / "logs" / f"server-{self.data_dir.name}-{self.port}.log"
@@ -72,7 +75,7 @@ class Server:
         import httpx
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("CASELINK_")}
-        env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["PYTHONPATH"] = str(self.source) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         if self.threads:
             env["CASELINK_THREADS"] = str(self.threads)
         if self.omp_threads:
@@ -84,7 +87,7 @@ class Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         logf = self.log_path.open("w")
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=logf, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=self.source, env=env, stdout=logf, stderr=subprocess.STDOUT)
         log(f"server pid {self.proc.pid} on {self.url} ({self.data_dir.name}); log {self.log_path}")
         deadline = t0 + timeout
         with httpx.Client(base_url=self.url, timeout=5) as client:
