@@ -12,7 +12,6 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from caselink.config import Settings, load_settings
 from caselink.errors import CaselinkError
@@ -149,27 +148,18 @@ def _open(config: Path | None, data_dir: Path | None):
 
 
 def _print_response(resp, as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(resp.model_dump_json(indent=2) + "\n")
-        return
-    note = ""
-    if resp.fallback_reason:
-        note = f" (fell back to keyword: {resp.fallback_reason})" if resp.path != resp.mode else f" ({resp.fallback_reason})"
-    out.print(f"{len(resp.results)} results, path {resp.path}{note}, {resp.timings_ms.get('total', 0):.1f} ms",
-              highlight=False)
-    table = Table(show_lines=False)
-    for col in ("#", "score", "kind", "id", "title", "why"):
-        table.add_column(col, overflow="fold")
-    for i, r in enumerate(resp.results, 1):
-        table.add_row(str(i), f"{r.score:.3f}", r.kind, r.id, r.title[:60], r.explanation.reason)
-    out.print(table)
+    from caselink.render import print_response
+
+    print_response(out, resp, as_json)
 
 
 @app.command()
 @friendly
 def search(
     text: Annotated[str, typer.Argument(help="Symptom text, question, error code or part number.")],
-    k: Annotated[int, typer.Option("--k", "-k", help="How many results.")] = 10,
+    k: Annotated[Optional[int], typer.Option("--k", "-k", help="How many results: in each group (default 5 "
+                                                              "procedures, 5 problems, 10 cases), or with --flat in "
+                                                              "all (default 10).", show_default=False)] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="hybrid, dense or keyword.", show_default=False)] = None,
     kind: Annotated[Optional[list[str]], typer.Option("--kind", help="case, problem or sop (repeatable).",
                                                       show_default=False)] = None,
@@ -184,18 +174,24 @@ def search(
     open_only: Annotated[bool, typer.Option("--open-only", help="Leave out finished cases and problem orders "
                                             "(status fixed, closed, 已关闭, ...).")] = False,
     min_score: Annotated[float, typer.Option("--min-score", help="Drop results below this score (0-1).")] = 0.0,
+    flat: Annotated[bool, typer.Option("--flat", help="One ranking of every kind (as the API answers by default) "
+                                                      "instead of procedures, known problems and cases.")] = False,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Search cases, problem orders and SOP sections by free text."""
+    """Search cases, problem orders and SOP sections by free text.
+
+    Prints the card of each error code named, then procedures (SOP sections), known problems
+    (problem orders) and past cases, each ranked on its own; --flat prints one ranking of -k results.
+    """
     from pydantic import ValidationError
 
     from caselink.errors import InvalidQuery
-    from recommender.results import SearchQuery
+    from recommender.results import GroupK, SearchQuery
 
     try:
-        q = SearchQuery(text=text, k=k, mode=mode, kind=kind or [], product=product or [], model=model or [],
+        q = SearchQuery(text=text, k=10 if k is None else k, mode=mode, kind=kind or [], product=product or [], model=model or [],
                         module=module or [], status=status or [], min_score=min_score, open_only=open_only,
                         created_from=_date(created_from, "--from"), created_to=_date(created_to, "--to"))
     except ValidationError as exc:
@@ -203,7 +199,14 @@ def search(
         raise InvalidQuery(f"option '{e['loc'][0]}': {e['msg']}", field=str(e["loc"][0])) from None
     svc = _open(config, data_dir)
     try:
-        _print_response(svc.search(q), as_json)
+        if flat:
+            _print_response(svc.search(q), as_json)
+        else:
+            from caselink.render import print_grouped
+            from recommender.grouping import search_grouped
+
+            sizes = GroupK() if k is None else GroupK(sops=q.k, problems=q.k, cases=q.k)
+            print_grouped(out, search_grouped(svc, q.model_copy(update={"grouped": True, "group_k": sizes})), as_json)
     finally:
         svc.close()
 

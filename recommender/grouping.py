@@ -54,7 +54,7 @@ def search_grouped(svc, q: SearchQuery) -> GroupedSearchResponse:
             raise InvalidQuery(f"expected group_k.{group} <= {max_k}, got {size}", field=f"group_k.{group}")
     qvec = None
     timings: dict[str, float] = {}
-    if (q.mode or svc.settings.rank.mode) != "keyword":
+    if (q.mode or svc.settings.rank.mode) != "keyword" and not svc.is_code_query(q.text):
         t = time.perf_counter()
         try:
             qvec = svc.encode_query(q.text)

@@ -175,6 +175,14 @@ class CaselinkService:
         qvec, _ = self.index.embed([docs.embedding_text(Record(id="q", kind="case", text=text.strip()))], cached=False)
         return qvec
 
+    def is_code_query(self, text: str) -> bool:
+        """Whether ``text`` is essentially a code (codes and at most two words), which exact keyword
+        matches answer in every mode: searching it needs no query vector."""
+        tok = self.index.docs_.tokenizer
+        codes = set(tok.codes(text))
+        words = [w for w in tok.tokenize(text, bigrams=False) if w not in codes]
+        return bool(codes) and len(words) <= _CODE_QUERY_MAX_WORDS
+
     def query_codes(self, text: str) -> list[str]:
         """The exact codes ``text`` names (canonical: 'E-1023' -> 'e1023'), in order."""
         return self.index.docs_.tokenizer.codes(text)

@@ -55,6 +55,24 @@ def test_error_code_query_puts_exact_code_first(demo_dir):
     assert any(r["id"].startswith("SOP-GAS-002#") for r in out["results"])
 
 
+def test_search_prints_the_code_card_then_procedures_problems_and_cases(demo_dir):
+    flat = json.loads(run("search", "E1023", "--flat", "-k", "20", "--json", data_dir=demo_dir).stdout)
+    assert "sops" not in flat  # --flat: the old answer
+    grouped = json.loads(run("search", "E1023", "--json", data_dir=demo_dir).stdout)
+    assert grouped["sops"][0]["id"].startswith("SOP-VAC-003#") and grouped["problems"][0]["id"] == "PO-2023-003"
+    card = grouped["code_cards"][0]
+    assert card["code"] == "E1023" and card["procedures"][0]["doc_id"] == "SOP-VAC-003"
+    assert card["problems"][0]["id"] == "PO-2023-003" and card["problems"][0]["workaround"]
+    carried = [r for r in flat["results"] if r["kind"] == "case" and r["explanation"]["matched_codes"]]
+    assert card["case_count"] >= len(carried) > 0
+    text = run("search", "E1023", data_dir=demo_dir).stdout
+    order = [text.index(s) for s in ("E1023: ", "procedure  SOP-VAC-003#", "problem    PO-2023-003", "workaround:",
+                                     "Procedures (SOP sections)", "Known problems", "Past cases")]
+    assert order == sorted(order), text
+    old = run("search", "E1023", "--flat", data_dir=demo_dir).stdout
+    assert old.startswith("10 results, path keyword") and "Procedures" not in old
+
+
 def test_related_and_stats(demo_dir):
     out = json.loads(run("related", "C-2023-00026", "--json", data_dir=demo_dir).stdout)
     ids = [r["id"] for r in out["results"]]

@@ -1,0 +1,83 @@
+"""How the CLI prints answers: flat and grouped search results, code cards, sparklines.
+
+Printing only: the commands in :mod:`caselink.cli` and friends fetch, this module shows.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+_BARS = "▁▂▃▄▅▆▇█"
+GROUP_TITLES = (("sops", "Procedures (SOP sections)"), ("problems", "Known problems (problem orders)"),
+                ("cases", "Past cases"))
+
+
+def sparkline(counts: Sequence[int]) -> str:
+    """One bar per count, scaled to the largest: [0, 1, 4] -> '▁▂█'. Empty for no counts."""
+    top = max(counts, default=0)
+    if top <= 0:
+        return _BARS[0] * len(counts)
+    return "".join(_BARS[round(c / top * (len(_BARS) - 1))] for c in counts)
+
+
+def _note(resp) -> str:
+    if not resp.fallback_reason:
+        return ""
+    if resp.path != resp.mode:
+        return f" (fell back to keyword: {resp.fallback_reason})"
+    return f" ({resp.fallback_reason})"
+
+
+def _table(results, start: int = 1) -> Table:
+    table = Table(show_lines=False)
+    for col in ("#", "score", "kind", "id", "title", "why"):
+        table.add_column(col, overflow="fold")
+    for i, r in enumerate(results, start):
+        table.add_row(str(i), f"{r.score:.3f}", r.kind, r.id, r.title[:60], r.explanation.reason)
+    return table
+
+
+def print_response(out: Console, resp, as_json: bool) -> None:
+    """A flat ranking: one table, best first (``--json``: the response as the API gives it)."""
+    if as_json:
+        sys.stdout.write(resp.model_dump_json(indent=2) + "\n")
+        return
+    out.print(f"{len(resp.results)} results, path {resp.path}{_note(resp)}, {resp.timings_ms.get('total', 0):.1f} ms",
+              highlight=False)
+    out.print(_table(resp.results))
+
+
+def print_grouped(out: Console, resp, as_json: bool) -> None:
+    """The code cards, then procedures, known problems and past cases, each its own table."""
+    if as_json:
+        sys.stdout.write(resp.model_dump_json(indent=2) + "\n")
+        return
+    sizes = ", ".join(f"{len(getattr(resp, g))} {g}" for g, _ in GROUP_TITLES)
+    out.print(f"{sizes}; path {resp.path}{_note(resp)}, {resp.timings_ms.get('total', 0):.1f} ms", highlight=False)
+    for card in resp.code_cards:
+        print_code_card(out, card)
+    for group, title in GROUP_TITLES:
+        results = getattr(resp, group)
+        if results:
+            out.print(f"\n[bold]{title}[/bold]", highlight=False)
+            out.print(_table(results))
+    if not any(getattr(resp, g) for g, _ in GROUP_TITLES):
+        out.print("no matching records", highlight=False)
+
+
+def print_code_card(out: Console, card) -> None:
+    seen = f", last seen {card.last_seen}" if card.last_seen else ""
+    count = f"{card.case_count}{'+' if card.case_count_capped else ''}"
+    out.print(f"\n[bold]{card.code}[/bold]: {count} case{'' if card.case_count == 1 else 's'}{seen}", highlight=False)
+    for p in card.procedures:
+        title = " / ".join(x for x in (p.doc_title, p.section) if x)
+        out.print(f"  procedure  {p.id}  {title}", highlight=False)
+    for p in card.problems:
+        state = "open" if p.open else "finished"
+        out.print(f"  problem    {p.id}  [{p.status or 'no status'}, {state}] {p.title}", highlight=False)
+        if p.workaround:
+            out.print(f"             workaround: {' '.join(p.workaround.split())[:160]}", highlight=False)
