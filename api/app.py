@@ -87,10 +87,17 @@ async def _lifespan(app: FastAPI):
         app.state.startup_error = exc
         log.error("index could not be opened: %s", exc)
     follow = asyncio.create_task(_follow_store(app, settings.server.follow_seconds))
+    stop_sources = None
+    if app.state.service is not None and settings.sources.rt is not None:
+        from recommender.sync import start_sources
+
+        stop_sources = start_sources(app.state.service)  # [sources.*]: pull changes in the background
     try:
         yield
     finally:
         follow.cancel()
+        if stop_sources is not None:
+            await run_in_threadpool(stop_sources)
         svc, app.state.service = app.state.service, None
         if svc is not None:
             await run_in_threadpool(svc.close)

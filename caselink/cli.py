@@ -368,6 +368,7 @@ from caselink.eval_command import eval_command  # noqa: E402  (a command of its 
 
 from caselink.insight_commands import emerging_command, suggest_command  # noqa: E402
 from caselink.store_commands import backup_command, feedback_command, ids_command, restore_command  # noqa: E402
+from caselink.sync_command import sync_command  # noqa: E402
 
 app.command("eval")(friendly(eval_command))
 app.command("emerging")(friendly(emerging_command))
@@ -376,6 +377,7 @@ app.command("feedback")(friendly(feedback_command))
 app.command("ids")(friendly(ids_command))
 app.command("backup")(friendly(backup_command))
 app.command("restore")(friendly(restore_command))
+app.command("sync")(friendly(sync_command))
 
 
 if __name__ == "__main__":  # pragma: no cover

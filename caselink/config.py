@@ -153,6 +153,51 @@ class BackendConfig(_Section):
         return ""
 
 
+SYNCED_FIELDS = ("product", "model", "module", "error_codes", "category", "priority")
+
+
+class RTSourceConfig(_Section):
+    """Request Tracker 5 over REST2 (indexing/sources/rt.py); README "Connecting your ticketing system"."""
+
+    url: str = Field(..., min_length=1, description="RT's base URL, e.g. https://rt.example.com (REST2 is under "
+                     "/REST/2.0).")
+    token_env: str = Field("CASELINK_RT_TOKEN", description="Environment variable holding the RT auth token.")
+    token_file: Path | None = Field(None, description="File holding the RT auth token (used when the variable "
+                                    "is unset). The token is never logged.")
+    queues: list[str] = Field(["General"], min_length=1, description="Queues whose tickets are synced.")
+    id_prefix: str = Field("RT-", description="Record id = prefix + ticket number.")
+    kind: Literal["case", "problem", "sop"] = Field("case", description="Kind of a synced ticket.")
+    queue_kinds: dict[str, Literal["case", "problem", "sop"]] = Field(
+        default_factory=dict, description="Kind per queue, e.g. {Problems = \"problem\"}.")
+    fields: dict[str, str] = Field(default_factory=dict, description="caselink field -> RT custom field name, "
+                                   "for " + ", ".join(SYNCED_FIELDS) + ".")
+    links: list[str] = Field(["refers-to", "referred-to-by", "depends-on", "depended-on-by", "member-of",
+                              "has-member"], description="RT link types kept as caselink links.")
+    timezone: str = Field("UTC", description="The RT user's time zone (RT reads search dates in it).")
+    interval_seconds: float = Field(30.0, ge=1, description="How often `caselink serve` pulls changes.")
+    page_size: int = Field(100, ge=1, le=100, description="Tickets per REST2 search page (RT allows 100).")
+    timeout_seconds: float = Field(30.0, gt=0)
+    retries: int = Field(4, ge=0, le=10, description="Retries with backoff when RT is down or busy.")
+    workers: int = Field(2, ge=1, le=16, description="Tickets fetched in parallel.")
+    comment: bool = Field(True, description="Post caselink's related records on new tickets as a private "
+                          "comment (tickets created after the first sync; never correspondence).")
+    comment_k: int = Field(3, ge=1, le=20, description="Related cases, problem orders and SOP sections per comment.")
+    page_url: str = Field("", description="caselink's page as engineers reach it, for the links in the comment "
+                          "(default http://<server.host>:<server.port>).")
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if key not in SYNCED_FIELDS:
+                raise ValueError(f"unknown caselink field '{key}', expected one of {', '.join(SYNCED_FIELDS)}")
+        return v
+
+
+class SourcesConfig(_Section):
+    rt: RTSourceConfig | None = Field(None, description="Request Tracker; unset = not synced.")
+
+
 class Settings(_Section):
     data_dir: Path = Field(Path("var"), description="Holds records.sqlite, the embedding cache and index/.")
     text: TextConfig = Field(default_factory=TextConfig)
@@ -162,6 +207,7 @@ class Settings(_Section):
     rank: RankConfig = Field(default_factory=RankConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
 
     @field_validator("data_dir")
     @classmethod
@@ -175,6 +221,10 @@ class Settings(_Section):
     @property
     def cache_path(self) -> Path:
         return self.data_dir / "embeddings.sqlite"
+
+    @property
+    def sources_path(self) -> Path:
+        return self.data_dir / "sources.sqlite"
 
     @property
     def index_root(self) -> Path:

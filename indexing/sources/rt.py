@@ -1,0 +1,386 @@
+"""Request Tracker 5 as a source, over its REST2 API with token auth.
+
+What is read, per ticket in the configured queues: subject; the create message and later
+correspondence (never comments: they are internal, and caselink's own note is one); queue,
+status, created and resolved dates, priority; custom fields mapped to product, model, module,
+error codes, category and priority (``[sources.rt] fields``); RT links between tickets.
+
+How changes are found (REST2 answers in UTC, TicketSQL reads dates in the RT user's time zone):
+
+1. Tickets with ``LastUpdated >= watermark``, walked in id order with an ``id >`` cursor, so a
+   ticket updated during the walk neither shifts a page nor is skipped. A ticket whose
+   LastUpdated equals the version already applied is not fetched again.
+2. Deletions: REST2 never lists deleted tickets, so the transactions that set a ticket's status
+   to ``deleted`` since the watermark are read instead.
+3. The next watermark is RT's own clock (its ``Date`` header) when the walk began, less a
+   margin for RT's one-second timestamps; a ticket changed during the walk is seen again next
+   time and skipped as unchanged if it was not. The watermark keeps the cursor, so a walk killed
+   half-way resumes after the last ticket applied.
+
+A ticket moved to a queue that is not synced, or merged into another, leaves caselink. Tickets
+removed with the shredder leave no trace to follow: a full reconciliation (``caselink sync rt
+--full``, and once when ``caselink serve`` starts) compares the ticket ids RT has with those
+synced.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import httpx
+
+from caselink.config import RTSourceConfig
+from indexing.records import Record, is_closed_status
+from indexing.sources import NOTE_MARK, Batch, Change, SourceError
+
+log = logging.getLogger("caselink.sources.rt")
+
+API = "/REST/2.0"
+# RT stores whole seconds and its clock and ours may differ a little: look this far back.
+MARGIN = timedelta(seconds=2)
+_EPOCH = "1970-01-01T00:00:00Z"
+_TEXT_MAX = 190_000  # Record.text allows 200,000 characters
+_NOTE_RE = re.compile(NOTE_MARK + r" ([0-9a-f]{12})")
+_RETRY_STATUS = {429, 502, 503, 504}
+
+
+class RTClient:
+    """REST2 calls with the token, retries with backoff on a down or busy RT, and errors that say
+    what to fix. The token goes only into the Authorization header, never into a message."""
+
+    def __init__(self, *, url: str, token: str, timeout: float, retries: int):
+        self.url = url.rstrip("/")
+        self.retries = retries
+        self._http = httpx.Client(base_url=self.url + API, timeout=timeout,
+                                  headers={"Authorization": f"token {token}", "Accept": "application/json"})
+        self.last_date: datetime | None = None  # RT's clock, from the last response's Date header
+
+    def close(self) -> None:
+        self._http.close()
+
+    def call(self, method: str, path: str, *, params: dict | None = None, body: object = None,
+             missing_ok: bool = False) -> dict | list | None:
+        delay = 0.5
+        for attempt in range(self.retries + 1):
+            try:
+                resp = self._http.request(method, path, params=params,
+                                          content=None if body is None else json.dumps(body).encode("utf-8"),
+                                          headers={"Content-Type": "application/json"} if body is not None else None)
+            except httpx.HTTPError as exc:
+                problem = f"RT at {self.url} is unreachable ({type(exc).__name__}: {exc})"
+            else:
+                if resp.status_code in _RETRY_STATUS or resp.status_code >= 500:
+                    problem = f"RT at {self.url} answered HTTP {resp.status_code} to {method} {API}{path}"
+                else:
+                    return self._answer(resp, method, path, missing_ok)
+            if attempt < self.retries:
+                log.warning("%s; retrying in %.1f s", problem, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        raise SourceError(f"{problem} after {self.retries + 1} tries", field="sources.rt.url",
+                          hint="check that RT is running and that sources.rt.url is its base URL; "
+                               "nothing was applied from the unfinished batch, the next sync resumes")
+
+    def _answer(self, resp: httpx.Response, method: str, path: str, missing_ok: bool) -> dict | list | None:
+        if "date" in resp.headers:
+            try:
+                self.last_date = parsedate_to_datetime(resp.headers["date"]).astimezone(timezone.utc)
+            except (TypeError, ValueError):
+                pass
+        if resp.status_code == 401:
+            raise SourceError(f"RT at {self.url} refused the token (HTTP 401)", field="sources.rt.token_env",
+                              hint="make a token in RT (Logged in as > Settings > Auth Tokens) and put it in the "
+                                   "variable named by sources.rt.token_env, or in sources.rt.token_file")
+        if resp.status_code == 403:
+            raise SourceError(f"RT at {self.url} denied {method} {API}{path} (HTTP 403)", field="sources.rt.token_env",
+                              hint="give the token's RT user the rights ShowTicket, SeeCustomField and "
+                                   "CommentOnTicket on the synced queues")
+        if resp.status_code == 404 and missing_ok:
+            return None
+        try:
+            data = resp.json()
+        except ValueError:
+            raise SourceError(f"{self.url}{API}{path} did not answer JSON (HTTP {resp.status_code}): is this "
+                              "RT 5's REST2 API?", field="sources.rt.url",
+                              hint="set sources.rt.url to RT's base URL, the part before /REST/2.0") from None
+        if resp.status_code >= 400:
+            msg = data.get("message", "") if isinstance(data, dict) else ""
+            raise SourceError(f"RT refused {method} {API}{path}: HTTP {resp.status_code} {msg}".rstrip(),
+                              field="sources.rt")
+        return data
+
+    def pages(self, path: str, params: dict) -> Iterator[dict]:
+        """Every item of a paged REST2 collection."""
+        page = 1
+        while True:
+            data = self.call("GET", path, params={**params, "page": page, "per_page": 100})
+            yield from data.get("items", [])
+            if page >= int(data.get("pages") or 0):
+                return
+            page += 1
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    """The stored watermark. Between walks: ``since`` only. During a walk: where it reads from,
+    the watermark it ends at (``next``) and the last ticket id applied (``after``)."""
+
+    since: str | None  # UTC ISO; None: from the first ticket
+    next: str | None = None
+    after: int = 0
+
+    def dump(self) -> str:
+        return json.dumps({"since": self.since, "next": self.next, "after": self.after})
+
+    @classmethod
+    def load(cls, text: str | None) -> "_Cursor | None":
+        if not text:
+            return None
+        try:
+            d = json.loads(text)
+            return cls(d.get("since"), d.get("next"), int(d.get("after") or 0))
+        except (ValueError, TypeError, AttributeError):
+            raise SourceError(f"the stored RT watermark is unreadable: {text[:80]!r}", field="sources.rt",
+                              hint="run caselink sync rt --full to read every ticket again") from None
+
+
+class RTSource:
+    """One RT instance. Create with :meth:`from_config`; :meth:`check` before the first pull."""
+
+    name = "rt"
+
+    def __init__(self, config: RTSourceConfig, client: RTClient, tz: ZoneInfo):
+        self.config = config
+        self.client = client
+        self.tz = tz
+
+    @classmethod
+    def from_config(cls, config: RTSourceConfig, *, env: dict[str, str] | None = None) -> "RTSource":
+        import os
+
+        env = dict(os.environ) if env is None else env
+        token = env.get(config.token_env, "").strip()
+        if not token and config.token_file is not None:
+            path = Path(config.token_file).expanduser()
+            if not path.is_file():
+                raise SourceError(f"sources.rt.token_file {path} does not exist", field="sources.rt.token_file")
+            token = path.read_text(encoding="utf-8").strip()
+        if not token:
+            raise SourceError(f"no RT token: the variable {config.token_env} is unset and no sources.rt.token_file "
+                              "is given", field="sources.rt.token_env",
+                              hint="make a token in RT (Logged in as > Settings > Auth Tokens)")
+        try:
+            tz = ZoneInfo(config.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SourceError(f"sources.rt.timezone '{config.timezone}' is not a time zone name",
+                              field="sources.rt.timezone", hint="use a name like UTC or Asia/Shanghai") from None
+        return cls(config, RTClient(url=config.url, token=token, timeout=config.timeout_seconds,
+                                    retries=config.retries), tz)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- checks ------------------------------------------------------------------------------
+    def check(self) -> None:
+        c = self.config
+        about = self.client.call("GET", "/rt")
+        if not isinstance(about, dict) or "Version" not in about:
+            raise SourceError(f"{self.client.url}{API}/rt is not RT's REST2 API", field="sources.rt.url")
+        for queue in c.queues:
+            if self.client.call("GET", f"/queue/{_path(queue)}", missing_ok=True) is None:
+                raise SourceError(f"RT has no queue '{queue}' (or the token's user cannot see it)",
+                                  field="sources.rt.queues", hint="list queue names as RT shows them")
+        for queue in c.queue_kinds:
+            if queue not in c.queues:
+                raise SourceError(f"sources.rt.queue_kinds names '{queue}', which is not in sources.rt.queues",
+                                  field="sources.rt.queue_kinds")
+        if c.fields:
+            names = {cf.get("Name") for cf in self.client.pages(
+                "/customfields", {"query": json.dumps([{"field": "LookupType", "value": "RT::Queue-RT::Ticket"}]),
+                                  "fields": "Name"})}
+            for key, cf in c.fields.items():
+                if cf not in names:
+                    raise SourceError(f"RT has no ticket custom field '{cf}' (sources.rt.fields.{key})",
+                                      field=f"sources.rt.fields.{key}",
+                                      hint=f"RT's ticket custom fields: {', '.join(sorted(n for n in names if n))}")
+
+    # -- reading -----------------------------------------------------------------------------
+    def pull(self, watermark: str | None, known: Callable[[str], str | None]) -> Iterator[Batch]:
+        cursor = _Cursor.load(watermark)
+        if cursor is None or cursor.next is None:
+            # A fresh walk: from where the last one ended to RT's clock now.
+            since = cursor.since if cursor else None
+            self.client.call("GET", "/rt")
+            now = self.client.last_date or datetime.now(timezone.utc)
+            cursor = _Cursor(since, _iso(now - MARGIN), 0)
+            if since:
+                deleted = self._deleted_since(since)
+                if deleted:
+                    yield Batch([Change(sid, self._rid(sid), "deleted", None) for sid in deleted], cursor.dump())
+        query = f"LastUpdated >= '{self._local(cursor.since)}'" if cursor.since else "id > 0"
+        after = cursor.after
+        with ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="rt-fetch") as pool:
+            while True:
+                data = self.client.call("GET", "/tickets", params={
+                    "query": f"({query}) AND id > {after}", "orderby": "id", "order": "ASC",
+                    "per_page": self.config.page_size, "page": 1,
+                    "fields": "Queue,Status,LastUpdated,Created", "fields[Queue]": "Name"})
+                items = data.get("items", [])
+                if not items:
+                    break
+                todo = [it for it in items if known(str(it["id"])) != it.get("LastUpdated")]
+                changes = list(pool.map(self._change, todo))
+                after = int(items[-1]["id"])
+                yield Batch(changes, _Cursor(cursor.since, cursor.next, after).dump())
+                if len(items) < self.config.page_size:
+                    break
+        yield Batch([], _Cursor(cursor.next).dump())
+
+    def _deleted_since(self, since: str) -> list[str]:
+        sql = (f"ObjectType = 'RT::Ticket' AND Type = 'Status' AND NewValue = 'deleted' "
+               f"AND Created >= '{self._local(since)}'")
+        return list(dict.fromkeys(str(t["ObjectId"]) for t in self.client.pages(
+            "/transactions", {"query": sql, "fields": "ObjectId"})))
+
+    def present(self) -> set[str]:
+        query = " OR ".join(f"Queue = '{_quote(q)}'" for q in self.config.queues)
+        out: set[str] = set()
+        after = 0
+        while True:
+            data = self.client.call("GET", "/tickets", params={
+                "query": f"({query}) AND id > {after}", "orderby": "id", "order": "ASC", "per_page": 100, "page": 1})
+            items = data.get("items", [])
+            out.update(str(it["id"]) for it in items)
+            if len(items) < 100:
+                return out
+            after = int(items[-1]["id"])
+
+    def _change(self, item: dict) -> Change:
+        sid = str(item["id"])
+        queue = (item.get("Queue") or {}).get("Name", "")
+        version = item.get("LastUpdated", "")
+        if queue not in self.config.queues or item.get("Status") == "deleted":
+            return Change(sid, self._rid(sid), version, None)
+        ticket = self.client.call("GET", f"/ticket/{sid}", missing_ok=True)
+        if ticket is None or ticket.get("Status") == "deleted" or str((ticket.get("EffectiveId") or {})
+                                                                       .get("id", sid)) != sid:
+            return Change(sid, self._rid(sid), version, None)  # gone, or merged into another ticket
+        kinds = {t["id"]: t.get("Type") for t in self.client.pages(f"/ticket/{sid}/history", {"fields": "Type"})}
+        parts: dict[str, list[tuple[str, str]]] = {}
+        notes: set[str] = set()
+        for att in self.client.pages(f"/ticket/{sid}/attachments",
+                                     {"fields": "ContentType,Content,TransactionId,Filename"}):
+            txn_type = kinds.get(str(att.get("TransactionId")))
+            content = att.get("Content") or ""
+            if txn_type == "Comment":
+                notes.update(_NOTE_RE.findall(content if isinstance(content, str) else ""))
+            if txn_type not in ("Create", "Correspond") or att.get("Filename") or not isinstance(content, str):
+                continue
+            ctype = (att.get("ContentType") or "").lower()
+            if ctype in ("text/plain", "text/html"):
+                parts.setdefault(str(att.get("TransactionId")), []).append((ctype, content))
+        texts = []
+        for bodies in parts.values():  # one body per message: its plain text, else its HTML as text
+            plain = [b for t, b in bodies if t == "text/plain"]
+            texts.append("\n".join(plain) if plain else "\n".join(_html_text(b) for _, b in bodies))
+        record = self._record(ticket, queue, "\n\n".join(t.strip() for t in texts if t.strip()))
+        return Change(sid, record.id, ticket.get("LastUpdated", version), record,
+                      created=ticket.get("Created", ""), notes=frozenset(notes))
+
+    def _record(self, ticket: dict, queue: str, text: str) -> Record:
+        c = self.config
+        cfs = {cf.get("name"): [str(v) for v in cf.get("values", []) if str(v).strip()]
+               for cf in ticket.get("CustomFields", [])}
+        fields: dict[str, object] = {}
+        for key, cf in c.fields.items():
+            values = cfs.get(cf, [])
+            fields[key] = values if key == "error_codes" else ", ".join(values)
+        fields.setdefault("priority", "" if str(ticket.get("Priority", "0")) == "0" else str(ticket["Priority"]))
+        links = [self._rid(str(h["id"])) for h in ticket.get("_hyperlinks", [])
+                 if h.get("type") == "ticket" and h.get("ref") in c.links and "id" in h]
+        status = str(ticket.get("Status", ""))
+        resolved = ticket.get("Resolved") or _EPOCH
+        return Record(
+            id=self._rid(str(ticket["id"])), kind=c.queue_kinds.get(queue, c.kind),
+            title=str(ticket.get("Subject", ""))[:1000], text=text[:_TEXT_MAX], status=status, group=queue,
+            created=_date(ticket.get("Created")),
+            closed=_date(resolved) if resolved != _EPOCH and is_closed_status(status) else None,
+            links=list(dict.fromkeys(links)), **fields)
+
+    # -- writing -----------------------------------------------------------------------------
+    def post_note(self, source_id: str, html_body: str) -> None:
+        self.client.call("POST", f"/ticket/{source_id}/comment",
+                         body={"Subject": "caselink: related records", "Content": html_body,
+                               "ContentType": "text/html"})
+
+    def item_url(self, source_id: str) -> str:
+        return f"{self.client.url}/Ticket/Display.html?id={source_id}"
+
+    def source_id(self, record_id: str) -> str | None:
+        """The ticket number behind a caselink record id, if it is one of this source's."""
+        p = self.config.id_prefix
+        rest = record_id[len(p):] if record_id.startswith(p) else ""
+        return rest if rest.isdigit() else None
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _rid(self, sid: str) -> str:
+        return f"{self.config.id_prefix}{sid}"
+
+    def _local(self, iso: str) -> str:
+        """A UTC ISO time as TicketSQL reads it: in the RT user's time zone."""
+        dt = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(self.tz)
+        return dt.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _date(value: object):
+    if not value or value == _EPOCH:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).date()
+    except ValueError:
+        return None
+
+
+def _path(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+class _Text(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.out: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.out.append(data)
+
+    def handle_starttag(self, tag, attrs) -> None:
+        if tag in ("br", "p", "div", "li", "tr"):
+            self.out.append("\n")
+
+
+def _html_text(body: str) -> str:
+    p = _Text()
+    p.feed(body)
+    return html.unescape(re.sub(r"\n\s*\n+", "\n", "".join(p.out))).strip()
