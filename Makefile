@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run index serve test test-slow browser bench bench-quick bench-env relevance clean
+.PHONY: install run index serve test test-slow browser rt bench bench-quick bench-env relevance clean
 
 install: $(STAMP)
 
@@ -34,10 +34,22 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei >/dev/null; \
 	fi
 
-test: install browser
+# Request Tracker 5 for the connector tests (tests/test_rt.py makes a throwaway RT from it). The
+# answers preseeded here stop the packages from setting up a database or web server of their own.
+rt:
+	@if [ ! -x /usr/share/request-tracker5/libexec/rt-server ] || [ ! -x /usr/sbin/rt-setup-database ]; then \
+		echo "installing Debian request-tracker5, rt5-db-sqlite and rt5-standalone for the RT connector tests"; \
+		printf '%s\n' 'request-tracker5 request-tracker5/install-dbconfig boolean false' \
+			'request-tracker5 request-tracker5/dbconfig-install boolean false' \
+			'request-tracker5 request-tracker5/install-cronjobs boolean false' | debconf-set-selections; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			request-tracker5 rt5-db-sqlite rt5-standalone >/dev/null; \
+	fi
+
+test: install browser rt
 	$(BIN)/python -m pytest -q
 
-test-slow: install browser
+test-slow: install browser rt
 	$(BIN)/python -m pytest -q -m slow
 
 relevance: install

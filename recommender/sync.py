@@ -42,6 +42,7 @@ SyncProgress = Callable[[str, int], None]  # (what, how many more), e.g. ("ticke
 @dataclass
 class SyncReport:
     upserted: int = 0  # records written (new or changed)
+    written: list[str] = field(default_factory=list)  # their ids
     unchanged: int = 0  # fetched again, nothing to write
     deleted: int = 0
     notes: int = 0  # notes posted
@@ -111,6 +112,7 @@ class Syncer:
         if good:
             outcomes = self.svc.upsert([c.record for c in good])
             report.upserted += sum(o.changed for o in outcomes)
+            report.written += [o.id for o in outcomes if o.changed]
             report.unchanged += sum(not o.changed for o in outcomes)
         if gone:
             deleted, _ = self.svc.delete_many([c.record_id for c in gone])

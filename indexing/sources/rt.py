@@ -317,7 +317,7 @@ class RTSource:
             title=str(ticket.get("Subject", ""))[:1000], text=text[:_TEXT_MAX], status=status, group=queue,
             created=_date(ticket.get("Created")),
             closed=_date(resolved) if resolved != _EPOCH and is_closed_status(status) else None,
-            links=list(dict.fromkeys(links)), **fields)
+            links=sorted(set(links), key=_natural), **fields)  # RT's order varies; the record's hash must not
 
     # -- writing -----------------------------------------------------------------------------
     def post_note(self, source_id: str, html_body: str) -> None:
@@ -355,6 +355,10 @@ def _date(value: object):
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")).date()
     except ValueError:
         return None
+
+
+def _natural(record_id: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", record_id))
 
 
 def _path(name: str) -> str:

@@ -1,0 +1,179 @@
+"""A throwaway Request Tracker 5 for the connector tests: Debian's RT with an SQLite database in
+a temporary folder, its standalone server (``rt-server``) on a free loopback port, a queue for
+problem orders, four ticket custom fields, a root password for the web page and an auth token,
+and REST2 helpers to create and change tickets.
+
+Needs the Debian packages request-tracker5, rt5-db-sqlite and rt5-standalone (``make rt``).
+No fixtures here; import what you need (``from _rt import ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests._proc import wait_ready
+
+RT_SERVER = Path("/usr/share/request-tracker5/libexec/rt-server")
+RT_LIB = Path("/usr/share/request-tracker5/lib")
+SETUP_DATABASE = shutil.which("rt-setup-database") or "/usr/sbin/rt-setup-database"
+ROOT_PASSWORD = "caselink-test-pw"
+CUSTOM_FIELDS = {"product": "Product", "model": "Model", "module": "Module", "error_codes": "Error codes"}
+READY_TIMEOUT_S = 120.0
+
+
+def rt_installed() -> bool:
+    return RT_SERVER.exists() and Path(SETUP_DATABASE).exists()
+
+
+_SITE_CONFIG = """
+Set($rtname, 'caselink-test');
+Set($Organization, 'caselink.test');
+Set($WebDomain, '127.0.0.1');
+Set($WebPort, {port});
+Set($WebPath, '');
+Set($WebBaseURL, 'http://127.0.0.1:{port}');
+Set($DatabaseType, 'SQLite');
+Set($DatabaseName, '{db}');
+Set($LogToSyslog, undef);
+Set($LogToSTDERR, 'warning');
+Set($LogDir, '{dir}');
+Set($Timezone, 'UTC');
+Set($MailCommand, 'mbox');
+# RT checks the token with bcrypt on every REST2 request; cost 4 keeps a throwaway RT fast.
+Set($BcryptCost, 4);
+1;
+"""
+
+_SETUP = r"""
+use strict; use warnings;
+use lib '%(lib)s';
+use RT; RT::LoadConfig(); RT::Init();
+my $q = RT::Queue->new(RT->SystemUser);
+my ($qid, $m) = $q->Create(Name => 'Problems', Description => 'problem orders'); die "queue: $m" unless $qid;
+for my $spec (['Product', 1], ['Model', 1], ['Module', 1], ['Error codes', 0]) {
+    my $cf = RT::CustomField->new(RT->SystemUser);
+    my ($id, $msg) = $cf->Create(Name => $spec->[0], Type => 'Freeform', MaxValues => $spec->[1],
+                                 LookupType => 'RT::Queue-RT::Ticket');
+    die "custom field $spec->[0]: $msg" unless $id;
+    my ($ok, $m2) = $cf->AddToObject(RT::Queue->new(RT->SystemUser));  # every queue
+    die "apply $spec->[0]: $m2" unless $ok;
+}
+my $u = RT::User->new(RT->SystemUser); $u->Load('root');
+my ($pok, $pmsg) = $u->SetPassword('%(password)s'); die "password: $pmsg" unless $pok;
+my $t = RT::AuthToken->new(RT->SystemUser);
+my ($id, $msg, $auth) = $t->Create(Owner => $u->Id, Description => 'caselink tests');
+die "token: $msg\n" unless $id;
+print "TOKEN $auth\n";
+"""
+
+
+@dataclass
+class RT:
+    url: str
+    token: str
+    folder: Path
+    proc: subprocess.Popen
+
+    @property
+    def api(self) -> str:
+        return self.url + "/REST/2.0"
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api, timeout=60, headers={"Authorization": f"token {self.token}"})
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # rt-server and its prefork workers
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+
+
+def start_rt(folder: Path, port: int) -> RT:
+    """Create an RT in ``folder`` and serve it on 127.0.0.1:``port``; stop it with :meth:`RT.stop`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "etc.d").mkdir(exist_ok=True)  # no Debian site config: only ours
+    config = folder / "RT_SiteConfig.pm"
+    config.write_text(_SITE_CONFIG.format(port=port, db=folder / "rt.db", dir=folder), encoding="utf-8")
+    env = {**os.environ, "RT_SITE_CONFIG": str(config), "RT_SITE_CONFIG_DIR": str(folder / "etc.d")}
+    log = folder / "setup.log"
+    with log.open("ab") as out:
+        done = subprocess.run([SETUP_DATABASE, "--action", "init", "--skip-create"], env=env, stdout=out,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"rt-setup-database failed, see {log}")
+    script = folder / "setup.pl"
+    script.write_text(_SETUP % {"lib": RT_LIB, "password": ROOT_PASSWORD}, encoding="utf-8")
+    done = subprocess.run(["perl", str(script)], env=env, capture_output=True, text=True, timeout=300)
+    token = next((line[6:] for line in done.stdout.splitlines() if line.startswith("TOKEN ")), "")
+    if done.returncode != 0 or not token:
+        raise RuntimeError(f"RT setup failed: {done.stderr[-2000:]}")
+    with (folder / "server.log").open("ab") as out:
+        proc = subprocess.Popen([str(RT_SERVER), "--host", "127.0.0.1", "--port", str(port), "--max-workers", "2"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    rt = RT(f"http://127.0.0.1:{port}", token, folder, proc)
+
+    def alive() -> None:
+        if proc.poll() is not None:
+            raise RuntimeError(f"rt-server exited with {proc.returncode}, see {folder / 'server.log'}")
+
+    try:
+        wait_ready(rt.url + "/NoAuth/Login.html", alive, READY_TIMEOUT_S)
+    except BaseException:
+        rt.stop()
+        raise
+    return rt
+
+
+def create_ticket(client: httpx.Client, **fields) -> str:
+    """Create a ticket through REST2; returns its number."""
+    body = {"Queue": "General", "ContentType": "text/plain", **fields}
+    resp = client.post("/ticket", json=body)
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["id"])
+
+
+def update_ticket(client: httpx.Client, number: str, **fields) -> None:
+    resp = client.put(f"/ticket/{number}", json=fields)
+    assert resp.status_code == 200, resp.text
+
+
+def correspond(client: httpx.Client, number: str, text: str, **extra) -> None:
+    resp = client.post(f"/ticket/{number}/correspond", json={"Content": text, "ContentType": "text/plain", **extra})
+    assert resp.status_code == 201, resp.text
+
+
+def comment(client: httpx.Client, number: str, text: str) -> None:
+    resp = client.post(f"/ticket/{number}/comment", json={"Content": text, "ContentType": "text/plain"})
+    assert resp.status_code == 201, resp.text
+
+
+def delete_ticket(client: httpx.Client, number: str) -> None:
+    resp = client.delete(f"/ticket/{number}")
+    assert resp.status_code == 204, resp.text
+
+
+def transactions(client: httpx.Client, number: str) -> list[dict]:
+    """The ticket's history: type and, for messages, their contents."""
+    kinds = {}
+    page = 1
+    while True:
+        data = client.get(f"/ticket/{number}/history", params={"fields": "Type", "per_page": 100, "page": page}).json()
+        kinds.update({t["id"]: t["Type"] for t in data["items"]})
+        if page >= int(data.get("pages") or 0):
+            break
+        page += 1
+    atts = client.get(f"/ticket/{number}/attachments",
+                      params={"fields": "Content,ContentType,TransactionId", "per_page": 100}).json()["items"]
+    return [{"type": kinds.get(str(a["TransactionId"])), "content": a.get("Content", ""),
+             "content_type": a.get("ContentType")} for a in atts]

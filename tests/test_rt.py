@@ -1,0 +1,326 @@
+"""The Request Tracker connector against a real RT 5 (Debian's, SQLite, standalone server on a
+loopback port; see tests/_rt.py): tickets created and changed through REST2 reach caselink with
+their fields and links, edits, resolutions and deletions follow, a sync killed half-way catches
+up exactly, a new ticket gets one private comment with its related records (checked through
+REST2 and in RT's own page in Chromium), and misconfiguration fails with a message naming the
+setting. One RT for the module.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from _proc import child_env, cli_command, sigkill, wait_until
+from _rt import (CUSTOM_FIELDS, ROOT_PASSWORD, comment, correspond, create_ticket, delete_ticket, rt_installed,
+                 start_rt, transactions, update_ticket)
+from _server import build_index, demo_records, free_port, make_settings, serve
+
+from caselink.config import load_settings
+from caselink.errors import RecordNotFound
+from indexing.sources import NOTE_MARK, SourceError, open_sources
+from indexing.sources.state import SourceState
+from recommender.service import CaselinkService
+from recommender.sync import make_syncer
+
+pytestmark = pytest.mark.skipif(not rt_installed(), reason="needs Debian request-tracker5, rt5-db-sqlite and "
+                                "rt5-standalone (make rt)")
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+WAIT_S = 120
+
+
+@pytest.fixture(scope="module")
+def rt(tmp_path_factory):
+    server = start_rt(tmp_path_factory.mktemp("rt"), free_port())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def api(rt):
+    with rt.client() as client:
+        yield client
+
+
+def rt_settings(rt, data_dir: Path, **extra):
+    token_file = data_dir.parent / f"{data_dir.name}-token"
+    token_file.write_text(rt.token + "\n", encoding="utf-8")
+    section = {"url": rt.url, "token_env": "CASELINK_TEST_NO_SUCH_VARIABLE", "token_file": str(token_file),
+               "queues": ["General", "Problems"], "queue_kinds": {"Problems": "problem"}, "fields": CUSTOM_FIELDS,
+               "retries": 1, **extra}
+    return make_settings(data_dir, sources__rt=section)
+
+
+@pytest.fixture(scope="module")
+def synced(rt, tmp_path_factory, use_encoder):
+    """caselink with the demo history, synced to the module's RT: (service, syncer, state)."""
+    settings = rt_settings(rt, tmp_path_factory.mktemp("caselink") / "data")
+    build_index(settings)
+    svc = CaselinkService.open(settings, encoder=use_encoder)
+    state = SourceState(settings.sources_path).open()
+    source = open_sources(settings)[0]
+    syncer = make_syncer(svc, source, state)
+    try:
+        yield svc, syncer, state
+    finally:
+        source.close()
+        state.close()
+        svc.close()
+
+
+def test_tickets_reach_caselink_with_fields_links_and_messages(api, synced):
+    svc, syncer, _ = synced
+    syncer.run_once()  # the first sync: from here on a ticket is new and earns a note
+    problem = create_ticket(api, Queue="Problems", Subject="干泵接触器批量失效",
+                            Content="多台刻蚀机干泵接触器线圈烧毁，报警 E1023，疑似供应商批次问题。",
+                            CustomFields={"Product": "HX-Etch 500", "Error codes": ["E1023"]})
+    case = create_ticket(api, Subject="刻蚀机干泵电流上涨后跳停", Content="抽真空时干泵电流一直往上涨然后跳停，报警 E1023。",
+                         CustomFields={"Product": "HX-Etch 500", "Model": "E500-2", "Module": "真空系统",
+                                       "Error codes": ["E1023", "PN-7731-02"]}, RefersTo=problem)
+    correspond(api, case, "換了新的接觸器還是跳機")  # traditional script, later correspondence
+    comment(api, case, "internal: check the supplier lot")  # a comment is not synced text
+    english = create_ticket(api, Subject="Door interlock fault A-4410", Content="Machine stops with alarm A-4410 "
+                            "when the operator closes the front door.", CustomFields={"Error codes": "A-4410"})
+    update_ticket(api, english, DependsOn=case)
+
+    report = syncer.run_once()
+    assert report.skipped == [] and report.upserted >= 3
+
+    rec = svc.get(f"RT-{case}")
+    assert rec.kind == "case" and rec.title == "刻蚀机干泵电流上涨后跳停" and rec.status in ("new", "open")
+    assert (rec.product, rec.model, rec.module) == ("HX-Etch 500", "E500-2", "真空系统")
+    assert rec.error_codes == ["E1023", "PN-7731-02"] and rec.group == "General" and rec.created is not None
+    assert "抽真空时干泵电流" in rec.text and "換了新的接觸器還是跳機" in rec.text and "supplier lot" not in rec.text
+    assert set(rec.links) == {f"RT-{problem}", f"RT-{english}"}
+    prob = svc.get(f"RT-{problem}")
+    assert prob.kind == "problem" and prob.links == [f"RT-{case}"] and prob.error_codes == ["E1023"]
+    assert svc.get(f"RT-{english}").links == [f"RT-{case}"]
+    # The synced tickets are searchable, across scripts, next to the demo history.
+    hits = svc.related(f"RT-{case}", k=5, kinds=["problem"]).results
+    assert hits[0].id in (f"RT-{problem}", "P-2001")
+
+    before = {i: svc.get(f"RT-{i}").model_dump() for i in (problem, case, english)}
+    again = syncer.run_once()  # nothing changed in RT but caselink's own notes: nothing is rewritten
+    diff = {i: {k: (v, svc.get(f"RT-{i}").model_dump()[k]) for k, v in rec.items() if svc.get(f"RT-{i}").model_dump()[k] != v}
+            for i, rec in before.items()}
+    assert again.upserted == 0 and again.deleted == 0 and again.notes == 0, diff
+
+
+def test_edits_resolutions_and_deletions_follow(api, synced):
+    svc, syncer, _ = synced
+    a = create_ticket(api, Subject="主轴过热报警 E2040", Content="加工时主轴温度升高，报警 E2040 后停机。")
+    b = create_ticket(api, Subject="Spindle vibration at high speed", Content="Strong vibration above 8000 rpm.")
+    c = create_ticket(api, Subject="液压系统压力不足", Content="液压站压力只有 3 MPa。")
+    syncer.run_once()
+    assert svc.get(f"RT-{a}").status in ("new", "open")
+
+    update_ticket(api, a, Subject="主轴过热报警 E2040（冷却泵）")
+    correspond(api, a, "清洗冷却泵滤网后恢复", Status="resolved")
+    update_ticket(api, b, Status="rejected")
+    delete_ticket(api, c)
+    report = syncer.run_once()
+    assert report.deleted == 1
+
+    rec = svc.get(f"RT-{a}")
+    assert rec.title == "主轴过热报警 E2040（冷却泵）" and "清洗冷却泵滤网后恢复" in rec.text
+    assert rec.status == "resolved" and rec.closed is not None
+    assert svc.get(f"RT-{b}").status == "rejected"
+    with pytest.raises(RecordNotFound):
+        svc.get(f"RT-{c}")
+    # Resolved and rejected tickets leave open_only; the demo's open problem order stays.
+    related = {r.id for r in svc.related("C-1002", k=20, open_only=True).results}
+    assert f"RT-{a}" not in related and f"RT-{b}" not in related and "P-2003" in related
+    assert f"RT-{a}" in {r.id for r in svc.related("C-1002", k=20).results}
+
+    # A ticket moved to a queue caselink does not sync leaves caselink too.
+    moved = create_ticket(api, Subject="Robot fails to pick wafer W3001", Content="vacuum grip alarm W3001")
+    syncer.run_once()
+    svc.get(f"RT-{moved}")
+    resp = api.post("/queue", json={"Name": "Elsewhere"})
+    assert resp.status_code == 201, resp.text
+    update_ticket(api, moved, Queue="Elsewhere")
+    syncer.run_once()
+    with pytest.raises(RecordNotFound):
+        svc.get(f"RT-{moved}")
+
+
+def test_note_on_a_new_ticket_once_private_with_links(api, synced):
+    svc, syncer, state = synced
+    number = create_ticket(api, Subject="真空泵无法启动，报警 E1023", Content="开机后真空泵无法启动，面板显示报警 E1023。",
+                           CustomFields={"Error codes": ["E1023"]})
+    report = syncer.run_once()
+    assert report.notes == 1
+    history = transactions(api, number)
+    notes = [t for t in history if NOTE_MARK in (t["content"] or "")]
+    assert len(notes) == 1 and notes[0]["type"] == "Comment"  # private: never correspondence
+    body = notes[0]["content"]
+    assert f"{syncer.page_url}/?related=RT-{number}" in body  # the caselink page, where votes count
+    assert "C-1001" in body and "P-2001" in body and "SOP-VAC-01#3" in body  # case, open problem, SOP
+    assert "same code E1023" in body
+    assert not any(t["type"] == "Correspond" for t in history)
+
+    # Run again, and again after the local note record is lost: the note is found on the ticket.
+    assert syncer.run_once().notes == 0
+    state.noted("rt", number, "")
+    update_ticket(api, number, Subject="真空泵无法启动，报警 E1023 ")  # same text once stripped: no new note
+    assert syncer.run_once().notes == 0
+    assert len([t for t in transactions(api, number) if NOTE_MARK in (t["content"] or "")]) == 1
+
+    # New text with other related records: a new note.
+    correspond(api, number, "After the pump restarted the front door interlock alarm A-4410 came up too.")
+    assert syncer.run_once().notes == 1
+    notes = [t["content"] for t in transactions(api, number) if NOTE_MARK in (t["content"] or "")]
+    assert len(notes) == 2 and "C-1004" in notes[1]
+
+
+@pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()), reason="needs Debian chromium")
+def test_note_shows_on_rt_ticket_page_in_chromium(rt, api, synced, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, syncer, _ = synced
+    number = create_ticket(api, Subject="Door interlock fault again A-4410", Content="Alarm A-4410 when the "
+                           "front door closes; interlock switch reading intermittent.")
+    assert syncer.run_once().notes == 1
+    opts = Options()
+    opts.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1280,1400"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(options=opts, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(WAIT_S)
+    try:
+        driver.get(f"{rt.url}/Ticket/Display.html?id={number}")
+        driver.find_element(By.NAME, "user").send_keys("root")
+        driver.find_element(By.NAME, "pass").send_keys(ROOT_PASSWORD)
+        driver.find_element(By.NAME, "pass").submit()
+        WebDriverWait(driver, WAIT_S).until(lambda d: "caselink: related records" in d.page_source)
+        link = driver.find_element(By.PARTIAL_LINK_TEXT, "open in caselink")
+        assert link.get_attribute("href") == f"{syncer.page_url}/?related=RT-{number}"
+        assert "C-1004" in driver.find_element(By.TAG_NAME, "body").text
+        driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", link)  # the comment in view
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "rt-ticket-note.png"))
+    finally:
+        driver.quit()
+
+
+def test_sync_killed_half_way_catches_up_exactly(rt, api, tmp_path):
+    data = tmp_path / "data"
+    build_index(make_settings(data), demo_records()[:3])
+    tickets = [create_ticket(api, Subject=f"批量工单 {i} 干泵报警 E{1100 + i}", Content=f"ticket {i}: pump alarm "
+                             f"E{1100 + i} during pump-down") for i in range(30)]
+    config = tmp_path / "caselink.toml"
+    token = tmp_path / "token"
+    token.write_text(rt.token, encoding="utf-8")
+    config.write_text(f'''[sources.rt]
+url = "{rt.url}"
+token_env = "CASELINK_TEST_NO_SUCH_VARIABLE"
+token_file = "{token}"
+queues = ["General"]
+page_size = 3
+workers = 1
+comment = false
+''', encoding="utf-8")
+    proc = subprocess.Popen(cli_command("sync", "rt", "--config", str(config)), env=child_env(data),
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    state = data / "sources.sqlite"
+
+    def applied() -> int:
+        try:
+            with sqlite3.connect(f"file:{state}?mode=ro", uri=True) as conn:
+                return conn.execute("SELECT count(*) FROM items").fetchone()[0]
+        except sqlite3.OperationalError:  # not created yet
+            return 0
+
+    try:
+        wait_until(lambda: applied() >= 6, timeout=WAIT_S, what="a few pages applied", interval=0.01, alive=proc)
+    finally:
+        sigkill(proc)
+    half = applied()
+    with sqlite3.connect(state) as conn:
+        mark = json.loads(conn.execute("SELECT value FROM watermarks").fetchone()[0])
+    assert mark["next"] is not None and mark["after"] > 0  # killed in the middle of a walk
+
+    settings = load_settings(config, env={}, data_dir=data)
+    ids_before = {rid for rid in _ids(settings)}
+    done = subprocess.run(cli_command("sync", "rt", "--config", str(config), "--json"), env=child_env(data),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    ids = _ids(settings)
+    synced_tickets = {i for i in ids if i.startswith("RT-")}
+    # Every ticket of the queue is there, each once, and the restart wrote only what the kill left.
+    assert {f"RT-{t}" for t in tickets} <= synced_tickets
+    assert len(ids) == len(set(ids))
+    assert summary["written"] == len(synced_tickets - ids_before) and summary["deleted"] == 0
+    assert half < len(synced_tickets)
+
+
+def _ids(settings) -> list[str]:
+    from indexing.store import RecordStore
+
+    with RecordStore.existing(settings.store_path) as store:
+        out, after = [], ""
+        while True:
+            rows, after = store.list_ids(after=after, limit=1000)
+            out += [r[0] if isinstance(r, tuple) else r.id for r in rows]
+            if not after:
+                return out
+
+
+def test_serve_runs_the_sync_loop(rt, api, tmp_path):
+    settings = rt_settings(rt, tmp_path / "data", interval_seconds=1)
+    build_index(settings, demo_records()[:3])
+    number = create_ticket(api, Subject="Served sync: HMI firmware freezes", Content="touch screen freezes")
+    with serve(settings) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+        wait_until(lambda: client.get(f"/v1/records/RT-{number}").status_code == 200, timeout=WAIT_S,
+                   what="the ticket synced by the server", interval=0.2)
+        update_ticket(api, number, Status="resolved")
+        wait_until(lambda: client.get(f"/v1/records/RT-{number}").json().get("status") == "resolved",
+                   timeout=WAIT_S, what="the resolution synced by the server", interval=0.2)
+
+
+@pytest.mark.parametrize("change, field, words", [
+    ({"token_file": None}, "sources.rt.token_env", "no RT token"),
+    ({"bad_token": True}, "sources.rt.token_env", "refused the token"),
+    ({"url": "http://127.0.0.1:{closed}"}, "sources.rt.url", "unreachable"),
+    ({"queues": ["General", "Nope"]}, "sources.rt.queues", "no queue 'Nope'"),
+    ({"fields": {"product": "Produkt"}}, "sources.rt.fields.product", "no ticket custom field 'Produkt'"),
+])
+def test_misconfiguration_names_the_setting_and_writes_nothing(rt, synced, tmp_path, change, field, words):
+    svc = synced[0]
+    change = dict(change)
+    section = rt_settings(rt, tmp_path / "data", retries=0).sources.rt.model_dump()
+    if change.pop("bad_token", False):
+        Path(section["token_file"]).write_text("1-14-0123456789abcdef0123456789abcdef", encoding="utf-8")
+    if "url" in change:
+        change["url"] = change["url"].format(closed=free_port())
+    section.update(change)
+    settings = make_settings(tmp_path / "data", sources__rt=section)
+    state = SourceState(settings.sources_path).open()
+    before = svc.stats().records
+    try:
+        with pytest.raises(SourceError) as info:
+            source = open_sources(settings)[0]
+            try:
+                make_syncer(svc, source, state).run_once()
+            finally:
+                source.close()
+        assert info.value.field == field and words in info.value.message
+        assert rt.token not in str(info.value)
+        assert state.watermark("rt") is None and state.items("rt") == [] and svc.stats().records == before
+    finally:
+        state.close()
