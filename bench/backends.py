@@ -47,10 +47,13 @@ def milvus_lite(data_dir: Path, timeout: float = 60.0):
     try:
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                MilvusClient(uri=uri, timeout=2).list_collections()
+            try:  # the port first: a client made before the server listens keeps a failing channel
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                client = MilvusClient(uri=uri, timeout=2)
+                client.list_collections()
+                client.close()
                 break
-            except MilvusException:
+            except (OSError, MilvusException):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"milvus-lite server did not start on {uri}") from None
                 time.sleep(0.1)  # poll interval, bounded by the deadline

@@ -150,10 +150,10 @@ class MilvusBackend:
     @classmethod
     def load(cls, settings, snap: Path, manifest: dict, *, sidecar=None) -> "MilvusBackend":
         """The collection a snapshot's manifest names (the snapshot holds the service's side only)."""
-        named = manifest.get("backend", {})
-        if named.get("kind") != "milvus" or named.get("collection") != settings.backend.collection:
+        named = manifest.get("milvus", {})
+        if manifest.get("backend") != "milvus" or named.get("collection") != settings.backend.collection:
             raise IndexFormatError(
-                f"the index in {snap} was built on backend {named.get('kind', 'local')} "
+                f"the index in {snap} was built on backend {manifest.get('backend', 'local')} "
                 f"{named.get('collection', '')}, the settings name milvus collection '{settings.backend.collection}'",
                 hint=REBUILD_HINT)
         backend = cls.open(settings, int(named["dim"]), sidecar=sidecar)
@@ -164,7 +164,10 @@ class MilvusBackend:
         from pymilvus import MilvusClient
 
         with self._calls("connect"):
-            self.client_ = MilvusClient(uri=self.uri, token=self._token, timeout=self.timeout)
+            # No keepalive pings on an idle channel: Milvus Lite's gRPC server (Python grpc defaults)
+            # answers them with GOAWAY "too_many_pings" after a few; calls still ping while they run.
+            self.client_ = MilvusClient(uri=self.uri, token=self._token, timeout=self.timeout,
+                                        grpc_options={"grpc.keepalive_permit_without_calls": 0})
             if fresh:
                 for name in (self.collection, self.stats_collection):
                     if self.client_.has_collection(name):
@@ -491,7 +494,8 @@ class MilvusBackend:
     def _manifest(self) -> dict:
         m = self.meta_
         return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "change_seq": int(m["applied_seq"]),
-                "backend": {"kind": "milvus", "collection": self.collection, "uri": self._safe_uri(), "dim": self.dim},
+                "backend": "milvus",
+                "milvus": {"collection": self.collection, "uri": self._safe_uri(), "dim": self.dim},
                 "counts": {"records": int(m["n"])},
                 "params": {"bm25": {"k1": self.k1, "b": self.b, "delta": self.delta},
                            "vectors": {"factory": f"milvus:{self.dense_index}"}}}

@@ -7,6 +7,7 @@ No fixtures here: ``conftest.py`` wraps :func:`milvus_server` in a session fixtu
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -41,10 +42,13 @@ def milvus_server(data_dir: Path) -> Iterator[str]:
             if proc.poll() is not None:
                 raise AssertionError(f"milvus-lite server exited with {proc.returncode}: "
                                      + (data_dir.parent / f"milvus-{port}.log").read_text(errors="replace")[-2000:])
-            try:
-                MilvusClient(uri=uri, timeout=2).list_collections()
+            try:  # the port first: a client made before the server listens keeps a failing channel
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                client = MilvusClient(uri=uri, timeout=2)
+                client.list_collections()
+                client.close()
                 break
-            except MilvusException:
+            except (OSError, MilvusException):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"milvus-lite server not answering on {uri} after {READY_TIMEOUT_S:.0f} s")
                 time.sleep(0.1)  # poll interval, bounded by the deadline above

@@ -194,8 +194,8 @@ def test_persist_publishes_the_services_side_naming_the_collection_and_load_reop
     built.close()
     snap, manifest = IndexDir(settings.index_root).read_manifest()
     assert (snap / "side.txt").read_text() == "x" and manifest["change_seq"] == 3
-    assert manifest["backend"] == {"kind": "milvus", "collection": settings.backend.collection, "uri": milvus_uri,
-                                   "dim": DIM}
+    assert manifest["backend"] == "milvus"
+    assert manifest["milvus"] == {"collection": settings.backend.collection, "uri": milvus_uri, "dim": DIM}
     again = MilvusBackend.load(settings, snap, manifest)
     try:
         assert again.count() == 2 and again.applied_seq() == 3
