@@ -212,6 +212,9 @@ class EmergingGroupOut(BaseModel):
     growth: float = Field(0.0, description="(size + 1) / (baseline + 1).")
     score: float = Field(0.0, description="size * growth; groups are ranked by it.")
     similar_problem: SimilarProblemOut | None = None
+    weekly: list[int] = Field(default_factory=list, description="Cases per week of `weeks`, oldest first: the "
+                                                                "members in the current window, similar cases "
+                                                                "before it (the cases history_counts counts).")
 
 
 class RisingProblemOut(BaseModel):
@@ -226,6 +229,8 @@ class RisingProblemOut(BaseModel):
     baseline: float
     growth: float = Field(..., description="(current + 1) / (baseline + 1).")
     case_ids: list[str] = Field(..., description="The current window's cases.")
+    weekly: list[int] = Field(default_factory=list, description="Linked or similar cases per week of `weeks`, "
+                                                                "oldest first.")
 
 
 class EmergingOut(BaseModel):
@@ -243,6 +248,10 @@ class EmergingOut(BaseModel):
     excluded_linked: int = Field(..., description="Recent cases left out: linked to an open problem order.")
     groups: list[EmergingGroupOut] = Field(..., description="Best first (by score).")
     rising_problems: list[RisingProblemOut]
+    weeks: list[date] = Field(default_factory=list, description="First day of each week the `weekly` series "
+                                                                "count, oldest first, over the current and "
+                                                                "previous windows; the last week ends on as_of "
+                                                                "(the oldest may be shorter than 7 days).")
 
 
 # -- insights: field suggestions --------------------------------------------------------------------

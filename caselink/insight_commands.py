@@ -37,6 +37,7 @@ def emerging_command(
 ) -> None:
     """Groups of recent, mutually similar cases not linked to an open problem order, and rising problem orders."""
     from caselink.cli import _open, out
+    from caselink.render import sparkline
     from recommender.emerging import find_emerging
 
     try:
@@ -55,11 +56,15 @@ def emerging_command(
         return
     out.print(f"window {data['window_start']} .. {data['as_of']}: {data['recent_cases']} recent cases, "
               f"{data['excluded_linked']} already linked to an open problem order", highlight=False)
+    if data["weeks"]:
+        out.print(f"weekly cases, {len(data['weeks'])} weeks from {data['weeks'][0]}, the last ending {data['as_of']}",
+                  highlight=False)
     if not data["groups"]:
         out.print("no emerging groups", highlight=False)
     for g in data["groups"]:
         out.print(f"\n[bold]{g['title']}[/bold]  size {g['size']}, growth x{g['growth']:.1f}, "
                   f"score {g['score']:.1f}", highlight=False)
+        out.print(f"  weekly {sparkline(g['weekly'])}  {sum(g['weekly'][-4:])} in the last 4 weeks", highlight=False)
         out.print(f"  cases: {', '.join(g['case_ids'])}", highlight=False)
         if g["common_codes"] or g["common_terms"]:
             out.print(f"  codes: {', '.join(g['common_codes']) or '-'}; terms: {', '.join(g['common_terms'][:8])}",
@@ -67,6 +72,7 @@ def emerging_command(
     for p in data["rising_problems"]:
         out.print(f"\nrising: {p['id']} {p['title']} ({p['current']} this window vs {p['baseline']:.1f} before)",
                   highlight=False)
+        out.print(f"  weekly {sparkline(p['weekly'])}", highlight=False)
 
 
 def suggest_command(

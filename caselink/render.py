@@ -17,11 +17,17 @@ GROUP_TITLES = (("sops", "Procedures (SOP sections)"), ("problems", "Known probl
 
 
 def sparkline(counts: Sequence[int]) -> str:
-    """One bar per count, scaled to the largest: [0, 1, 4] -> '▁▂█'. Empty for no counts."""
+    """One bar per count, scaled to the largest; only a zero gets the lowest bar, so a week with
+    one case never looks like a week with none: [0, 1, 4] -> '▁▂█'."""
     top = max(counts, default=0)
-    if top <= 0:
-        return _BARS[0] * len(counts)
-    return "".join(_BARS[round(c / top * (len(_BARS) - 1))] for c in counts)
+    steps = len(_BARS) - 2
+
+    def bar(c: int) -> str:
+        if c <= 0:
+            return _BARS[0]
+        return _BARS[-1] if top == 1 else _BARS[1 + round((c - 1) / (top - 1) * steps)]
+
+    return "".join(bar(c) for c in counts)
 
 
 def _note(resp) -> str:

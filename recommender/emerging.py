@@ -27,6 +27,10 @@ thresholds find the loosest burst sooner (7 days at 0.45, 21 at 0.6), but with a
 (three times the cases, a stand-in for a busier history) 0.45 and 0.5 start grouping unrelated
 one-offs (6 and 2 unexplained flags) while 0.55-0.65 raise none; 0.7 misses the loose burst.
 
+Each group and rising problem order carries ``weekly``, its case count per week of the span
+compared (``weeks`` gives each week's first day, :mod:`recommender.trends`): what the page charts
+and ``caselink emerging`` prints as a sparkline.
+
 Known problem orders (open or investigating at ``as_of``) are *rising* when the number of cases
 linked to them, or with cosine >= ``similarity`` to them, in the current window is >= 2 and above
 their average over the previous windows.
@@ -37,6 +41,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -49,6 +54,7 @@ from caselink.errors import InvalidQuery
 from indexing.normalize import fold, normalize
 from indexing.records import CLOSED_STATUSES, Record, is_closed_status  # noqa: F401 (re-exported)
 from indexing.tokenize import canonical_code, is_code
+from recommender.trends import week_starts, weekly_counts
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD_CHAR = re.compile(r"[a-z0-9'\-]")
@@ -98,6 +104,7 @@ class EmergingGroup:
     growth: float = 0.0
     score: float = 0.0
     similar_problem: SimilarProblem | None = None
+    weekly: list[int] = field(default_factory=list)  # members now, similar cases before, per report week
 
 
 @dataclass
@@ -113,6 +120,7 @@ class RisingProblem:
     baseline: float
     growth: float
     case_ids: list[str]
+    weekly: list[int] = field(default_factory=list)  # linked or similar cases per report week
 
 
 @dataclass
@@ -130,6 +138,7 @@ class EmergingReport:
     excluded_linked: int
     groups: list[EmergingGroup]
     rising_problems: list[RisingProblem]
+    weeks: list[date] = field(default_factory=list)  # first day of each week the series count, oldest first
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types (dates as ISO strings)."""
@@ -195,6 +204,12 @@ def find_emerging(service, *, window_days: int = 30, as_of: date | None = None, 
 
     span = [c for c in cases if 0 <= window_of(c) <= history_windows]
     win = np.array([window_of(c) for c in span], dtype=np.int64)
+    span_days = window_days * (history_windows + 1)
+    report.weeks = week_starts(as_of, span_days)
+
+    def series(picked: np.ndarray) -> list[int]:
+        """Weekly counts of the span's cases where ``picked`` (a boolean mask over the span)."""
+        return weekly_counts((span[i].created for i in np.flatnonzero(picked)), as_of, span_days)
     known = [p for p in problems if open_at(p, as_of)]
     open_ids = {p.id for p in known}
     linked_open = {lid for p in known for lid in p.links}
@@ -216,19 +231,20 @@ def find_emerging(service, *, window_days: int = 30, as_of: date | None = None, 
         if n < min_size:
             continue
         members = [cand[j] for j in range(len(cand)) if labels[j] == label]
-        report.groups.append(_describe(members, span, case_vecs, win, mine, prob_vecs, docs,
+        report.groups.append(_describe(members, span, case_vecs, win, mine, prob_vecs, docs, series,
                                        similarity=similarity, history_windows=history_windows))
     report.groups.sort(key=lambda g: (-g.score, -g.size, g.case_ids[0]))
 
     watched = [(p, pv) for p, pv in zip(mine, prob_vecs) if p.id in open_ids
                and (want is None or not p.product or normalize(p.product) == want)]
-    report.rising_problems = _rising(watched, span, case_vecs, win, similarity=similarity,
+    report.rising_problems = _rising(watched, span, case_vecs, win, series, similarity=similarity,
                                      history_windows=history_windows)
     return report
 
 
 def _rising(watched: list[tuple[Record, np.ndarray]], span: list[Record], case_vecs: np.ndarray, win: np.ndarray,
-            *, similarity: float, history_windows: int) -> list[RisingProblem]:
+            series: Callable[[np.ndarray], list[int]], *, similarity: float, history_windows: int
+            ) -> list[RisingProblem]:
     """Open problem orders whose linked-or-similar case count is >= 2 and above their previous average."""
     out = []
     for p, pv in watched:
@@ -241,7 +257,7 @@ def _rising(watched: list[tuple[Record, np.ndarray]], span: list[Record], case_v
                 id=p.id, title=p.title, status=p.status, module=p.module, current=counts[0],
                 history_counts=counts[1:], baseline=round(baseline, 3),
                 growth=round((counts[0] + 1) / (baseline + 1), 3),
-                case_ids=[span[i].id for i in np.flatnonzero(hit & (win == 0))]))
+                case_ids=[span[i].id for i in np.flatnonzero(hit & (win == 0))], weekly=series(hit)))
     return sorted(out, key=lambda r: (-r.growth, -r.current, r.id))
 
 
@@ -271,7 +287,8 @@ def _cluster(records: list[Record], vecs: np.ndarray, docs, similarity: float, c
 
 
 def _describe(members: list[int], span: list[Record], vecs: np.ndarray, win: np.ndarray, problems: list[Record],
-              prob_vecs: np.ndarray, docs, *, similarity: float, history_windows: int) -> EmergingGroup:
+              prob_vecs: np.ndarray, docs, series: Callable[[np.ndarray], list[int]], *, similarity: float,
+              history_windows: int) -> EmergingGroup:
     recs = [span[i] for i in members]
     mv = vecs[members]
     centroid = mv.mean(axis=0)
@@ -301,7 +318,16 @@ def _describe(members: list[int], span: list[Record], vecs: np.ndarray, win: np.
         products=products, modules=modules,
         common_terms=terms, common_codes=codes, first_seen=dates[0], last_seen=dates[-1],
         cohesion=round(cohesion, 3), history_counts=history, baseline=round(baseline, 3),
-        growth=round(growth, 3), score=round(n * growth, 3), similar_problem=similar)
+        growth=round(growth, 3), score=round(n * growth, 3), similar_problem=similar,
+        weekly=series(_members_then_similar(members, near, win)))
+
+
+def _members_then_similar(members: list[int], near: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """The cases a group's series counts: its members in the current window and, before it, the
+    cases similar to its centroid (what ``history_counts`` counts), so the series sums to them."""
+    picked = near & (win >= 1)
+    picked[members] = True
+    return picked
 
 
 def _common_codes(recs: list[Record], docs) -> list[str]:

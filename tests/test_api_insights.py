@@ -106,6 +106,19 @@ def test_burst_is_flagged_lone_and_linked_cases_are_not(client):
     assert set(rising["PO-OPEN"]["case_ids"]) == {"K-1", "K-2", "K-3"}
 
 
+def test_weekly_series_over_the_windows_compared(client):
+    report = ok(client.get("/v1/emerging", params={"as_of": AS_OF}))
+    weeks = report["weeks"]  # 4 windows of 30 days = 120 days: 17 whole weeks and one day
+    assert len(weeks) == 18 and weeks[-1] == "2025-06-24" and weeks[-2] == "2025-06-17"
+    assert weeks[0] == "2025-03-03"  # the span's first day: the oldest week is partial
+    burst = _group_of(report, "B-1")
+    # B-1 06-03, B-2 06-09 | B-3 06-15 | - | B-4 06-24; nothing similar before (history_counts 0, 0, 0)
+    assert burst["weekly"] == [0] * 14 + [2, 1, 0, 1]
+    rising = report["rising_problems"][0]
+    assert len(rising["weekly"]) == 18 and rising["weekly"][-4:] == [1, 1, 1, 0]  # K-1, K-2, K-3
+    assert sum(rising["weekly"]) == rising["current"] + sum(rising["history_counts"])  # K-0 the window before
+
+
 def test_defaults_and_filters(client):
     latest = ok(client.get("/v1/emerging", params={"product": ""}))  # empty product = any
     assert latest["as_of"] == "2025-06-24" and latest["product"] is None and latest["similarity"] == 0.6

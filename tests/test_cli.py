@@ -73,6 +73,14 @@ def test_search_prints_the_code_card_then_procedures_problems_and_cases(demo_dir
     assert old.startswith("10 results, path keyword") and "Procedures" not in old
 
 
+def test_sparkline_scales_to_the_busiest_week_and_keeps_zero_apart():
+    from caselink.render import sparkline
+
+    assert sparkline([0, 1, 4]) == "▁▂█"
+    assert sparkline([0, 1, 1]) == "▁██" and sparkline([0, 0]) == "▁▁" and sparkline([]) == ""
+    assert sparkline([3, 2, 1, 0]) == "█▅▂▁"
+
+
 def test_related_and_stats(demo_dir):
     out = json.loads(run("related", "C-2023-00026", "--json", data_dir=demo_dir).stdout)
     ids = [r["id"] for r in out["results"]]
@@ -165,6 +173,10 @@ def test_emerging_and_suggest_commands(demo_dir):
     report = json.loads(run("emerging", "--window", "90d", "--json", data_dir=demo_dir).stdout)
     assert report["window_days"] == 90 and report["recent_cases"] > 0
     assert {p["id"] for p in report["rising_problems"]} >= {"PO-2025-036"}
+    text = run("emerging", "--window", "90d", data_dir=demo_dir).stdout
+    line = next(ln for ln in text.splitlines() if ln.startswith("  weekly "))  # PO-2025-036's, the first rising
+    bars = line.split()[1]
+    assert len(bars) == 52 and set(bars) <= set("▁▂▃▄▅▆▇█") and "█" in bars
     bad = run("emerging", "--window", "3x", data_dir=demo_dir, check=False)
     assert bad.returncode == 2 and "--window expects" in bad.stderr
     sugg = json.loads(run("suggest", "C-2023-00026", "--json", data_dir=demo_dir).stdout)

@@ -119,3 +119,15 @@ def test_product_filter_and_status_normalisation(service):
 def test_bad_parameters_say_expected_and_got(kw):
     with pytest.raises(InvalidQuery, match="expected .* got"):
         find_emerging(None, **kw)
+
+
+def test_weekly_counts_end_on_as_of_and_clip_the_oldest_week():
+    from recommender.trends import week_starts, weekly_counts
+
+    as_of = date(2025, 6, 30)
+    assert week_starts(as_of, 14) == [date(2025, 6, 17), date(2025, 6, 24)]
+    assert week_starts(as_of, 10) == [date(2025, 6, 21), date(2025, 6, 24)]  # 3 + 7 days
+    days = [date(2025, 6, 30), date(2025, 6, 24), date(2025, 6, 23), date(2025, 6, 21), date(2025, 6, 20),
+            date(2025, 7, 1)]  # the last two are outside the 10 days
+    assert weekly_counts(days, as_of, 10) == [2, 2]
+    assert weekly_counts([], as_of, 1) == [0]
