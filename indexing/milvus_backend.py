@@ -166,7 +166,8 @@ class MilvusBackend:
         with self._calls("connect"):
             # No keepalive pings on an idle channel: Milvus Lite's gRPC server (Python grpc defaults)
             # answers them with GOAWAY "too_many_pings" after a few; calls still ping while they run.
-            self.client_ = MilvusClient(uri=self.uri, token=self._token, timeout=self.timeout,
+            # A dedicated channel: pymilvus shares one per address and token, whatever its options.
+            self.client_ = MilvusClient(uri=self.uri, token=self._token, timeout=self.timeout, dedicated=True,
                                         grpc_options={"grpc.keepalive_permit_without_calls": 0})
             if fresh:
                 for name in (self.collection, self.stats_collection):
