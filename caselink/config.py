@@ -90,6 +90,10 @@ class RankConfig(_Section):
         0.25, ge=-1, le=1, description="Below this best cosine the dense side is not trusted; keyword answers."
     )
     max_k: int = Field(100, ge=1, le=1000)
+    learned: Literal["auto", "off"] = Field(
+        "auto", description="auto: rerank hybrid results with the model `caselink train` saved next to the index, "
+        "when there is one and it passed its validation; off: today's hybrid ranking exactly. mode='learned' asks "
+        "for the model explicitly.")
     feedback: bool = Field(
         True, description="Records marked helpful for a record, or for the same search text, come first; those "
         "marked not helpful last (see recommender/verdicts.py).")

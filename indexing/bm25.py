@@ -288,6 +288,16 @@ class BM25Index:
         keep = {present[i] for i in np.argsort(-weight, kind="stable")[:n]}
         return [t for t in query if t in keep or t not in self.vocab_]
 
+    def lengths(self, keys: np.ndarray) -> np.ndarray:
+        """Each key's document length in (weighted) terms; 0 for a key that is not indexed."""
+        keys = np.asarray(keys, dtype=np.int64)
+        inside = (keys >= 0) & (keys < len(self._slot_by_key))
+        slots = np.full(len(keys), -1, dtype=np.int64)
+        slots[inside] = self._slot_by_key[keys[inside]]
+        out = np.zeros(len(keys), dtype=np.float32)
+        out[slots >= 0] = self._doc_len[slots[slots >= 0]]
+        return out
+
     def score(self, query: Sequence[str], *, normalize: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """BM25 scores of every live document that shares a term with ``query``: (keys, scores).
 

@@ -127,6 +127,27 @@ class FacetTable:
                 m[key] = False
         return m
 
+    def columns(self, keys: np.ndarray) -> dict[str, np.ndarray]:
+        """Facet values of ``keys`` as arrays: each text column casefolded (object arrays, '' when
+        unknown) and ``created`` as days since 1970 (-1 when unknown). Vectorised: the ranker reads
+        a hundred candidates' facets per query."""
+        keys = np.asarray(keys, dtype=np.int64)
+        inside = (keys >= 0) & (keys < len(self._alive))
+        k = np.where(inside, keys, 0)
+        out: dict[str, np.ndarray] = {}
+        for c in _COLUMNS:
+            values = np.asarray(self._values[c], dtype=object)
+            col = values[self._cols[c][k]] if len(self._alive) else np.full(len(keys), "", dtype=object)
+            out[c] = np.where(inside, col, "")
+        created = self._created[k] if len(self._alive) else np.full(len(keys), -1, dtype=np.int32)
+        out["created"] = np.where(inside, created, -1)
+        return out
+
+    @staticmethod
+    def day(d: date | str | None) -> int:
+        """Days since 1970 of a date (-1 when none), as ``columns`` gives ``created``."""
+        return _day(d)
+
     def copy(self) -> "FacetTable":
         """An independent copy (arrays and dicts copied; values are immutable strings and tuples)."""
         t = FacetTable()

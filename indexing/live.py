@@ -446,5 +446,15 @@ class LiveIndex:
         with self.lock:
             return self.bm25_.select_terms(tokens, n)
 
+    def candidate_facts(self, keys: np.ndarray) -> dict[str, np.ndarray]:
+        """What the learned ranker reads of candidates besides their scores: facet columns
+        (:meth:`FacetTable.columns`), keyword length (``length``) and exact-code sets (``codes``)."""
+        with self.lock:
+            out = self.facets_.columns(keys)
+            out["length"] = self.bm25_.lengths(keys)
+            codes = self.facets_.codes
+            out["codes"] = [codes.get(int(k), ()) for k in keys]
+        return out
+
     def count(self) -> int:
         return len(self.bm25_) if self.bm25_ is not None else 0

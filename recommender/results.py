@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Mode = Literal["hybrid", "dense", "keyword"]
+Mode = Literal["hybrid", "dense", "keyword", "learned"]
 
 
 class GroupK(BaseModel):
@@ -32,7 +32,8 @@ class SearchQuery(BaseModel):
                       description="Symptom text, a question, or an error code / part number "
                                   "(the server's limit, server.max_text_chars, may be lower).")
     k: int = Field(10, ge=1, description="How many results.")
-    mode: Mode | None = Field(None, description="hybrid (default), dense or keyword.")
+    mode: Mode | None = Field(None, description="hybrid (default), dense, keyword, or learned (hybrid reranked "
+                                                "by the model `caselink train` saved; hybrid when there is none).")
     kind: list[Literal["case", "problem", "sop"]] = Field(default_factory=list)
     product: list[str] = Field(default_factory=list)
     model: list[str] = Field(default_factory=list)
@@ -65,6 +66,10 @@ class Explanation(BaseModel):
     helpful_votes: int = Field(0, description="Sources whose latest feedback marked this record helpful for the "
                                               "queried record (either way round) or for the same search text.")
     unhelpful_votes: int = Field(0, description="Sources whose latest feedback marked the pair not helpful.")
+    learned_score: float | None = Field(None, description="With a trained ranker: its estimated probability that "
+                                                          "the record is relevant (the result's score).")
+    learned_factors: list[str] = Field(default_factory=list, description="With a trained ranker: the features "
+                                       "that moved this record most, with their signed share of the raw score.")
 
 
 class SearchResult(BaseModel):

@@ -33,7 +33,9 @@ from indexing.normalize import fold
 from indexing.records import Record, require_content
 from indexing.store import RecordStore
 from recommender.explain import FoldedRecord, explain, snippet_and_highlights
+from recommender.features import QueryFacts, feature_matrix
 from recommender.fusion import Fused, codes_first, fuse, single
+from recommender.learned import RankerModel, RankerSlot, factors, ranker_path, rerank
 from recommender.results import SearchQuery, SearchResponse, SearchResult
 from recommender.verdicts import Verdict, apply_verdicts, record_feedback, take_back, tally
 
@@ -77,6 +79,7 @@ class CaselinkService:
         self.encoder_error: str | None = None
         self.model_reason = model_reason  # why this encoder: given, configured, or what "auto" resolved to
         self._documents = threading.Lock()  # one document replacement at a time: stale = stored - sent
+        self._ranker = RankerSlot(ranker_path(settings))  # nothing read until a query needs it
 
     # -- lifecycle --------------------------------------------------------------------------
     @staticmethod
@@ -216,7 +219,7 @@ class CaselinkService:
                              open_only=open_only, cached=False)
 
     def _related(self, rec: Record, *, k: int, kinds: list[str] | None, mode: str | None, exclude_linked: bool,
-                 min_score: float, open_only: bool, cached: bool) -> SearchResponse:
+                 min_score: float, open_only: bool, cached: bool, collect: list | None = None) -> SearchResponse:
         exclude = [i for i in [rec.id, *(rec.links if exclude_linked else [])] if i]
         try:
             q = SearchQuery(text=rec.display_title() or rec.id or "(unsaved record)", k=k, mode=mode,
@@ -238,18 +241,23 @@ class CaselinkService:
         if self.settings.rank.related_max_terms:
             tokens = self.index.select_terms(tokens, self.settings.rank.related_max_terms)
         verdicts = tally(self.store.feedback_between(rec.id)) if self.settings.rank.feedback and rec.id else {}
+        facts = QueryFacts(codes=frozenset(docs.codes(rec)), kind=rec.kind, product=(rec.product or "").casefold(),
+                           model=(rec.model or "").casefold(), module=(rec.module or "").casefold(),
+                           created_day=self.index.facets_.day(rec.created), length=len(tokens))
         return self._rank(q, text=rec.searchable_text(), tokens=tokens, qvec=qvec, query_codes=set(docs.codes(rec)),
-                          verdicts=verdicts, encode_ms=encode_ms)
+                          verdicts=verdicts, encode_ms=encode_ms, facts=facts, collect=collect)
 
     def _rank(self, q: SearchQuery, *, text: str, tokens: list[str], qvec: np.ndarray | None,
               query_codes: set[str] | None = None, verdicts: Mapping[str, Verdict] | None = None,
-              judged: str = "this record", encode_ms: float = 0.0) -> SearchResponse:
+              judged: str = "this record", encode_ms: float = 0.0, facts: QueryFacts | None = None,
+              collect: list | None = None) -> SearchResponse:
         s = self.settings.rank
         if q.k > s.max_k:
             raise InvalidQuery(f"expected k <= {s.max_k}, got {q.k}", field="k")
         if q.created_from and q.created_to and q.created_from > q.created_to:
             raise InvalidQuery("created_from is after created_to", field="created_from")
         mode = q.mode or s.mode
+        model, learned_reason = self._ranker.for_request(s.learned, asked=q.mode, mode=mode)
         # encode_ms: the caller encoded a record's fields already (related records), before t0.
         timings: dict[str, float] = {"encode": round(encode_ms, 3)} if encode_ms else {}
         t0 = time.perf_counter()
@@ -265,7 +273,7 @@ class CaselinkService:
         n_cand = max(s.candidates, q.k)
         timings["prepare"] = _ms(t0)
 
-        path, reason = mode, None
+        path, reason = ("hybrid", learned_reason) if mode == "learned" else (mode, None)
         if mode != "keyword" and query_codes and len(words) <= _CODE_QUERY_MAX_WORDS:
             path, reason = "keyword", "the query is essentially a code: exact keyword matches answer"
         d_keys = d_scores = None
@@ -298,6 +306,17 @@ class CaselinkService:
             fused = single(d_keys, d_scores, "dense")
         else:
             fused = single(k_keys, k_scores, "keyword")
+        learned_rows = None
+        if path == "hybrid" and (model is not None or collect is not None):
+            # The learned ranker reorders the fused list before the hard rules (codes, verdicts).
+            X = feature_matrix(fused, facts or QueryFacts(codes=frozenset(query_codes), length=len(tokens)),
+                               self.index.candidate_facts(fused.keys))
+            if collect is not None:
+                collect.append((fused, X))
+            if model is not None:
+                fused, X = rerank(model, fused, X)
+                learned_rows = dict(zip(fused.keys.tolist(), X))
+                path = "learned"
         if len(query_codes) <= _CODES_FIRST_MAX:
             fused = codes_first(fused, query_codes, self.index.facets_.codes)
         by_key = self._verdicts_by_key(verdicts or {}, fused, mask)
@@ -305,11 +324,37 @@ class CaselinkService:
         timings["fusion"] = _ms(t)
 
         t = time.perf_counter()
-        results = self._results(fused, q, words, query_codes, by_key, judged)
+        results = self._results(fused, q, words, query_codes, by_key, judged,
+                                learned=(model, learned_rows) if learned_rows is not None else None)
         timings["fetch"] = _ms(t)
         timings["total"] = round(_ms(t0) + encode_ms, 3)
         return SearchResponse(query=q.text, mode=mode, path=path, fallback_reason=reason, results=results,
                               timings_ms=timings)
+
+    def set_ranker(self, model: RankerModel | None) -> None:
+        """Rank with ``model`` from now on, whatever the model file says (evaluation and tests);
+        ``None`` goes back to the file next to the index."""
+        self._ranker.pin(model)
+
+    def ranker(self) -> tuple[RankerModel | None, str | None]:
+        """The trained ranker in use (None when there is none) and why a model file was refused."""
+        return self._ranker.current(), self._ranker.error
+
+    def ranking_features(self, record_id: str, *, kinds: list[str] | None = None
+                         ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The hybrid candidates for records related to a stored record, before any reranking:
+        their ids, today's fused scores and the learned ranker's feature matrix (what
+        :mod:`recommender.training` learns from). Empty when the keyword path would answer."""
+        rec = self.get(record_id)
+        collect: list = []
+        if not rec.is_empty():
+            self._related(rec, k=1, kinds=kinds, mode="hybrid", exclude_linked=False, min_score=0.0,
+                          open_only=False, cached=True, collect=collect)
+        if not collect:
+            return [], np.zeros(0, dtype=np.float32), np.zeros((0, 0), dtype=np.float32)
+        fused, X = collect[0]
+        ids = self.index.facets_.ids
+        return [ids.get(int(k), "") for k in fused.keys], np.asarray(fused.scores), X
 
     def _verdicts_by_key(self, verdicts: Mapping[str, Verdict], fused: Fused, mask: np.ndarray | None
                          ) -> dict[int, Verdict]:
@@ -326,13 +371,20 @@ class CaselinkService:
         return out
 
     def _results(self, fused: Fused, q: SearchQuery, words: list[str], query_codes: set[str],
-                 verdicts: Mapping[int, Verdict], judged: str) -> list[SearchResult]:
+                 verdicts: Mapping[int, Verdict], judged: str,
+                 learned: tuple[RankerModel, Mapping[int, np.ndarray]] | None = None) -> list[SearchResult]:
         # Compared as shown (4 decimals): a client that passes a score it was shown as min_score
         # keeps that result, even when the float behind it rounded up.
         keep = list(itertools.islice(((int(k), float(sc)) for k, sc in zip(fused.keys.tolist(), fused.scores.tolist())
                                       if round(sc, SCORE_DECIMALS) >= q.min_score), q.k))
         records = self.store.get_many([k for k, _ in keep])
         docs = self.index.docs_
+        moved: dict[int, list[str]] = {}
+        if learned is not None:  # the learned score and what moved it, for the shown records only
+            model, rows = learned
+            shown = [k for k, _ in keep if k in rows]
+            if shown:
+                moved = dict(zip(shown, factors(model, np.stack([rows[k] for k in shown]))))
         out = []
         for key, score in keep:
             rec = records.get(key)
@@ -343,6 +395,8 @@ class CaselinkService:
                          record_codes=frozenset(self.index.facets_.codes.get(key, ())), tokenizer=docs.tokenizer,
                          dense=fused.dense.get(key), keyword=fused.keyword.get(key), verdict=verdicts.get(key),
                          judged=judged, folded=folded)
+            if key in moved:
+                ex.learned_score, ex.learned_factors = round(score, SCORE_DECIMALS), moved[key]
             terms = ex.matched_terms + [fold(c, opencc=docs.tokenizer.opencc) for c in ex.matched_codes]
             snippet, highlights = snippet_and_highlights(rec, terms, folded=folded)
             out.append(SearchResult(

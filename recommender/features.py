@@ -1,0 +1,142 @@
+"""Features of (query, candidate) pairs for the learned ranker, over one query's fused list.
+
+Everything here is what caselink already knows when it has fused the two sides: each side's
+score, rank and standing in its own list, today's fused score, the exact codes, the facet
+columns (kind, product, model, module, created) and the keyword length of every candidate.
+Nothing is read from the record store, and every feature is computed for the whole list at
+once with numpy (the only per-candidate Python work is looking up exact-code sets, and only
+when the query has codes), so reranking a hundred candidates costs well under a millisecond.
+
+A candidate missing from one side's list takes that side's lowest listed score (as fusion
+does) and a rank one past the list, with a ``*_missing`` flag so the model can tell "scored
+low" from "not retrieved". The feature order is the model file's contract: :data:`FEATURES`
+is saved with every model, and a model whose features differ is refused at load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recommender.fusion import Fused
+
+# Kinds in the order the kind-pair feature numbers them; a free-text query is the last.
+KINDS = ("case", "problem", "sop")
+FREE_TEXT = len(KINDS)
+
+_SIDE = ("score", "missing", "log_rank", "z", "gap")
+FEATURES: tuple[str, ...] = (
+    *(f"dense_{f}" for f in _SIDE),
+    *(f"keyword_{f}" for f in _SIDE),
+    "fused_score", "fused_log_rank",
+    "dense_confidence", "keyword_confidence",
+    "query_log_len", "cand_log_len", "log_len_ratio",
+    "codes_shared", "codes_missing", "cand_codes",
+    "product_agree", "model_agree", "module_agree",
+    "kind_pair", "created_log_gap",
+)
+
+
+@dataclass(frozen=True)
+class QueryFacts:
+    """What the ranker knows of the query: a stored or drafted record, or free text.
+
+    ``kind`` is None for free text; facets are casefolded ('' = unknown); ``created_day`` is
+    days since 1970 (-1 = unknown); ``length`` is the query's keyword terms.
+    """
+
+    codes: frozenset[str] = frozenset()
+    kind: str | None = None
+    product: str = ""
+    model: str = ""
+    module: str = ""
+    created_day: int = -1
+    length: int = 0
+
+
+def _side(keys: np.ndarray, side: dict[int, tuple[int, float]]) -> np.ndarray:
+    """(n, 5) score, missing, log rank, z within the side's list, gap to the side's best."""
+    n = len(keys)
+    out = np.zeros((n, 5), dtype=np.float32)
+    if not side:
+        out[:, 1] = 1.0
+        return out
+    ranks = np.fromiter((r for r, _ in side.values()), dtype=np.float32, count=len(side))
+    scores = np.fromiter((s for _, s in side.values()), dtype=np.float32, count=len(side))
+    lookup_keys = np.fromiter(side.keys(), dtype=np.int64, count=len(side))
+    order = np.argsort(lookup_keys)
+    lookup_keys, ranks, scores = lookup_keys[order], ranks[order], scores[order]
+    pos = np.clip(np.searchsorted(lookup_keys, keys), 0, len(lookup_keys) - 1)
+    found = lookup_keys[pos] == keys
+    floor = float(scores.min())
+    s = np.where(found, scores[pos], floor)
+    r = np.where(found, ranks[pos], len(side) + 1)
+    std = float(scores.std()) or 1.0
+    out[:, 0] = s
+    out[:, 1] = ~found
+    out[:, 2] = np.log1p(r)
+    out[:, 3] = (s - float(scores.mean())) / std
+    out[:, 4] = float(scores.max()) - s
+    return out
+
+
+def _confidence(side: dict[int, tuple[int, float]]) -> float:
+    """How far a side's best stands out of its list (the adaptive fusion's z), 0 when flat or short."""
+    if len(side) < 3:
+        return 0.0
+    scores = np.fromiter((s for _, s in side.values()), dtype=np.float32, count=len(side))
+    std = float(scores.std())
+    return 0.0 if std <= 1e-9 else max(0.0, (float(scores.max()) - float(scores.mean())) / std)
+
+
+def _agree(query_value: str, column: np.ndarray) -> np.ndarray:
+    """1 same, 0 different, -1 when either side does not say."""
+    if not query_value:
+        return np.full(len(column), -1.0, dtype=np.float32)
+    known = column != ""
+    return np.where(known, (column == query_value).astype(np.float32), -1.0).astype(np.float32)
+
+
+def feature_matrix(fused: Fused, query: QueryFacts, facts: dict[str, np.ndarray | Sequence[Collection[str]]]
+                   ) -> np.ndarray:
+    """The (len(fused.keys), len(FEATURES)) float32 matrix for one query's fused list.
+
+    ``facts`` is :meth:`indexing.live.LiveIndex.candidate_facts` of ``fused.keys``.
+    """
+    keys = np.asarray(fused.keys, dtype=np.int64)
+    n = len(keys)
+    X = np.zeros((n, len(FEATURES)), dtype=np.float32)
+    if n == 0:
+        return X
+    X[:, 0:5] = _side(keys, fused.dense)
+    X[:, 5:10] = _side(keys, fused.keyword)
+    X[:, 10] = fused.scores
+    X[:, 11] = np.log1p(np.arange(1, n + 1, dtype=np.float32))
+    X[:, 12] = _confidence(fused.dense)
+    X[:, 13] = _confidence(fused.keyword)
+    q_len = np.log1p(float(query.length))
+    c_len = np.log1p(np.asarray(facts["length"], dtype=np.float32))
+    X[:, 14] = q_len
+    X[:, 15] = c_len
+    X[:, 16] = c_len - q_len
+    cand_codes = facts["codes"]
+    X[:, 19] = np.fromiter((len(c) for c in cand_codes), dtype=np.float32, count=n)
+    if query.codes:
+        shared = np.fromiter((len(query.codes.intersection(c)) for c in cand_codes), dtype=np.float32, count=n)
+        X[:, 17] = shared
+        X[:, 18] = len(query.codes) - shared
+    X[:, 20] = _agree(query.product, facts["product"])
+    X[:, 21] = _agree(query.model, facts["model"])
+    X[:, 22] = _agree(query.module, facts["module"])
+    q_kind = KINDS.index(query.kind) if query.kind in KINDS else FREE_TEXT
+    kind_col = facts["kind"]
+    c_kind = np.select([kind_col == k for k in KINDS], list(range(len(KINDS))), default=len(KINDS))
+    X[:, 23] = q_kind * (len(KINDS) + 1) + c_kind
+    created = np.asarray(facts["created"], dtype=np.float32)
+    if query.created_day >= 0:
+        X[:, 24] = np.where(created >= 0, np.log1p(np.abs(created - query.created_day)), -1.0)
+    else:
+        X[:, 24] = -1.0
+    return X

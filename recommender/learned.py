@@ -1,0 +1,227 @@
+"""The learned ranker's model: a LightGBM lambdarank booster, its calibration, its file.
+
+A model is one JSON file next to the index (``<data_dir>/index/ranker.json``): the booster in
+LightGBM's own text format, the isotonic calibration as two arrays, the feature names it was
+trained on, the training data's size and date, and its validation figures; a sha256 over the
+rest of the file guards it. No pickle. It is written to a temporary file and renamed into
+place, so a server never reads half a model; a wrong format version, a bad checksum or
+different features are refused with the command that makes a new one.
+
+``score`` maps the booster's raw output to the estimated probability that the candidate is
+relevant (isotonic regression fitted on held-out labeled components, so monotone: ranking by
+the probability is ranking by the raw score).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from caselink.errors import IndexFormatError
+from recommender.features import FEATURES
+from recommender.fusion import Fused
+
+FORMAT_VERSION = 1
+FILE_NAME = "ranker.json"
+RETRAIN_HINT = "train a new one with: caselink train"
+
+
+def ranker_path(settings) -> Path:
+    """Where the model for ``settings``' index lives (beside the index snapshots)."""
+    return Path(settings.index_root) / FILE_NAME
+
+
+def _checksum(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+@dataclass
+class RankerModel:
+    """A trained ranker. Build with :func:`recommender.training.train` or :meth:`load`.
+
+    Attributes:
+        booster_text: LightGBM's text model.
+        calibration_x, calibration_y: isotonic thresholds, raw score -> probability.
+        info: training size, date, settings and validation figures (what ``caselink train`` prints).
+        features: the feature names, in column order.
+    """
+
+    booster_text: str
+    calibration_x: list[float]
+    calibration_y: list[float]
+    info: dict = field(default_factory=dict)
+    features: tuple[str, ...] = FEATURES
+    _booster: object = field(default=None, repr=False)
+    _cx: np.ndarray | None = field(default=None, repr=False)
+    _cy: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def passed(self) -> bool:
+        """Whether validation found it at least as good as the hybrid ranking it reranks."""
+        return bool(self.info.get("validation", {}).get("passed", False))
+
+    def _ready(self) -> None:
+        if self._booster is None:
+            import lightgbm as lgb
+
+            self._booster = lgb.Booster(model_str=self.booster_text)
+            self._cx = np.asarray(self.calibration_x, dtype=np.float64)
+            self._cy = np.asarray(self.calibration_y, dtype=np.float64)
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        """The booster's ranking score per row (higher = more relevant)."""
+        if len(X) == 0:
+            return np.zeros(0, dtype=np.float64)
+        self._ready()
+        return np.asarray(self._booster.predict(X, num_threads=1), dtype=np.float64)
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """Estimated probability of relevance for raw scores (monotone non-decreasing)."""
+        self._ready()
+        if len(self._cx) == 0:
+            return np.clip(1.0 / (1.0 + np.exp(-raw)), 0.0, 1.0)
+        return np.clip(np.interp(raw, self._cx, self._cy), 0.0, 1.0)
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Per-feature contributions to the raw score (SHAP values, LightGBM ``pred_contrib``),
+        shape (rows, features); the bias column is dropped."""
+        if len(X) == 0:
+            return np.zeros((0, len(self.features)))
+        self._ready()
+        return np.asarray(self._booster.predict(X, pred_contrib=True, num_threads=1))[:, :-1]
+
+    # -- persistence ------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        body = {"format": FORMAT_VERSION, "features": list(self.features), "info": self.info,
+                "calibration": {"x": self.calibration_x, "y": self.calibration_y},
+                "lightgbm": self.booster_text}
+        return {**body, "sha256": _checksum(body)}
+
+    def save(self, path: Path) -> Path:
+        """Write atomically (temporary file, fsync, rename)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(self.to_json(), fh, ensure_ascii=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> "RankerModel":
+        """Read and check a model file. Raises :class:`IndexFormatError` naming what is wrong."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise IndexFormatError(f"ranker model {path} cannot be read: {exc}", hint=RETRAIN_HINT) from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
+            got = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise IndexFormatError(f"ranker model {path}: expected format {FORMAT_VERSION}, got {got}",
+                                   hint=RETRAIN_HINT)
+        body = {k: v for k, v in data.items() if k != "sha256"}
+        if data.get("sha256") != _checksum(body):
+            raise IndexFormatError(f"ranker model {path}: checksum mismatch (the file was changed or cut short)",
+                                   hint=RETRAIN_HINT)
+        if tuple(data["features"]) != FEATURES:
+            raise IndexFormatError(f"ranker model {path} was trained on other features than this caselink computes",
+                                   hint=RETRAIN_HINT)
+        cal = data["calibration"]
+        return cls(booster_text=data["lightgbm"], calibration_x=list(cal["x"]), calibration_y=list(cal["y"]),
+                   info=data.get("info", {}), features=tuple(data["features"]))
+
+
+class RankerSlot:
+    """The model file a service ranks with, re-read when it changes on disk.
+
+    ``current()`` stats the file at most once a second, so a model written by ``caselink
+    train`` while a server runs is picked up within a second, as the server picks up records
+    another process wrote. A model that cannot be loaded is reported in ``error`` and not used.
+    """
+
+    CHECK_EVERY = 1.0
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.error: str | None = None
+        self._model: RankerModel | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._checked = 0.0
+        self._pinned = False
+        self._lock = threading.Lock()
+
+    def pin(self, model: RankerModel | None) -> None:
+        """Use ``model`` whatever the file holds (evaluation, tests); ``None`` goes back to the file."""
+        with self._lock:
+            self._model, self._pinned, self._stamp, self._checked = model, model is not None, None, 0.0
+
+    def for_request(self, setting: str, *, asked: str | None, mode: str) -> tuple[RankerModel | None, str | None]:
+        """The model to rerank a request with, and why none when mode 'learned' was asked for.
+
+        ``rank.learned = "auto"`` uses a model that passed its validation for requests that do
+        not name a mode; ``mode = "learned"`` uses any model that loads; ``"off"`` never uses one.
+        """
+        if setting == "off":
+            return None, ("rank.learned is off: hybrid answered" if mode == "learned" else None)
+        if mode == "learned":
+            model = self.current()
+            if model is None:
+                why = self.error or "no trained ranker next to the index (caselink train makes one)"
+                return None, f"{why}: hybrid answered"
+            return model, None
+        if asked is None and mode == "hybrid":
+            model = self.current()
+            return (model if model is not None and model.passed else None), None
+        return None, None
+
+    def current(self) -> RankerModel | None:
+        now = time.monotonic()
+        if self._pinned or now - self._checked < self.CHECK_EVERY:
+            return self._model
+        with self._lock:
+            if self._pinned:
+                return self._model
+            self._checked = now
+            try:
+                st = self.path.stat()
+            except FileNotFoundError:
+                self._model, self._stamp, self.error = None, None, None
+                return None
+            stamp = (st.st_mtime_ns, st.st_size)
+            if stamp != self._stamp:
+                self._stamp = stamp
+                try:
+                    self._model, self.error = RankerModel.load(self.path), None
+                except IndexFormatError as exc:
+                    self._model, self.error = None, str(exc)
+            return self._model
+
+
+def rerank(model: RankerModel, fused: Fused, X: np.ndarray) -> tuple[Fused, np.ndarray]:
+    """``fused`` reordered by the model, scores its calibrated probabilities, and the rows of
+    ``X`` in the new order (for explanations). Ties keep the fused order."""
+    if len(fused.keys) == 0:
+        return fused, X
+    raw = model.raw(X)
+    order = np.lexsort((np.arange(len(raw)), -raw))
+    probs = model.calibrate(raw[order])
+    # Isotonic steps are flat: keep the shown scores non-increasing down the list exactly.
+    probs = np.minimum.accumulate(probs).astype(np.float32)
+    return Fused(fused.keys[order], probs, fused.dense, fused.keyword), X[order]
+
+
+def factors(model: RankerModel, X: np.ndarray, top: int = 3) -> list[list[str]]:
+    """For each row, the ``top`` features that moved its raw score most, as 'name +0.42'."""
+    if len(X) == 0:
+        return []
+    contrib = model.contributions(X)
+    idx = np.argsort(-np.abs(contrib), axis=1)[:, :top]
+    names = model.features
+    return [[f"{names[j]} {contrib[i, j]:+.2f}" for j in row] for i, row in enumerate(idx)]

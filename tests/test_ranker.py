@@ -1,0 +1,193 @@
+"""The learned ranker: features, the component split (no leakage), the model file, training on
+the demo history, the service's use of a model (and exactly today's ranking without one)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from caselink.config import load_settings
+from caselink.errors import IndexFormatError, InvalidQuery
+from indexing.demo import demo_sources
+from indexing.loaders import load_path
+from recommender.features import FEATURES, QueryFacts, feature_matrix
+from recommender.fusion import Fused
+from recommender.learned import RankerModel, ranker_path
+from recommender.service import CaselinkService
+from recommender.training import (
+    components,
+    expected_calibration_error,
+    gather,
+    labeled_queries,
+    mrr_at_10,
+    split_by_component,
+    train,
+)
+
+F = {name: i for i, name in enumerate(FEATURES)}
+
+
+def _facts(n: int, **cols) -> dict:
+    base = {c: np.array([""] * n, dtype=object) for c in ("kind", "product", "model", "module", "status")}
+    base.update(created=np.full(n, -1), length=np.full(n, 10.0, dtype=np.float32), codes=[()] * n)
+    base.update(cols)
+    return base
+
+
+def test_features_read_both_sides_ranks_codes_and_facets():
+    keys = np.array([7, 3, 9])
+    fused = Fused(keys, np.array([0.9, 0.5, 0.2], dtype=np.float32),
+                  dense={7: (1, 0.8), 3: (2, 0.4)}, keyword={9: (1, 0.6), 7: (2, 0.3)})
+    facts = _facts(3, kind=np.array(["case", "sop", "problem"], dtype=object),
+                   module=np.array(["真空", "", "工件台"], dtype=object),
+                   created=np.array([100, -1, 90]), codes=[("e1023",), (), ("e1023", "a4410")])
+    q = QueryFacts(codes=frozenset({"e1023", "w3001"}), kind="case", module="真空", created_day=95, length=20)
+    X = feature_matrix(fused, q, facts)
+    assert X.shape == (3, len(FEATURES)) and X.dtype == np.float32
+    # Record 9 is not on the dense side: it takes the side's lowest score, a rank past the list, and the flag.
+    assert X[2, F["dense_missing"]] == 1 and X[2, F["dense_score"]] == pytest.approx(0.4)
+    assert X[2, F["dense_log_rank"]] == pytest.approx(np.log1p(3))
+    assert X[0, F["dense_missing"]] == 0 and X[0, F["dense_gap"]] == 0
+    assert X[1, F["keyword_missing"]] == 1 and X[0, F["keyword_score"]] == pytest.approx(0.3)
+    assert X[:, F["codes_shared"]].tolist() == [1, 0, 1]
+    assert X[:, F["codes_missing"]].tolist() == [1, 2, 1]
+    assert X[:, F["module_agree"]].tolist() == [1, -1, 0]
+    assert X[:, F["product_agree"]].tolist() == [-1, -1, -1]  # the query names no product
+    assert X[:, F["kind_pair"]].tolist() == [0, 2, 1]
+    assert X[:, F["created_log_gap"]] == pytest.approx([np.log1p(5), -1, np.log1p(5)])
+    assert X[:, F["fused_score"]] == pytest.approx([0.9, 0.5, 0.2])
+
+
+def _random_pairs(rng, n_ids=300, n_pairs=400):
+    ids = [f"r{i}" for i in range(n_ids)]
+    return [(ids[a], ids[b], int(rng.random() < 0.7)) for a, b in rng.integers(n_ids, size=(n_pairs, 2)) if a != b]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_split_keeps_every_component_on_one_side(seed):
+    pairs = _random_pairs(np.random.default_rng(seed))
+    train_pairs, test_pairs = split_by_component(pairs, 0.5, seed=seed)
+    assert train_pairs and test_pairs
+    train_ids = {i for a, b, _ in train_pairs for i in (a, b)}
+    # No record of a held-out pair may be seen in training: not the query, not its partners,
+    # not a hard negative. This fails if a single test component leaks.
+    leaked = {i for a, b, _ in test_pairs for i in (a, b)} & train_ids
+    assert not leaked
+    # And the split is by component: the components of all pairs, joined, are each on one side.
+    comp = components(pairs)
+    side = {}
+    for part, name in ((train_pairs, "train"), (test_pairs, "test")):
+        for a, b, label in part:
+            if label == 1:
+                assert side.setdefault(comp[a], name) == name
+    # Only label-0 pairs that straddle the two sides are dropped.
+    assert len(train_pairs) + len(test_pairs) <= len(pairs)
+    assert {p for p in pairs if p[2] == 1} <= set(train_pairs) | set(test_pairs)
+
+
+def test_split_rejects_a_fraction_outside_zero_one():
+    with pytest.raises(InvalidQuery) as exc:
+        split_by_component([("a", "b", 1)], 1.0)
+    assert exc.value.field == "split"
+
+
+def test_labeled_queries_take_the_component_and_respect_candidates():
+    pairs = [("q1", "s1", 1), ("q2", "s1", 1), ("q3", "s2", 1), ("q4", "s3", 0)]
+    qs = labeled_queries(pairs, query_ids={"q1", "q2", "q3", "q4"}, candidate_ids={"s1", "s2", "s3"})
+    assert [(q.query_id, sorted(q.relevant)) for q in qs] == [("q1", ["s1"]), ("q2", ["s1"]), ("q3", ["s2"])]
+    assert qs[0].component == qs[1].component != qs[2].component
+
+
+def test_metrics_of_the_trainer():
+    y = np.array([0, 1, 0, 0, 0, 1], dtype=float)
+    assert mrr_at_10(np.array([3, 2, 1, 3, 2, 1.0]), y, np.array([3, 3])) == pytest.approx((1 / 2 + 1 / 3) / 2)
+    probs = np.array([0.9, 0.9, 0.1, 0.1])
+    assert expected_calibration_error(probs, np.array([1, 1, 0, 0.0])) == pytest.approx(0.1)
+    assert expected_calibration_error(probs, np.array([0, 0, 1, 1.0])) == pytest.approx(0.9)
+
+
+# -- on the demo history ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, use_encoder):
+    from eval.links import pairs_from_links
+
+    records = [r for src in demo_sources() for r in load_path(src).records]
+    settings = load_settings(env={}, data_dir=tmp_path_factory.mktemp("ranker"))
+    svc, _ = CaselinkService.build(settings, encoder=use_encoder, records=records)
+    pairs = pairs_from_links(records)
+    train_pairs, test_pairs = split_by_component(pairs, 0.5, seed=13)
+    model = train(svc, train_pairs, max_queries=100, rounds=80, seed=13)
+    try:
+        yield svc, model, test_pairs
+    finally:
+        svc.close()
+
+
+def test_training_on_the_demo_beats_hybrid_on_held_out_components_and_is_calibrated(demo):
+    svc, model, test_pairs = demo
+    v = model.info["validation"]
+    assert model.info["queries"] >= 40 and v["passed"]
+    # Held-out components: the model never saw these queries or their partners.
+    data = gather(svc, labeled_queries(test_pairs)[:80])
+    raw = model.raw(data.X)
+    learned, hybrid = mrr_at_10(raw, data.y, data.groups), mrr_at_10(data.fused, data.y, data.groups)
+    assert learned >= hybrid - 0.005
+    # The calibrated score is a probability: over the shown top 10, predicted and observed agree.
+    top = np.zeros(len(raw), dtype=bool)
+    start = 0
+    for g in data.groups:
+        top[start + np.argsort(-raw[start:start + g])[:10]] = True
+        start += g
+    probs = model.calibrate(raw[top])
+    assert 0.0 <= probs.min() and probs.max() <= 1.0
+    assert expected_calibration_error(probs, data.y[top]) <= 0.1
+    assert np.all(np.diff(model.calibrate(np.sort(raw))) >= -1e-12)  # monotone: ranking by it is by raw
+
+
+def test_the_service_uses_a_saved_model_and_off_is_todays_ranking(demo, tmp_path):
+    svc, model, test_pairs = demo
+    query = labeled_queries(test_pairs)[0].query_id
+    before = svc.related(query, k=10)
+    assert before.path == "hybrid"
+    missing = svc.related(query, k=10, mode="learned")
+    assert missing.path == "hybrid" and "caselink train" in missing.fallback_reason
+    assert [r.id for r in missing.results] == [r.id for r in before.results]
+
+    path = model.save(ranker_path(svc.settings))
+    assert RankerModel.load(path).booster_text == model.booster_text
+    svc.set_ranker(None)  # read the file, as a server picks up a new model
+    svc._ranker._checked = 0.0  # noqa: SLF001 - skip the one-second stat throttle in this test
+    after = svc.related(query, k=10)
+    assert after.path == "learned"
+    scores = [r.score for r in after.results]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    top = after.results[0].explanation
+    assert top.learned_score == after.results[0].score and len(top.learned_factors) == 3
+    assert top.learned_factors[0].split()[0] in FEATURES
+    assert svc.related(query, k=10, mode="hybrid").path == "hybrid"  # asking for hybrid gets hybrid
+
+    off = load_settings(env={}, data_dir=svc.settings.data_dir, rank__learned="off")
+    svc_off = CaselinkService(off, svc.store, svc.index)  # same store and index, the switch off
+    plain = svc_off.related(query, k=10)
+    assert plain.path == "hybrid"
+    assert [(r.id, r.score) for r in plain.results] == [(r.id, r.score) for r in before.results]
+    assert svc_off.related(query, k=10, mode="learned").fallback_reason.startswith("rank.learned is off")
+    path.unlink()
+
+
+def test_a_damaged_model_file_is_refused_with_the_command_that_fixes_it(demo, tmp_path):
+    _, model, _ = demo
+    path = model.save(tmp_path / "ranker.json")
+    data = json.loads(path.read_text())
+    data["info"]["queries"] = 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(IndexFormatError, match="checksum") as exc:
+        RankerModel.load(path)
+    assert "caselink train" in exc.value.hint
+    data = model.to_json()
+    data["format"] = 99
+    path.write_text(json.dumps(data))
+    with pytest.raises(IndexFormatError, match="format"):
+        RankerModel.load(path)
