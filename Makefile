@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run index serve test test-slow browser rt bench bench-quick bench-env relevance clean
+.PHONY: install run index serve test test-slow browser rt postgres bench bench-quick bench-env relevance clean
 
 install: $(STAMP)
 
@@ -46,10 +46,17 @@ rt:
 			request-tracker5 rt5-db-sqlite rt5-standalone >/dev/null; \
 	fi
 
-test: install browser rt
+# The record-store tests start a throwaway PostgreSQL (tests/_postgres.py) from Debian's server binaries.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
+		echo "installing Debian postgresql for the record-store tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+test: install browser rt postgres
 	$(BIN)/python -m pytest -q
 
-test-slow: install browser rt
+test-slow: install browser rt postgres
 	$(BIN)/python -m pytest -q -m slow
 
 relevance: install

@@ -31,6 +31,7 @@ from caselink.errors import (
     InvalidRecord,
     LoaderError,
     RecordNotFound,
+    StoreUnavailable,
     UnsupportedFormat,
     VoteNotFound,
 )
@@ -50,6 +51,7 @@ STATUS: dict[type[CaselinkError], tuple[int, str, str]] = {
     IndexNotReady: (503, "index-not-ready", "Index not ready"),
     IndexFormatError: (503, "index-format", "Index cannot be read"),
     EncoderUnavailable: (503, "encoder-unavailable", "Sentence encoder unavailable"),
+    StoreUnavailable: (503, "storage-unavailable", "Storage unavailable"),
     ConfigError: (500, "config", "Server misconfigured"),
     CaselinkError: (400, "bad-request", "Bad request"),
 }

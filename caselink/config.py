@@ -202,8 +202,25 @@ class SourcesConfig(_Section):
     rt: RTSourceConfig | None = Field(None, description="Request Tracker; unset = not synced.")
 
 
+class StoreConfig(_Section):
+    """Where the record store lives (see README, Deployment)."""
+
+    url: str = Field("", description="'' = records.sqlite in data_dir (SQLite, one host); a SQLite file path; or "
+                     "postgresql://user@host:5432/dbname, shared by every caselink process. The password can be "
+                     "in the URL, in PGPASSWORD, or in a pgpass file (PGPASSFILE or ?passfile=); it is never shown.")
+
+    @field_validator("url")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        v = v.strip()
+        if "://" in v and not v.startswith(("sqlite:///", "postgresql://", "postgres://", "postgresql+psycopg://")):
+            raise ValueError("expected a SQLite file path or a postgresql:// URL")
+        return v
+
+
 class Settings(_Section):
     data_dir: Path = Field(Path("var"), description="Holds records.sqlite, the embedding cache and index/.")
+    store: StoreConfig = Field(default_factory=StoreConfig)
     text: TextConfig = Field(default_factory=TextConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     bm25: BM25Config = Field(default_factory=BM25Config)
@@ -223,6 +240,11 @@ class Settings(_Section):
         return self.data_dir / "records.sqlite"
 
     @property
+    def store_url(self) -> str:
+        """The record store: ``store.url``, or :attr:`store_path` when it is not set."""
+        return self.store.url or str(self.store_path)
+
+    @property
     def cache_path(self) -> Path:
         return self.data_dir / "embeddings.sqlite"
 
@@ -237,6 +259,7 @@ class Settings(_Section):
 
 _ENV = {
     "CASELINK_DATA_DIR": ("data_dir",),
+    "CASELINK_STORE_URL": ("store", "url"),
     "CASELINK_MODEL": ("encoder", "model"),
     "CASELINK_THREADS": ("encoder", "threads"),
     "CASELINK_HOST": ("server", "host"),

@@ -57,3 +57,8 @@ class LoaderError(CaselinkError):
 
 class UnsupportedFormat(LoaderError):
     """An input is of a type caselink does not read (an upload's Content-Type, a file suffix)."""
+
+
+class StoreUnavailable(CaselinkError):
+    """The record store's database cannot be reached or cannot take the write now (PostgreSQL
+    down, restarting, out of space, a lock held too long): worth retrying, never the caller's fault."""

@@ -37,7 +37,7 @@ def _sources(records: Path | None, pairs: Path | None, demo: bool, from_links: b
     from eval.links import pairs_from_links
     from indexing.store import RecordStore
 
-    with RecordStore.existing(settings.store_path) as store:
+    with RecordStore.existing(settings.store_url) as store:
         full = [sr.record for sr in store.iter_records()]
         feedback = [(f.query_id, f.record_id, f.helpful) for f in store.feedback() if f.query_id]
     labeled = pairs_from_links(full, feedback)

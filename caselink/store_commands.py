@@ -44,7 +44,7 @@ def feedback_command(
         if result_id or for_id or query:
             raise InvalidQuery("--undo takes back a vote by its id alone: leave out the record, --for and --query",
                                field="--undo")
-        with RecordStore.existing(settings.store_path) as store:
+        with RecordStore.existing(settings.store_url) as store:
             take_back(store, undo)
         out.print(f"took back vote {undo}; it no longer counts", highlight=False)
         return
@@ -55,7 +55,7 @@ def feedback_command(
         who = source if source is not None else f"cli:{getpass.getuser()}"
     except (OSError, KeyError):  # no login name in this environment (a bare container)
         who = "cli"
-    with RecordStore.existing(settings.store_path) as store:
+    with RecordStore.existing(settings.store_url) as store:
         fid = record_feedback(store, record_id=result_id, helpful=helpful, query=query or "",
                               query_id=for_id or "", source=who)
     said = "helpful" if helpful else "not helpful"
@@ -84,7 +84,7 @@ def ids_command(
         if k not in KINDS:
             raise InvalidQuery(f"--kind expects one of {', '.join(KINDS)}, got '{k}'", field="--kind")
     settings = _settings(config, data_dir)
-    with RecordStore.existing(settings.store_path) as store:
+    with RecordStore.existing(settings.store_url) as store:
         after: str | None = ""
         while after is not None:
             rows, after = store.list_ids(after=after, limit=5000, kinds=kind or ())
@@ -112,7 +112,7 @@ def backup_command(
     from indexing.backup import backup as run_backup
 
     settings = _settings(config, data_dir)
-    r = run_backup(settings.store_path, settings.cache_path, folder, with_cache=with_cache)
+    r = run_backup(settings.store_url, settings.cache_path, folder, with_cache=with_cache)
     cache = f" and the embedding cache ({r.cache_bytes / 1e6:.1f} MB)" if r.cache_bytes else ""
     out.print(f"backed up {r.records} records and {r.votes} votes ({r.store_bytes / 1e6:.1f} MB){cache} to "
               f"{r.folder} in {r.seconds:.1f} s; to restore: caselink restore {r.folder}", highlight=False)
@@ -132,7 +132,7 @@ def restore_command(
     from indexing.backup import restore as run_restore
 
     settings = _settings(config, data_dir)
-    r = run_restore(folder, settings.store_path, settings.cache_path)
+    r = run_restore(folder, settings.store_url, settings.cache_path)
     aside = f"; the store it replaced is kept as {r.replaced}" if r.replaced else ""
     cache = {"restored": "; the embedding cache was restored too", "kept": "; the current embedding cache was kept",
              "none": ""}[r.cache]

@@ -12,6 +12,9 @@ A restore refuses while any caselink process has the store open (each holds a sh
 store aside (nothing is deleted) and puts the backup in its place. The store keeps its
 ``store_id`` and its change-log position, so the next ``caselink index`` sees that the index is
 ahead of the store and rebuilds it; a server refuses to start on it until then.
+
+A PostgreSQL store is backed up with PostgreSQL's own tools, which keep a consistent copy of a
+database in use and know its roles and settings; :func:`sqlite_only` refuses with the commands.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from caselink.errors import CaselinkError
 from indexing.index_dir import fsync_dir
 from indexing.store import RecordStore, lock_path
+from indexing.store_db import Location
 
 STORE_FILE = "records.sqlite"
 CACHE_FILE = "embeddings.sqlite"
@@ -92,9 +96,22 @@ def _describe(path: Path) -> tuple[int, int]:
     return int(records), int(votes)
 
 
-def backup(store_path: Path, cache_path: Path, folder: Path, *, with_cache: bool = True) -> BackupReport:
+def sqlite_only(store: str | Path, verb: str) -> Path:
+    """The SQLite file of ``store``; a CaselinkError naming pg_dump / pg_restore for PostgreSQL."""
+    loc = Location.parse(store)
+    if loc.path is not None:
+        return loc.path
+    raise CaselinkError(
+        f"caselink {verb} copies a SQLite record store; this one is PostgreSQL ({loc.shown})",
+        field="store.url",
+        hint="back it up with PostgreSQL's tools: pg_dump --format=custom --file=caselink.dump DBNAME, and put it "
+             "back with pg_restore --clean --dbname=DBNAME caselink.dump (servers stopped), then caselink index")
+
+
+def backup(store: str | Path, cache_path: Path, folder: Path, *, with_cache: bool = True) -> BackupReport:
     """Write a consistent copy of the store (and the embedding cache) into ``folder``."""
     t0 = time.perf_counter()
+    store_path = sqlite_only(store, "backup")
     if not store_path.is_file():
         raise CaselinkError(f"no record store at {store_path}", hint="nothing to back up yet: caselink index")
     RecordStore(store_path).open().close()  # migrated, and named (store_id), before it is copied
@@ -109,9 +126,10 @@ def backup(store_path: Path, cache_path: Path, folder: Path, *, with_cache: bool
     return BackupReport(folder, records, votes, store_bytes, cache_bytes, time.perf_counter() - t0)
 
 
-def restore(folder: Path, store_path: Path, cache_path: Path) -> RestoreReport:
-    """Put the store backed up in ``folder`` in place of ``store_path``; the one there is kept
+def restore(folder: Path, store: str | Path, cache_path: Path) -> RestoreReport:
+    """Put the store backed up in ``folder`` in place of ``store``; the one there is kept
     beside it as ``records.sqlite.replaced-<UTC time>``."""
+    store_path = sqlite_only(store, "restore")
     src = folder / STORE_FILE
     if not src.is_file():
         raise CaselinkError(f"no {STORE_FILE} in {folder}", field="folder",

@@ -92,7 +92,7 @@ def check_store(snap: Path, manifest: dict, store: "RecordStore") -> None:
     built_from = manifest.get("store", {}).get("id")  # absent in older snapshots: only the position is checked
     if built_from and built_from != store.store_id_:
         raise IndexFormatError(
-            f"the index in {snap} was built from another record store (id {built_from[:8]}), not {store.path} "
+            f"the index in {snap} was built from another record store (id {built_from[:8]}), not {store.where} "
             f"(id {store.store_id_[:8]}): was records.sqlite replaced?", hint=REBUILD_HINT)
     if manifest["change_seq"] > store.last_seq():
         raise IndexFormatError(

@@ -1,75 +1,94 @@
-"""The record store: SQLite, the source of truth. Indexes are derived from it and can be rebuilt.
+"""The record store: the source of truth. Indexes are derived from it and can be rebuilt.
+
+One store, two databases (:mod:`indexing.store_db`): a SQLite file (the embedded default, one
+host) or PostgreSQL (shared by several caselink processes on several hosts). The queries are
+written once, with SQLAlchemy Core.
 
 Every write also appends to a ``changes`` log with a sequence number in the same transaction.
-An index on disk records the last sequence it contains; on open, later changes are replayed into
-it. That is what makes an acknowledged PUT or DELETE survive ``kill -9`` of the server: the
-acknowledgement is sent only after the SQLite transaction commits (WAL, synchronous=FULL).
+An index records the last sequence it contains; on open, and while a server runs, later changes
+are replayed into it. That is what makes an acknowledged PUT or DELETE survive ``kill -9`` of the
+server: the acknowledgement is sent only after the transaction commits (SQLite: WAL,
+synchronous=FULL; PostgreSQL: its commit).
 
-Each record has an integer ``num`` (never reused, AUTOINCREMENT) that FAISS and BM25 use as
-their key, and facet columns (kind, product, ...) so filters load without parsing JSON.
+Writers go one at a time, on both databases: SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's
+transaction-level advisory lock (:data:`~indexing.store_db.WRITE_LOCK_KEY`) taken first in every
+write transaction and held until it commits. So no update is lost (the read of a record's stored
+hash and the write that follows it are not interleaved with another writer), and change-log
+positions are handed out in commit order: a reader that has seen position *n* has seen every
+position below it. Without the lock, PostgreSQL's identity would let a transaction holding
+position 10 commit after one holding 11, and a follower that read 11 first would skip 10 for
+ever. Reads take no lock.
+
+Each record has an integer ``num`` (never reused) that FAISS and BM25 use as their key, and facet
+columns (kind, product, ...) so filters load without parsing JSON.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
 
 from caselink.errors import CaselinkError
 from indexing.normalize import normalize
 from indexing.records import Record, record_from_json, record_to_json
+from indexing.store_db import (FEEDBACK, INDEXES, POSTGRES_SCHEMA, RECORDS, SQLITE_SCHEMA, WRITE_LOCK_KEY,
+                               Location, make_engine, retrying, translated)
+from indexing.store_writes import CHUNK, UpsertResult, delete_ids, driver_sql, runs_of_distinct_ids, upsert_part
+
+T = TypeVar("T")
 
 # 2: feedback.query_key (the normalised query text) and the feedback indexes. Opening a version 1
 # store adds and fills them; version 1 code can still open a version 2 store.
 SCHEMA_VERSION = 2
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    num INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    product TEXT NOT NULL DEFAULT '',
-    model TEXT NOT NULL DEFAULT '',
-    module TEXT NOT NULL DEFAULT '',
-    status TEXT NOT NULL DEFAULT '',
-    created TEXT,
-    body TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS changes (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    num INTEGER NOT NULL,
-    op TEXT NOT NULL CHECK (op IN ('upsert', 'delete'))
-);
-CREATE TABLE IF NOT EXISTS feedback (
-    fid INTEGER PRIMARY KEY AUTOINCREMENT,
-    query TEXT NOT NULL DEFAULT '',
-    query_id TEXT NOT NULL DEFAULT '',
-    record_id TEXT NOT NULL,
-    helpful INTEGER NOT NULL,
-    source TEXT NOT NULL DEFAULT '',
-    created REAL NOT NULL,
-    query_key TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-_INDEXES = """
-CREATE INDEX IF NOT EXISTS feedback_query_id ON feedback (query_id);
-CREATE INDEX IF NOT EXISTS feedback_record_id ON feedback (record_id);
-CREATE INDEX IF NOT EXISTS feedback_query_key ON feedback (query_key);
-"""
+LOCK_TIMEOUT_MS = 30_000  # PostgreSQL: how long a writer waits for the write lock (SQLite's busy timeout)
+
+_SQL = {name: sa.text(q) for name, q in {
+    "get": "SELECT num, body FROM records WHERE id = :id",
+    "num_of": "SELECT num FROM records WHERE id = :id",
+    "nums_of": "SELECT id, num FROM records WHERE id IN :ids",
+    "get_many": "SELECT num, body FROM records WHERE num IN :nums",
+    "iter": "SELECT num, body FROM records WHERE num > :last ORDER BY num LIMIT :n",
+    "sections": "SELECT body FROM records WHERE id >= :lo AND id < :hi AND kind = 'sop'",
+    "sample": "SELECT body FROM records WHERE num % :step = 0 ORDER BY num LIMIT :n",
+    "facets": "SELECT num, id, kind, product, model, module, status, created FROM records ORDER BY num",
+    "total": "SELECT COUNT(*) FROM records",
+    "count": "SELECT kind, COUNT(*) FROM records GROUP BY kind",
+    "max_seq": "SELECT COALESCE(MAX(seq), 0) FROM changes",
+    "sqlite_seq": "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)",
+    "meta": "SELECT value FROM meta WHERE key = :key",
+    "meta_add": "INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO NOTHING",
+    "meta_set": "INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO UPDATE SET value = :value",
+    "prune": "DELETE FROM changes WHERE seq <= :upto",
+    "since": "SELECT seq, num, op FROM changes WHERE seq > :seq ORDER BY seq",
+    "feedback": "SELECT fid, query, query_id, record_id, helpful, source, created FROM feedback ORDER BY fid",
+    "feedback_count": "SELECT COUNT(*) FROM feedback",
+    "feedback_delete": "DELETE FROM feedback WHERE fid = :fid",
+    "between": "SELECT fid, record_id, source, helpful FROM feedback WHERE query_id = :id UNION ALL "
+               "SELECT fid, query_id, source, helpful FROM feedback WHERE record_id = :id AND query_id != '' "
+               "ORDER BY fid",
+    "for_query": "SELECT record_id, source, helpful FROM feedback WHERE query_key = :key AND query_id = '' "
+                 "ORDER BY fid",
+    "pg_lock": "SELECT pg_advisory_xact_lock(:key)",
+    "pg_lock_timeout": f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}",
+}.items()}
+for _name, _param in (("nums_of", "ids"), ("get_many", "nums")):
+    _SQL[_name] = _SQL[_name].bindparams(sa.bindparam(_param, expanding=True))
 
 
 def lock_path(store_path: Path) -> Path:
-    """Every process with the store open holds a shared lock on this file; a restore takes it
-    exclusively, so it never replaces a store a server is writing to."""
+    """Every process with a SQLite store open holds a shared lock on this file; a restore takes
+    it exclusively, so it never replaces a store a server is writing to."""
     return Path(f"{store_path}.lock")
 
 
@@ -98,13 +117,6 @@ class StoredRecord:
 
 
 @dataclass(frozen=True)
-class UpsertResult:
-    num: int
-    changed: bool  # False when the stored record was identical: nothing was written
-    created: bool  # True when the id was new
-
-
-@dataclass(frozen=True)
 class Feedback:
     fid: int
     query: str
@@ -116,64 +128,90 @@ class Feedback:
 
 
 class RecordStore:
-    """SQLite-backed records, change log and feedback. Safe to share between threads."""
+    """Records, change log and feedback in SQLite or PostgreSQL. Safe to share between threads.
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
-        self._use: int | None = None  # the shared lock on lock_path(path) while open
+    ``where``: a SQLite file path (or ``sqlite:///path``) or a ``postgresql://`` URL; the
+    password, when the URL has one, is never shown (:attr:`where`). Nothing connects until
+    :meth:`open`.
+    """
+
+    def __init__(self, where: str | Path):
+        self.location = Location.parse(where)
+        self.path = self.location.path  # the SQLite file; None on PostgreSQL
+        self._lock = threading.RLock()  # one writer at a time in this process (others wait here, not in the database)
+        self._engine: Engine | None = None
+        self._use: int | None = None  # SQLite: the shared lock on lock_path(path) while open
+        self._driver_sql = driver_sql(self.location.dialect)
         self.store_id_ = ""
 
+    @property
+    def where(self) -> str:
+        """The store named for a person: the file, or the URL without its password."""
+        return self.location.shown
+
+    @property
+    def shared(self) -> bool:
+        """True on PostgreSQL: other hosts' caselink processes may write to this store."""
+        return self.location.dialect == "postgresql"
+
     def open(self) -> "RecordStore":
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._use = hold_shared(self.path)
-            try:
-                conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-                self._conn = conn
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
-                conn.executescript(_SCHEMA)
-                self._migrate()
-                conn.executescript(_INDEXES)
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                # Names this store for the index built from it: an index never serves another store's
-                # records (a data folder pointed at another records.sqlite). A backup keeps the id.
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
-                self.store_id_ = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()[0]
-            except BaseException:
-                self.close()  # not left half-open for the next call to use
-                raise
+        with self._lock:
+            if self._engine is None:
+                try:
+                    if self.path is not None:
+                        self.path.parent.mkdir(parents=True, exist_ok=True)
+                        self._use = hold_shared(self.path)
+                    self._engine = make_engine(self.location)
+                    self.store_id_ = self._write(self._setup)
+                except BaseException:
+                    self.close()  # not left half-open for the next call to use
+                    raise
         return self
 
     @classmethod
-    def existing(cls, path: Path) -> "RecordStore":
-        """The store at ``path``, opened; an error saying what to run when there is none yet."""
-        if not Path(path).is_file():
-            raise CaselinkError(f"no record store at {path}", hint="index your records first: caselink index")
-        return cls(path).open()
+    def existing(cls, where: str | Path) -> "RecordStore":
+        """The store at ``where``, opened; an error saying what to run when there is none yet."""
+        store = cls(where)
+        if store.path is not None and not store.path.is_file():
+            raise CaselinkError(f"no record store at {store.where}", hint="index your records first: caselink index")
+        if store.path is None:
+            engine = make_engine(store.location)
+            try:
+                found = store._guarded(lambda: sa.inspect(engine).has_table("meta"))
+            finally:
+                engine.dispose()
+            if not found:
+                raise CaselinkError(f"no record store at {store.where}",
+                                    hint="index your records first: caselink index")
+        return store.open()
 
-    def _migrate(self) -> None:
-        """Bring a store written by an older caselink up to :data:`SCHEMA_VERSION`, in one transaction."""
-        def current(conn: sqlite3.Connection) -> bool:
-            return "query_key" in {row[1] for row in conn.execute("PRAGMA table_info(feedback)")}
-
-        if current(self.conn):
-            return
-        with self._transaction() as conn:
-            if current(conn):  # another process migrated it while this one waited for the write lock
-                return
-            conn.execute("ALTER TABLE feedback ADD COLUMN query_key TEXT NOT NULL DEFAULT ''")
-            rows = conn.execute("SELECT fid, query FROM feedback WHERE query != ''").fetchall()
-            conn.executemany("UPDATE feedback SET query_key = ? WHERE fid = ?", [(query_key(q), f) for f, q in rows])
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    def _setup(self, conn: Connection) -> str:
+        """Create the tables, bring an older store up to :data:`SCHEMA_VERSION`, name the store; in
+        the write transaction, so two processes opening a new store at once do it once."""
+        schema = POSTGRES_SCHEMA if self.shared else SQLITE_SCHEMA
+        for stmt in (s for s in schema.split(";") if s.strip()):
+            conn.exec_driver_sql(stmt)
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("feedback")}
+        if "query_key" not in columns:
+            conn.exec_driver_sql("ALTER TABLE feedback ADD COLUMN query_key TEXT NOT NULL DEFAULT ''")
+            rows = conn.execute(sa.text("SELECT fid, query FROM feedback WHERE query != ''")).all()
+            if rows:
+                conn.execute(sa.update(FEEDBACK).where(FEEDBACK.c.fid == sa.bindparam("b_fid")),
+                             [{"b_fid": f, "query_key": query_key(q)} for f, q in rows])
+            conn.execute(_SQL["meta_set"], {"key": "schema_version", "value": str(SCHEMA_VERSION)})
+        for stmt in (s for s in INDEXES.split(";") if s.strip()):
+            conn.exec_driver_sql(stmt)
+        conn.execute(_SQL["meta_add"], {"key": "schema_version", "value": str(SCHEMA_VERSION)})
+        # Names this store for the index built from it: an index never serves another store's
+        # records (a data folder pointed at another store). A backup keeps the id.
+        conn.execute(_SQL["meta_add"], {"key": "store_id", "value": uuid.uuid4().hex})
+        return conn.execute(_SQL["meta"], {"key": "store_id"}).scalar_one()
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
             if self._use is not None:
                 os.close(self._use)  # releases the shared lock
                 self._use = None
@@ -184,28 +222,41 @@ class RecordStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
+    # -- transactions -----------------------------------------------------------------------
+    def _guarded(self, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except sa.exc.SQLAlchemyError as exc:
+            raise translated(self.location, exc) from None
+
+    @contextmanager
+    def _connection(self, *, write: bool = False) -> Iterator[Connection]:
+        if self._engine is None:
             self.open()
-        return self._conn  # type: ignore[return-value]
+        with self._engine.connect() as conn:  # type: ignore[union-attr]
+            if write:
+                conn.execution_options(write=True)
+            yield conn
+
+    def _write(self, fn: Callable[[Connection], T]) -> T:
+        """``fn`` in one write transaction: committed when it returns (acknowledged = committed),
+        rolled back when it raises; retried whole after a PostgreSQL serialization failure."""
+        def attempt() -> T:
+            with self._lock, self._connection(write=True) as conn, conn.begin():
+                if self.shared:
+                    conn.execute(_SQL["pg_lock_timeout"])
+                    conn.execute(_SQL["pg_lock"], {"key": WRITE_LOCK_KEY})
+                return fn(conn)
+        return self._guarded(lambda: retrying(attempt))
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        """``fn`` in one read transaction (one consistent view of the store)."""
+        def attempt() -> T:
+            with self._connection() as conn:
+                return fn(conn)
+        return self._guarded(attempt)
 
     # -- writes -----------------------------------------------------------------------------
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction under the store lock: committed when the block ends, rolled back
-        when it raises (unless SQLite already rolled back after an I/O error)."""
-        with self._lock:
-            conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
     def upsert(self, records: Iterable[Record]) -> list[UpsertResult]:
         """Insert or replace records in one transaction; an identical record logs no change."""
         return self.write(records)[0]
@@ -222,98 +273,66 @@ class RecordStore:
         A revised SOP document is written this way, so a failure between its new sections and
         the removal of its old ones cannot leave a half-replaced document.
         """
-        out: list[UpsertResult] = []
-        gone: list[int | None] = []
-        now = time.time()
-        with self._transaction() as conn:
-            for rec in upserts:
-                h = rec.content_hash()
-                row = conn.execute("SELECT num, hash FROM records WHERE id = ?", (rec.id,)).fetchone()
-                if row is not None and row[1] == h:
-                    out.append(UpsertResult(row[0], False, False))
-                    continue
-                values = (rec.kind, rec.product, rec.model, rec.module, rec.status,
-                          rec.created.isoformat() if rec.created else None, record_to_json(rec), h, now)
-                if row is None:
-                    cur = conn.execute(
-                        "INSERT INTO records (kind, product, model, module, status, created, body, hash,"
-                        " updated, id) VALUES (?,?,?,?,?,?,?,?,?,?)", (*values, rec.id))
-                    num = cur.lastrowid
-                else:
-                    num = row[0]
-                    conn.execute(
-                        "UPDATE records SET kind=?, product=?, model=?, module=?, status=?, created=?,"
-                        " body=?, hash=?, updated=? WHERE num=?", (*values, num))
-                conn.execute("INSERT INTO changes (num, op) VALUES (?, 'upsert')", (num,))
-                out.append(UpsertResult(int(num), True, row is None))
-            for record_id in deletes:
-                row = conn.execute("SELECT num FROM records WHERE id = ?", (record_id,)).fetchone()
-                if row is None:
-                    gone.append(None)  # nothing written for it
-                    continue
-                conn.execute("DELETE FROM records WHERE num = ?", (row[0],))
-                conn.execute("INSERT INTO changes (num, op) VALUES (?, 'delete')", (row[0],))
-                gone.append(int(row[0]))
-        return out, gone
+        rows = [(rec.id, rec.content_hash(), rec) for rec in upserts]
+        ids = list(deletes)
+        sql = self._driver_sql
+
+        def run(conn: Connection) -> tuple[list[UpsertResult], list[int | None]]:
+            out: list[UpsertResult] = []
+            now = time.time()
+            for part in runs_of_distinct_ids(rows):
+                out += upsert_part(conn, sql, part, now)
+            return out, delete_ids(conn, sql, ids)
+        return self._write(run)
 
     def add_feedback(self, *, record_id: str, helpful: bool, query: str = "", query_id: str = "",
                      source: str = "") -> int:
-        with self._lock:
-            cur = self.conn.execute(
-                "INSERT INTO feedback (query, query_id, record_id, helpful, source, created, query_key)"
-                " VALUES (?,?,?,?,?,?,?)",
-                (query, query_id, record_id, int(helpful), source, time.time(), query_key(query)))
-            return int(cur.lastrowid)
+        row = {"query": query, "query_id": query_id, "record_id": record_id, "helpful": int(helpful),
+               "source": source, "created": time.time(), "query_key": query_key(query)}
+        return int(self._write(lambda c: c.execute(sa.insert(FEEDBACK).returning(FEEDBACK.c.fid), row).scalar_one()))
 
     def delete_feedback(self, fid: int) -> bool:
         """Remove one vote (taken back); False when there is no vote ``fid``."""
-        with self._lock:
-            return self.conn.execute("DELETE FROM feedback WHERE fid = ?", (fid,)).rowcount > 0
+        return self._write(lambda c: c.execute(_SQL["feedback_delete"], {"fid": int(fid)}).rowcount > 0)
+
+    def prune_changes(self, upto: int) -> int:
+        """Delete change-log rows with ``seq <= upto``; remembers how far the log was pruned."""
+        def run(conn: Connection) -> int:
+            n = conn.execute(_SQL["prune"], {"upto": upto}).rowcount
+            before = int(conn.execute(_SQL["meta"], {"key": "changes_pruned_upto"}).scalar() or 0)
+            conn.execute(_SQL["meta_set"], {"key": "changes_pruned_upto", "value": str(max(before, upto))})
+            return n
+        return self._write(run)
 
     # -- reads ------------------------------------------------------------------------------
     def get(self, record_id: str) -> StoredRecord | None:
-        with self._lock:
-            row = self.conn.execute("SELECT num, body FROM records WHERE id = ?", (record_id,)).fetchone()
-        return None if row is None else StoredRecord(row[0], record_from_json(row[1]))
+        row = self._read(lambda c: c.execute(_SQL["get"], {"id": record_id}).first())
+        return None if row is None else StoredRecord(int(row[0]), record_from_json(row[1]))
 
     def num_of(self, record_id: str) -> int | None:
         """The record's integer key, without reading its body."""
-        with self._lock:
-            row = self.conn.execute("SELECT num FROM records WHERE id = ?", (record_id,)).fetchone()
-        return None if row is None else int(row[0])
+        num = self._read(lambda c: c.execute(_SQL["num_of"], {"id": record_id}).scalar())
+        return None if num is None else int(num)
 
     def nums_of(self, record_ids: Iterable[str]) -> dict[str, int]:
-        """The integer keys of the stored ones of ``record_ids``, in one query per 900 ids."""
+        """The integer keys of the stored ones of ``record_ids``, in one query per CHUNK ids."""
         ids = list(dict.fromkeys(record_ids))
-        out: dict[str, int] = {}
-        with self._lock:
-            for start in range(0, len(ids), 900):
-                part = ids[start:start + 900]
-                q = f"SELECT id, num FROM records WHERE id IN ({','.join('?' * len(part))})"
-                out.update((rid, int(num)) for rid, num in self.conn.execute(q, part))
-        return out
+        return self._read(lambda c: {rid: int(num) for part in _chunks(ids)
+                                     for rid, num in c.execute(_SQL["nums_of"], {"ids": part})})
 
     def get_many(self, nums: Iterable[int]) -> dict[int, Record]:
         nums = [int(n) for n in nums]
-        out: dict[int, Record] = {}
-        with self._lock:
-            for start in range(0, len(nums), 900):
-                part = nums[start:start + 900]
-                q = f"SELECT num, body FROM records WHERE num IN ({','.join('?' * len(part))})"
-                for num, body in self.conn.execute(q, part):
-                    out[num] = record_from_json(body)
-        return out
+        return self._read(lambda c: {int(num): record_from_json(body) for part in _chunks(nums)
+                                     for num, body in c.execute(_SQL["get_many"], {"nums": part})})
 
     def iter_records(self, batch: int = 2000) -> Iterator[StoredRecord]:
         last = 0
         while True:
-            with self._lock:
-                rows = self.conn.execute(
-                    "SELECT num, body FROM records WHERE num > ? ORDER BY num LIMIT ?", (last, batch)).fetchall()
+            rows = self._read(lambda c: c.execute(_SQL["iter"], {"last": last, "n": batch}).all())
             if not rows:
                 return
             for num, body in rows:
-                yield StoredRecord(num, record_from_json(body))
+                yield StoredRecord(int(num), record_from_json(body))
             last = rows[-1][0]
 
     def list_ids(self, *, after: str = "", limit: int = 1000, kinds: Iterable[str] = ()
@@ -323,21 +342,19 @@ class RecordStore:
 
         A range on the unique id index, so a walk stays consistent while records are written: an
         id stored meanwhile shows up if it sorts later, and none is listed twice."""
+        q = sa.select(RECORDS.c.id, RECORDS.c.kind, RECORDS.c.updated, RECORDS.c.hash).where(RECORDS.c.id > after)
         kinds = list(kinds)
-        where = f" AND kind IN ({','.join('?' * len(kinds))})" if kinds else ""
-        with self._lock:
-            rows = self.conn.execute(
-                f"SELECT id, kind, updated, hash FROM records WHERE id > ?{where} ORDER BY id LIMIT ?",
-                (after, *kinds, int(limit) + 1)).fetchall()  # one more: is there a next page?
+        if kinds:
+            q = q.where(RECORDS.c.kind.in_(kinds))
+        q = q.order_by(RECORDS.c.id).limit(int(limit) + 1)  # one more: is there a next page?
+        rows = [tuple(r) for r in self._read(lambda c: c.execute(q).all())]
         return rows[:limit], (rows[limit - 1][0] if len(rows) > limit else None)
 
     def sections(self, doc_id: str) -> list[Record]:
         """The stored SOP sections of document ``doc_id``, in section order (#2 before #10)."""
         # Section ids are {doc_id}#{n}: a range on the unique id index ('$' sorts right after '#'),
         # not a scan of the table; the body's doc_id confirms each one.
-        with self._lock:
-            rows = self.conn.execute("SELECT body FROM records WHERE id >= ? AND id < ? AND kind = 'sop'",
-                                     (f"{doc_id}#", f"{doc_id}$")).fetchall()
+        rows = self._read(lambda c: c.execute(_SQL["sections"], {"lo": f"{doc_id}#", "hi": f"{doc_id}$"}).all())
         recs = [r for r in (record_from_json(body) for (body,) in rows) if r.doc_id == doc_id]
         return sorted(recs, key=lambda r: _section_order(r.id))
 
@@ -348,73 +365,51 @@ class RecordStore:
     def sample(self, n: int) -> list[Record]:
         """Up to ``n`` records spread evenly over the store (every k-th by insertion order)."""
         step = max(1, self.total() // max(n, 1))
-        with self._lock:
-            rows = self.conn.execute("SELECT body FROM records WHERE num % ? = 0 ORDER BY num LIMIT ?",
-                                     (step, n)).fetchall()
+        rows = self._read(lambda c: c.execute(_SQL["sample"], {"step": step, "n": n}).all())
         return [record_from_json(body) for (body,) in rows]
 
     def facets(self) -> list[tuple]:
         """(num, id, kind, product, model, module, status, created) of every record."""
-        with self._lock:
-            return self.conn.execute(
-                "SELECT num, id, kind, product, model, module, status, created FROM records ORDER BY num").fetchall()
+        return [tuple(r) for r in self._read(lambda c: c.execute(_SQL["facets"]).all())]
 
     def total(self) -> int:
-        with self._lock:
-            return int(self.conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+        return int(self._read(lambda c: c.execute(_SQL["total"]).scalar_one()))
 
     def count(self) -> dict[str, int]:
-        with self._lock:
-            rows = self.conn.execute("SELECT kind, COUNT(*) FROM records GROUP BY kind").fetchall()
-        return {k: n for k, n in rows}
+        return {k: int(n) for k, n in self._read(lambda c: c.execute(_SQL["count"]).all())}
 
     def last_seq(self) -> int:
-        """The newest change's sequence number: AUTOINCREMENT's high-water mark, which pruning
-        the log never lowers."""
-        with self._lock:
-            row = self.conn.execute(
-                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM changes), 0),"
-                " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0))").fetchone()
-        return int(row[0] or 0)
-
-    def prune_changes(self, upto: int) -> int:
-        """Delete change-log rows with ``seq <= upto``; remembers how far the log was pruned."""
-        with self._transaction() as conn:
-            n = conn.execute("DELETE FROM changes WHERE seq <= ?", (upto,)).rowcount
-            conn.execute("INSERT INTO meta VALUES ('changes_pruned_upto', ?) ON CONFLICT(key) DO UPDATE SET "
-                         "value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))", (str(upto),))
-        return n
+        """The newest committed change's sequence number; pruning the log never lowers it (SQLite:
+        AUTOINCREMENT's high-water mark; PostgreSQL: how far the log was pruned)."""
+        def run(conn: Connection) -> int:
+            newest = int(conn.execute(_SQL["max_seq"]).scalar_one())
+            # Not PostgreSQL's sequence value: it counts positions still uncommitted, and an
+            # index claiming one of those would never replay it.
+            floor = (conn.execute(_SQL["sqlite_seq"]).scalar_one() if not self.shared
+                     else conn.execute(_SQL["meta"], {"key": "changes_pruned_upto"}).scalar())
+            return max(newest, int(floor or 0))
+        return self._read(run)
 
     def pruned_upto(self) -> int:
         """Changes up to this sequence number are gone from the log (0: never pruned)."""
-        with self._lock:
-            row = self.conn.execute("SELECT value FROM meta WHERE key = 'changes_pruned_upto'").fetchone()
-        return int(row[0]) if row else 0
+        value = self._read(lambda c: c.execute(_SQL["meta"], {"key": "changes_pruned_upto"}).scalar())
+        return int(value) if value else 0
 
     def changes_since(self, seq: int) -> list[tuple[int, int, str]]:
         """(seq, num, op) after ``seq``, oldest first."""
-        with self._lock:
-            return self.conn.execute(
-                "SELECT seq, num, op FROM changes WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
+        return [(int(s), int(n), op) for s, n, op in self._read(lambda c: c.execute(_SQL["since"], {"seq": seq}).all())]
 
     def feedback(self) -> list[Feedback]:
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT fid, query, query_id, record_id, helpful, source, created FROM feedback ORDER BY fid").fetchall()
-        return [Feedback(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
+        rows = self._read(lambda c: c.execute(_SQL["feedback"]).all())
+        return [Feedback(int(r[0]), r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
 
     def feedback_count(self) -> int:
-        with self._lock:
-            return int(self.conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
+        return int(self._read(lambda c: c.execute(_SQL["feedback_count"]).scalar_one()))
 
     def feedback_between(self, record_id: str) -> list[tuple[str, str, bool]]:
         """Feedback pairing ``record_id`` with another record, either way round, oldest first:
         ``(other id, source, helpful)``. Feedback on free-text queries is not included."""
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT fid, record_id, source, helpful FROM feedback WHERE query_id = ?"
-                " UNION ALL SELECT fid, query_id, source, helpful FROM feedback WHERE record_id = ? AND query_id != ''"
-                " ORDER BY fid", (record_id, record_id)).fetchall()
+        rows = self._read(lambda c: c.execute(_SQL["between"], {"id": record_id}).all())
         return [(other, source, bool(helpful)) for _, other, source, helpful in rows if other != record_id]
 
     def feedback_for_query(self, text: str) -> list[tuple[str, str, bool]]:
@@ -423,11 +418,13 @@ class RecordStore:
         key = query_key(text)
         if not key:
             return []
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT record_id, source, helpful FROM feedback WHERE query_key = ? AND query_id = ''"
-                " ORDER BY fid", (key,)).fetchall()
+        rows = self._read(lambda c: c.execute(_SQL["for_query"], {"key": key}).all())
         return [(rid, source, bool(helpful)) for rid, source, helpful in rows]
+
+
+def _chunks(items: list) -> Iterator[list]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start:start + CHUNK]
 
 
 def _section_order(record_id: str) -> tuple[int, str]:

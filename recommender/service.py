@@ -84,7 +84,7 @@ class CaselinkService:
     # -- lifecycle --------------------------------------------------------------------------
     @staticmethod
     def _open_parts(settings: Settings) -> tuple[RecordStore, EmbeddingCache]:
-        return RecordStore(settings.store_path).open(), EmbeddingCache(settings.cache_path)
+        return RecordStore(settings.store_url).open(), EmbeddingCache(settings.cache_path)
 
     @staticmethod
     def _encoder(settings: Settings, store: RecordStore, given: Encoder | None, *, fresh: bool) -> tuple[Encoder, str]:

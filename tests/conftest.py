@@ -89,3 +89,26 @@ def milvus_uri(tmp_path_factory) -> Iterator[str]:
 
     with milvus_server(tmp_path_factory.mktemp("milvus") / "data") as uri:
         yield uri
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster for the session (tests/_postgres.py); ``postgres.new_database()``
+    gives a test its own empty database. Without the server binaries: a failure in CI (make test
+    installs them), a skip on a developer machine that has none."""
+    from tests._postgres import server_bin, throwaway_cluster
+
+    if server_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL's initdb is missing: make test installs Debian's postgresql package")
+        pytest.skip("no PostgreSQL server binaries (make test installs them)")
+    with throwaway_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """Where a record store lives, once per database: a SQLite file, and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "records.sqlite")
+    return request.getfixturevalue("postgres").new_database()

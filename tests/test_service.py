@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+
 import numpy as np
 import pytest
 
@@ -190,13 +193,19 @@ def test_a_record_with_nothing_to_search_is_refused_and_one_stored_earlier_relat
     assert "T-9001" not in ids(svc.related("T-9002", k=50))
 
 
+def _sql(svc, statement: str) -> None:
+    """Run DDL on the service's SQLite file from a connection of its own (fault injection)."""
+    with closing(sqlite3.connect(svc.settings.store_path)) as conn:
+        conn.execute(statement)
+
+
 def test_a_document_replacement_that_fails_halfway_leaves_the_document_as_it_was(svc):
     """The new sections and the removal of the old ones are one transaction. A failure injected
     in SQLite itself (a trigger refusing the delete of the dropped section) rolls back the
     already-written new text too, in the store and in the live index."""
     revised = Record(id="SOP-VAC#1", kind="sop", doc_id="SOP-VAC", doc_title="干泵诊断程序", section="1. 适用范围",
                      text="本程序适用于全部离子注入机冷却回路 E7321。", error_codes=["E7321"])
-    svc.store.conn.execute("CREATE TRIGGER refuse BEFORE DELETE ON records BEGIN "
+    _sql(svc, "CREATE TRIGGER refuse BEFORE DELETE ON records BEGIN "
                            "SELECT RAISE(ABORT, 'injected failure'); END")
     with pytest.raises(Exception, match="injected failure"):
         svc.put_document("SOP-VAC", [revised], {"SOP-VAC#1"})
@@ -205,7 +214,7 @@ def test_a_document_replacement_that_fails_halfway_leaves_the_document_as_it_was
     assert "SOP-VAC#1" not in ids(svc.search(SearchQuery(text="E7321", k=5)))
     assert "SOP-VAC#2" in ids(svc.search(SearchQuery(text="E1023", k=5)))
 
-    svc.store.conn.execute("DROP TRIGGER refuse")
+    _sql(svc, "DROP TRIGGER refuse")
     outcomes, removed = svc.put_document("SOP-VAC", [revised], {"SOP-VAC#1"})
     assert removed == ["SOP-VAC#2"] and [(o.id, o.changed) for o in outcomes] == [("SOP-VAC#1", True)]
     assert [r.id for r in svc.document("SOP-VAC")] == ["SOP-VAC#1"]
@@ -214,14 +223,14 @@ def test_a_document_replacement_that_fails_halfway_leaves_the_document_as_it_was
 
 
 def test_delete_many_is_one_transaction(svc):
-    svc.store.conn.execute("CREATE TRIGGER refuse BEFORE DELETE ON records WHEN old.id = 'C-002' BEGIN "
+    _sql(svc, "CREATE TRIGGER refuse BEFORE DELETE ON records WHEN old.id = 'C-002' BEGIN "
                            "SELECT RAISE(ABORT, 'injected failure'); END")
     with pytest.raises(Exception, match="injected failure"):
         svc.delete_many(["C-001", "C-002"])
     assert svc.store.get("C-001") is not None
     assert ids(svc.search(SearchQuery(text="E1023", k=5)))[0] in {"C-001", "SOP-VAC#2"}
     assert "C-001" in ids(svc.search(SearchQuery(text="E1023", k=5)))
-    svc.store.conn.execute("DROP TRIGGER refuse")
+    _sql(svc, "DROP TRIGGER refuse")
     assert svc.delete_many(["C-001", "C-404", "C-002"]) == (["C-001", "C-002"], ["C-404"])
     assert not {"C-001", "C-002"} & set(ids(svc.search(SearchQuery(text="E1023 干泵停机", k=10))))
 

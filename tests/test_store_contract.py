@@ -1,0 +1,207 @@
+"""The record-store contract, proven on both databases: every test runs on a SQLite file and on a
+fresh database of a real PostgreSQL (the ``store_url`` fixture), and two writer processes at once
+lose no update and never let a follower of the change log skip a position."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import indexing.store as store_module
+from caselink.errors import StoreUnavailable
+from indexing.records import Record
+from indexing.store import CHUNK, SCHEMA_VERSION, RecordStore
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def case(rid: str, text: str = "干泵异常停机 E1023", **kw) -> Record:
+    return Record(id=rid, kind=kw.pop("kind", "case"), title=text, **kw)
+
+
+@pytest.fixture
+def store(store_url):
+    with RecordStore(store_url) as s:
+        yield s
+
+
+def test_upsert_reports_created_changed_and_unchanged_and_logs_only_changes(store):
+    first = store.upsert([case("C-1"), case("C-2", "Robot fails to pick wafer W3001")])
+    assert [(r.created, r.changed) for r in first] == [(True, True), (True, True)]
+    again = store.upsert([case("C-1"), case("C-2", "Robot drops wafer W3001")])
+    assert [(r.created, r.changed) for r in again] == [(False, False), (False, True)]
+    assert [r.num for r in again] == [r.num for r in first]  # a record keeps its key
+    assert store.get("C-2").record.title == "Robot drops wafer W3001"
+    log = store.changes_since(0)
+    assert [(n, op) for _, n, op in log] == [(first[0].num, "upsert"), (first[1].num, "upsert"),
+                                             (first[1].num, "upsert")]
+    assert [s for s, _, _ in log] == sorted({s for s, _, _ in log}) and store.last_seq() == log[-1][0]
+    assert store.count() == {"case": 2} and store.total() == 2
+
+
+def test_a_repeated_id_in_one_batch_sees_its_earlier_write(store):
+    out = store.upsert([case("C-1", "first"), case("C-1", "second"), case("C-1", "second")])
+    assert [(r.created, r.changed) for r in out] == [(True, True), (False, True), (False, False)]
+    assert len({r.num for r in out}) == 1 and store.get("C-1").record.title == "second"
+
+
+def test_a_write_is_all_or_nothing(store, monkeypatch):
+    store.upsert([case("C-1", "as stored")])
+    seq = store.last_seq()
+
+    def fail(*args, **kw):  # a failure inside the transaction, after its upserts were written
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(store_module, "delete_ids", fail)
+    with pytest.raises(RuntimeError, match="injected"):
+        store.write([case("C-1", "changed"), case("C-NEW")], deletes=["C-1"])
+    monkeypatch.undo()
+    assert store.get("C-1").record.title == "as stored" and store.get("C-NEW") is None
+    assert store.last_seq() == seq and store.changes_since(seq) == []
+
+
+def test_delete_returns_the_key_once_and_logs_it(store):
+    num = store.upsert([case("C-1")])[0].num
+    assert store.write(deletes=["C-1", "C-404", "C-1"])[1] == [num, None, None]
+    assert store.get("C-1") is None and store.changes_since(0)[-1][1:] == (num, "delete")
+    assert store.delete("C-1") is None
+
+
+def test_many_ids_are_read_and_written_in_chunks(store):
+    n = 2 * CHUNK + 7
+    out = store.upsert([case(f"C-{i:05d}", f"记录 {i}") for i in range(n)])
+    nums = [r.num for r in out]
+    assert len(set(nums)) == n
+    assert store.nums_of([f"C-{i:05d}" for i in range(n)] + ["C-nope"]) == {f"C-{i:05d}": nums[i] for i in range(n)}
+    got = store.get_many(nums[::-1])
+    assert len(got) == n and got[nums[-1]].title == f"记录 {n - 1}"
+    assert [s.record.id for s in store.iter_records(batch=300)] == [f"C-{i:05d}" for i in range(n)]
+    assert len(store.facets()) == n and len(store.sample(10)) == 10
+
+
+def test_ids_page_and_sections_range_in_byte_order(store):
+    ids = ["a-1", "B-2", "SOP-A#1", "SOP-A#10", "SOP-A#2", "SOP-A-B#1", "SOP-A$", "工单-1", "C-1"]
+    store.upsert([Record(id=i, kind="sop", doc_id="SOP-A", section=i, text="步骤 " + i) if i.startswith("SOP-A#")
+                  else case(i) for i in ids])
+    seen, after = [], ""
+    while after is not None:
+        page, after = store.list_ids(after=after, limit=4)
+        seen += [row[0] for row in page]
+        assert all(isinstance(row[2], float) and len(row[3]) > 8 for row in page)
+    assert seen == sorted(ids, key=lambda s: s.encode())  # SQLite's BINARY order, on PostgreSQL too
+    assert store.list_ids(kinds=["sop"])[0][0][0] == "SOP-A#1"
+    assert store.sections_of("SOP-A") == ["SOP-A#1", "SOP-A#2", "SOP-A#10"]
+
+
+def test_feedback_is_stored_found_and_taken_back(store):
+    a = store.add_feedback(record_id="C-2", helpful=True, query="真空泵無法啟動", source="ann")
+    b = store.add_feedback(record_id="C-3", helpful=False, query_id="C-1", source="bob")
+    assert b > a and store.feedback_count() == 2
+    assert store.feedback_for_query("真空泵无法启动") == [("C-2", "ann", True)]
+    assert store.feedback_between("C-1") == [("C-3", "bob", False)]
+    assert store.feedback_between("C-3") == [("C-1", "bob", False)]
+    assert store.delete_feedback(a) and not store.delete_feedback(a)
+    assert [(f.fid, f.helpful) for f in store.feedback()] == [(b, False)]
+
+
+def test_pruning_keeps_the_high_water_mark(store):
+    for i in range(5):
+        store.upsert([case(f"C-{i}")])
+    last = store.last_seq()
+    assert store.prune_changes(last) == 5 and store.changes_since(0) == []
+    assert store.pruned_upto() == last and store.last_seq() == last
+    store.prune_changes(1)  # never lowers how far the log was pruned
+    assert store.pruned_upto() == last
+    store.upsert([case("C-9")])
+    assert store.changes_since(last)[0][0] > last
+
+
+def test_the_store_keeps_its_id_and_schema_version_across_opens(store_url):
+    with RecordStore(store_url) as s:
+        sid = s.store_id_
+        s.upsert([case("C-1")])
+    with RecordStore.existing(store_url) as again:
+        assert again.store_id_ == sid and again.get("C-1") is not None
+        assert again._read(lambda c: c.exec_driver_sql(
+            "SELECT value FROM meta WHERE key = 'schema_version'").scalar()) == str(SCHEMA_VERSION)
+
+
+def test_a_store_that_does_not_exist_is_named_without_its_password(postgres, tmp_path):
+    url = postgres.new_database()
+    with pytest.raises(Exception, match="no record store") as info:
+        RecordStore.existing(url)
+    assert postgres.url().split(":")[2].split("@")[0] not in str(info.value)  # the password
+    wrong = url.replace(url.split(":")[2].split("@")[0], "not-the-password")
+    with pytest.raises(StoreUnavailable) as info:
+        RecordStore(wrong).open()
+    assert "not-the-password" not in str(info.value) and "***" in str(info.value)
+
+
+WRITER = textwrap.dedent("""
+    import json, sys
+    from indexing.records import Record
+    from indexing.store import RecordStore
+    url, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    ids = [f"C-{i:04d}" for i in range(n)]
+    if name == "b":
+        ids.reverse()  # the two writers meet in the middle, each creating what the other has not
+    out = []
+    with RecordStore(url) as store:
+        for rid in ids:
+            r = store.upsert([Record(id=rid, kind="case", title=f"{name} wrote {rid}")])[0]
+            own = store.upsert([Record(id=f"{name}-{rid}", kind="case", title="own record")])[0]
+            out.append([rid, r.num, r.created, r.changed, own.num])
+    print(json.dumps(out))
+""")
+
+
+def test_two_writer_processes_lose_nothing_and_followers_skip_no_position(store_url, tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    n = 60
+    with RecordStore(store_url) as store:
+        env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+        procs = [subprocess.Popen([sys.executable, str(script), store_url, name, str(n)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in "ab"]
+        followed, last = [], 0
+        while any(p.poll() is None for p in procs):  # follow the log as a replica does, while they write
+            new = store.changes_since(last)
+            if new:
+                followed += new
+                last = new[-1][0]
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err[-2000:]
+            results.append(json.loads(out))
+        followed += store.changes_since(last)
+        log = store.changes_since(0)
+        assert followed == log  # nothing committed behind a position a follower had already passed
+        assert len({s for s, _, _ in log}) == len(log)
+        rows = [row for res in results for row in res]
+        assert sum(1 for row in rows if row[2]) == n  # each shared id created exactly once
+        assert len({row[1] for row in rows}) == n  # and both writers got its one key
+        own = [row[4] for row in rows]
+        assert len(set(own)) == 2 * n
+        assert len(log) == sum(1 for row in rows if row[3]) + 2 * n  # every acknowledged change is in the log
+        assert store.total() == 3 * n
+
+
+def test_backup_and_restore_of_a_postgresql_store_name_pg_dump_and_pg_restore(postgres, tmp_path):
+    from caselink.errors import CaselinkError
+    from indexing.backup import backup, restore
+
+    url = postgres.new_database()
+    password = url.split(":")[2].split("@")[0]
+    for attempt in (lambda: backup(url, tmp_path / "cache.sqlite", tmp_path / "bk"),
+                    lambda: restore(tmp_path / "bk", url, tmp_path / "cache.sqlite")):
+        with pytest.raises(CaselinkError) as info:
+            attempt()
+        assert "pg_dump" in str(info.value) and "pg_restore" in str(info.value)
+        assert info.value.field == "store.url" and password not in str(info.value)
+    assert not (tmp_path / "bk").exists()
