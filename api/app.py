@@ -32,6 +32,8 @@ log = logging.getLogger("caselink.api")
 
 STATIC_DIR = Path(__file__).parent / "static"
 NO_KEY_WARNING = "no API key configured: serving on loopback only"
+# /readyz says not ready while the server has more than this many changes from the store still to apply.
+NOT_READY_BEHIND = 1000
 # The page loads nothing from elsewhere; this keeps it that way and blocks framing.
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -104,8 +106,11 @@ async def _lifespan(app: FastAPI):
 
 
 async def _follow_store(app: FastAPI, every: float) -> None:
-    """Apply records another process wrote to the store (``caselink index`` while serving), so
-    they become searchable without a restart. Writes through this server are applied at once."""
+    """Apply records another process wrote to the store (``caselink index`` while serving, or
+    another replica on a shared PostgreSQL), so they become searchable without a restart: within
+    ``every`` seconds plus the time to embed them. Writes through this server are applied at
+    once. While more than :data:`NOT_READY_BEHIND` changes are still to apply, ``/readyz`` says
+    not ready, so a load balancer sends searches to a replica that is up to date."""
     if every <= 0:
         return
     while True:
@@ -114,11 +119,15 @@ async def _follow_store(app: FastAPI, every: float) -> None:
         if svc is None:
             continue
         try:
-            n = await run_in_threadpool(svc.index.replay)
+            behind = await run_in_threadpool(svc.index.behind)
+            app.state.catching_up = behind if behind > NOT_READY_BEHIND else 0
+            n = await run_in_threadpool(svc.index.replay) if behind else 0
             if n:
                 log.info("applied %d records written by another process", n)
         except Exception as exc:  # noqa: BLE001 - keep serving; the next round retries
             log.warning("could not apply changes from the store: %s", exc)
+        finally:
+            app.state.catching_up = 0
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -131,6 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.service = None
     app.state.startup_error = None
+    app.state.catching_up = 0  # changes still to apply from the store, when that many that /readyz says so
     errors.install(app)
     templates = ["/", "/docs", "/openapi.json", "/static/{path:path}"]
     for module, prefix in ((search, "/v1"), (records, "/v1"), (documents, "/v1"), (feedback, "/v1"), (insights, "/v1"),

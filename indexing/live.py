@@ -374,6 +374,11 @@ class LiveIndex:
             self.writes_since_snapshot_ += n
         return n
 
+    def behind(self) -> int:
+        """How many change-log positions the store has past this index's (an upper bound on the
+        changes still to apply: a rolled-back write leaves a gap). One indexed query."""
+        return max(0, self.store.last_seq() - self.seq_)
+
     def snapshot(self) -> Path:
         """Write the in-memory state as a new snapshot and make it current.
 

@@ -34,6 +34,9 @@ def readyz(request: Request) -> Response:
         detail = exc.message if exc is not None else "the index is still loading"
         return problem(503, detail, slug="index-not-ready", title="Index not ready",
                        hint=getattr(exc, "hint", None), headers={"Retry-After": "5"})
+    if behind := request.app.state.catching_up:
+        return problem(503, f"catching up with the record store: {behind} changes to apply", slug="index-not-ready",
+                       title="Index not ready", headers={"Retry-After": "5"})
     return JSONResponse(Health(status="ready", records=svc.index.count()).model_dump(exclude_none=True))
 
 
