@@ -75,8 +75,12 @@ def test_search_highlight_feedback_and_screenshot(srv, browser):
 
     query = "真空泵无法启动"
     results = _search(browser, srv.url, query)
-    first = results[0]
+    # Grouped as the related view is: procedures, then known problems, then past cases.
+    groups = browser.execute_script("return [...document.querySelectorAll('#results .group')].map(g => g.className)")
+    assert groups == ["group group-sops", "group group-problems", "group group-cases"], groups
+    first = browser.find_element(By.CSS_SELECTOR, "#results .group-cases .result")
     assert first.get_attribute("data-id") == "C-1001"
+    assert not browser.find_elements(By.CSS_SELECTOR, "#results .code-card")  # no code in the query
     assert "真空泵无法启动" in first.find_element(By.CSS_SELECTOR, ".title").text
     marks = [m.text for m in first.find_elements(By.CSS_SELECTOR, "mark.hl")]
     assert "真空泵" in marks
@@ -84,6 +88,7 @@ def test_search_highlight_feedback_and_screenshot(srv, browser):
     assert first.find_element(By.CSS_SELECTOR, ".reason").text
     assert "path hybrid" in browser.find_element(By.ID, "status").text
     sop = next(r for r in results if r.get_attribute("data-id") == "SOP-VAC-01#3")
+    assert sop == browser.find_element(By.CSS_SELECTOR, "#results .group-sops .result")
     assert "真空泵接触器更换" in sop.find_element(By.CSS_SELECTOR, ".title").text  # the section, in place
     assert "真空系统维护规程 (SOP-VAC-01)" in sop.find_element(By.CSS_SELECTOR, ".where").text
     assert not first.find_elements(By.CSS_SELECTOR, ".read-sop")  # a case has no document to read
@@ -113,7 +118,8 @@ def test_search_highlight_feedback_and_screenshot(srv, browser):
 def test_related_view_excludes_the_record_and_votes_with_its_id(srv, browser):
     from selenium.webdriver.common.by import By
 
-    first = _search(browser, srv.url, "真空泵无法启动")[0]
+    _search(browser, srv.url, "真空泵无法启动")
+    first = browser.find_element(By.CSS_SELECTOR, '#results .result[data-id="C-1001"]')
     first.find_element(By.CSS_SELECTOR, ".related").click()
     _wait(browser).until(lambda d: d.find_element(By.ID, "context").is_displayed()
                          and d.find_elements(By.CSS_SELECTOR, "#results .group .result"))
@@ -162,11 +168,39 @@ def test_open_only_leaves_finished_records_out_of_search_and_related(srv, browse
     statuses = {i: srv.service.store.get(i).record.status for i in shown()}
     assert "P-2001" in statuses and not {"closed", "fixed"} & set(statuses.values()), statuses
     browser.find_element(By.CSS_SELECTOR, '#results .result[data-id="P-2001"] .related').click()
-    _wait(browser).until(lambda d: shown("#results .group"))  # the related view groups its results by kind
+    # The search is grouped too: wait for the related view's context line, then its groups.
+    _wait(browser).until(lambda d: d.find_element(By.ID, "context").is_displayed() and shown("#results .group"))
     assert "P-2001" in browser.find_element(By.ID, "context").text
     related = shown("#results .group")
     assert "C-1001" not in related and "P-2002" not in related  # both closed; SOP sections stay
     assert any(i.startswith("SOP-") for i in related)
+
+
+def test_an_error_code_shows_its_card_procedure_and_known_problem_first(srv, browser):
+    from selenium.webdriver.common.by import By
+
+    _search(browser, srv.url, "E1023")
+    card = browser.find_element(By.CSS_SELECTOR, "#results .code-card")
+    assert card.get_attribute("data-code") == "E1023"
+    assert browser.execute_script(  # the card comes before every group
+        "const r = document.querySelector('#results'); return r.firstElementChild.classList.contains('code-cards')")
+    assert "1 case" in card.find_element(By.CSS_SELECTOR, ".seen").text  # C-1001
+    assert "last seen 2024-03-05" in card.text
+    procedure = card.find_element(By.CSS_SELECTOR, ".procedure")
+    assert procedure.get_attribute("data-id") == "SOP-VAC-01#3" and "真空泵接触器更换" in procedure.text
+    problem = card.find_element(By.CSS_SELECTOR, ".known-problem")
+    assert problem.get_attribute("data-id") == "P-2001" and "open" in problem.get_attribute("class")
+    assert "open · investigating" in problem.text and "临时更换为 PN-7731-02 新批次" in problem.text
+    top = browser.execute_script("return [...document.querySelectorAll('#results .group')]"
+                                 ".map(g => [g.className, g.querySelector('.result').dataset.id])")
+    assert top[:2] == [["group group-sops", "SOP-VAC-01#3"], ["group group-problems", "P-2001"]], top
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "search-code-card.png"))
+    procedure.find_element(By.CSS_SELECTOR, "a.open-sop").click()  # the section below, its whole SOP open
+    sop = browser.find_element(By.CSS_SELECTOR, '#results .group-sops .result[data-id="SOP-VAC-01#3"]')
+    _wait(browser).until(lambda d: sop.find_elements(By.CSS_SELECTOR, ".sop-doc li.current"))
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not severe, severe
 
 
 def test_record_text_is_escaped(srv, browser):
@@ -175,7 +209,8 @@ def test_record_text_is_escaped(srv, browser):
     resp = httpx.put(f"{srv.url}/v1/records/C-XSS", timeout=30,
                      json={"kind": "case", "title": XSS_TITLE, "text": "换刀臂卡住 <b>bold</b> & <script>x()</script>"})
     assert resp.status_code in (200, 201)
-    result = _search(browser, srv.url, "换刀臂卡住")[0]
+    _search(browser, srv.url, "换刀臂卡住")
+    result = browser.find_element(By.CSS_SELECTOR, "#results .group-cases .result")
     assert result.get_attribute("data-id") == "C-XSS"
     assert result.find_element(By.CSS_SELECTOR, ".title").text.startswith("<img src=x")
     assert "<b>bold</b>" in result.find_element(By.CSS_SELECTOR, ".snippet").text
@@ -233,8 +268,17 @@ def test_emerging_view_lists_the_burst_and_members_open_related(srv, browser):
     rising = browser.find_element(By.CSS_SELECTOR, '#emerging .rising[data-id="PO-RISE"]')
     assert "E1110" in rising.find_element(By.CSS_SELECTOR, ".title").text and "growth ×" in rising.text
     assert [m.text for m in rising.find_elements(By.CSS_SELECTOR, "a.member")] == ["K-1", "K-2", "K-3"]
+    # Weekly cases as inline SVG bars: 4 windows of 30 days = 18 weeks, the last ending on 2025-06-24 (B-4).
+    bars = group.find_elements(By.CSS_SELECTOR, "svg.week-chart rect")
+    counts = [int(b.get_attribute("data-count")) for b in bars]
+    assert counts == [0] * 14 + [1, 1, 1, 1], counts  # B-1 06-03, B-2 06-09, B-3 06-15, B-4 06-24
+    heights = [float(b.get_attribute("height")) for b in bars]
+    assert heights[-1] == max(heights) > heights[0] and len(set(heights[-4:])) == 1
+    assert "weekly cases since 2025-02-25" in group.find_element(By.CSS_SELECTOR, ".trend").text
+    rising_bars = rising.find_elements(By.CSS_SELECTOR, "svg.week-chart rect")
+    assert len(rising_bars) == 18 and sum(int(b.get_attribute("data-count")) for b in rising_bars) >= 3
     ARTIFACTS.mkdir(exist_ok=True)
-    browser.save_screenshot(str(ARTIFACTS / "emerging-page.png"))
+    browser.save_screenshot(str(ARTIFACTS / "emerging-page.png"))  # the trend charts
 
     members[1].click()  # B-2 -> "related to this record" in the search view
     _wait(browser).until(lambda d: d.find_element(By.ID, "context").is_displayed()

@@ -5,7 +5,9 @@
 const KEY_STORE = "caselink.apiKey";
 const VOTER_STORE = "caselink.voter";
 const KIND_LABEL = { case: "case", problem: "problem", sop: "SOP" };
-const GROUPS = [["cases", "Service cases"], ["problems", "Problem orders"], ["sops", "SOP sections"]];
+// The order an engineer reads them: the procedure, the known problem, then similar past cases.
+const GROUPS = [["sops", "Procedures (SOP sections)"], ["problems", "Known problems (problem orders)"],
+  ["cases", "Past cases"]];
 
 const $ = (sel) => document.querySelector(sel);
 const state = { query: "", relatedTo: null, view: "search" };
@@ -221,12 +223,16 @@ async function runSearch(push) {
   $("#results").setAttribute("aria-busy", "true");
   try {
     const resp = await api("/v1/search", {
-      method: "POST", body: { text, k: f.k, mode: f.mode, kind: f.kinds, product: f.product, open_only: f.openOnly },
+      method: "POST",
+      body: { text, k: f.k, mode: f.mode, kind: f.kinds, product: f.product, open_only: f.openOnly, grouped: true,
+        group_k: groupSizes(f.k) },
     });
     const list = $("#results");
-    list.replaceChildren(...resp.results.map((r) => renderResult(r, { query: text })));
-    if (!resp.results.length) list.append(el("p", "empty", "No matching records."));
-    showStatus(resp, resp.results.length, Math.round(performance.now() - started));
+    list.replaceChildren();
+    if (resp.code_cards.length) list.append(renderCodeCards(resp.code_cards));
+    const shown = renderGroups(list, resp, { query: text });
+    if (!shown) list.append(el("p", "empty", "No matching records."));
+    showStatus(resp, shown, Math.round(performance.now() - started));
   } catch (err) {
     showError(err);
   } finally {
@@ -261,18 +267,31 @@ async function showRelated(id, push) {
     }
     const list = $("#results");
     list.replaceChildren();
-    for (const [key, label] of GROUPS) {
-      if (!resp[key].length) continue;
-      const section = el("section", `group group-${key}`);
-      section.append(el("h2", "group-title", `${label} (${resp[key].length})`));
-      resp[key].forEach((r) => section.append(renderResult(r, { query_id: id })));
-      list.append(section);
-    }
+    renderGroups(list, resp, { query_id: id });
     if (!resp.results.length) list.append(el("p", "empty", "No related records."));
     showStatus(resp, resp.results.length, Math.round(performance.now() - started));
   } catch (err) {
     showError(err);
   }
+}
+
+// "Show N": a quarter each for procedures and known problems, half for past cases.
+function groupSizes(k) {
+  return { sops: Math.ceil(k / 4), problems: Math.ceil(k / 4), cases: Math.ceil(k / 2) };
+}
+
+// Appends a section per non-empty group, in GROUPS order; returns how many results it shows.
+function renderGroups(list, resp, feedbackFor) {
+  let shown = 0;
+  for (const [key, label] of GROUPS) {
+    if (!resp[key].length) continue;
+    const section = el("section", `group group-${key}`);
+    section.append(el("h2", "group-title", `${label} (${resp[key].length})`));
+    resp[key].forEach((r) => section.append(renderResult(r, feedbackFor)));
+    list.append(section);
+    shown += resp[key].length;
+  }
+  return shown;
 }
 
 function recordTitle(rec) {
@@ -363,11 +382,11 @@ function renderEmerging(report, elapsed) {
 
   const groups = el("section", "group group-emerging");
   groups.append(el("h2", "group-title", `Emerging groups (${n})`));
-  report.groups.forEach((g) => groups.append(renderGroup(g)));
+  report.groups.forEach((g) => groups.append(renderGroup(g, report.weeks)));
   if (!n) groups.append(el("p", "empty", "No burst of similar uncovered cases in this window."));
   const rising = el("section", "group group-rising");
   rising.append(el("h2", "group-title", `Rising problem orders (${report.rising_problems.length})`));
-  report.rising_problems.forEach((p) => rising.append(renderRising(p)));
+  report.rising_problems.forEach((p) => rising.append(renderRising(p, report.weeks)));
   if (!report.rising_problems.length) rising.append(el("p", "empty", "No open problem order is rising."));
   box.append(groups, rising);
 }
@@ -384,7 +403,7 @@ function recordLink(id, cls) {
   return a;
 }
 
-function renderGroup(g) {
+function renderGroup(g, weeks) {
   const node = $("#group-tpl").content.firstElementChild.cloneNode(true);
   node.dataset.cases = g.case_ids.join(" ");
   node.querySelector(".title").textContent = g.title;
@@ -408,10 +427,11 @@ function renderGroup(g) {
   }
   const members = node.querySelector(".members");
   g.case_ids.forEach((id) => members.append(recordLink(id, "member")));
+  members.before(trendFigure(g.weekly, weeks, g.title));
   return node;
 }
 
-function renderRising(p) {
+function renderRising(p, weeks) {
   const node = el("article", "result kind-problem rising");
   node.dataset.id = p.id;
   const head = el("div", "head");
@@ -428,7 +448,7 @@ function renderRising(p) {
   const related = recordLink(p.id, "related");
   related.textContent = "Related to this problem order";
   actions.append(related);
-  node.append(head, meta, members, actions);
+  node.append(head, meta, trendFigure(p.weekly, weeks, p.title || p.id), members, actions);
   return node;
 }
 
