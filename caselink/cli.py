@@ -367,7 +367,8 @@ def serve(
 from caselink.eval_command import eval_command  # noqa: E402  (a command of its own module, registered here)
 
 from caselink.insight_commands import emerging_command, suggest_command  # noqa: E402
-from caselink.store_commands import backup_command, feedback_command, ids_command, restore_command  # noqa: E402
+from caselink.store_commands import (backup_command, copy_store_command, feedback_command,  # noqa: E402
+                                     ids_command, restore_command)
 from caselink.sync_command import sync_command  # noqa: E402
 
 app.command("eval")(friendly(eval_command))
@@ -377,6 +378,7 @@ app.command("feedback")(friendly(feedback_command))
 app.command("ids")(friendly(ids_command))
 app.command("backup")(friendly(backup_command))
 app.command("restore")(friendly(restore_command))
+app.command("copy-store")(friendly(copy_store_command))
 app.command("sync")(friendly(sync_command))
 
 

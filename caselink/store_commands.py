@@ -1,5 +1,6 @@
 """Commands that need the record store alone (no index, no encoder, so they start at once):
-``caselink feedback`` (and ``--undo``), ``caselink ids``, ``caselink backup`` and ``caselink restore``."""
+``caselink feedback`` (and ``--undo``), ``caselink ids``, ``caselink backup``, ``caselink restore`` and
+``caselink copy-store``."""
 
 from __future__ import annotations
 
@@ -138,3 +139,24 @@ def restore_command(
              "none": ""}[r.cache]
     out.print(f"restored {r.records} records and {r.votes} votes from {folder}{aside}{cache}. "
               f"Next: caselink index (rebuilds the index from them), then start the server", highlight=False)
+
+
+def copy_store_command(
+    target: Annotated[str, typer.Argument(help="The store to copy into, empty: postgresql://user@host:5432/dbname "
+                                          "(or a SQLite file path).")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Copy the record store (records and votes) into another, empty one: how an existing SQLite
+    store moves to PostgreSQL. Stop the servers first; then set store.url to the target and run
+    caselink index on each server's data folder."""
+    from caselink.cli import _settings, out
+    from indexing.store import RecordStore
+    from indexing.store_copy import copy_store
+
+    settings = _settings(config, data_dir)
+    with RecordStore.existing(settings.store_url) as source, RecordStore(target) as dest:
+        r = copy_store(source, dest)
+        out.print(f"copied {r.records} records and {r.votes} votes from {source.where} to {dest.where} in "
+                  f"{r.seconds:.1f} s. Next: set store.url (or CASELINK_STORE_URL) to it and run caselink index",
+                  highlight=False)

@@ -44,7 +44,8 @@ from indexing.normalize import normalize
 from indexing.records import Record, record_from_json, record_to_json
 from indexing.store_db import (FEEDBACK, INDEXES, POSTGRES_SCHEMA, RECORDS, SQLITE_SCHEMA, WRITE_LOCK_KEY,
                                Location, make_engine, retrying, translated)
-from indexing.store_writes import CHUNK, UpsertResult, delete_ids, driver_sql, runs_of_distinct_ids, upsert_part
+from indexing.store_writes import (CHUNK, UpsertResult, delete_ids, driver_sql, insert_rows, insert_votes,
+                                   runs_of_distinct_ids, upsert_part)
 
 T = TypeVar("T")
 
@@ -304,7 +305,28 @@ class RecordStore:
             return n
         return self._write(run)
 
+    def import_rows(self, rows: list[tuple], votes: list[Feedback] = ()) -> None:
+        """Add records and votes copied from another store (:meth:`export_rows`, :meth:`feedback`)
+        in one transaction, keeping their update times, vote ids and vote times."""
+        sql = self._driver_sql
+        vote_rows = [(v.fid, v.query, v.query_id, v.record_id, int(v.helpful), v.source, v.created,
+                      query_key(v.query)) for v in votes]
+
+        def run(conn: Connection) -> None:
+            insert_rows(conn, sql, [tuple(r[1:]) for r in rows])
+            insert_votes(conn, sql, vote_rows, postgres=self.shared)
+        self._write(run)
+
     # -- reads ------------------------------------------------------------------------------
+    def export_rows(self, *, after: int = 0, limit: int = 2000) -> list[tuple]:
+        """Stored rows as they are, ``(num, id, kind, product, model, module, status, created, body,
+        hash, updated)``, by num after ``after``: what :meth:`import_rows` takes."""
+        q = sa.select(RECORDS).where(RECORDS.c.num > after).order_by(RECORDS.c.num).limit(limit)
+        q = q.with_only_columns(RECORDS.c.num, RECORDS.c.id, RECORDS.c.kind, RECORDS.c.product, RECORDS.c.model,
+                                RECORDS.c.module, RECORDS.c.status, RECORDS.c.created, RECORDS.c.body,
+                                RECORDS.c.hash, RECORDS.c.updated)
+        return [tuple(r) for r in self._read(lambda c: c.execute(q).all())]
+
     def get(self, record_id: str) -> StoredRecord | None:
         row = self._read(lambda c: c.execute(_SQL["get"], {"id": record_id}).first())
         return None if row is None else StoredRecord(int(row[0]), record_from_json(row[1]))

@@ -110,3 +110,29 @@ def _log(conn: Connection, sql: Callable[[str], str], nums: list[int], op: str) 
         part = tuple(nums[start:start + CHUNK])
         conn.exec_driver_sql(sql(f"INSERT INTO changes (num, op) VALUES {','.join([f'(?, {op!r})'] * len(part))}"),
                              part)
+
+
+def insert_rows(conn: Connection, sql: Callable[[str], str], rows: list[tuple]) -> None:
+    """Insert records copied from another store as they were, ``(id, *_COLUMNS)`` per row (their
+    update times kept), each logged as an upsert. The ids must be new to this store."""
+    for start in range(0, len(rows), CHUNK):
+        part = rows[start:start + CHUNK]
+        row = f"({_marks(len(_COLUMNS) + 1)})"
+        q = f"INSERT INTO records (id, {', '.join(_COLUMNS)}) VALUES {','.join([row] * len(part))} RETURNING num"
+        nums = sorted(int(n) for (n,) in conn.exec_driver_sql(sql(q), tuple(v for r in part for v in r)))
+        _log(conn, sql, nums, "upsert")
+
+
+def insert_votes(conn: Connection, sql: Callable[[str], str], votes: list[tuple], *, postgres: bool) -> None:
+    """Insert votes copied from another store with their ids and times, ``(fid, query, query_id,
+    record_id, helpful, source, created, query_key)``, so an id printed for ``caselink feedback
+    --undo`` stays valid; PostgreSQL's identity is moved past them (SQLite's AUTOINCREMENT follows
+    by itself)."""
+    for start in range(0, len(votes), CHUNK):
+        part = votes[start:start + CHUNK]
+        q = ("INSERT INTO feedback (fid, query, query_id, record_id, helpful, source, created, query_key) VALUES "
+             + ",".join([f"({_marks(8)})"] * len(part)))
+        conn.exec_driver_sql(sql(q), tuple(v for r in part for v in r))
+    if postgres and votes:
+        conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('feedback', 'fid'), "
+                             "(SELECT MAX(fid) FROM feedback))")

@@ -205,3 +205,21 @@ def test_backup_and_restore_of_a_postgresql_store_name_pg_dump_and_pg_restore(po
         assert "pg_dump" in str(info.value) and "pg_restore" in str(info.value)
         assert info.value.field == "store.url" and password not in str(info.value)
     assert not (tmp_path / "bk").exists()
+
+
+def test_the_password_can_come_from_the_environment_or_a_pgpass_file(postgres, tmp_path, monkeypatch):
+    url = postgres.new_database()
+    password = url.split(":")[2].split("@")[0]
+    bare = url.replace(f":{password}@", "@")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
+    with pytest.raises(StoreUnavailable):  # no password anywhere: refused by the server
+        RecordStore(bare).open()
+    monkeypatch.setenv("PGPASSWORD", password)
+    RecordStore(bare).open().close()
+    monkeypatch.delenv("PGPASSWORD")
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"127.0.0.1:{postgres.port}:*:caselink:{password}\n")
+    passfile.chmod(0o600)
+    with RecordStore(f"{bare}?passfile={passfile}") as store:
+        assert store.total() == 0 and password not in store.where
