@@ -177,3 +177,55 @@ def transactions(client: httpx.Client, number: str) -> list[dict]:
                       params={"fields": "Content,ContentType,TransactionId", "per_page": 100}).json()["items"]
     return [{"type": kinds.get(str(a["TransactionId"])), "content": a.get("Content", ""),
              "content_type": a.get("ContentType")} for a in atts]
+
+
+class FlakyProxy:
+    """A loopback HTTP proxy in front of RT that can go down: after ``fail_after`` more requests
+    it drops every connection unanswered (as an RT that died would), until ``fail_after`` is None."""
+
+    def __init__(self, target: str):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        proxy = self
+        self.fail_after: int | None = None
+        self.served = 0
+        self._lock = threading.Lock()
+        self._http = httpx.Client(base_url=target, timeout=120)
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _forward(self) -> None:
+                with proxy._lock:
+                    down = proxy.fail_after is not None and proxy.served >= proxy.fail_after
+                    proxy.served += 1
+                if down:
+                    self.close_connection = True  # no answer at all
+                    return
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+                resp = proxy._http.request(self.command, self.path, content=body or None, headers=headers)
+                self.send_response(resp.status_code)
+                for key in ("content-type", "date"):
+                    if key in resp.headers:
+                        self.send_header(key, resp.headers[key])
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                self.wfile.write(resp.content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="rt-proxy", daemon=True)
+
+    def __enter__(self) -> "FlakyProxy":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._http.close()

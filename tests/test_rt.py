@@ -1,7 +1,7 @@
 """The Request Tracker connector against a real RT 5 (Debian's, SQLite, standalone server on a
 loopback port; see tests/_rt.py): tickets created and changed through REST2 reach caselink with
-their fields and links, edits, resolutions and deletions follow, a sync killed half-way catches
-up exactly, a new ticket gets one private comment with its related records (checked through
+their fields and links, edits, resolutions and deletions follow, a sync killed half-way (or RT
+going down half-way) catches up exactly, a new ticket gets one private comment with its related records (checked through
 REST2 and in RT's own page in Chromium), and misconfiguration fails with a message naming the
 setting. One RT for the module.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 from _proc import child_env, cli_command, sigkill, wait_until
-from _rt import (CUSTOM_FIELDS, ROOT_PASSWORD, comment, correspond, create_ticket, delete_ticket, rt_installed,
-                 start_rt, transactions, update_ticket)
+from _rt import (CUSTOM_FIELDS, ROOT_PASSWORD, FlakyProxy, comment, correspond, create_ticket, delete_ticket,
+                 rt_installed, start_rt, transactions, update_ticket)
 from _server import build_index, demo_records, free_port, make_settings, serve
 
 from caselink.config import load_settings
@@ -81,9 +81,11 @@ def test_tickets_reach_caselink_with_fields_links_and_messages(api, synced):
     svc, syncer, _ = synced
     syncer.run_once()  # the first sync: from here on a ticket is new and earns a note
     problem = create_ticket(api, Queue="Problems", Subject="干泵接触器批量失效",
-                            Content="多台刻蚀机干泵接触器线圈烧毁，报警 E1023，疑似供应商批次问题。",
+                            Content="多台刻蚀机干泵接触器线圈烧毁，报警 E1023，"
+                                    "疑似供应商批次问题。",
                             CustomFields={"Product": "HX-Etch 500", "Error codes": ["E1023"]})
-    case = create_ticket(api, Subject="刻蚀机干泵电流上涨后跳停", Content="抽真空时干泵电流一直往上涨然后跳停，报警 E1023。",
+    case = create_ticket(api, Subject="刻蚀机干泵电流上涨后跳停",
+                         Content="抽真空时干泵电流一直往上涨然后跳停，报警 E1023。",
                          CustomFields={"Product": "HX-Etch 500", "Model": "E500-2", "Module": "真空系统",
                                        "Error codes": ["E1023", "PN-7731-02"]}, RefersTo=problem)
     correspond(api, case, "換了新的接觸器還是跳機")  # traditional script, later correspondence
@@ -99,7 +101,8 @@ def test_tickets_reach_caselink_with_fields_links_and_messages(api, synced):
     assert rec.kind == "case" and rec.title == "刻蚀机干泵电流上涨后跳停" and rec.status in ("new", "open")
     assert (rec.product, rec.model, rec.module) == ("HX-Etch 500", "E500-2", "真空系统")
     assert rec.error_codes == ["E1023", "PN-7731-02"] and rec.group == "General" and rec.created is not None
-    assert "抽真空时干泵电流" in rec.text and "換了新的接觸器還是跳機" in rec.text and "supplier lot" not in rec.text
+    assert "抽真空时干泵电流" in rec.text and "換了新的接觸器還是跳機" in rec.text
+    assert "supplier lot" not in rec.text
     assert set(rec.links) == {f"RT-{problem}", f"RT-{english}"}
     prob = svc.get(f"RT-{problem}")
     assert prob.kind == "problem" and prob.links == [f"RT-{case}"] and prob.error_codes == ["E1023"]
@@ -110,8 +113,8 @@ def test_tickets_reach_caselink_with_fields_links_and_messages(api, synced):
 
     before = {i: svc.get(f"RT-{i}").model_dump() for i in (problem, case, english)}
     again = syncer.run_once()  # nothing changed in RT but caselink's own notes: nothing is rewritten
-    diff = {i: {k: (v, svc.get(f"RT-{i}").model_dump()[k]) for k, v in rec.items() if svc.get(f"RT-{i}").model_dump()[k] != v}
-            for i, rec in before.items()}
+    after = {i: svc.get(f"RT-{i}").model_dump() for i in before}
+    diff = {i: {k: (v, after[i][k]) for k, v in rec.items() if after[i][k] != v} for i, rec in before.items()}
     assert again.upserted == 0 and again.deleted == 0 and again.notes == 0, diff
 
 
@@ -279,6 +282,49 @@ def _ids(settings) -> list[str]:
             out += [r[0] if isinstance(r, tuple) else r.id for r in rows]
             if not after:
                 return out
+
+
+def test_rt_down_mid_sync_stops_cleanly_and_the_next_sync_catches_up(rt, api, tmp_path, use_encoder):
+    for i in range(9):
+        create_ticket(api, Subject=f"停机工单 {i}: chamber pressure alarm E{1200 + i}", Content=f"pump trip {i}")
+    with FlakyProxy(rt.url) as proxy:
+        settings = rt_settings(rt, tmp_path / "data", url=proxy.url, queues=["General"], queue_kinds={},
+                               page_size=3, workers=1, retries=1, comment=False)
+        build_index(settings, demo_records()[:3])
+        svc = CaselinkService.open(settings, encoder=use_encoder)
+        state = SourceState(settings.sources_path).open()
+        source = open_sources(settings)[0]
+        try:
+            syncer = make_syncer(svc, source, state)
+            # The check takes 3 requests, the walk 1 and then per page 1 + 3 per ticket: RT dies a few
+            # pages in, in the middle of one.
+            proxy.fail_after = 3 + 1 + 25
+            with pytest.raises(SourceError) as info:
+                syncer.run_once()
+            assert info.value.field == "sources.rt.url" and "unreachable" in info.value.message
+            applied = {it.source_id for it in state.items("rt")}
+            proxy.fail_after = None  # RT is back
+            in_rt = source.present()
+            assert 0 < len(applied) < len(in_rt)
+            # No partial state: what the state says is applied is exactly what caselink has.
+            assert {sid for sid in in_rt if _stored(svc, f"RT-{sid}")} == applied
+
+            report = syncer.run_once()
+            assert report.upserted == len(in_rt) - len(applied) and report.deleted == 0
+            assert all(_stored(svc, f"RT-{sid}") for sid in in_rt)
+            assert {it.source_id for it in state.items("rt")} == in_rt
+        finally:
+            source.close()
+            state.close()
+            svc.close()
+
+
+def _stored(svc, record_id: str) -> bool:
+    try:
+        svc.get(record_id)
+        return True
+    except RecordNotFound:
+        return False
 
 
 def test_serve_runs_the_sync_loop(rt, api, tmp_path):
