@@ -34,12 +34,16 @@ def sync_command(
     from recommender.sync import make_syncer
 
     settings = _settings(config, data_dir)
-    chosen = [s for s in open_sources(settings) if s.name == source]
-    if not chosen:
+    if getattr(settings.sources, source, None) is None:
         raise ConfigError(f"no source '{source}' is configured", field="source",
-                          hint=f"add a [sources.{source}] section to caselink.toml (see README, Connecting your "
+                          hint=f"add a section sources.{source} to caselink.toml (see README, Connecting your "
                                "ticketing system)")
-    src = chosen[0]
+    src = next(s for s in open_sources(settings) if s.name == source)
+    try:
+        src.check()  # a wrong URL, token, queue or field fails here, before the model is loaded
+    except BaseException:
+        src.close()
+        raise
     try:
         svc = CaselinkService.open(settings)
     except IndexNotReady:  # a first sync into an empty data folder
