@@ -132,6 +132,9 @@ class MilvusBackend:
         for batch in batches:
             backend.write(batch, seq=0)
         backend.write(seq=seq)
+        with backend.lock_, backend._calls("write"):
+            backend.meta_["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            backend._save_meta()
         m = backend.meta_
         if m["n"] and abs(m["total_len"] / m["n"] - m["avgdl"]) > 1e-6 * m["avgdl"]:
             backend._reweigh()
@@ -463,7 +466,8 @@ class MilvusBackend:
         import pymilvus
 
         m = self.meta_
-        return {"backend": "milvus", "uri": self._safe_uri(), "collection": self.collection,
+        return {"backend": "milvus", "factory": f"milvus:{self.dense_index}", "built_at": m.get("built_at", ""),
+                "uri": self._safe_uri(), "collection": self.collection,
                 "consistency": self.consistency, "dense_index": self.dense_index, "records": self.count(),
                 "applied_seq": int(m.get("applied_seq", 0)), "mean_length": round(float(m.get("avgdl", 0.0)), 3),
                 "bm25": {"k1": self.k1, "b": self.b, "delta": self.delta}, "pymilvus": pymilvus.__version__}
