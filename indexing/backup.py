@@ -28,8 +28,8 @@ from pathlib import Path
 
 from caselink.errors import CaselinkError
 from indexing.index_dir import fsync_dir
-from indexing.store import RecordStore, lock_path
-from indexing.store_db import Location
+from indexing.store import RecordStore
+from indexing.store_db import Location, lock_path
 
 STORE_FILE = "records.sqlite"
 CACHE_FILE = "embeddings.sqlite"

@@ -25,7 +25,6 @@ columns (kind, product, ...) so filters load without parsing JSON.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 import time
@@ -41,9 +40,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from caselink.errors import CaselinkError
 from indexing.normalize import normalize
-from indexing.records import Record, record_from_json, record_to_json
+from indexing.records import Record, record_from_json
 from indexing.store_db import (FEEDBACK, INDEXES, POSTGRES_SCHEMA, RECORDS, SQLITE_SCHEMA, WRITE_LOCK_KEY,
-                               Location, make_engine, retrying, translated)
+                               SQL, Location, hold_shared, make_engine, retrying, translated)
 from indexing.store_writes import (CHUNK, UpsertResult, delete_ids, driver_sql, insert_rows, insert_votes,
                                    runs_of_distinct_ids, upsert_part)
 
@@ -52,58 +51,6 @@ T = TypeVar("T")
 # 2: feedback.query_key (the normalised query text) and the feedback indexes. Opening a version 1
 # store adds and fills them; version 1 code can still open a version 2 store.
 SCHEMA_VERSION = 2
-LOCK_TIMEOUT_MS = 30_000  # PostgreSQL: how long a writer waits for the write lock (SQLite's busy timeout)
-
-_SQL = {name: sa.text(q) for name, q in {
-    "get": "SELECT num, body FROM records WHERE id = :id",
-    "num_of": "SELECT num FROM records WHERE id = :id",
-    "nums_of": "SELECT id, num FROM records WHERE id IN :ids",
-    "get_many": "SELECT num, body FROM records WHERE num IN :nums",
-    "iter": "SELECT num, body FROM records WHERE num > :last ORDER BY num LIMIT :n",
-    "sections": "SELECT body FROM records WHERE id >= :lo AND id < :hi AND kind = 'sop'",
-    "sample": "SELECT body FROM records WHERE num % :step = 0 ORDER BY num LIMIT :n",
-    "facets": "SELECT num, id, kind, product, model, module, status, created FROM records ORDER BY num",
-    "total": "SELECT COUNT(*) FROM records",
-    "count": "SELECT kind, COUNT(*) FROM records GROUP BY kind",
-    "max_seq": "SELECT COALESCE(MAX(seq), 0) FROM changes",
-    "sqlite_seq": "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)",
-    "meta": "SELECT value FROM meta WHERE key = :key",
-    "meta_add": "INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO NOTHING",
-    "meta_set": "INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO UPDATE SET value = :value",
-    "prune": "DELETE FROM changes WHERE seq <= :upto",
-    "since": "SELECT seq, num, op FROM changes WHERE seq > :seq ORDER BY seq",
-    "feedback": "SELECT fid, query, query_id, record_id, helpful, source, created FROM feedback ORDER BY fid",
-    "feedback_count": "SELECT COUNT(*) FROM feedback",
-    "feedback_delete": "DELETE FROM feedback WHERE fid = :fid",
-    "between": "SELECT fid, record_id, source, helpful FROM feedback WHERE query_id = :id UNION ALL "
-               "SELECT fid, query_id, source, helpful FROM feedback WHERE record_id = :id AND query_id != '' "
-               "ORDER BY fid",
-    "for_query": "SELECT record_id, source, helpful FROM feedback WHERE query_key = :key AND query_id = '' "
-                 "ORDER BY fid",
-    "pg_lock": "SELECT pg_advisory_xact_lock(:key)",
-    "pg_lock_timeout": f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}",
-}.items()}
-for _name, _param in (("nums_of", "ids"), ("get_many", "nums")):
-    _SQL[_name] = _SQL[_name].bindparams(sa.bindparam(_param, expanding=True))
-
-
-def lock_path(store_path: Path) -> Path:
-    """Every process with a SQLite store open holds a shared lock on this file; a restore takes
-    it exclusively, so it never replaces a store a server is writing to."""
-    return Path(f"{store_path}.lock")
-
-
-def hold_shared(store_path: Path) -> int:
-    """Take the shared lock on :func:`lock_path`; the descriptor holds it until closed."""
-    fd = os.open(lock_path(store_path), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise CaselinkError(f"the record store {store_path} is being restored from a backup",
-                            hint="try again when caselink restore has finished") from None
-    return fd
-
 
 def query_key(text: str) -> str:
     """What makes two search texts "the same search": :func:`~indexing.normalize.normalize`d
@@ -199,14 +146,14 @@ class RecordStore:
             if rows:
                 conn.execute(sa.update(FEEDBACK).where(FEEDBACK.c.fid == sa.bindparam("b_fid")),
                              [{"b_fid": f, "query_key": query_key(q)} for f, q in rows])
-            conn.execute(_SQL["meta_set"], {"key": "schema_version", "value": str(SCHEMA_VERSION)})
+            conn.execute(SQL["meta_set"], {"key": "schema_version", "value": str(SCHEMA_VERSION)})
         for stmt in (s for s in INDEXES.split(";") if s.strip()):
             conn.exec_driver_sql(stmt)
-        conn.execute(_SQL["meta_add"], {"key": "schema_version", "value": str(SCHEMA_VERSION)})
+        conn.execute(SQL["meta_add"], {"key": "schema_version", "value": str(SCHEMA_VERSION)})
         # Names this store for the index built from it: an index never serves another store's
         # records (a data folder pointed at another store). A backup keeps the id.
-        conn.execute(_SQL["meta_add"], {"key": "store_id", "value": uuid.uuid4().hex})
-        return conn.execute(_SQL["meta"], {"key": "store_id"}).scalar_one()
+        conn.execute(SQL["meta_add"], {"key": "store_id", "value": uuid.uuid4().hex})
+        return conn.execute(SQL["meta"], {"key": "store_id"}).scalar_one()
 
     def close(self) -> None:
         with self._lock:
@@ -245,8 +192,8 @@ class RecordStore:
         def attempt() -> T:
             with self._lock, self._connection(write=True) as conn, conn.begin():
                 if self.shared:
-                    conn.execute(_SQL["pg_lock_timeout"])
-                    conn.execute(_SQL["pg_lock"], {"key": WRITE_LOCK_KEY})
+                    conn.execute(SQL["pg_lock_timeout"])
+                    conn.execute(SQL["pg_lock"], {"key": WRITE_LOCK_KEY})
                 return fn(conn)
         return self._guarded(lambda: retrying(attempt))
 
@@ -294,14 +241,14 @@ class RecordStore:
 
     def delete_feedback(self, fid: int) -> bool:
         """Remove one vote (taken back); False when there is no vote ``fid``."""
-        return self._write(lambda c: c.execute(_SQL["feedback_delete"], {"fid": int(fid)}).rowcount > 0)
+        return self._write(lambda c: c.execute(SQL["feedback_delete"], {"fid": int(fid)}).rowcount > 0)
 
     def prune_changes(self, upto: int) -> int:
         """Delete change-log rows with ``seq <= upto``; remembers how far the log was pruned."""
         def run(conn: Connection) -> int:
-            n = conn.execute(_SQL["prune"], {"upto": upto}).rowcount
-            before = int(conn.execute(_SQL["meta"], {"key": "changes_pruned_upto"}).scalar() or 0)
-            conn.execute(_SQL["meta_set"], {"key": "changes_pruned_upto", "value": str(max(before, upto))})
+            n = conn.execute(SQL["prune"], {"upto": upto}).rowcount
+            before = int(conn.execute(SQL["meta"], {"key": "changes_pruned_upto"}).scalar() or 0)
+            conn.execute(SQL["meta_set"], {"key": "changes_pruned_upto", "value": str(max(before, upto))})
             return n
         return self._write(run)
 
@@ -328,29 +275,29 @@ class RecordStore:
         return [tuple(r) for r in self._read(lambda c: c.execute(q).all())]
 
     def get(self, record_id: str) -> StoredRecord | None:
-        row = self._read(lambda c: c.execute(_SQL["get"], {"id": record_id}).first())
+        row = self._read(lambda c: c.execute(SQL["get"], {"id": record_id}).first())
         return None if row is None else StoredRecord(int(row[0]), record_from_json(row[1]))
 
     def num_of(self, record_id: str) -> int | None:
         """The record's integer key, without reading its body."""
-        num = self._read(lambda c: c.execute(_SQL["num_of"], {"id": record_id}).scalar())
+        num = self._read(lambda c: c.execute(SQL["num_of"], {"id": record_id}).scalar())
         return None if num is None else int(num)
 
     def nums_of(self, record_ids: Iterable[str]) -> dict[str, int]:
         """The integer keys of the stored ones of ``record_ids``, in one query per CHUNK ids."""
         ids = list(dict.fromkeys(record_ids))
         return self._read(lambda c: {rid: int(num) for part in _chunks(ids)
-                                     for rid, num in c.execute(_SQL["nums_of"], {"ids": part})})
+                                     for rid, num in c.execute(SQL["nums_of"], {"ids": part})})
 
     def get_many(self, nums: Iterable[int]) -> dict[int, Record]:
         nums = [int(n) for n in nums]
         return self._read(lambda c: {int(num): record_from_json(body) for part in _chunks(nums)
-                                     for num, body in c.execute(_SQL["get_many"], {"nums": part})})
+                                     for num, body in c.execute(SQL["get_many"], {"nums": part})})
 
     def iter_records(self, batch: int = 2000) -> Iterator[StoredRecord]:
         last = 0
         while True:
-            rows = self._read(lambda c: c.execute(_SQL["iter"], {"last": last, "n": batch}).all())
+            rows = self._read(lambda c: c.execute(SQL["iter"], {"last": last, "n": batch}).all())
             if not rows:
                 return
             for num, body in rows:
@@ -376,7 +323,7 @@ class RecordStore:
         """The stored SOP sections of document ``doc_id``, in section order (#2 before #10)."""
         # Section ids are {doc_id}#{n}: a range on the unique id index ('$' sorts right after '#'),
         # not a scan of the table; the body's doc_id confirms each one.
-        rows = self._read(lambda c: c.execute(_SQL["sections"], {"lo": f"{doc_id}#", "hi": f"{doc_id}$"}).all())
+        rows = self._read(lambda c: c.execute(SQL["sections"], {"lo": f"{doc_id}#", "hi": f"{doc_id}$"}).all())
         recs = [r for r in (record_from_json(body) for (body,) in rows) if r.doc_id == doc_id]
         return sorted(recs, key=lambda r: _section_order(r.id))
 
@@ -387,51 +334,51 @@ class RecordStore:
     def sample(self, n: int) -> list[Record]:
         """Up to ``n`` records spread evenly over the store (every k-th by insertion order)."""
         step = max(1, self.total() // max(n, 1))
-        rows = self._read(lambda c: c.execute(_SQL["sample"], {"step": step, "n": n}).all())
+        rows = self._read(lambda c: c.execute(SQL["sample"], {"step": step, "n": n}).all())
         return [record_from_json(body) for (body,) in rows]
 
     def facets(self) -> list[tuple]:
         """(num, id, kind, product, model, module, status, created) of every record."""
-        return [tuple(r) for r in self._read(lambda c: c.execute(_SQL["facets"]).all())]
+        return [tuple(r) for r in self._read(lambda c: c.execute(SQL["facets"]).all())]
 
     def total(self) -> int:
-        return int(self._read(lambda c: c.execute(_SQL["total"]).scalar_one()))
+        return int(self._read(lambda c: c.execute(SQL["total"]).scalar_one()))
 
     def count(self) -> dict[str, int]:
-        return {k: int(n) for k, n in self._read(lambda c: c.execute(_SQL["count"]).all())}
+        return {k: int(n) for k, n in self._read(lambda c: c.execute(SQL["count"]).all())}
 
     def last_seq(self) -> int:
         """The newest committed change's sequence number; pruning the log never lowers it (SQLite:
         AUTOINCREMENT's high-water mark; PostgreSQL: how far the log was pruned)."""
         def run(conn: Connection) -> int:
-            newest = int(conn.execute(_SQL["max_seq"]).scalar_one())
+            newest = int(conn.execute(SQL["max_seq"]).scalar_one())
             # Not PostgreSQL's sequence value: it counts positions still uncommitted, and an
             # index claiming one of those would never replay it.
-            floor = (conn.execute(_SQL["sqlite_seq"]).scalar_one() if not self.shared
-                     else conn.execute(_SQL["meta"], {"key": "changes_pruned_upto"}).scalar())
+            floor = (conn.execute(SQL["sqlite_seq"]).scalar_one() if not self.shared
+                     else conn.execute(SQL["meta"], {"key": "changes_pruned_upto"}).scalar())
             return max(newest, int(floor or 0))
         return self._read(run)
 
     def pruned_upto(self) -> int:
         """Changes up to this sequence number are gone from the log (0: never pruned)."""
-        value = self._read(lambda c: c.execute(_SQL["meta"], {"key": "changes_pruned_upto"}).scalar())
+        value = self._read(lambda c: c.execute(SQL["meta"], {"key": "changes_pruned_upto"}).scalar())
         return int(value) if value else 0
 
     def changes_since(self, seq: int) -> list[tuple[int, int, str]]:
         """(seq, num, op) after ``seq``, oldest first."""
-        return [(int(s), int(n), op) for s, n, op in self._read(lambda c: c.execute(_SQL["since"], {"seq": seq}).all())]
+        return [(int(s), int(n), op) for s, n, op in self._read(lambda c: c.execute(SQL["since"], {"seq": seq}).all())]
 
     def feedback(self) -> list[Feedback]:
-        rows = self._read(lambda c: c.execute(_SQL["feedback"]).all())
+        rows = self._read(lambda c: c.execute(SQL["feedback"]).all())
         return [Feedback(int(r[0]), r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
 
     def feedback_count(self) -> int:
-        return int(self._read(lambda c: c.execute(_SQL["feedback_count"]).scalar_one()))
+        return int(self._read(lambda c: c.execute(SQL["feedback_count"]).scalar_one()))
 
     def feedback_between(self, record_id: str) -> list[tuple[str, str, bool]]:
         """Feedback pairing ``record_id`` with another record, either way round, oldest first:
         ``(other id, source, helpful)``. Feedback on free-text queries is not included."""
-        rows = self._read(lambda c: c.execute(_SQL["between"], {"id": record_id}).all())
+        rows = self._read(lambda c: c.execute(SQL["between"], {"id": record_id}).all())
         return [(other, source, bool(helpful)) for _, other, source, helpful in rows if other != record_id]
 
     def feedback_for_query(self, text: str) -> list[tuple[str, str, bool]]:
@@ -440,7 +387,7 @@ class RecordStore:
         key = query_key(text)
         if not key:
             return []
-        rows = self._read(lambda c: c.execute(_SQL["for_query"], {"key": key}).all())
+        rows = self._read(lambda c: c.execute(SQL["for_query"], {"key": key}).all())
         return [(rid, source, bool(helpful)) for rid, source, helpful in rows]
 
 

@@ -18,6 +18,8 @@ several caselink processes on several hosts):
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 
-from caselink.errors import ConfigError, StoreUnavailable
+from caselink.errors import CaselinkError, ConfigError, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -117,6 +119,40 @@ FEEDBACK = sa.Table("feedback", _META, sa.Column("fid", sa.BigInteger, primary_k
                     sa.Column("helpful", sa.Integer), sa.Column("source", sa.Text), sa.Column("created", sa.Float),
                     sa.Column("query_key", sa.Text))
 
+LOCK_TIMEOUT_MS = 30_000  # PostgreSQL: how long a writer waits for the write lock (SQLite's busy timeout)
+# The store's queries other than the batch writes (indexing/store_writes.py), written once.
+SQL = {name: sa.text(q) for name, q in {
+    "get": "SELECT num, body FROM records WHERE id = :id",
+    "num_of": "SELECT num FROM records WHERE id = :id",
+    "nums_of": "SELECT id, num FROM records WHERE id IN :ids",
+    "get_many": "SELECT num, body FROM records WHERE num IN :nums",
+    "iter": "SELECT num, body FROM records WHERE num > :last ORDER BY num LIMIT :n",
+    "sections": "SELECT body FROM records WHERE id >= :lo AND id < :hi AND kind = 'sop'",
+    "sample": "SELECT body FROM records WHERE num % :step = 0 ORDER BY num LIMIT :n",
+    "facets": "SELECT num, id, kind, product, model, module, status, created FROM records ORDER BY num",
+    "total": "SELECT COUNT(*) FROM records",
+    "count": "SELECT kind, COUNT(*) FROM records GROUP BY kind",
+    "max_seq": "SELECT COALESCE(MAX(seq), 0) FROM changes",
+    "sqlite_seq": "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)",
+    "meta": "SELECT value FROM meta WHERE key = :key",
+    "meta_add": "INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO NOTHING",
+    "meta_set": "INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO UPDATE SET value = :value",
+    "prune": "DELETE FROM changes WHERE seq <= :upto",
+    "since": "SELECT seq, num, op FROM changes WHERE seq > :seq ORDER BY seq",
+    "feedback": "SELECT fid, query, query_id, record_id, helpful, source, created FROM feedback ORDER BY fid",
+    "feedback_count": "SELECT COUNT(*) FROM feedback",
+    "feedback_delete": "DELETE FROM feedback WHERE fid = :fid",
+    "between": "SELECT fid, record_id, source, helpful FROM feedback WHERE query_id = :id UNION ALL "
+               "SELECT fid, query_id, source, helpful FROM feedback WHERE record_id = :id AND query_id != '' "
+               "ORDER BY fid",
+    "for_query": "SELECT record_id, source, helpful FROM feedback WHERE query_key = :key AND query_id = '' "
+                 "ORDER BY fid",
+    "pg_lock": "SELECT pg_advisory_xact_lock(:key)",
+    "pg_lock_timeout": f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}",
+}.items()}
+for _name, _param in (("nums_of", "ids"), ("get_many", "nums")):
+    SQL[_name] = SQL[_name].bindparams(sa.bindparam(_param, expanding=True))
+
 # Every PostgreSQL write transaction takes this transaction-level advisory lock first (the key is
 # arbitrary, fixed: "caselink" in ASCII). See RecordStore for why writers go one at a time.
 WRITE_LOCK_KEY = 0x636173656C696E6B
@@ -157,6 +193,24 @@ class Location:
         if self.url is None:
             return str(self.path)
         return self.url.set(drivername="postgresql").render_as_string(hide_password=True)
+
+
+def lock_path(store_path: Path) -> Path:
+    """Every process with a SQLite store open holds a shared lock on this file; a restore takes
+    it exclusively, so it never replaces a store a server is writing to."""
+    return Path(f"{store_path}.lock")
+
+
+def hold_shared(store_path: Path) -> int:
+    """Take the shared lock on :func:`lock_path`; the descriptor holds it until closed."""
+    fd = os.open(lock_path(store_path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise CaselinkError(f"the record store {store_path} is being restored from a backup",
+                            hint="try again when caselink restore has finished") from None
+    return fd
 
 
 def make_engine(loc: Location) -> Engine:

@@ -59,8 +59,8 @@ def test_a_write_on_one_replica_is_read_at_once_and_found_within_the_bound_on_th
     code = f"ZX-{uuid.uuid4().hex[:6].upper()}"
     rid = f"C-{code}"
     with httpx.Client(timeout=30) as client:
-        put = client.put(f"{a.url}/v1/records/{rid}", json={"kind": "case", "title": f"真空泵报警 {code}",
-                                                            "text": f"alarm {code} on the dry pump", "error_codes": [code]})
+        put = client.put(f"{a.url}/v1/records/{rid}", json={
+            "kind": "case", "title": f"真空泵报警 {code}", "text": f"alarm {code} on the dry pump", "error_codes": [code]})
         assert put.status_code == 201, put.text
         t0 = time.monotonic()
         assert client.get(f"{b.url}/v1/records/{rid}").status_code == 200  # the store is shared

@@ -316,3 +316,16 @@ def test_explanations_show_words_as_written(svc):
     written = (r.title + " " + svc.get("C-003").text).lower()
     assert {"robot", "wafer"} <= set(r.explanation.matched_terms)  # stems matched, words shown
     assert all(t in written for t in r.explanation.matched_terms)
+
+
+def test_the_index_knows_how_far_behind_the_store_it_is(svc):
+    """What a replica's /readyz and follow loop go by: writes another process made to the store."""
+    from indexing.store import RecordStore
+
+    assert svc.index.behind() == 0
+    with RecordStore(svc.settings.store_url) as other:
+        other.upsert([Record(id="C-OTHER-1", kind="case", title="另一进程写入 E5555", error_codes=["E5555"]),
+                      Record(id="C-OTHER-2", kind="case", title="another process wrote this")])
+    assert svc.index.behind() == 2
+    assert svc.index.replay() == 2 and svc.index.behind() == 0
+    assert ids(svc.search(SearchQuery(text="E5555", k=3)))[0] == "C-OTHER-1"
