@@ -345,7 +345,7 @@ class RelatedIn(BaseModel):
         ..., description="The ticket as written so far: title, text, error codes, product, module...")
     k: int = Field(10, ge=1, description="How many results in all (at most rank.max_k).")
     kind: list[Kind] = Field(default_factory=list, description="Only these kinds.")
-    mode: Mode | None = Field(None, description="hybrid (default), dense or keyword.")
+    mode: Mode | None = Field(None, description="hybrid (default), dense, keyword or learned.")
     exclude_linked: bool = Field(False, description="Leave out the records it links to.")
     open_only: bool = Field(False, description="Leave out finished cases and problem orders (status fixed, closed, "
                                                "已关闭, ...).")

@@ -1,4 +1,4 @@
-"""The ``caselink`` command line: index, search, related, delete, feedback, serve, eval, stats."""
+"""The ``caselink`` command line: index, search, related, delete, feedback, serve, eval, train, stats."""
 
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ def search(
     k: Annotated[Optional[int], typer.Option("--k", "-k", help="How many results: in each group (default 5 "
                                                               "procedures, 5 problems, 10 cases), or with --flat in "
                                                               "all (default 10).", show_default=False)] = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="hybrid, dense or keyword.", show_default=False)] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="hybrid, dense, keyword or learned.", show_default=False)] = None,
     kind: Annotated[Optional[list[str]], typer.Option("--kind", help="case, problem or sop (repeatable).",
                                                       show_default=False)] = None,
     product: Annotated[Optional[list[str]], typer.Option("--product", show_default=False)] = None,
@@ -370,6 +370,7 @@ from caselink.insight_commands import emerging_command, suggest_command  # noqa:
 from caselink.store_commands import (backup_command, copy_store_command, feedback_command,  # noqa: E402
                                      ids_command, restore_command)
 from caselink.sync_command import sync_command  # noqa: E402
+from caselink.train_command import train_command  # noqa: E402
 
 app.command("eval")(friendly(eval_command))
 app.command("emerging")(friendly(emerging_command))
@@ -380,6 +381,7 @@ app.command("backup")(friendly(backup_command))
 app.command("restore")(friendly(restore_command))
 app.command("copy-store")(friendly(copy_store_command))
 app.command("sync")(friendly(sync_command))
+app.command("train")(friendly(train_command))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,7 +11,7 @@ import typer
 
 from caselink.errors import CaselinkError, InvalidQuery
 
-MODES = ("hybrid", "dense", "keyword")
+MODES = ("hybrid", "dense", "keyword", "learned")
 
 
 def _sources(records: Path | None, pairs: Path | None, demo: bool, from_links: bool, settings):
@@ -62,6 +62,13 @@ def eval_command(
     k: Annotated[str, typer.Option("--k", help="Cut-offs for hit@k and recall@k, comma-separated.")] = "1,5,10",
     max_queries: Annotated[int, typer.Option("--max-queries", help="Sample at most this many queries.")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the query sample.")] = 13,
+    split: Annotated[Optional[float], typer.Option("--split", help="Train the learned mode on this share of the "
+                                                                   "labeled components of --pairs, evaluate every "
+                                                                   "mode on the rest.", show_default=False)] = None,
+    train_pairs: Annotated[Optional[Path], typer.Option("--train-pairs", help="Train the learned mode on these "
+                                                                              "pairs; queries whose component touches "
+                                                                              "them are not evaluated.",
+                                                        show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write a Markdown report with plots here.",
                                                    show_default=False)] = None,
@@ -74,16 +81,27 @@ def eval_command(
     from eval.runner import evaluate
 
     settings = _settings(config, data_dir)
-    modes = MODES if mode == "all" else (mode,)
+    learning = split is not None or train_pairs is not None
+    modes = (MODES if learning else MODES[:3]) if mode == "all" else (mode,)
     if any(m not in MODES for m in modes):
-        raise InvalidQuery(f"--mode expects hybrid, dense, keyword or all, got '{mode}'", field="mode")
+        raise InvalidQuery(f"--mode expects hybrid, dense, keyword, learned or all, got '{mode}'", field="mode")
+    if "learned" in modes and not learning:
+        raise InvalidQuery("--mode learned needs labels to train on kept apart from the test: --split FRACTION "
+                           "or --train-pairs FILE", field="mode")
     try:
         ks = tuple(int(x) for x in k.split(",") if x.strip())
     except ValueError:
         raise InvalidQuery(f"--k expects comma-separated whole numbers, got '{k}'", field="k") from None
     name, eval_records, full, labeled = _sources(records, pairs, demo, from_links, settings)
+    trained_on, dropped = [], 0
+    if learning:
+        labeled, trained_on, dropped = _learning_split(labeled, eval_records, split, train_pairs, seed)
     engine = CaselinkEngine(settings, cache_path=settings.cache_path, full_records=full)
-    retrievers = {m: CaselinkRetriever(engine, m) for m in modes}
+    retrievers = {m: CaselinkRetriever(engine, m) for m in modes if m != "learned"}
+    if "learned" in modes:
+        from eval.learned import LearnedRetriever
+
+        retrievers["learned"] = LearnedRetriever(engine, trained_on, seed=seed)
     if baselines:
         from eval.baselines import NaiveRRFRetriever, TfidfRetriever, UseDenseRetriever
 
@@ -104,16 +122,54 @@ def eval_command(
 
         path = write_report(result, report)
         err.print(f"report written to {path}", highlight=False)
+    summary = result.to_json()
+    if learning:
+        summary.update(train_pairs=len(trained_on), dropped_queries=dropped)
+        if "learned" in result.modes:
+            from eval.learned import reliability
+
+            cal = reliability(result.modes["learned"].ranked, [result.relevant[q] for q in result.queries])
+            summary["modes"]["learned"]["ece@10"] = round(cal.ece, 4)
+        err.print(f"trained the learned mode on {len(trained_on)} pairs; {dropped} queries not evaluated because "
+                  "their component touches a training pair", highlight=False)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
         return
     from rich.table import Table
 
-    names = list(result.to_json()["modes"][next(iter(result.modes))])
+    names = list(summary["modes"][next(iter(result.modes))])
     table = Table(title=f"{result.dataset}: {result.n_queries} queries")
     table.add_column("mode")
     for m in names:
         table.add_column(m, justify="right")
     for mode_name, mres in result.modes.items():
-        table.add_row(mode_name, *(f"{mres.metrics[m]:.3f}" for m in names))
+        table.add_row(mode_name, *(f"{summary['modes'][mode_name].get(m, float('nan')):.3f}" for m in names))
     out.print(table)
+
+
+def _learning_split(labeled, eval_records, split, train_pairs, seed):
+    """(test pairs, training pairs, queries dropped): by component with --split, or the given
+    --train-pairs with every test query whose component touches them dropped."""
+    from eval.datasets import load_pairs
+    from eval.learned import held_back
+    from eval.protocol import build_protocol
+    from recommender.training import split_by_component
+
+    if split is not None and train_pairs is not None:
+        raise InvalidQuery("choose one of --split and --train-pairs", field="split")
+    if split is not None:
+        trained_on, test = split_by_component(labeled, split, seed)
+    else:
+        if not train_pairs.is_file():
+            raise InvalidQuery(f"--train-pairs file {train_pairs} does not exist", field="--train-pairs")
+        known = {r.id for r in eval_records}
+        trained_on = [(p.id_a, p.id_b, int(p.label)) for p in load_pairs(train_pairs)]
+        unknown = next((i for p in trained_on for i in p[:2] if i not in known), None)
+        if unknown is not None:
+            raise InvalidQuery(f"--train-pairs names '{unknown}', which is not among the records",
+                               field="--train-pairs")
+        test = labeled
+    kept = held_back(test, trained_on)
+    before = build_protocol(eval_records, test).eligible_queries if any(p[2] == 1 for p in test) else 0
+    after = build_protocol(eval_records, kept).eligible_queries if any(p[2] == 1 for p in kept) else 0
+    return kept, trained_on, before - after

@@ -92,6 +92,35 @@ def _plot_scores(result: EvalResult, scoring: Sequence[str], cuts: dict[str, Thr
     _save(fig, path)
 
 
+def _calibration_section(result: EvalResult, out: Path) -> list[str]:
+    """For the learned mode, whose score claims to be a probability: is it one?"""
+    from eval.learned import reliability
+
+    cal = reliability(result.modes["learned"].ranked, [result.relevant[q] for q in result.queries])
+    fig = Figure(figsize=(4.6, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    ok = cal.counts > 0
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
+    ax.plot(cal.predicted[ok], cal.observed[ok], marker="o", label="learned")
+    ax.set_xlabel("shown score (mean in bin)")
+    ax.set_ylabel("share relevant")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{result.dataset}: reliability of the top 10, ECE {cal.ece:.3f}")
+    _save(fig, out / "reliability.png")
+    lines = ["## Calibration of the learned score", "",
+             f"Expected calibration error over the {cal.n} shown top-10 results: **{cal.ece:.3f}** "
+             "(0 = a score of 0.7 is relevant 70% of the time).", "",
+             "| score bin | results | mean score | share relevant |", "|---|---:|---:|---:|"]
+    bins = len(cal.counts)
+    for b in np.flatnonzero(ok):
+        lines.append(f"| {b / bins:.1f}–{(b + 1) / bins:.1f} | {cal.counts[b]} | {cal.predicted[b]:.3f} | "
+                     f"{cal.observed[b]:.3f} |")
+    return [*lines, "", "![reliability](reliability.png)", ""]
+
+
 def _metrics_tables(result: EvalResult) -> list[str]:
     names = metric_names(result.ks)
     lines = ["| mode | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
@@ -190,6 +219,8 @@ def write_report(result: EvalResult, out_dir: str | Path) -> Path:
                 "in; they are easier than real hard negatives, so precision is optimistic."
             )
         lines += ["", *_threshold_table(result, scoring, cuts), "", "![score distributions](score_distributions.png)", ""]
+    if "learned" in result.modes:
+        lines += _calibration_section(result, out)
     lines += ["## Worst-ranked queries", ""]
     for name in result.modes:
         lines += [f"### {name}", "", *_worst_table(result, name), ""]

@@ -317,7 +317,11 @@ class CaselinkService:
                 fused, X = rerank(model, fused, X)
                 learned_rows = dict(zip(fused.keys.tolist(), X))
                 path = "learned"
-        if len(query_codes) <= _CODES_FIRST_MAX:
+        # A typed search that names a code gets its exact matches first in every path. Related to a
+        # record, the learned ranker has the shared and missing codes among its features and weighs
+        # them as the labels taught it; the hard rule on top would undo that and, lifting scores to
+        # keep them non-increasing, break the calibrated probabilities.
+        if len(query_codes) <= _CODES_FIRST_MAX and not (path == "learned" and facts is not None):
             fused = codes_first(fused, query_codes, self.index.facets_.codes)
         by_key = self._verdicts_by_key(verdicts or {}, fused, mask)
         fused = apply_verdicts(fused, {k: v.net for k, v in by_key.items()})

@@ -194,7 +194,7 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 10)
     return total / len(probs)
 
 
-def _top10(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
+def top10(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Row mask of each list's 10 best by ``scores`` (what a user is shown)."""
     keep = np.zeros(len(scores), dtype=bool)
     start = 0
@@ -245,7 +245,7 @@ def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds:
                         calibration_y=[float(y) for y in iso.y_thresholds_])
     learned_mrr = mrr_at_10(raw_va, va.y, va.groups)
     hybrid_mrr = mrr_at_10(va.fused, va.y, va.groups)
-    shown = _top10(raw_va, va.groups)
+    shown = top10(raw_va, va.groups)
     model.info = {
         **(info or {}),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -282,3 +282,20 @@ def train(service, pairs: Sequence[Sequence], *, kinds: list[str] | None = None,
     model = fit(data, seed=seed, rounds=rounds, info={**(info or {}), "pairs": n_pairs, "labeled_queries": len(queries),
                                        "missed_queries": data.missed, "gather_seconds": round(gather_seconds, 2)})
     return model
+
+
+def held_out(service, model: RankerModel, pairs: Sequence[Sequence], *, kinds: list[str] | None = None,
+             query_ids: Iterable[str] | None = None, candidate_ids: Iterable[str] | None = None) -> dict:
+    """Learned against hybrid on the queries of held-out ``pairs``: MRR@10 over the same
+    candidate lists and the calibration error of the shown top 10 ({} when none found a partner)."""
+    data = gather(service, labeled_queries(pairs, query_ids=query_ids, candidate_ids=candidate_ids), kinds=kinds)
+    if not len(data.groups):
+        return {}
+    raw = model.raw(data.X)
+    shown = top10(raw, data.groups)
+    probs = model.calibrate(raw[shown])
+    return {"queries": int(len(data.groups)), "missed_queries": data.missed,
+            "mrr@10_learned": round(mrr_at_10(raw, data.y, data.groups), 4),
+            "mrr@10_hybrid": round(mrr_at_10(data.fused, data.y, data.groups), 4),
+            "ece@10": round(float(expected_calibration_error(probs, data.y[shown])), 4),
+            "mean_score@10": round(float(np.mean(probs)), 4)}

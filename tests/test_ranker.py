@@ -4,6 +4,10 @@ the demo history, the service's use of a model (and exactly today's ranking with
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +31,7 @@ from recommender.training import (
 )
 
 F = {name: i for i, name in enumerate(FEATURES)}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _facts(n: int, **cols) -> dict:
@@ -191,3 +196,52 @@ def test_a_damaged_model_file_is_refused_with_the_command_that_fixes_it(demo, tm
     path.write_text(json.dumps(data))
     with pytest.raises(IndexFormatError, match="format"):
         RankerModel.load(path)
+
+
+# -- the commands, run as a user would (last: they write a model beside the module's index) --------
+def _cli(*args: str, data_dir) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "caselink.cli", *args, "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_caselink_train_saves_a_model_that_search_then_uses(demo):
+    svc, _, _ = demo
+    data_dir = svc.settings.data_dir
+    proc = _cli("train", "--max-queries", "80", "--json", data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["path"] == str(ranker_path(svc.settings)) and info["pairs"] > 100
+    assert info["test"]["queries"] > 0 and info["validation"]["passed"]
+    assert info["test"]["mrr@10_learned"] >= info["test"]["mrr@10_hybrid"] - 0.005
+    out = json.loads(_cli("related", "C-2023-00026", "--json", data_dir=data_dir).stdout)
+    assert out["path"] == "learned" and out["results"][0]["explanation"]["learned_factors"]
+    bad = _cli("train", "--holdout", "1.5", data_dir=data_dir)
+    assert bad.returncode == 2 and "--holdout" in bad.stderr
+    Path(info["path"]).unlink()
+
+
+def test_caselink_eval_splits_by_component_and_reports_the_learned_mode(demo, tmp_path):
+    svc, _, _ = demo
+    proc = _cli("eval", "--demo", "--split", "0.5", "--mode", "all", "--max-queries", "150", "--json",
+                "--report", str(tmp_path / "report"), data_dir=svc.settings.data_dir)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out["modes"]) == {"hybrid", "dense", "keyword", "learned"}
+    assert out["train_pairs"] > 0 and out["dropped_queries"] == 0  # a split by component drops nothing
+    learned = out["modes"]["learned"]
+    assert learned["mrr@10"] >= max(out["modes"][m]["mrr@10"] for m in ("hybrid", "dense", "keyword")) - 0.005
+    assert 0 <= learned["ece@10"] <= 0.1
+    assert (tmp_path / "report" / "reliability.png").stat().st_size > 0
+    assert "Calibration of the learned score" in (tmp_path / "report" / "report.md").read_text()
+    bad = _cli("eval", "--demo", "--mode", "learned", data_dir=svc.settings.data_dir)
+    assert bad.returncode == 2 and "--split" in bad.stderr
+
+
+def test_train_pairs_that_touch_test_components_drop_those_queries():
+    from eval.learned import held_back
+
+    test = [("a", "b", 1), ("b", "c", 1), ("x", "y", 1), ("x", "z", 0), ("p", "q", 0)]
+    train_pairs = [("c", "d", 1), ("q", "r", 1)]
+    # a-b-c touches the trained c: the whole component goes; p-q names the trained q.
+    assert held_back(test, train_pairs) == [("x", "y", 1), ("x", "z", 0)]

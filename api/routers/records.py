@@ -120,7 +120,7 @@ def related(
     svc: ServiceDep,
     k: Annotated[int, Query(ge=1, description="How many results in all (at most rank.max_k).")] = 10,
     kind: Annotated[list[Literal["case", "problem", "sop"]], Query(description="Only these kinds (repeat).")] = [],
-    mode: Annotated[Mode | None, Query(description="hybrid, dense or keyword.")] = None,
+    mode: Annotated[Mode | None, Query(description="hybrid, dense, keyword or learned.")] = None,
     exclude_linked: Annotated[bool, Query(description="Leave out records it already links to.")] = False,
     open_only: Annotated[bool, Query(description="Leave out finished cases and problem orders (status fixed, "
                                                  "closed, 已关闭, ...).")] = False,
