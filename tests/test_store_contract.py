@@ -223,3 +223,32 @@ def test_the_password_can_come_from_the_environment_or_a_pgpass_file(postgres, t
     passfile.chmod(0o600)
     with RecordStore(f"{bare}?passfile={passfile}") as store:
         assert store.total() == 0 and password not in store.where
+
+
+def test_a_transaction_postgresql_rolled_back_for_a_serialization_failure_is_run_again():
+    import sqlalchemy as sa
+
+    from indexing.store_db import retrying
+
+    class Orig(Exception):
+        def __init__(self, sqlstate: str):
+            super().__init__(f"SQLSTATE {sqlstate}")
+            self.sqlstate = sqlstate
+
+    calls = []
+
+    def transaction(fail_with: str, times: int):
+        def run():
+            calls.append(fail_with)
+            if len(calls) <= times:
+                raise sa.exc.OperationalError("UPDATE records ...", {}, Orig(fail_with))
+            return "committed"
+        return run
+
+    assert retrying(transaction("40001", 2)) == "committed" and len(calls) == 3  # serialization failure
+    calls.clear()
+    assert retrying(transaction("40P01", 1)) == "committed" and len(calls) == 2  # deadlock
+    calls.clear()
+    with pytest.raises(sa.exc.OperationalError):  # anything else is not retried: it may have committed
+        retrying(transaction("08006", 1))
+    assert len(calls) == 1
