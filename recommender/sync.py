@@ -7,8 +7,8 @@ is repaired by the next run: the batch is read again, the writes are idempotent 
 record changes nothing), and a note already on the item (its hash is in the text) is not posted
 again.
 
-The note: for an item created after the source was first synced, or whose text changed, the
-related cases, open problem orders and SOP sections with their reasons and links to caselink's
+The note: for an item created after the source was first synced, when it arrives and whenever its
+text changes, the related cases, open problem orders and SOP sections with their reasons and links to caselink's
 page (where votes count). :class:`SyncLoop` runs a syncer in ``caselink serve``.
 """
 
