@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -40,8 +41,9 @@ def replicas(postgres, tmp_path_factory, use_encoder):
     for srv in servers:
         srv.env["CASELINK_STORE_URL"] = url
     try:
-        for srv in servers:
-            srv.start()
+        with ThreadPoolExecutor(len(servers)) as pool:  # both load their encoder at once
+            for started in [pool.submit(srv.start) for srv in servers]:
+                started.result()
         yield servers
     finally:
         for srv in servers:
