@@ -345,6 +345,8 @@ def test_serve_runs_the_sync_loop(rt, api, tmp_path):
     ({"url": "http://127.0.0.1:{closed}"}, "sources.rt.url", "unreachable"),
     ({"queues": ["General", "Nope"]}, "sources.rt.queues", "no queue 'Nope'"),
     ({"fields": {"product": "Produkt"}}, "sources.rt.fields.product", "no ticket custom field 'Produkt'"),
+    ({"timezone": "Asia/Shanghai"}, "sources.rt.timezone", "is not the RT user's time zone"),
+    ({"timezone": "America/New_York"}, "sources.rt.timezone", "is not the RT user's time zone"),
 ])
 def test_misconfiguration_names_the_setting_and_writes_nothing(rt, synced, tmp_path, change, field, words):
     svc = synced[0]

@@ -206,6 +206,7 @@ class RTSource:
             if queue not in c.queues:
                 raise SourceError(f"sources.rt.queue_kinds names '{queue}', which is not in sources.rt.queues",
                                   field="sources.rt.queue_kinds")
+        self._check_timezone()
         if c.fields:
             names = {cf.get("Name") for cf in self.client.pages(
                 "/customfields", {"query": json.dumps([{"field": "LookupType", "value": "RT::Queue-RT::Ticket"}]),
@@ -215,6 +216,27 @@ class RTSource:
                     raise SourceError(f"RT has no ticket custom field '{cf}' (sources.rt.fields.{key})",
                                       field=f"sources.rt.fields.{key}",
                                       hint=f"RT's ticket custom fields: {', '.join(sorted(n for n in names if n))}")
+
+    def _check_timezone(self) -> None:
+        """TicketSQL reads dates in the RT user's time zone, REST2 answers in UTC: a wrong
+        ``timezone`` would shift the watermark and miss changes. The last updated ticket must be
+        found in the one-second window its own LastUpdated names."""
+        last = self.client.call("GET", "/tickets", params={"query": "id > 0", "orderby": "LastUpdated",
+                                                           "order": "DESC", "per_page": 1, "fields": "LastUpdated"})
+        items = (last or {}).get("items", [])
+        if not items or not items[0].get("LastUpdated"):
+            return  # an empty RT: nothing to compare yet
+        sid, when = items[0]["id"], items[0]["LastUpdated"]
+        upto = _iso(datetime.fromisoformat(when.replace("Z", "+00:00")) + timedelta(seconds=1))
+        found = self.client.call("GET", "/tickets", params={
+            "query": f"id = {sid} AND LastUpdated >= '{self._local(when)}' AND LastUpdated < '{self._local(upto)}'",
+            "per_page": 1})
+        if not (found or {}).get("items"):
+            raise SourceError(f"sources.rt.timezone '{self.config.timezone}' is not the RT user's time zone: RT "
+                              f"did not find ticket {sid} at its own LastUpdated {when} (UTC) read in that zone",
+                              field="sources.rt.timezone",
+                              hint="set it to the token user's time zone in RT (its preference, else RT's "
+                                   "$Timezone), e.g. UTC or Asia/Shanghai")
 
     # -- reading -----------------------------------------------------------------------------
     def pull(self, watermark: str | None, known: Callable[[str], str | None]) -> Iterator[Batch]:
