@@ -68,8 +68,9 @@ class Explanation(BaseModel):
     unhelpful_votes: int = Field(0, description="Sources whose latest feedback marked the pair not helpful.")
     learned_score: float | None = Field(None, description="With a trained ranker: its estimated probability that "
                                                           "the record is relevant (the result's score).")
-    learned_factors: list[str] = Field(default_factory=list, description="With a trained ranker: the features "
-                                       "that moved this record most, with their signed share of the raw score.")
+    learned_factors: list[str] = Field(default_factory=list, description="With a trained ranker, for the first "
+                                       "three results: the features that moved this record most, with their signed "
+                                       "share of the model's raw score (SHAP values).")
 
 
 class SearchResult(BaseModel):

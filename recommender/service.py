@@ -46,6 +46,7 @@ _CODE_QUERY_MAX_WORDS = 2
 # names does not, and ordering by how many of those overlap was measured to hurt (see bench/relevance.md).
 _CODES_FIRST_MAX = 3
 SCORE_DECIMALS = 4
+_LEARNED_FACTORS_SHOWN = 3
 
 
 @dataclass(frozen=True)
@@ -384,9 +385,11 @@ class CaselinkService:
         records = self.store.get_many([k for k, _ in keep])
         docs = self.index.docs_
         moved: dict[int, list[str]] = {}
-        if learned is not None:  # the learned score and what moved it, for the shown records only
+        if learned is not None:  # the learned score and what moved it, for the first records shown
             model, rows = learned
-            shown = [k for k, _ in keep if k in rows]
+            # SHAP values cost about 50x a plain prediction per record (bench/learned.md): the
+            # first three, which a user reads, get them.
+            shown = [k for k, _ in keep if k in rows][:_LEARNED_FACTORS_SHOWN]
             if shown:
                 moved = dict(zip(shown, factors(model, np.stack([rows[k] for k in shown]))))
         out = []
@@ -399,8 +402,8 @@ class CaselinkService:
                          record_codes=frozenset(self.index.facets_.codes.get(key, ())), tokenizer=docs.tokenizer,
                          dense=fused.dense.get(key), keyword=fused.keyword.get(key), verdict=verdicts.get(key),
                          judged=judged, folded=folded)
-            if key in moved:
-                ex.learned_score, ex.learned_factors = round(score, SCORE_DECIMALS), moved[key]
+            if learned is not None and key in learned[1]:
+                ex.learned_score, ex.learned_factors = round(score, SCORE_DECIMALS), moved.get(key, [])
             terms = ex.matched_terms + [fold(c, opencc=docs.tokenizer.opencc) for c in ex.matched_codes]
             snippet, highlights = snippet_and_highlights(rec, terms, folded=folded)
             out.append(SearchResult(
