@@ -173,8 +173,11 @@ class SentenceTransformerEncoder(_ChunkingEncoder):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub at run time: fail fast instead of hanging
             try:
                 import torch
+                import transformers.utils.logging as transformers_logging
                 from sentence_transformers import SentenceTransformer
 
+                # Its "Loading weights" bar is the library's, on caselink's stderr: the CLI shows its own.
+                transformers_logging.disable_progress_bar()
                 torch.set_num_threads(self.threads)
                 self._model = SentenceTransformer(self.name_or_path, device="cpu")
             except ImportError as exc:

@@ -76,3 +76,17 @@ def test_lead_weighted_pooling_of_long_texts(minilm):
     assert float(leaning.encode([lead + body])[0] @ topic) > float(plain.encode([lead + body])[0] @ topic) + 0.05
     assert np.allclose(leaning.encode([lead])[0], plain.encode([lead])[0], atol=1e-5)
     assert leaning.cache_key != plain.cache_key
+
+
+def test_loading_the_model_prints_no_library_progress_bar():
+    # transformers draws "Loading weights: 100%|███| 103/103" on stderr: not caselink's output.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "from indexing.encoders import load_encoder; print(load_encoder('minilm').encode(['pump trip']).shape)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "(1, 384)"
+    assert "Loading weights" not in proc.stderr and "it/s" not in proc.stderr, proc.stderr
