@@ -25,6 +25,9 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Setti
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Where records and the index live.",
                                                     show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ServerOpt = Annotated[Optional[str], typer.Option(
+    "--server", help="Ask the caselink server at this URL instead of loading the index: milliseconds instead of "
+                     "seconds (default: CASELINK_URL; CASELINK_API_KEY is its key).", show_default=False)]
 
 
 def friendly(fn):
@@ -177,6 +180,7 @@ def search(
     flat: Annotated[bool, typer.Option("--flat", help="One ranking of every kind (as the API answers by default) "
                                                       "instead of procedures, known problems and cases.")] = False,
     as_json: JsonOpt = False,
+    server: ServerOpt = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -197,16 +201,31 @@ def search(
     except ValidationError as exc:
         e = exc.errors()[0]
         raise InvalidQuery(f"option '{e['loc'][0]}': {e['msg']}", field=str(e["loc"][0])) from None
+    from caselink.remote import Remote, server_url
+    from caselink.render import print_grouped, print_response
+
+    if not flat:
+        sizes = GroupK() if k is None else GroupK(sops=q.k, problems=q.k, cases=q.k)
+        q = q.model_copy(update={"grouped": True, "group_k": sizes})
+    url = server_url(server)
+    if url:
+        from recommender.grouping import GroupedSearchResponse
+        from recommender.results import SearchResponse
+
+        data = Remote(url).post("/v1/search", q.model_dump(mode="json"))
+        if flat:
+            print_response(out, SearchResponse.model_validate(data), as_json)
+        else:
+            print_grouped(out, GroupedSearchResponse.model_validate(data), as_json)
+        return
     svc = _open(config, data_dir)
     try:
         if flat:
-            _print_response(svc.search(q), as_json)
+            print_response(out, svc.search(q), as_json)
         else:
-            from caselink.render import print_grouped
             from recommender.grouping import search_grouped
 
-            sizes = GroupK() if k is None else GroupK(sops=q.k, problems=q.k, cases=q.k)
-            print_grouped(out, search_grouped(svc, q.model_copy(update={"grouped": True, "group_k": sizes})), as_json)
+            print_grouped(out, search_grouped(svc, q), as_json)
     finally:
         svc.close()
 
@@ -237,6 +256,7 @@ def related(
     open_only: Annotated[bool, typer.Option("--open-only", help="Leave out finished cases and problem orders "
                                             "(status fixed, closed, 已关闭, ...).")] = False,
     as_json: JsonOpt = False,
+    server: ServerOpt = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -244,11 +264,17 @@ def related(
     from pydantic import ValidationError
 
     from caselink.errors import InvalidQuery
+    from caselink.remote import server_url
 
     if (record_id is None) == (record is None):
         raise InvalidQuery("give a stored record's id or --record FILE, not both and not neither", field="record_id",
                            hint="caselink related C-2024-0113, or caselink related --record draft.json")
     draft = _read_draft(record) if record is not None else None
+    url = server_url(server)
+    if url:
+        _print_response(_related_remote(url, record_id, draft, k=k, kinds=kind or [], mode=mode,
+                                        exclude_linked=exclude_linked, open_only=open_only), as_json)
+        return
     svc = _open(config, data_dir)
     try:
         try:
@@ -264,6 +290,23 @@ def related(
         _print_response(resp, as_json)
     finally:
         svc.close()
+
+
+def _related_remote(url: str, record_id: str | None, draft, *, k: int, kinds: list[str], mode: str | None,
+                    exclude_linked: bool, open_only: bool):
+    """Related records from the server: the stored record's route, or the draft's."""
+    from urllib.parse import quote
+
+    from caselink.remote import Remote, drop_none
+    from recommender.results import SearchResponse
+
+    params = drop_none({"k": k, "kind": kinds, "mode": mode, "exclude_linked": exclude_linked, "open_only": open_only})
+    if draft is not None:
+        data = Remote(url).post("/v1/related", {"record": draft.model_dump(mode="json", exclude_defaults=True), **params})
+    else:
+        data = Remote(url).get(f"/v1/records/{quote(record_id, safe='')}/related", params)
+    # The related routes answer without the query text the local ranking echoes: name the record.
+    return SearchResponse.model_validate({"query": data.get("id") or "(unsaved record)", **data})
 
 
 def _read_draft(path: Path):

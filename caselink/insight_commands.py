@@ -15,6 +15,9 @@ from caselink.errors import InvalidQuery
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", show_default=False)]
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", show_default=False)]
+ServerOpt = Annotated[Optional[str], typer.Option(
+    "--server", help="Ask the caselink server at this URL instead of loading the index (default: CASELINK_URL; "
+                     "CASELINK_API_KEY is its key).", show_default=False)]
 
 
 def _days(window: str) -> int:
@@ -32,47 +35,38 @@ def emerging_command(
     min_size: Annotated[int, typer.Option("--min-size", help="Smallest group worth flagging.")] = 3,
     similarity: Annotated[float, typer.Option("--similarity", help="Cosine above which cases group.")] = 0.6,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    server: ServerOpt = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Groups of recent, mutually similar cases not linked to an open problem order, and rising problem orders."""
     from caselink.cli import _open, out
-    from caselink.render import sparkline
-    from recommender.emerging import find_emerging
+    from caselink.remote import Remote, drop_none, server_url
+    from caselink.render import print_emerging
 
     try:
         end = date.fromisoformat(as_of) if as_of else None
     except ValueError:
         raise InvalidQuery(f"--as-of expects a date like 2025-06-30, got '{as_of}'", field="as_of") from None
-    svc = _open(config, data_dir)
-    try:
-        report = find_emerging(svc, window_days=_days(window), as_of=end, product=product, min_size=min_size,
-                               similarity=similarity)
-    finally:
-        svc.close()
-    data = report.to_dict()
+    url = server_url(server)
+    if url:
+        data = Remote(url).get("/v1/emerging", drop_none({
+            "window_days": _days(window), "as_of": as_of, "product": product, "min_size": min_size,
+            "similarity": similarity}))
+    else:
+        from recommender.emerging import find_emerging
+
+        svc = _open(config, data_dir)
+        try:
+            report = find_emerging(svc, window_days=_days(window), as_of=end, product=product, min_size=min_size,
+                                   similarity=similarity)
+        finally:
+            svc.close()
+        data = report.to_dict()
     if as_json:
         sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
         return
-    out.print(f"window {data['window_start']} .. {data['as_of']}: {data['recent_cases']} recent cases, "
-              f"{data['excluded_linked']} already linked to an open problem order", highlight=False)
-    if data["weeks"]:
-        out.print(f"weekly cases, {len(data['weeks'])} weeks from {data['weeks'][0]}, the last ending {data['as_of']}",
-                  highlight=False)
-    if not data["groups"]:
-        out.print("no emerging groups", highlight=False)
-    for g in data["groups"]:
-        out.print(f"\n[bold]{g['title']}[/bold]  size {g['size']}, growth x{g['growth']:.1f}, "
-                  f"score {g['score']:.1f}", highlight=False)
-        out.print(f"  weekly {sparkline(g['weekly'])}  {sum(g['weekly'][-4:])} in the last 4 weeks", highlight=False)
-        out.print(f"  cases: {', '.join(g['case_ids'])}", highlight=False)
-        if g["common_codes"] or g["common_terms"]:
-            out.print(f"  codes: {', '.join(g['common_codes']) or '-'}; terms: {', '.join(g['common_terms'][:8])}",
-                      highlight=False)
-    for p in data["rising_problems"]:
-        out.print(f"\nrising: {p['id']} {p['title']} ({p['current']} this window vs {p['baseline']:.1f} before)",
-                  highlight=False)
-        out.print(f"  weekly {sparkline(p['weekly'])}", highlight=False)
+    print_emerging(out, data)
 
 
 def suggest_command(
@@ -81,25 +75,36 @@ def suggest_command(
                                                 show_default=False)] = None,
     min_confidence: Annotated[float, typer.Option("--min-confidence")] = 0.5,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    server: ServerOpt = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Suggest category, module, priority and responsible group from the nearest historical cases."""
     from caselink.cli import _open, out
-    from recommender.suggest import suggest_fields
+    from caselink.remote import Remote, server_url
+    from caselink.render import print_suggestions
 
     if (record_id is None) == (text is None):
         raise InvalidQuery("give a record id or --text, not both", field="record_id")
-    svc = _open(config, data_dir)
-    try:
-        record = svc.get(record_id) if record_id else None
-        result = suggest_fields(svc, record=record, text=text, min_confidence=min_confidence)
-    finally:
-        svc.close()
-    data = result.to_dict()
+    url = server_url(server)
+    if url and record_id:
+        from urllib.parse import quote
+
+        data = Remote(url).get(f"/v1/records/{quote(record_id, safe='')}/suggestions",
+                               {"min_confidence": min_confidence})
+    elif url:
+        data = Remote(url).post("/v1/suggest", {"text": text, "min_confidence": min_confidence})
+    else:
+        from recommender.suggest import suggest_fields
+
+        svc = _open(config, data_dir)
+        try:
+            record = svc.get(record_id) if record_id else None
+            result = suggest_fields(svc, record=record, text=text, min_confidence=min_confidence)
+        finally:
+            svc.close()
+        data = result.to_dict()
     if as_json:
         sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
         return
-    for f in data["fields"].values():
-        value = f["value"] if f["value"] is not None else "(no suggestion)"
-        out.print(f"{f['field']:<9} {value}  confidence {f['confidence']:.2f}  - {f['reason']}", highlight=False)
+    print_suggestions(out, data)

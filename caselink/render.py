@@ -87,3 +87,33 @@ def print_code_card(out: Console, card) -> None:
         out.print(f"  problem    {p.id}  [{p.status or 'no status'}, {state}] {p.title}", highlight=False)
         if p.workaround:
             out.print(f"             workaround: {' '.join(p.workaround.split())[:160]}", highlight=False)
+
+
+def print_emerging(out: Console, data: dict) -> None:
+    """An emerging report (``EmergingReport.to_dict()`` or the API's answer), a sparkline per trend."""
+    out.print(f"window {data['window_start']} .. {data['as_of']}: {data['recent_cases']} recent cases, "
+              f"{data['excluded_linked']} already linked to an open problem order", highlight=False)
+    if data["weeks"]:
+        out.print(f"weekly cases, {len(data['weeks'])} weeks from {data['weeks'][0]}, the last ending {data['as_of']}",
+                  highlight=False)
+    if not data["groups"]:
+        out.print("no emerging groups", highlight=False)
+    for g in data["groups"]:
+        out.print(f"\n[bold]{g['title']}[/bold]  size {g['size']}, growth x{g['growth']:.1f}, "
+                  f"score {g['score']:.1f}", highlight=False)
+        out.print(f"  weekly {sparkline(g['weekly'])}  {sum(g['weekly'][-4:])} in the last 4 weeks", highlight=False)
+        out.print(f"  cases: {', '.join(g['case_ids'])}", highlight=False)
+        if g["common_codes"] or g["common_terms"]:
+            out.print(f"  codes: {', '.join(g['common_codes']) or '-'}; terms: {', '.join(g['common_terms'][:8])}",
+                      highlight=False)
+    for p in data["rising_problems"]:
+        out.print(f"\nrising: {p['id']} {p['title']} ({p['current']} this window vs {p['baseline']:.1f} before)",
+                  highlight=False)
+        out.print(f"  weekly {sparkline(p['weekly'])}", highlight=False)
+
+
+def print_suggestions(out: Console, data: dict) -> None:
+    """Field suggestions (``Suggestions.to_dict()`` or the API's answer), one line per field."""
+    for f in data["fields"].values():
+        value = f["value"] if f["value"] is not None else "(no suggestion)"
+        out.print(f"{f['field']:<9} {value}  confidence {f['confidence']:.2f}  - {f['reason']}", highlight=False)

@@ -306,3 +306,53 @@ def test_eval_refuses_a_question_set_with_nothing_to_rank(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "every record is a 'question'" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.fixture()
+def demo_server(demo_dir):
+    from _server import make_settings, serve
+
+    with serve(make_settings(demo_dir)) as running:
+        yield running.url
+
+
+def test_with_a_server_the_cli_asks_it_and_answers_as_locally(demo_dir, demo_server):
+    def both(*args: str) -> tuple[dict, dict]:
+        local = json.loads(run(*args, "--json", data_dir=demo_dir).stdout)
+        remote = json.loads(run(*args, "--json", "--server", demo_server, data_dir=demo_dir).stdout)
+        return local, remote
+
+    def ids(results: list[dict]) -> list[str]:
+        return [r["id"] for r in results]
+
+    local, remote = both("search", "干泵抽真空电流上涨跳停 E1023")
+    for group in ("results", "sops", "problems", "cases"):
+        assert ids(remote[group]) == ids(local[group]), group
+    assert remote["code_cards"] == local["code_cards"] and remote["code_cards"][0]["code"] == "E1023"
+    local, remote = both("search", "A-4410", "--flat", "-k", "5")
+    assert ids(remote["results"]) == ids(local["results"]) and "sops" not in remote
+    local, remote = both("related", "C-2023-00026", "--kind", "problem", "-k", "5")
+    assert ids(remote["results"]) == ids(local["results"]) and {r["kind"] for r in remote["results"]} == {"problem"}
+    local, remote = both("emerging", "--window", "90d")
+    assert [p["id"] for p in remote["rising_problems"]] == [p["id"] for p in local["rising_problems"]]
+    assert remote["weeks"] == local["weeks"]
+    local, remote = both("suggest", "C-2023-00026")
+    assert remote["fields"]["module"]["value"] == local["fields"]["module"]["value"] == "真空"
+
+    # CASELINK_URL does the same, and the process never loads numpy, the index or a model.
+    env = {**os.environ, "CASELINK_URL": demo_server, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "caselink.cli", "search", "E1023"],
+                          capture_output=True, text=True, env=env, cwd=demo_dir.parent, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "E1023: " in proc.stdout and "Procedures (SOP sections)" in proc.stdout
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "httpx" in imported and not {"numpy", "faiss", "torch", "jieba"} & imported
+
+    missing = run("related", "NOPE-1", "--server", demo_server, data_dir=demo_dir, check=False)
+    assert missing.returncode == 2 and "the server answered 404" in missing.stderr and "NOPE-1" in missing.stderr
+    from _server import free_port
+
+    down = run("search", "E1023", "--server", f"http://127.0.0.1:{free_port()}", data_dir=demo_dir, check=False)
+    assert down.returncode == 2 and "cannot reach the caselink server" in down.stderr and "Traceback" not in down.stderr
+    bad = run("search", "E1023", "--server", "127.0.0.1:8000", data_dir=demo_dir, check=False)
+    assert bad.returncode == 2 and "expects an http(s) URL" in bad.stderr
