@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from api import errors
+from api import errors, openapi
 from api.deps import KeyRing
 from api.metrics import Metrics, RouteTemplates
 from api.middleware import BodyLimitMiddleware, LoopbackHostMiddleware
@@ -142,11 +142,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.startup_error = None
     app.state.catching_up = 0  # changes still to apply from the store, when that many that /readyz says so
     errors.install(app)
-    templates = ["/", "/docs", "/openapi.json", "/static/{path:path}"]
+    openapi.install(app, settings, keys_enabled=app.state.keys.enabled)
+    # Route template -> its methods: metrics labels, and Allow on a 405 (api.errors).
+    templates: dict[str, set[str]] = {"/": {"GET"}, "/docs": {"GET", "HEAD"}, "/openapi.json": {"GET", "HEAD"},
+                                      "/static/{path:path}": {"GET", "HEAD"}}
     for module, prefix in ((search, "/v1"), (records, "/v1"), (documents, "/v1"), (feedback, "/v1"), (insights, "/v1"),
                            (ops, "")):
         app.include_router(module.router, prefix=prefix)
-        templates += [prefix + route.path for route in module.router.routes]
+        for route in module.router.routes:
+            templates.setdefault(prefix + route.path, set()).update(getattr(route, "methods", ()))
+    app.state.routes = RouteTemplates(templates)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -161,6 +166,6 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_middleware(LoopbackHostMiddleware, extra_hosts=extra)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes,
                        path_limits=(("/v1/documents/", settings.server.max_document_bytes),))
-    app.add_middleware(RequestObserver, metrics=app.state.metrics, templates=RouteTemplates(templates),
+    app.add_middleware(RequestObserver, metrics=app.state.metrics, templates=app.state.routes,
                        log_requests=settings.server.access_log)
     return app

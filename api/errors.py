@@ -161,7 +161,13 @@ async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONRespons
         detail, field = _body_error(exc.__cause__), "body"
     else:
         detail, field = str(exc.detail), None
-    return problem(exc.status_code, detail, field=field, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # the router names one route's methods; a path may have several routes
+        allowed = request.app.state.routes.allowed(request.url.path)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
+        detail = f"{request.method} is not allowed here; allowed: {headers.get('Allow', 'none')}"
+    return problem(exc.status_code, detail, field=field, headers=headers)
 
 
 def _out_of_space(exc: BaseException) -> bool:

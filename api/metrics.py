@@ -7,6 +7,8 @@ share ``<unmatched>`` and unknown methods ``OTHER``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.routing import compile_path
 
@@ -40,17 +42,30 @@ class Metrics:
 
 
 class RouteTemplates:
-    """Maps a request path to the template of the route it addresses ('/v1/records/{record_id}').
+    """Maps a request path to the template of the route it addresses ('/v1/records/{record_id}'),
+    and to the methods that template answers (for ``Allow`` on a 405).
 
     Matched here rather than read from the router's scope entries, so requests answered before
-    routing (413) are labelled too and nothing depends on framework internals.
+    routing (413) are labelled too and nothing depends on framework internals. As in OpenAPI, a
+    concrete path wins over a templated one: '/v1/feedback/export' is not '/v1/feedback/{feedback_id}'.
     """
 
-    def __init__(self, templates: list[str]) -> None:
-        self._compiled = [(compile_path(t)[0], t) for t in dict.fromkeys(templates)]
+    def __init__(self, templates: Mapping[str, Iterable[str]] | Iterable[str]) -> None:
+        methods = templates if isinstance(templates, Mapping) else dict.fromkeys(templates, ())
+        ordered = sorted(methods, key=lambda t: t.count("{"))  # stable: the given order among equals
+        self._compiled = [(compile_path(t)[0], t) for t in ordered]
+        self._methods = {t: frozenset(m.upper() for m in ms) for t, ms in methods.items()}
 
     def __call__(self, path: str) -> str:
         for regex, template in self._compiled:
             if regex.match(path):
                 return template
         return "<unmatched>"
+
+    def allowed(self, path: str) -> list[str]:
+        """The methods of every route at ``path``'s most concrete template, sorted; [] when none matches."""
+        matched = [t for regex, t in self._compiled if regex.match(path)]
+        if not matched:
+            return []
+        fewest = matched[0].count("{")
+        return sorted({m for t in matched if t.count("{") == fewest for m in self._methods[t]})

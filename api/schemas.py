@@ -12,23 +12,45 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, create_model
+from pydantic.json_schema import SkipJsonSchema
 
+from caselink.config import limited_by
 from caselink.errors import InvalidRecord
-from indexing.records import Kind, Record, parse_draft
+from indexing.records import ID_PATTERN, ID_RULE, Kind, Record, content_rule, parse_draft
 from recommender.results import Mode, SearchResult
 from recommender.suggest import DEFAULT_FIELDS, SUGGESTABLE
+
+
+# A string that is not blank once the server strips it (str_strip_whitespace strips Unicode White_Space,
+# which unlike Python's \s leaves \x1c-\x1f alone).
+NOT_BLANK = r"[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
+def _with(extra: dict) -> Any:
+    """A model's ``json_schema_extra`` that adds ``extra`` (e.g. a one-of rule) to its schema."""
+    def add(schema: dict[str, Any]) -> None:
+        schema.update(extra)
+    return add
 
 
 class RecordOut(Record):
     """A stored record as the API returns it."""
 
 
+class SearchableRecord(Record):
+    """A record sent to be stored: one with something to search (title, text, codes...)."""
+
+    model_config = ConfigDict(json_schema_extra=_with(content_rule()))
+
+
 def _record_in_fields() -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for name, info in Record.model_fields.items():
         if name == "id":
-            fields[name] = (str | None, Field(None, description="Optional; must equal the id in the path."))
+            # Taken from the path; not in the schema, so a generated client never sends another. An id
+            # equal to the path's is still read (clients written before), any other is refused.
+            fields[name] = (SkipJsonSchema[str | None], Field(None))
         elif name in ("error_codes", "links"):  # Record also splits "E1023, E2040"
             fields[name] = (list[str] | str, info)
         else:
@@ -43,7 +65,8 @@ _EXAMPLE_CASE = {"kind": "case", "title": "PM2 干泵跳停 E1023", "text": "PM2
 
 RecordIn = create_model(
     "RecordIn",
-    __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE_CASE]}),
+    __config__=ConfigDict(extra="forbid", json_schema_extra=_with(
+        {"examples": [_EXAMPLE_CASE], **content_rule(codes_as_text=True)})),
     __doc__="Body of PUT /v1/records/{id}: a record whose id may be omitted.",
     **_record_in_fields(),
 )
@@ -61,7 +84,9 @@ class BatchUpsertIn(BaseModel):
         {"id": "PO-2025-021", "kind": "problem", "title": "DP-80 干泵批量过流", "status": "investigating",
          "workaround": "缩短 PM 周期至 3 个月", "error_codes": ["E1023"], "links": ["C-2025-00612"]}]}]})
 
-    records: list[Record] = Field(..., min_length=1, description="Up to server.max_batch records, unique ids.")
+    records: list[SearchableRecord] = Field(
+        ..., min_length=1, description="Up to server.max_batch records; no id twice (the batch is refused, 422).",
+        json_schema_extra=limited_by("server.max_batch"))
 
 
 class BatchUpsertOut(BaseModel):
@@ -91,7 +116,7 @@ class BatchDeleteIn(BaseModel):
                               json_schema_extra={"examples": [{"ids": ["C-2025-00612", "PO-2025-021"]}]})
 
     ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
-        ..., min_length=1, description="Up to server.max_batch record ids.")
+        ..., min_length=1, description="Up to server.max_batch record ids.", json_schema_extra=limited_by("server.max_batch"))
 
 
 class BatchDeleteOut(BaseModel):
@@ -100,11 +125,17 @@ class BatchDeleteOut(BaseModel):
 
 
 class FeedbackIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [
-        {"record_id": "PO-2023-003", "helpful": True, "query_id": "C-2023-00042", "source": "crm"},
-        {"record_id": "SOP-VAC-003#4", "helpful": False, "query": "干泵跳停 E1023", "source": "engineer-117"}]})
+    """A vote: give ``query`` (not blank) or ``query_id`` (not empty), or both; ``query_id`` must
+    differ from ``record_id`` (422: a record is not a suggestion for itself)."""
 
-    record_id: str = Field(..., min_length=1, max_length=200, description="The suggested record.")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_with({"examples": [
+        {"record_id": "PO-2023-003", "helpful": True, "query_id": "C-2023-00042", "source": "crm"},
+        {"record_id": "SOP-VAC-003#4", "helpful": False, "query": "干泵跳停 E1023", "source": "engineer-117"}],
+        "anyOf": [{"required": ["query"], "properties": {"query": {"pattern": r"\S"}}},
+                  {"required": ["query_id"], "properties": {"query_id": {"pattern": NOT_BLANK}}}]}))
+
+    record_id: str = Field(..., min_length=1, max_length=200, description="The suggested record.",
+                           json_schema_extra={"pattern": NOT_BLANK})
     helpful: StrictBool = Field(..., description="Was the suggestion useful?")
     query: str = Field("", max_length=20_000, description="The search text the suggestion answered.")
     query_id: str = Field("", max_length=200, description="Or: the record the suggestion was related to.")
@@ -297,16 +328,18 @@ def _draft_record_fields() -> dict[str, Any]:
     fields = _record_in_fields()
     fields["kind"] = (Kind, Field("case", description="Defaults to 'case'."))
     fields["id"] = (str | None, Field(None, description="Optional: the ticket's id if it has one. A stored record "
-                                                        "with this id is never among the answers."))
+                                                        f"with this id is never among the answers. {ID_RULE}.",
+                                      json_schema_extra={"pattern": f"^$|{ID_PATTERN}"}))
     return fields
 
 
 # Like RecordIn, but ``kind`` defaults to 'case': a case being written need not be stored yet.
 DraftRecordIn = create_model(
     "DraftRecordIn",
-    __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {k: v for k, v in _EXAMPLE_CASE.items() if k != "kind"}]}),
-    __doc__="A record that need not be stored (a ticket being written); its id may be omitted.",
+    __config__=ConfigDict(extra="forbid", json_schema_extra=_with({"examples": [
+        {k: v for k, v in _EXAMPLE_CASE.items() if k != "kind"}], **content_rule(codes_as_text=True)})),
+    __doc__="A record that need not be stored (a ticket being written); its id may be omitted. It needs something "
+            "to compare: a title, text, product, model, module or error code.",
     **_draft_record_fields(),
 )
 
@@ -320,16 +353,20 @@ def draft_record(body: BaseModel, field: str = "record") -> Record:
 
 
 class SuggestIn(BaseModel):
-    """Body of POST /v1/suggest: exactly one of ``text`` and ``record``."""
+    """Body of POST /v1/suggest: exactly one of ``text`` (not blank) and ``record``."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"text": "机械手取片时真空吸附报警", "k": 15}, {"record": {"title": "干泵跳停 E1023", "product": "HX-Etch 500"}}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_with({"examples": [
+        {"text": "机械手取片时真空吸附报警", "k": 15}, {"record": {"title": "干泵跳停 E1023", "product": "HX-Etch 500"}}],
+        "oneOf": [{"required": ["text"], "properties": {"text": {"type": "string", "pattern": r"\S"},
+                                                        "record": {"type": "null"}}},
+                  {"required": ["record"], "properties": {"record": {"type": "object"}, "text": {"type": "null"}}}]}))
 
     text: str | None = Field(None, max_length=100_000, description="Free text, e.g. a new case's description.")
     record: DraftRecordIn | None = Field(  # type: ignore[valid-type]
         None, description="A record (stored or not); a stored id never votes.")
-    k: int = Field(15, ge=1, description="Neighbours that vote (at most rank.max_k).")
-    min_confidence: float = Field(0.5, ge=0.0, le=1.0, description="Smallest winning share that is suggested.")
+    k: StrictInt = Field(15, ge=1, description="Neighbours that vote (at most rank.max_k).",
+                         json_schema_extra=limited_by("rank.max_k"))
+    min_confidence: StrictFloat = Field(0.5, ge=0.0, le=1.0, description="Smallest winning share that is suggested.")
     fields: list[SuggestField] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(DEFAULT_FIELDS), min_length=1, description="Fields to suggest.")
 
@@ -343,13 +380,14 @@ class RelatedIn(BaseModel):
 
     record: DraftRecordIn = Field(  # type: ignore[valid-type]
         ..., description="The ticket as written so far: title, text, error codes, product, module...")
-    k: int = Field(10, ge=1, description="How many results in all (at most rank.max_k).")
+    k: StrictInt = Field(10, ge=1, description="How many results in all (at most rank.max_k).",
+                         json_schema_extra=limited_by("rank.max_k"))
     kind: list[Kind] = Field(default_factory=list, description="Only these kinds.")
     mode: Mode | None = Field(None, description="hybrid (default), dense, keyword or learned.")
-    exclude_linked: bool = Field(False, description="Leave out the records it links to.")
-    open_only: bool = Field(False, description="Leave out finished cases and problem orders (status fixed, closed, "
+    exclude_linked: StrictBool = Field(False, description="Leave out the records it links to.")
+    open_only: StrictBool = Field(False, description="Leave out finished cases and problem orders (status fixed, closed, "
                                                "已关闭, ...).")
-    min_score: float = Field(0.0, ge=0.0, le=1.0, description="Drop results scoring below this.")
+    min_score: StrictFloat = Field(0.0, ge=0.0, le=1.0, description="Drop results scoring below this.")
 
 
 class SectionOut(BaseModel):

@@ -274,6 +274,32 @@ _ENV = {
 }
 
 
+# A request field whose upper bound is a setting carries ``{LIMIT_KEY: "rank.max_k"}`` in its JSON
+# schema (:func:`limited_by`); the API resolves it against the settings it serves with, so the
+# schema states the value the service enforces (api/openapi.py), whatever the configuration.
+LIMIT_KEY = "x-caselink-limit"
+
+
+def limited_by(setting: str) -> dict[str, str]:
+    """``json_schema_extra`` for a field bounded by ``setting`` (dotted, e.g. ``"rank.max_k"``)."""
+    section: type = Settings
+    for part in setting.split("."):  # a misspelt name fails at import, not when the schema is served
+        if part not in getattr(section, "model_fields", {}):
+            raise KeyError(f"no setting {setting}")
+        section = section.model_fields[part].annotation
+    if section is not int:
+        raise TypeError(f"{setting} is not a numeric limit")
+    return {LIMIT_KEY: setting}
+
+
+def limit(settings: Settings, setting: str) -> int:
+    """The value of the dotted ``setting`` in ``settings``."""
+    value: object = settings
+    for part in setting.split("."):
+        value = getattr(value, part)
+    return int(value)  # type: ignore[call-overload]
+
+
 def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None, **overrides) -> Settings:
     """Build settings from defaults, an optional TOML file, the environment and keyword overrides.
 

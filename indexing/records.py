@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import date
-from typing import Literal
+from datetime import date, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, ValidationError,
+                      field_validator)
 
 from caselink.errors import InvalidRecord
 from indexing.normalize import normalize
@@ -28,8 +29,38 @@ CLOSED_STATUSES = frozenset({
 })
 
 _NOT_WORD = re.compile(r"[\W_]+")
-_ID_RE = re.compile(r"^[^\x00-\x1f\x7f/?\s][^\x00-\x1f\x7f/?]{0,199}$")
+# 1-200 characters, no control characters, '/' or '?', no space at either end (an id is not stripped:
+# ' C-1' and 'C-1' would otherwise be one record under two spellings).
+_ID_RE = re.compile(r"^[^\x00-\x1f\x7f/?\s](?:[^\x00-\x1f\x7f/?]{0,198}[^\x00-\x1f\x7f/?\s])?$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# What Record.id accepts, for the API schema; the validator below says it in words.
+ID_PATTERN = _ID_RE.pattern
+ID_RULE = "1-200 characters, no control characters, '/' or '?', no space at either end"
+
+# What makes a record searchable (Record.is_empty): one of these with a visible character (control
+# characters count as spaces); the SOP heading fields count for SOP sections only.
+CONTENT_FIELDS: tuple[str, ...] = ("title", "text", "cause", "resolution", "workaround", "product", "model", "module",
+                                   "error_codes")
+SOP_CONTENT_FIELDS: tuple[str, ...] = ("doc_title", "section")
+_VISIBLE = r"[^\s\x00-\x1f\x7f]"  # a character that is neither a space nor a control character
+_CODE_SEPARATORS = r",;，；、|"  # how a string of error codes is split (Record._split_list)
+
+
+def _iso_date(v: object) -> object:
+    # pydantic alone reads 0, "0" or 45321 (an Excel serial) as a Unix timestamp and accepts a
+    # datetime string at midnight; a date is written 2024-03-05, as the schema's format says.
+    if v is None or (isinstance(v, date) and not isinstance(v, datetime)):
+        return v
+    if isinstance(v, str) and _ISO_DATE.match(v.strip()):
+        return v.strip()
+    got = "a number" if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v)[:40]
+    raise ValueError(f"expected a date like 2024-03-05, got {got}")
+
+
+# A calendar date, YYYY-MM-DD (or a date object), never a number; not strict itself, so a model
+# that is strict for its numbers still reads the ISO string. Shared by records, searches and the API.
+IsoDate = Annotated[date, Strict(False), BeforeValidator(_iso_date)]
 
 
 class Record(BaseModel):
@@ -37,8 +68,9 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    id: str = Field(..., max_length=200,
-                    description="Stable id from the source system, e.g. 'C-2024-0113' or 'SOP-VAC-01#3'.")
+    id: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
+        ..., max_length=200, description=f"Stable id from the source system, e.g. 'C-2024-0113' or 'SOP-VAC-01#3': "
+                                         f"{ID_RULE}.", json_schema_extra={"pattern": ID_PATTERN})
     kind: Kind = Field(..., description="'case', 'problem' (problem order) or 'sop' (one SOP section).")
     title: str = Field("", max_length=1000)
     text: str = Field("", max_length=200_000, description="Symptom/description, or the SOP section body.")
@@ -53,8 +85,8 @@ class Record(BaseModel):
     cause: str = Field("", max_length=50_000)
     resolution: str = Field("", max_length=50_000)
     workaround: str = Field("", max_length=50_000)
-    created: date | None = None
-    closed: date | None = None
+    created: IsoDate | None = None
+    closed: IsoDate | None = None
     doc_id: str = Field("", max_length=200, description="SOP sections: the document they belong to.")
     doc_title: str = Field("", max_length=1000)
     section: str = Field("", max_length=1000, description="SOP sections: the section heading.")
@@ -64,7 +96,7 @@ class Record(BaseModel):
     @classmethod
     def _check_id(cls, v: str) -> str:
         if not _ID_RE.match(v):
-            raise ValueError("must be 1-200 characters, no control characters, '/', '?' or leading space")
+            raise ValueError(f"must be {ID_RULE}")
         return v
 
     @field_validator(
@@ -75,22 +107,13 @@ class Record(BaseModel):
     def _strip_control(cls, v: str) -> str:
         return _CONTROL.sub(" ", v)
 
-    @field_validator("created", "closed", mode="before")
-    @classmethod
-    def _no_numeric_dates(cls, v):
-        # pydantic would read a number as a Unix timestamp; an export's 45321 (an Excel serial) or
-        # 1.7e-217 is a mistake to report, not a date in 1970.
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            raise ValueError("expected a date like 2024-03-05, got a number")
-        return v
-
     @field_validator("error_codes", "links", mode="before")
     @classmethod
     def _split_list(cls, v):
         if v is None:
             return []
         if isinstance(v, str):
-            return [p.strip() for p in re.split(r"[,;，；、|\s]+", v) if p.strip()]
+            return [p.strip() for p in re.split(rf"[{_CODE_SEPARATORS}\s]+", v) if p.strip()]
         return v
 
     @field_validator("error_codes", "links")
@@ -113,13 +136,30 @@ class Record(BaseModel):
         return " ".join(p for p in [self.product, self.model, self.module, *self.error_codes] if p)
 
     def is_empty(self) -> bool:
-        """Nothing to search or compare by: no title, body, SOP heading, product, model, module or code."""
-        return not (self.searchable_text() or self.facets())
+        """Nothing to search or compare by: no title, body, SOP heading, product, model, module or code
+        with a visible character (:data:`CONTENT_FIELDS`; the API schema says the same, :func:`content_rule`)."""
+        fields = CONTENT_FIELDS + (SOP_CONTENT_FIELDS if self.kind == "sop" else ())
+        values = (getattr(self, f) for f in fields)
+        return not any(v.strip() for value in values for v in (value if isinstance(value, list) else [value]))
 
     def display_title(self) -> str:
         if self.kind == "sop" and self.doc_title:
             return f"{self.doc_title} / {self.section}" if self.section else self.doc_title
         return self.title or self.text[:60]
+
+
+def content_rule(*, codes_as_text: bool = False) -> dict:
+    """The JSON schema of :meth:`Record.is_empty` being false, for a request body that must be searchable:
+    any of :data:`CONTENT_FIELDS` with a visible character, or an SOP section's heading fields.
+    ``codes_as_text``: the body may also give ``error_codes`` as one string, split as Record splits it."""
+    text = {"type": "string", "pattern": _VISIBLE}
+    codes: dict = {"type": "array", "contains": {"type": "string", "pattern": r"\S"}}
+    if codes_as_text:
+        codes = {"anyOf": [codes, {"type": "string", "pattern": rf"[^{_CODE_SEPARATORS}\s]"}]}
+    branches = [{"required": [f], "properties": {f: codes if f == "error_codes" else text}} for f in CONTENT_FIELDS]
+    branches += [{"required": ["kind", f], "properties": {"kind": {"const": "sop"}, f: text}}
+                 for f in SOP_CONTENT_FIELDS]
+    return {"anyOf": branches}
 
 
 def is_closed_status(status: str) -> bool:

@@ -43,7 +43,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -54,7 +54,8 @@ from caselink.errors import InvalidQuery
 from indexing.normalize import fold, normalize
 from indexing.records import CLOSED_STATUSES, Record, is_closed_status  # noqa: F401 (re-exported)
 from indexing.tokenize import canonical_code, is_code
-from recommender.trends import week_starts, weekly_counts
+from recommender.limits import MIN_GROUP_SIZE, WINDOW_DAYS_MAX, WINDOW_DAYS_MIN
+from recommender.trends import days_before, week_starts, weekly_counts
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD_CHAR = re.compile(r"[a-z0-9'\-]")
@@ -171,8 +172,9 @@ def find_emerging(service, *, window_days: int = 30, as_of: date | None = None, 
     >>> report = find_emerging(service, window_days=30)          # doctest: +SKIP
     >>> [(g.title, g.size, g.growth) for g in report.groups]     # doctest: +SKIP
     """
-    _check(1 <= window_days <= 3660, "window_days", "between 1 and 3660", window_days)
-    _check(min_size >= 2, "min_size", ">= 2", min_size)
+    _check(WINDOW_DAYS_MIN <= window_days <= WINDOW_DAYS_MAX, "window_days",
+           f"between {WINDOW_DAYS_MIN} and {WINDOW_DAYS_MAX}", window_days)
+    _check(min_size >= MIN_GROUP_SIZE, "min_size", f">= {MIN_GROUP_SIZE}", min_size)
     _check(-1.0 <= similarity <= 1.0, "similarity", "between -1 and 1", similarity)
     _check(history_windows >= 0, "history_windows", ">= 0", history_windows)
     _check(0.0 <= code_boost <= 1.0, "code_boost", "between 0 and 1", code_boost)
@@ -191,12 +193,7 @@ def find_emerging(service, *, window_days: int = 30, as_of: date | None = None, 
                             recent_cases=0, excluded_linked=0, groups=[], rising_problems=[])
     if as_of is None:
         return report
-    try:
-        report.window_start = as_of - timedelta(days=window_days * (history_windows + 1))
-        report.window_start = as_of - timedelta(days=window_days - 1)
-    except OverflowError:
-        raise InvalidQuery(f"as_of {as_of} minus {history_windows + 1} windows of {window_days} days is before "
-                           "year 1", field="as_of") from None
+    report.window_start = days_before(as_of, window_days - 1)  # windows before year 1 simply hold no case
 
     def window_of(c: Record) -> int:
         days = (as_of - c.created).days

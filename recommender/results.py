@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+
+from caselink.config import limited_by
+from indexing.records import IsoDate
 
 Mode = Literal["hybrid", "dense", "keyword", "learned"]
 
@@ -28,10 +31,14 @@ class SearchQuery(BaseModel):
         {"text": "A-4410", "kind": ["case", "problem"], "product": ["HX-Litho 3000"], "created_from": "2024-01-01"},
         {"text": "E1023", "grouped": True, "group_k": {"sops": 3, "problems": 3, "cases": 5}}]})
 
+    # Numbers and flags are strict (no false for 0, no "5" for 5), as the API schema says; the
+    # service enforces the configured bounds (limited_by), which the API's schema states.
     text: str = Field(..., min_length=1, max_length=100_000,
-                      description="Symptom text, a question, or an error code / part number "
-                                  "(the server's limit, server.max_text_chars, may be lower).")
-    k: int = Field(10, ge=1, description="How many results.")
+                      description="Symptom text, a question, or an error code / part number; not only spaces. "
+                                  "At most server.max_text_chars characters.",
+                      json_schema_extra={"pattern": r"\S", **limited_by("server.max_text_chars")})
+    k: StrictInt = Field(10, ge=1, description="How many results (at most rank.max_k).",
+                         json_schema_extra=limited_by("rank.max_k"))
     mode: Mode | None = Field(None, description="hybrid (default), dense, keyword, or learned (hybrid reranked "
                                                 "by the model `caselink train` saved; hybrid when there is none).")
     kind: list[Literal["case", "problem", "sop"]] = Field(default_factory=list)
@@ -39,12 +46,13 @@ class SearchQuery(BaseModel):
     model: list[str] = Field(default_factory=list)
     module: list[str] = Field(default_factory=list)
     status: list[str] = Field(default_factory=list)
-    created_from: date | None = None
-    created_to: date | None = None
-    open_only: bool = Field(False, description="Leave out cases and problem orders whose status says they are "
+    created_from: IsoDate | None = Field(None, description="Created on or after this day. A range that ends before "
+                                                           "it starts matches nothing.")
+    created_to: IsoDate | None = Field(None, description="Created on or before this day.")
+    open_only: StrictBool = Field(False, description="Leave out cases and problem orders whose status says they are "
                                                "finished (fixed, closed, resolved, 已关闭, ...); SOP sections and "
                                                "records without a status stay.")
-    min_score: float = Field(0.0, ge=0.0, le=1.0, description="Drop results scoring below this.")
+    min_score: StrictFloat = Field(0.0, ge=0.0, le=1.0, description="Drop results scoring below this.")
     exclude_ids: list[str] = Field(default_factory=list, description="Record ids never to return.")
     grouped: bool = Field(False, strict=True, description=(
         "Also answer grouped by kind, each group ranked on its own with its own size (group_k): `sops`, "

@@ -164,8 +164,8 @@ class CaselinkService:
         text = q.text.strip()
         if not text:
             raise InvalidQuery("text must not be empty", field="text")
-        if len(text) > self.settings.server.max_text_chars:
-            raise InvalidQuery(f"text is {len(text)} characters, the limit is {self.settings.server.max_text_chars}",
+        if len(q.text) > self.settings.server.max_text_chars:  # as sent: the API schema's maxLength counts so
+            raise InvalidQuery(f"text is {len(q.text)} characters, the limit is {self.settings.server.max_text_chars}",
                                field="text")
         docs = self.index.docs_
         verdicts = tally(self.store.feedback_for_query(text)) if self.settings.rank.feedback else {}
@@ -255,9 +255,11 @@ class CaselinkService:
         s = self.settings.rank
         if q.k > s.max_k:
             raise InvalidQuery(f"expected k <= {s.max_k}, got {q.k}", field="k")
-        if q.created_from and q.created_to and q.created_from > q.created_to:
-            raise InvalidQuery("created_from is after created_to", field="created_from")
         mode = q.mode or s.mode
+        if q.created_from and q.created_to and q.created_from > q.created_to:
+            # An empty range, not an error: each date is valid alone (the API schema cannot relate them).
+            return SearchResponse(query=q.text, mode=mode, path=mode, results=[],
+                                  fallback_reason="created_from is after created_to: no record can match")
         model, learned_reason = self._ranker.for_request(s.learned, asked=q.mode, mode=mode)
         # encode_ms: the caller encoded a record's fields already (related records), before t0.
         timings: dict[str, float] = {"encode": round(encode_ms, 3)} if encode_ms else {}

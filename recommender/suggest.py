@@ -94,9 +94,12 @@ def suggest_fields(service, *, record: Record | None = None, text: str | None = 
     if k < 1:
         raise InvalidQuery(f"expected k >= 1, got {k}", field="k")
     q = query_text(record, fields) if record is not None else (text or "")
-    if not q.strip():
-        raise InvalidQuery("the record has no text to search with" if record is not None
-                           else "text must not be empty", field="text")
+    if not q.strip() and record is None:
+        raise InvalidQuery("text must not be empty", field="text")
+    if not q.strip():  # e.g. only a module, or only the product being suggested: a valid record, no neighbours
+        why = "the record has nothing to search with but the fields being suggested (add a title, text or codes)"
+        return Suggestions(record_id=record.id, k=k, min_confidence=min_confidence, path="hybrid", neighbours=[],
+                           fields={f: FieldSuggestion(f, None, 0.0, why) for f in fields})
     q = q[: service.settings.server.max_text_chars]
     resp = service.search(SearchQuery(text=q, k=k, mode="hybrid", kind=["case"],
                                       exclude_ids=[record.id] if record is not None else []))

@@ -18,11 +18,16 @@ def week_count(span_days: int) -> int:
     return max(1, math.ceil(span_days / 7))
 
 
+def days_before(day: date, days: int) -> date:
+    """``day`` minus ``days``, or 0001-01-01 when that is before year 1 (such weeks hold no case)."""
+    return day - timedelta(days=min(days, (day - date.min).days))
+
+
 def week_starts(as_of: date, span_days: int) -> list[date]:
     """First day of each week, oldest first (the oldest clipped to the span's first day)."""
     n = week_count(span_days)
-    first = as_of - timedelta(days=span_days - 1)
-    return [max(first, as_of - timedelta(days=7 * (n - i) - 1)) for i in range(n)]
+    first = days_before(as_of, span_days - 1)
+    return [max(first, days_before(as_of, 7 * (n - i) - 1)) for i in range(n)]
 
 
 def weekly_counts(days: Iterable[date], as_of: date, span_days: int) -> list[int]:

@@ -17,18 +17,22 @@ from api.deps import ReadAccess, ServiceDep, WriteAccess
 from api.schemas import PROBLEM_RESPONSES, DocumentOut, DocumentPutOut, Problem, SectionOut, SectionTextOut
 from caselink.errors import InvalidRecord, LoaderError, UnsupportedFormat
 from indexing.loaders import load_sop_bytes
-from indexing.records import Record
+from indexing.records import ID_PATTERN, ID_RULE, Record
 from recommender.service import CaselinkService
 
 router = APIRouter(tags=["documents"])
 
-DocId = Annotated[str, Path(min_length=1, max_length=200, description="The SOP's doc_id, e.g. 'SOP-VAC-005'.")]
+# Its sections are records '{doc_id}#{n}', so a doc_id follows the record id rule with room for '#n'.
+DOC_ID_MAX = 190
+DocId = Annotated[str, Path(min_length=1, max_length=DOC_ID_MAX, json_schema_extra={"pattern": ID_PATTERN},
+                            description=f"The SOP's doc_id, e.g. 'SOP-VAC-005': {ID_RULE}, at most {DOC_ID_MAX}.")]
 Format = Literal["md", "txt", "html", "pdf", "docx"]
 _TYPES: dict[str, str] = {
     "text/markdown": "md", "text/x-markdown": "md", "text/plain": "txt", "text/html": "html",
     "application/pdf": "pdf", "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
 }
-_BODY = {"required": True, "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in _TYPES}}
+_BODY = {"required": True, "description": "The file, not empty.",
+         "content": {t: {"schema": {"type": "string", "format": "binary", "minLength": 1}} for t in _TYPES}}
 
 
 def _format_of(content_type: str, given: str | None) -> tuple[str, str]:

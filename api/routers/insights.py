@@ -7,7 +7,6 @@ are 422 naming the field, either from request validation or from the domain func
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -15,6 +14,9 @@ from fastapi import APIRouter, Query
 from api.deps import ReadAccess, ServiceDep
 from api.routers.records import RecordId
 from api.schemas import PROBLEM_RESPONSES, EmergingOut, SuggestField, SuggestIn, SuggestionsOut, draft_record
+from caselink.config import limited_by
+from indexing.records import IsoDate
+from recommender.limits import MIN_GROUP_SIZE, WINDOW_DAYS_MAX, WINDOW_DAYS_MIN
 from recommender.suggest import DEFAULT_FIELDS, Suggestions, suggest_fields
 
 router = APIRouter(tags=["insights"], dependencies=[ReadAccess])
@@ -24,12 +26,13 @@ router = APIRouter(tags=["insights"], dependencies=[ReadAccess])
             summary="Emerging problems: bursts of similar recent cases no open problem order covers")
 def emerging(
     svc: ServiceDep,
-    window_days: Annotated[int, Query(ge=1, description="Window length in days.")] = 30,
-    as_of: Annotated[date | None, Query(description="Last day of the window, YYYY-MM-DD (default: the "
-                                                     "latest case date).")] = None,
+    window_days: Annotated[int, Query(ge=WINDOW_DAYS_MIN, le=WINDOW_DAYS_MAX, description="Window length in days.")
+                           ] = 30,
+    as_of: Annotated[IsoDate | None, Query(description="Last day of the window, YYYY-MM-DD (default: the "
+                                                        "latest case date).")] = None,
     product: Annotated[str | None, Query(max_length=200, description="Only this product (case-insensitive); "
                                                                       "empty means any.")] = None,
-    min_size: Annotated[int, Query(ge=2, description="Smallest flagged group.")] = 3,
+    min_size: Annotated[int, Query(ge=MIN_GROUP_SIZE, description="Smallest flagged group.")] = 3,
     similarity: Annotated[float, Query(ge=-1.0, le=1.0, description="Cosine threshold (tuned: 0.6).")] = 0.6,
     history_windows: Annotated[int, Query(ge=0, le=24, description="Previous windows for the baseline.")] = 3,
     code_boost: Annotated[float, Query(ge=0.0, le=1.0, description="Added to a pair's similarity when "
@@ -52,7 +55,8 @@ def emerging(
 def record_suggestions(
     record_id: RecordId,
     svc: ServiceDep,
-    k: Annotated[int, Query(ge=1, description="Neighbours that vote (at most rank.max_k).")] = 15,
+    k: Annotated[int, Query(ge=1, description="Neighbours that vote (at most rank.max_k).",
+                            json_schema_extra=limited_by("rank.max_k"))] = 15,
     min_confidence: Annotated[float, Query(ge=0.0, le=1.0, description="Smallest winning share suggested.")] = 0.5,
     field: Annotated[list[SuggestField],  # type: ignore[valid-type]
                      Query(description="Fields to suggest (repeat); default category, module, priority, group.")] = [],

@@ -11,16 +11,19 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response, status
 
 from api.deps import ReadAccess, ServiceDep, SettingsDep, WriteAccess
+from caselink.config import limited_by
 from api.schemas import (PROBLEM_RESPONSES, BatchDeleteIn, BatchDeleteOut, BatchUpsertIn, BatchUpsertOut, RecordIn,
                          RecordListOut, RecordOut, RecordRefOut, RelatedIn, RelatedOut, UpsertOut, draft_record)
 from caselink.errors import InvalidRecord
-from indexing.records import Record, parse_record, require_content
+from indexing.records import ID_PATTERN, ID_RULE, Record, parse_record, require_content
 from recommender.results import Mode, SearchResponse
 from recommender.service import CaselinkService
 
 router = APIRouter(tags=["records"])
 
-RecordId = Annotated[str, Path(min_length=1, max_length=200, description="Record id, URL-encoded ('#' as %23).")]
+# The pattern is Record's id rule, checked (with its message) where a record is built from the id.
+RecordId = Annotated[str, Path(min_length=1, max_length=200, json_schema_extra={"pattern": ID_PATTERN},
+                               description=f"Record id, URL-encoded ('#' as %23): {ID_RULE}.")]
 _GROUPS = {"case": "cases", "problem": "problems", "sop": "sops"}
 
 
@@ -91,16 +94,15 @@ def get_record(record_id: RecordId, svc: ServiceDep) -> RecordOut:
             responses={201: {"model": UpsertOut, "description": "Created"}, **PROBLEM_RESPONSES},
             summary="Create or update a record")
 def put_record(record_id: RecordId, body: RecordIn, svc: ServiceDep, response: Response) -> UpsertOut:  # type: ignore[valid-type]
-    """The id may be left out of the body; if given it must equal the path's. 201 when created,
-    200 when updated (``changed`` false when the record was already identical)."""
+    """The id is the path's. 201 when created, 200 when updated (``changed`` false when the record
+    was already identical). The record needs something to search: a title, text, product, model,
+    module or error code."""
     data = body.model_dump(exclude_unset=True)
     body_id = data.pop("id", None)
-    if body_id is not None and body_id.strip() != record_id:
+    if body_id is not None and body_id != record_id:
         raise InvalidRecord(f"id in the body ('{body_id}') does not match the id in the path ('{record_id}')",
                             field="id")
     record = parse_record({**data, "id": record_id}, where="body")
-    if record.id != record_id:  # Record strips whitespace: ' x' would silently become 'x'
-        raise InvalidRecord(f"id '{record_id}' has leading or trailing whitespace", field="id")
     out = _upsert(svc, [record])[0]
     response.status_code = status.HTTP_201_CREATED if out.created else status.HTTP_200_OK
     return out
@@ -118,7 +120,8 @@ def delete_record(record_id: RecordId, svc: ServiceDep) -> Response:
 def related(
     record_id: RecordId,
     svc: ServiceDep,
-    k: Annotated[int, Query(ge=1, description="How many results in all (at most rank.max_k).")] = 10,
+    k: Annotated[int, Query(ge=1, description="How many results in all (at most rank.max_k).",
+                            json_schema_extra=limited_by("rank.max_k"))] = 10,
     kind: Annotated[list[Literal["case", "problem", "sop"]], Query(description="Only these kinds (repeat).")] = [],
     mode: Annotated[Mode | None, Query(description="hybrid, dense, keyword or learned.")] = None,
     exclude_linked: Annotated[bool, Query(description="Leave out records it already links to.")] = False,
