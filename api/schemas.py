@@ -12,11 +12,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import SkipJsonSchema
 
 from caselink.config import limited_by
 from caselink.errors import InvalidRecord
+from caselink.types import NOT_SPACE, JsonBool, JsonFloat, JsonInt
 from indexing.records import ID_PATTERN, ID_RULE, Kind, Record, content_rule, parse_draft
 from recommender.results import Mode, SearchResult
 from recommender.suggest import DEFAULT_FIELDS, SUGGESTABLE
@@ -38,10 +39,17 @@ class RecordOut(Record):
     """A stored record as the API returns it."""
 
 
+def _searchable(schema: dict[str, Any]) -> None:
+    schema.update(content_rule(codes_as_text=True))
+    for name in ("error_codes", "links"):  # Record also splits "E1023, E2040"
+        prop = schema["properties"][name]
+        prop["anyOf"] = [{k: prop.pop(k) for k in ("type", "items", "maxItems") if k in prop}, {"type": "string"}]
+
+
 class SearchableRecord(Record):
     """A record sent to be stored: one with something to search (title, text, codes...)."""
 
-    model_config = ConfigDict(json_schema_extra=_with(content_rule()))
+    model_config = ConfigDict(json_schema_extra=_searchable)
 
 
 def _record_in_fields() -> dict[str, Any]:
@@ -131,12 +139,12 @@ class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_with({"examples": [
         {"record_id": "PO-2023-003", "helpful": True, "query_id": "C-2023-00042", "source": "crm"},
         {"record_id": "SOP-VAC-003#4", "helpful": False, "query": "干泵跳停 E1023", "source": "engineer-117"}],
-        "anyOf": [{"required": ["query"], "properties": {"query": {"pattern": r"\S"}}},
+        "anyOf": [{"required": ["query"], "properties": {"query": {"pattern": NOT_SPACE}}},
                   {"required": ["query_id"], "properties": {"query_id": {"pattern": NOT_BLANK}}}]}))
 
     record_id: str = Field(..., min_length=1, max_length=200, description="The suggested record.",
                            json_schema_extra={"pattern": NOT_BLANK})
-    helpful: StrictBool = Field(..., description="Was the suggestion useful?")
+    helpful: JsonBool = Field(..., description="Was the suggestion useful?")
     query: str = Field("", max_length=20_000, description="The search text the suggestion answered.")
     query_id: str = Field("", max_length=200, description="Or: the record the suggestion was related to.")
     source: str = Field("", max_length=200, description="Who voted, e.g. an engineer's id or 'crm'; the search page "
@@ -357,16 +365,16 @@ class SuggestIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_with({"examples": [
         {"text": "机械手取片时真空吸附报警", "k": 15}, {"record": {"title": "干泵跳停 E1023", "product": "HX-Etch 500"}}],
-        "oneOf": [{"required": ["text"], "properties": {"text": {"type": "string", "pattern": r"\S"},
+        "oneOf": [{"required": ["text"], "properties": {"text": {"type": "string", "pattern": NOT_SPACE},
                                                         "record": {"type": "null"}}},
                   {"required": ["record"], "properties": {"record": {"type": "object"}, "text": {"type": "null"}}}]}))
 
     text: str | None = Field(None, max_length=100_000, description="Free text, e.g. a new case's description.")
     record: DraftRecordIn | None = Field(  # type: ignore[valid-type]
         None, description="A record (stored or not); a stored id never votes.")
-    k: StrictInt = Field(15, ge=1, description="Neighbours that vote (at most rank.max_k).",
+    k: JsonInt = Field(15, ge=1, description="Neighbours that vote (at most rank.max_k).",
                          json_schema_extra=limited_by("rank.max_k"))
-    min_confidence: StrictFloat = Field(0.5, ge=0.0, le=1.0, description="Smallest winning share that is suggested.")
+    min_confidence: JsonFloat = Field(0.5, ge=0.0, le=1.0, description="Smallest winning share that is suggested.")
     fields: list[SuggestField] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(DEFAULT_FIELDS), min_length=1, description="Fields to suggest.")
 
@@ -380,14 +388,14 @@ class RelatedIn(BaseModel):
 
     record: DraftRecordIn = Field(  # type: ignore[valid-type]
         ..., description="The ticket as written so far: title, text, error codes, product, module...")
-    k: StrictInt = Field(10, ge=1, description="How many results in all (at most rank.max_k).",
+    k: JsonInt = Field(10, ge=1, description="How many results in all (at most rank.max_k).",
                          json_schema_extra=limited_by("rank.max_k"))
     kind: list[Kind] = Field(default_factory=list, description="Only these kinds.")
     mode: Mode | None = Field(None, description="hybrid (default), dense, keyword or learned.")
-    exclude_linked: StrictBool = Field(False, description="Leave out the records it links to.")
-    open_only: StrictBool = Field(False, description="Leave out finished cases and problem orders (status fixed, closed, "
+    exclude_linked: JsonBool = Field(False, description="Leave out the records it links to.")
+    open_only: JsonBool = Field(False, description="Leave out finished cases and problem orders (status fixed, closed, "
                                                "已关闭, ...).")
-    min_score: StrictFloat = Field(0.0, ge=0.0, le=1.0, description="Drop results scoring below this.")
+    min_score: JsonFloat = Field(0.0, ge=0.0, le=1.0, description="Drop results scoring below this.")
 
 
 class SectionOut(BaseModel):

@@ -9,13 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, ValidationError,
-                      field_validator)
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from caselink.errors import InvalidRecord
+from caselink.types import NOT_SPACE, SPACE, IsoDate
 from indexing.normalize import normalize
 
 Kind = Literal["case", "problem", "sop"]
@@ -31,9 +30,9 @@ CLOSED_STATUSES = frozenset({
 _NOT_WORD = re.compile(r"[\W_]+")
 # 1-200 characters, no control characters, '/' or '?', no space at either end (an id is not stripped:
 # ' C-1' and 'C-1' would otherwise be one record under two spellings).
-_ID_RE = re.compile(r"^[^\x00-\x1f\x7f/?\s](?:[^\x00-\x1f\x7f/?]{0,198}[^\x00-\x1f\x7f/?\s])?$")
+_ID_END = rf"[^\x00-\x1f\x7f/?{SPACE}]"
+_ID_RE = re.compile(rf"^{_ID_END}(?:[^\x00-\x1f\x7f/?]{{0,198}}{_ID_END})?$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # What Record.id accepts, for the API schema; the validator below says it in words.
 ID_PATTERN = _ID_RE.pattern
 ID_RULE = "1-200 characters, no control characters, '/' or '?', no space at either end"
@@ -43,24 +42,10 @@ ID_RULE = "1-200 characters, no control characters, '/' or '?', no space at eith
 CONTENT_FIELDS: tuple[str, ...] = ("title", "text", "cause", "resolution", "workaround", "product", "model", "module",
                                    "error_codes")
 SOP_CONTENT_FIELDS: tuple[str, ...] = ("doc_title", "section")
-_VISIBLE = r"[^\s\x00-\x1f\x7f]"  # a character that is neither a space nor a control character
+_VISIBLE = rf"[^{SPACE}\x00-\x1f\x7f]"  # a character that is neither a space nor a control character
 _CODE_SEPARATORS = r",;，；、|"  # how a string of error codes is split (Record._split_list)
 
 
-def _iso_date(v: object) -> object:
-    # pydantic alone reads 0, "0" or 45321 (an Excel serial) as a Unix timestamp and accepts a
-    # datetime string at midnight; a date is written 2024-03-05, as the schema's format says.
-    if v is None or (isinstance(v, date) and not isinstance(v, datetime)):
-        return v
-    if isinstance(v, str) and _ISO_DATE.match(v.strip()):
-        return v.strip()
-    got = "a number" if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v)[:40]
-    raise ValueError(f"expected a date like 2024-03-05, got {got}")
-
-
-# A calendar date, YYYY-MM-DD (or a date object), never a number; not strict itself, so a model
-# that is strict for its numbers still reads the ISO string. Shared by records, searches and the API.
-IsoDate = Annotated[date, Strict(False), BeforeValidator(_iso_date)]
 
 
 class Record(BaseModel):
@@ -95,7 +80,7 @@ class Record(BaseModel):
     @field_validator("id")
     @classmethod
     def _check_id(cls, v: str) -> str:
-        if not _ID_RE.match(v):
+        if not _ID_RE.fullmatch(v):
             raise ValueError(f"must be {ID_RULE}")
         return v
 
@@ -153,9 +138,9 @@ def content_rule(*, codes_as_text: bool = False) -> dict:
     any of :data:`CONTENT_FIELDS` with a visible character, or an SOP section's heading fields.
     ``codes_as_text``: the body may also give ``error_codes`` as one string, split as Record splits it."""
     text = {"type": "string", "pattern": _VISIBLE}
-    codes: dict = {"type": "array", "contains": {"type": "string", "pattern": r"\S"}}
+    codes: dict = {"type": "array", "contains": {"type": "string", "pattern": NOT_SPACE}}
     if codes_as_text:
-        codes = {"anyOf": [codes, {"type": "string", "pattern": rf"[^{_CODE_SEPARATORS}\s]"}]}
+        codes = {"anyOf": [codes, {"type": "string", "pattern": rf"[^{_CODE_SEPARATORS}{SPACE}]"}]}
     branches = [{"required": [f], "properties": {f: codes if f == "error_codes" else text}} for f in CONTENT_FIELDS]
     branches += [{"required": ["kind", f], "properties": {"kind": {"const": "sop"}, f: text}}
                  for f in SOP_CONTENT_FIELDS]

@@ -39,6 +39,15 @@ class GroupedSearchResponse(SearchResponse):
                                                                          "that a stored record carries.")
 
 
+def check_group_sizes(q: SearchQuery, max_k: int) -> None:
+    """InvalidQuery naming ``group_k.<group>`` for a size above ``max_k``; checked whether or not the
+    search is grouped, as the API schema states the bound."""
+    for group, _ in GROUPS:
+        size = getattr(q.group_k, group)
+        if size > max_k:
+            raise InvalidQuery(f"expected group_k.{group} <= {max_k}, got {size}", field=f"group_k.{group}")
+
+
 def search_grouped(svc, q: SearchQuery) -> GroupedSearchResponse:
     """Flat search plus one search per kind (sops, problems, cases) and the code cards.
 
@@ -48,10 +57,7 @@ def search_grouped(svc, q: SearchQuery) -> GroupedSearchResponse:
     """
     t0 = time.perf_counter()
     max_k = svc.settings.rank.max_k
-    for group, _ in GROUPS:
-        size = getattr(q.group_k, group)
-        if size > max_k:
-            raise InvalidQuery(f"expected group_k.{group} <= {max_k}, got {size}", field=f"group_k.{group}")
+    check_group_sizes(q, max_k)
     qvec = None
     timings: dict[str, float] = {}
     if (q.mode or svc.settings.rank.mode) != "keyword" and not svc.is_code_query(q.text):

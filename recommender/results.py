@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field
 
 from caselink.config import limited_by
-from indexing.records import IsoDate
+from caselink.types import NOT_SPACE, IsoDate, JsonBool, JsonFloat, JsonInt
 
 Mode = Literal["hybrid", "dense", "keyword", "learned"]
 
@@ -18,9 +18,10 @@ class GroupK(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sops: int = Field(5, ge=0, strict=True, description="SOP sections: the procedures.")
-    problems: int = Field(5, ge=0, strict=True, description="Problem orders: the known problems.")
-    cases: int = Field(10, ge=0, strict=True, description="Past service cases.")
+    sops: JsonInt = Field(5, ge=0, description="SOP sections: the procedures.", json_schema_extra=limited_by("rank.max_k"))
+    problems: JsonInt = Field(5, ge=0, description="Problem orders: the known problems.",
+                              json_schema_extra=limited_by("rank.max_k"))
+    cases: JsonInt = Field(10, ge=0, description="Past service cases.", json_schema_extra=limited_by("rank.max_k"))
 
 
 class SearchQuery(BaseModel):
@@ -31,13 +32,13 @@ class SearchQuery(BaseModel):
         {"text": "A-4410", "kind": ["case", "problem"], "product": ["HX-Litho 3000"], "created_from": "2024-01-01"},
         {"text": "E1023", "grouped": True, "group_k": {"sops": 3, "problems": 3, "cases": 5}}]})
 
-    # Numbers and flags are strict (no false for 0, no "5" for 5), as the API schema says; the
-    # service enforces the configured bounds (limited_by), which the API's schema states.
+    # Numbers and flags read as JSON Schema reads them (caselink.types); the service enforces the
+    # configured bounds (limited_by), which the API's schema states.
     text: str = Field(..., min_length=1, max_length=100_000,
                       description="Symptom text, a question, or an error code / part number; not only spaces. "
                                   "At most server.max_text_chars characters.",
-                      json_schema_extra={"pattern": r"\S", **limited_by("server.max_text_chars")})
-    k: StrictInt = Field(10, ge=1, description="How many results (at most rank.max_k).",
+                      json_schema_extra={"pattern": NOT_SPACE, **limited_by("server.max_text_chars")})
+    k: JsonInt = Field(10, ge=1, description="How many results (at most rank.max_k).",
                          json_schema_extra=limited_by("rank.max_k"))
     mode: Mode | None = Field(None, description="hybrid (default), dense, keyword, or learned (hybrid reranked "
                                                 "by the model `caselink train` saved; hybrid when there is none).")
@@ -49,12 +50,12 @@ class SearchQuery(BaseModel):
     created_from: IsoDate | None = Field(None, description="Created on or after this day. A range that ends before "
                                                            "it starts matches nothing.")
     created_to: IsoDate | None = Field(None, description="Created on or before this day.")
-    open_only: StrictBool = Field(False, description="Leave out cases and problem orders whose status says they are "
+    open_only: JsonBool = Field(False, description="Leave out cases and problem orders whose status says they are "
                                                "finished (fixed, closed, resolved, 已关闭, ...); SOP sections and "
                                                "records without a status stay.")
-    min_score: StrictFloat = Field(0.0, ge=0.0, le=1.0, description="Drop results scoring below this.")
+    min_score: JsonFloat = Field(0.0, ge=0.0, le=1.0, description="Drop results scoring below this.")
     exclude_ids: list[str] = Field(default_factory=list, description="Record ids never to return.")
-    grouped: bool = Field(False, strict=True, description=(
+    grouped: JsonBool = Field(False, description=(
         "Also answer grouped by kind, each group ranked on its own with its own size (group_k): `sops`, "
         "`problems`, `cases`, plus `code_cards` when the text names an error code. Off by default so "
         "existing clients keep the flat answer they parse."))

@@ -93,6 +93,9 @@ def suggest_fields(service, *, record: Record | None = None, text: str | None = 
         raise InvalidQuery(f"expected min_confidence between 0 and 1, got {min_confidence}", field="min_confidence")
     if k < 1:
         raise InvalidQuery(f"expected k >= 1, got {k}", field="k")
+    if record is not None and record.is_empty():
+        raise InvalidQuery("the record has nothing to compare: no title, text, product, model, module or "
+                           "error code", field="record")
     q = query_text(record, fields) if record is not None else (text or "")
     if not q.strip() and record is None:
         raise InvalidQuery("text must not be empty", field="text")

@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from api.deps import ReadAccess, ServiceDep, WriteAccess
 from api.schemas import PROBLEM_RESPONSES, DocumentOut, DocumentPutOut, Problem, SectionOut, SectionTextOut
 from caselink.errors import InvalidRecord, LoaderError, UnsupportedFormat
+from caselink.types import NOT_SPACE, SPACE
 from indexing.loaders import load_sop_bytes
 from indexing.records import ID_PATTERN, ID_RULE, Record
 from recommender.service import CaselinkService
@@ -31,8 +32,14 @@ _TYPES: dict[str, str] = {
     "text/markdown": "md", "text/x-markdown": "md", "text/plain": "txt", "text/html": "html",
     "application/pdf": "pdf", "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
 }
+# Text types as text with something to read (HTML: outside its tags), the others as bytes; an
+# empty or blank file is refused (400), it would otherwise delete every section.
+_TEXT = {"type": "string", "pattern": NOT_SPACE}
+_SCHEMAS = {"md": _TEXT, "txt": _TEXT, "html": {"type": "string", "pattern": rf"(^|>)[^<]*[^<{SPACE}]"},
+            "pdf": {"type": "string", "format": "binary", "minLength": 1},
+            "docx": {"type": "string", "format": "binary", "minLength": 1}}
 _BODY = {"required": True, "description": "The file, not empty.",
-         "content": {t: {"schema": {"type": "string", "format": "binary", "minLength": 1}} for t in _TYPES}}
+         "content": {t: {"schema": _SCHEMAS[fmt]} for t, fmt in _TYPES.items()}}
 
 
 def _format_of(content_type: str, given: str | None) -> tuple[str, str]:

@@ -15,7 +15,7 @@ from api.deps import ReadAccess, ServiceDep
 from api.routers.records import RecordId
 from api.schemas import PROBLEM_RESPONSES, EmergingOut, SuggestField, SuggestIn, SuggestionsOut, draft_record
 from caselink.config import limited_by
-from indexing.records import IsoDate
+from caselink.types import IsoDate
 from recommender.limits import MIN_GROUP_SIZE, WINDOW_DAYS_MAX, WINDOW_DAYS_MIN
 from recommender.suggest import DEFAULT_FIELDS, Suggestions, suggest_fields
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from api.deps import ReadAccess, ServiceDep
+from api.deps import ReadAccess, ServiceDep, SettingsDep
 from api.schemas import PROBLEM_RESPONSES
-from recommender.grouping import GroupedSearchResponse, search_grouped
+from recommender.grouping import GroupedSearchResponse, check_group_sizes, search_grouped
 from recommender.results import SearchQuery, SearchResponse
 
 router = APIRouter(tags=["search"], dependencies=[ReadAccess])
@@ -14,7 +14,7 @@ router = APIRouter(tags=["search"], dependencies=[ReadAccess])
 
 @router.post("/search", response_model=SearchResponse | GroupedSearchResponse, responses=PROBLEM_RESPONSES,
              summary="Search cases, problem orders and SOP sections")
-def search(q: SearchQuery, svc: ServiceDep, request: Request) -> SearchResponse:
+def search(q: SearchQuery, svc: ServiceDep, settings: SettingsDep, request: Request) -> SearchResponse:
     """Symptom text, a question, or an error code / part number, in Chinese (either script) or
     English. ``k`` is limited by ``rank.max_k`` and ``text`` by ``server.max_text_chars``; both
     are checked by the service and reported as 422 naming the field.
@@ -24,6 +24,7 @@ def search(q: SearchQuery, svc: ServiceDep, request: Request) -> SearchResponse:
     entry per error code the text names: its procedure, its problem orders (open first, with
     status and workaround), how many cases carry it and when it was last seen. The default
     stays the flat list that ticketing systems already parse."""
+    check_group_sizes(q, settings.rank.max_k)  # also when not grouped: the schema states the bound
     resp = search_grouped(svc, q) if q.grouped else svc.search(q)
     request.app.state.metrics.observe_search(resp.path, resp.fallback_reason is not None)
     return resp
