@@ -41,9 +41,10 @@ class RecordOut(Record):
 
 def _searchable(schema: dict[str, Any]) -> None:
     schema.update(content_rule(codes_as_text=True))
-    for name in ("error_codes", "links"):  # Record also splits "E1023, E2040"
+    for name in ("error_codes", "links"):  # Record also splits "E1023, E2040", and reads null as []
         prop = schema["properties"][name]
-        prop["anyOf"] = [{k: prop.pop(k) for k in ("type", "items", "maxItems") if k in prop}, {"type": "string"}]
+        prop["anyOf"] = [{k: prop.pop(k) for k in ("type", "items", "maxItems") if k in prop}, {"type": "string"},
+                         {"type": "null"}]
 
 
 class SearchableRecord(Record):
@@ -59,8 +60,8 @@ def _record_in_fields() -> dict[str, Any]:
             # Taken from the path; not in the schema, so a generated client never sends another. An id
             # equal to the path's is still read (clients written before), any other is refused.
             fields[name] = (SkipJsonSchema[str | None], Field(None))
-        elif name in ("error_codes", "links"):  # Record also splits "E1023, E2040"
-            fields[name] = (list[str] | str, info)
+        elif name in ("error_codes", "links"):  # Record also splits "E1023, E2040", and reads null as []
+            fields[name] = (list[str] | str | None, info)
         else:
             fields[name] = (info.annotation, info)
     return fields
@@ -93,7 +94,8 @@ class BatchUpsertIn(BaseModel):
          "workaround": "缩短 PM 周期至 3 个月", "error_codes": ["E1023"], "links": ["C-2025-00612"]}]}]})
 
     records: list[SearchableRecord] = Field(
-        ..., min_length=1, description="Up to server.max_batch records; no id twice (the batch is refused, 422).",
+        ..., min_length=1, description="Up to server.max_batch records. An id sent twice is stored once, as its "
+                                       "last occurrence (as the same PUTs in a row would).",
         json_schema_extra=limited_by("server.max_batch"))
 
 

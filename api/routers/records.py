@@ -34,21 +34,20 @@ def _upsert(svc: CaselinkService, records: list[Record]) -> list[UpsertOut]:
 @router.post("/records:batch", response_model=BatchUpsertOut, dependencies=[WriteAccess],
              responses=PROBLEM_RESPONSES, summary="Create or update many records at once")
 def batch_upsert(body: BatchUpsertIn, svc: ServiceDep, settings: SettingsDep) -> BatchUpsertOut:
-    """All or nothing: a bad record fails the whole batch with 422 naming it (``records.3.kind``)."""
+    """All or nothing: a bad record fails the whole batch with 422 naming it (``records.3.kind``).
+    One result per id, in the order the ids first appear; a repeated id is stored as its last occurrence."""
     limit = settings.server.max_batch
     if len(body.records) > limit:
         raise InvalidRecord(f"expected at most {limit} records per batch, got {len(body.records)}", field="records")
-    seen: dict[str, int] = {}
     for i, rec in enumerate(body.records):
-        if rec.id in seen:
-            raise InvalidRecord(f"records.{i}.id: '{rec.id}' already appears at records.{seen[rec.id]}",
-                                field=f"records.{i}.id")
-        seen[rec.id] = i
         try:
             require_content(rec, where=f"records.{i}")
         except InvalidRecord as exc:
             raise InvalidRecord(exc.message, field=f"records.{i}.text", hint=exc.hint) from None
-    results = _upsert(svc, body.records)
+    # An id sent twice is stored once, as its last occurrence: what the same PUTs in a row leave
+    # (JSON Schema cannot say "unique by id", so refusing it would refuse schema-valid batches).
+    last = {rec.id: rec for rec in body.records}
+    results = _upsert(svc, list(last.values()))
     created = sum(r.created for r in results)
     updated = sum(r.changed and not r.created for r in results)
     return BatchUpsertOut(results=results, created=created, updated=updated,
