@@ -134,24 +134,21 @@ class CaselinkRetriever:
         idx, rank = svc.index, svc.settings.rank
         docs = idx.docs_
         out = np.zeros(len(pairs), dtype=np.float32)
-        cache: dict[str, tuple[int, Record]] = {}
+        cache: dict[str, Record] = {}
 
-        def get(i: str):
+        def get(i: str) -> Record:
             if i not in cache:
-                sr = svc.store.get(i)
-                cache[i] = (sr.num, sr.record)
+                cache[i] = svc.store.get(i).record
             return cache[i]
 
         for n, (a, b) in enumerate(pairs):
-            (na, ra), (nb, rb) = get(a), get(b)
+            ra, rb = get(a), get(b)
             dense = kw = 0.0
             if self.mode != "keyword":
                 va, _ = idx.embed([docs.embedding_text(ra), docs.embedding_text(rb)], [ra.kind, rb.kind])
                 dense = max(0.0, float(va[0] @ va[1]))
             if self.mode != "dense":
-                keys, scores = idx.bm25_.score(docs.tokens(ra), normalize=True)
-                hit = np.flatnonzero(keys == nb)
-                kw = float(scores[hit[0]]) if len(hit) else 0.0
+                kw = float(idx.backend.score_keyword(docs.tokens(ra), [rb.id])[0])
             if self.mode == "hybrid":
                 w = rank.dense_weight + rank.keyword_weight or 1.0
                 out[n] = (rank.dense_weight * dense + rank.keyword_weight * kw) / w

@@ -266,27 +266,26 @@ class BM25Index:
         live = self._alive[rows]
         return rows[live], tfs[live]
 
-    def select_terms(self, query: Sequence[str], n: int) -> list[str]:
-        """``query`` restricted to its ``n`` most distinctive indexed terms by qtf x idf (as
-        Lucene's MoreLikeThis does), repeats kept; terms the index lacks stay (they cost nothing
-        and keep the normalisation's upper bound). Scoring cost follows the postings touched, and
-        a long record's common terms have the longest postings and the least weight."""
-        counts = Counter(query)
-        present = [t for t in counts if t in self.vocab_]
-        if n <= 0 or len(present) <= n:
-            return list(query)
+    def doc_freq(self, terms: Sequence[str]) -> np.ndarray:
+        """Documents holding each of ``terms`` (int64; 0 for a term the index lacks). Counts the
+        postings as stored, so a document deleted since the last compaction still counts: what
+        the idf of :meth:`select_terms` has always used."""
+        df = np.zeros(len(terms), dtype=np.int64)
         main = self._main
         n_main_terms = main.shape[1]
-        tids = np.fromiter((self.vocab_[t] for t in present), dtype=np.int64, count=len(present))
-        df = np.zeros(len(tids), dtype=np.float64)
-        inside = tids < n_main_terms
-        df[inside] = main.indptr[tids[inside] + 1] - main.indptr[tids[inside]]
-        if self._delta:
-            df += [len(self._delta.get(int(t), ())) for t in tids]
-        idf = np.log1p((max(len(self), 1) - df + 0.5) / (df + 0.5))
-        weight = np.fromiter((counts[t] for t in present), dtype=np.float64, count=len(present)) * idf
-        keep = {present[i] for i in np.argsort(-weight, kind="stable")[:n]}
-        return [t for t in query if t in keep or t not in self.vocab_]
+        for i, t in enumerate(terms):
+            tid = self.vocab_.get(t)
+            if tid is None:
+                continue
+            if tid < n_main_terms:
+                df[i] = main.indptr[tid + 1] - main.indptr[tid]
+            df[i] += len(self._delta.get(tid, ()))
+        return df
+
+    def select_terms(self, query: Sequence[str], n: int) -> list[str]:
+        """:func:`select_terms` over this index's document frequencies."""
+        distinct = list(dict.fromkeys(query))
+        return select_terms(query, n, dict(zip(distinct, self.doc_freq(distinct).tolist())), len(self))
 
     def lengths(self, keys: np.ndarray) -> np.ndarray:
         """Each key's document length in (weighted) terms; 0 for a key that is not indexed."""
@@ -405,3 +404,23 @@ class BM25Index:
         else:
             idx._fold(*idx._delta_arrays())
         return idx
+
+
+def select_terms(query: Sequence[str], n: int, df: dict[str, int], n_docs: int) -> list[str]:
+    """``query`` restricted to its ``n`` most distinctive indexed terms by qtf x idf (as Lucene's
+    MoreLikeThis does), repeats kept; terms no document holds (``df`` 0 or absent) stay (they cost
+    nothing and keep the normalisation's upper bound). Scoring cost follows the postings touched,
+    and a long record's common terms have the longest postings and the least weight.
+
+    >>> select_terms(["alarm", "alarm", "laser", "pump"], 1, {"alarm": 1, "laser": 1, "pump": 9}, 10)
+    ['alarm', 'alarm']
+    """
+    counts = Counter(query)
+    present = [t for t in counts if df.get(t, 0) > 0]
+    if n <= 0 or len(present) <= n:
+        return list(query)
+    freq = np.fromiter((df[t] for t in present), dtype=np.float64, count=len(present))
+    idf = np.log1p((max(n_docs, 1) - freq + 0.5) / (freq + 0.5))
+    weight = np.fromiter((counts[t] for t in present), dtype=np.float64, count=len(present)) * idf
+    keep = {present[i] for i in np.argsort(-weight, kind="stable")[:n]}
+    return [t for t in query if t in keep or df.get(t, 0) == 0]

@@ -11,12 +11,17 @@ that have any (a frozenset costs over 200 bytes even for one code).
 from __future__ import annotations
 
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from indexing.records import Record, is_closed_status
+
+if TYPE_CHECKING:
+    from indexing.backend import Entry
 
 _EPOCH = date(1970, 1, 1)
 _COLUMNS = ("kind", "product", "model", "module", "status")
@@ -49,7 +54,7 @@ class Filters:
 
 
 class FacetTable:
-    """Per-key facet values; keys are the record store's integer ``num``."""
+    """Per-key facet values; keys are a backend's row numbers (:mod:`indexing.local_backend`)."""
 
     def __init__(self):
         self._alive = np.zeros(0, dtype=bool)
@@ -88,7 +93,7 @@ class FacetTable:
     def value(self, column: str, key: int) -> str:
         return self._values[column][self._cols[column][key]] if key < len(self._alive) else ""
 
-    def set(self, key: int, record: Record, codes: frozenset[str]) -> None:
+    def set(self, key: int, record: Record | Entry, codes: Collection[str]) -> None:
         self._grow(key + 1)
         self._alive[key] = True
         for c in _COLUMNS:

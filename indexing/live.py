@@ -1,21 +1,22 @@
-"""The live index: BM25, FAISS and facets in memory, kept in step with the record store.
+"""The live index: the service's side of the search-backend seam, kept in step with the record store.
 
-Writes go to SQLite first (the source of truth) and then into the in-memory indexes under one
-lock, so a record is searchable as soon as ``upsert`` returns. Snapshots are written every
-``persist_every`` writes and on close; after a crash the changes logged since the last snapshot
-are replayed from the store on open, so no acknowledged write is lost.
+It owns what caselink does whatever engine sits below (indexing/backend.py): the tokeniser and
+document builder, the encoder, the embedding cache and the vector centring. It turns records into
+:class:`~indexing.backend.Entry` values and hands them to the backend (indexing/backends.py).
+
+Writes go to the store first (the source of truth) and then into the backend under one lock, so a
+record is searchable as soon as ``upsert`` returns. The backend persists every ``persist_every``
+writes and on close; after a crash the changes logged since its :meth:`applied_seq` are replayed
+from the store on open, so no acknowledged write is lost.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
-import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,19 +24,20 @@ import numpy as np
 
 from caselink.config import Settings
 from caselink.errors import IndexFormatError, IndexNotReady
-from indexing.bm25 import BM25Index
+from indexing.backend import Entry, SearchBackend
+from indexing.backends import build_backend, open_backend
+from indexing.bm25 import select_terms
 from indexing.centering import VectorCentering, blocks_of
 from indexing.document import DocumentBuilder
 from indexing.embedding_cache import EmbeddingCache
 from indexing.encoders import Encoder
-from indexing.facets import FacetTable, Filters
+from indexing.facets import FacetTable
 from indexing.index_dir import REBUILD_HINT, IndexDir
 from indexing.records import Record
 from indexing.store import RecordStore, UpsertResult
-from indexing.snapshot_state import capture_state, write_state
+from indexing.snapshot_state import capture_state
 from indexing.staleness import check_store, rebuild_reason
 from indexing.tokenize import Tokenizer, is_cjk_char, read_user_dict, text_params
-from indexing.vectors import VectorIndex
 
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
 log = logging.getLogger("caselink.index")
@@ -70,7 +72,8 @@ class BuildReport:
 
 
 class LiveIndex:
-    """Derived search indexes over a :class:`RecordStore`. Create with :meth:`build` or :meth:`open`."""
+    """The service's side of the search backend over a :class:`RecordStore`. Create with
+    :meth:`build`, :meth:`refresh` or :meth:`open`."""
 
     def __init__(self, settings: Settings, store: RecordStore, encoder: Encoder, cache: EmbeddingCache):
         self.settings = settings
@@ -79,17 +82,12 @@ class LiveIndex:
         self.cache = cache
         self.dir = IndexDir(settings.index_root)
         self.lock = threading.RLock()
-        self.seq_ = 0
+        self.backend: SearchBackend | None = None
         self.embedded_ = 0  # texts this process sent to the encoder (cache misses)
         self.writes_since_snapshot_ = 0
-        self.snapshot_path_: Path | None = None
-        self.built_at_: str = ""
         self.docs_: DocumentBuilder | None = None
-        self.bm25_: BM25Index | None = None
-        self.vectors_: VectorIndex | None = None
         # the identity until fitted (build) or loaded (open)
         self.centering_ = VectorCentering(blocks_of(encoder), min_records=settings.vectors.center_min_records)
-        self.facets_ = FacetTable()
 
     # -- construction -----------------------------------------------------------------------
     def _make_docs(self, user_words: list[str], text: dict | None = None) -> DocumentBuilder:
@@ -98,65 +96,69 @@ class LiveIndex:
         return DocumentBuilder(tok, title_weight=self.settings.bm25.title_weight,
                                code_weight=self.settings.bm25.code_weight)
 
-    def _new_vectors(self) -> VectorIndex:
-        v = self.settings.vectors
-        return VectorIndex(self.encoder.dim, exact_below=v.exact_below, nlist=v.ivf_nlist, nprobe=v.nprobe,
-                           quantizer=v.quantizer)
-
     @classmethod
     def build(cls, settings: Settings, store: RecordStore, encoder: Encoder, cache: EmbeddingCache,
               progress: Progress | None = None) -> tuple["LiveIndex", BuildReport]:
         """Index every record in the store from scratch and publish the snapshot atomically.
 
-        One streaming pass in batches of ``BUILD_BATCH`` records: each batch is tokenised into
-        BM25's compact postings and embedded into one preallocated vector array, and then
-        dropped, so peak memory is the finished index plus one batch, not every record's text
-        and tokens at once.
+        Two streaming passes over the store in batches of ``BUILD_BATCH`` records. The first
+        embeds into one preallocated vector array (the centring is fitted on all of it); the
+        second tokenises each batch into backend entries, which the backend takes in and drops,
+        so peak memory is the vectors plus one batch, not every record's text and tokens at once.
         """
         t0 = time.perf_counter()
         idx = cls(settings, store, encoder, cache)
-        idx.seq_ = store.last_seq()  # read first: anything written during the build is replayed later
+        seq = store.last_seq()  # read first: anything written during the build is replayed later
         facets = store.facets()
         idx.docs_ = docs = idx._make_docs(cls._dictionary(settings, facets))
         total = len(facets)
         del facets
-        keys = np.zeros(total, dtype=np.int64)
+        nums = np.zeros(total, dtype=np.int64)
         kinds: list[str] = []  # per vector, for per-kind centring
         vecs = np.zeros((total, encoder.dim), dtype=np.float32)
         done = embedded = 0
+        for batch in _batched(store.iter_records(BUILD_BATCH), BUILD_BATCH):
+            recs = [sr.record for sr in batch]
+            v, n = cache.encode(encoder, [docs.embedding_text(r) for r in recs],
+                                progress=(lambda k: progress("embed", k, total)) if progress else None)
+            if done + len(batch) > len(nums):  # records stored while the build runs
+                nums = np.concatenate([nums, np.zeros(len(batch), dtype=np.int64)])
+                vecs = np.concatenate([vecs, np.zeros((len(batch), encoder.dim), dtype=np.float32)])
+            nums[done:done + len(batch)] = [sr.num for sr in batch]
+            kinds.extend(sys.intern(r.kind) for r in recs)  # one str per kind, not per record
+            vecs[done:done + len(batch)] = v
+            done += len(batch)
+            embedded += n
+        nums, vecs = nums[:done], vecs[:done]
+        if settings.vectors.center:
+            idx.centering_.fit(vecs, kinds)
+            idx.centering_.transform(vecs, kinds, out=vecs)
+        del kinds
 
         def batches():
-            nonlocal keys, vecs, done, embedded
+            nonlocal embedded
+            # The store is read again in num order; a record stored between the passes is
+            # embedded now, one deleted is simply not there, one changed is replayed after ``seq``.
             for batch in _batched(store.iter_records(BUILD_BATCH), BUILD_BATCH):
                 recs = [sr.record for sr in batch]
-                tokens = [docs.tokens(r) for r in recs]
-                for sr in batch:
-                    idx.facets_.set(sr.num, sr.record, docs.codes(sr.record))
+                pos = np.searchsorted(nums, [sr.num for sr in batch])
+                known = [p < len(nums) and nums[p] == sr.num for p, sr in zip(pos, batch)]
+                new = [r for r, k in zip(recs, known) if not k]
+                extra = iter(idx._embed_records(new)[0]) if new else iter(())
+                if new:
+                    embedded += idx.embedded_
+                    idx.embedded_ = 0
+                yield [Entry.of(r, vecs[p] if k else next(extra), docs.tokens(r), docs.codes(r))
+                       for r, p, k in zip(recs, pos, known)]
                 if progress:
                     progress("tokenise", len(batch), total)
-                v, n = cache.encode(encoder, [docs.embedding_text(r) for r in recs],
-                                    progress=(lambda k: progress("embed", k, total)) if progress else None)
-                if done + len(batch) > len(keys):  # records stored while the build runs
-                    keys = np.concatenate([keys, np.zeros(len(batch), dtype=np.int64)])
-                    vecs = np.concatenate([vecs, np.zeros((len(batch), encoder.dim), dtype=np.float32)])
-                keys[done:done + len(batch)] = [sr.num for sr in batch]
-                kinds.extend(sys.intern(r.kind) for r in recs)  # one str per kind, not per record
-                vecs[done:done + len(batch)] = v
-                done += len(batch)
-                embedded += n
-                yield keys[done - len(batch):done].tolist(), tokens
 
-        idx.bm25_ = BM25Index(k1=settings.bm25.k1, b=settings.bm25.b, delta=settings.bm25.delta)
-        idx.bm25_.add_batches(batches())
-        if settings.vectors.center:
-            idx.centering_.fit(vecs[:done], kinds)
-            idx.centering_.transform(vecs[:done], kinds, out=vecs[:done])
-        idx.vectors_ = idx._new_vectors()
-        idx.vectors_.build(keys[:done], vecs[:done])
-        del vecs
+        idx.backend = build_backend(settings, dim=encoder.dim, total=done, batches=batches(), sample=vecs,
+                                    seq=seq, sidecar=idx)
+        vecs = nums = None  # the backend holds its own copy: not two during the snapshot
         idx.embedded_ = embedded
         snap = idx.snapshot()
-        return idx, BuildReport(done, embedded, time.perf_counter() - t0, snap, idx.vectors_.factory_)
+        return idx, BuildReport(done, embedded, time.perf_counter() - t0, snap, idx.factory)
 
     @staticmethod
     def _dictionary(settings: Settings, facets: list[tuple]) -> list[str]:
@@ -194,9 +196,9 @@ class LiveIndex:
             else:
                 applied = idx.writes_since_snapshot_  # what open() replayed
                 retuned = idx.retune(settings.bm25.k1, settings.bm25.b, settings.bm25.delta)
-                snap = idx.snapshot() if applied or retuned else idx.snapshot_path_
-                return idx, BuildReport(len(idx.bm25_), idx.embedded_, time.perf_counter() - t0, snap,
-                                        idx.vectors_.factory_, applied=applied)
+                snap = idx.snapshot() if applied or retuned else idx.snapshot_path
+                return idx, BuildReport(idx.count(), idx.embedded_, time.perf_counter() - t0, snap,
+                                        idx.factory, applied=applied)
         log.info("building the index from scratch: %s", reason)
         idx, report = cls.build(settings, store, encoder, cache, progress=progress)
         report.rebuilt_because = reason
@@ -226,30 +228,25 @@ class LiveIndex:
         idx.docs_.title_weight = p["bm25"]["title_weight"]
         idx.docs_.code_weight = p["bm25"]["code_weight"]
         try:
-            idx.bm25_ = BM25Index.load(snap / "bm25", k1=p["bm25"]["k1"], b=p["bm25"]["b"],
-                                        delta=p["bm25"].get("delta", 0.0))
-            idx.vectors_ = VectorIndex.load(snap, dim=model["dim"], factory=p["vectors"]["factory"],
-                                            nprobe=settings.vectors.nprobe)
-            idx.facets_ = FacetTable.from_json(json.loads((snap / "facets.json").read_text(encoding="utf-8")))
             idx.centering_ = VectorCentering.load(snap, p["vectors"].get("centering"), dim=model["dim"])
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise IndexFormatError(f"index in {snap} could not be read: {exc}", hint=REBUILD_HINT) from None
-        idx.seq_ = manifest["change_seq"]
-        idx.snapshot_path_ = snap
-        idx.built_at_ = manifest.get("created", "")
+        idx.backend = open_backend(settings, snapshot=(snap, manifest), sidecar=idx)
         idx.replay(progress)
         return idx
 
     def retune(self, k1: float, b: float, delta: float) -> bool:
-        """Set BM25's query-time parameters; True when they changed (the next snapshot records them)."""
-        bm25 = self.bm25_
-        if (bm25.k1, bm25.b, bm25.delta) == (k1, b, delta):
+        """Set BM25's query-time parameters where the backend scores with them; True when they
+        changed (the next snapshot records them)."""
+        retune = getattr(self.backend, "retune", None)
+        if retune is None or not retune(k1, b, delta):
             return False
-        with self.lock:
-            log.info("bm25 scoring changed from k1=%s b=%s delta=%s to k1=%s b=%s delta=%s: applied without a rebuild",
-                     bm25.k1, bm25.b, bm25.delta, k1, b, delta)
-            bm25.k1, bm25.b, bm25.delta = k1, b, delta
+        log.info("bm25 scoring changed to k1=%s b=%s delta=%s: applied without a rebuild", k1, b, delta)
         return True
+
+    def capture(self) -> tuple[dict, Callable[[Path], None]]:
+        """What a snapshot keeps of this side (the backend's sidecar, :mod:`indexing.snapshot_state`)."""
+        return capture_state(self)
 
     def embed(self, texts: list[str], kinds: list[str] | None = None, *, cached: bool = True
               ) -> tuple[np.ndarray, int]:
@@ -263,37 +260,24 @@ class LiveIndex:
         return self.centering_.transform(vecs, kinds), n
 
     # -- writes -----------------------------------------------------------------------------
-    def _prepare(self, recs: list[Record]) -> tuple[np.ndarray, list[list[str]]]:
+    def _embed_records(self, recs: list[Record]) -> tuple[np.ndarray, list[list[str]]]:
         """Vectors and tokens for records: the work that can fail (the encoder), done before storing."""
         vecs, n = self.embed([self.docs_.embedding_text(r) for r in recs], [r.kind for r in recs])
         self.embedded_ += n
         return vecs, [self.docs_.tokens(r) for r in recs]
 
-    def _apply(self, pairs: list[tuple[int, Record]], prepared: tuple[np.ndarray, list[list[str]]] | None = None
-               ) -> None:
-        if not pairs:
-            return
-        keys = np.asarray([n for n, _ in pairs], dtype=np.int64)
-        recs = [r for _, r in pairs]
-        vecs, tokens = prepared if prepared is not None else self._prepare(recs)
-        self.bm25_.add(keys.tolist(), tokens)
-        self.vectors_.upsert(keys, vecs)
-        for n, r in pairs:
-            self.facets_.set(n, r, self.docs_.codes(r))
-
-    def _remove(self, keys: list[int]) -> None:
-        if not keys:
-            return
-        self.bm25_.delete(keys)
-        self.vectors_.remove(np.asarray(keys, dtype=np.int64))
-        for k in keys:
-            self.facets_.remove(k)
+    def _entries(self, recs: list[Record], prepared: tuple[np.ndarray, list[list[str]]] | None = None
+                 ) -> list[Entry]:
+        if not recs:
+            return []
+        vecs, tokens = prepared if prepared is not None else self._embed_records(recs)
+        return [Entry.of(r, vecs[i], tokens[i], self.docs_.codes(r)) for i, r in enumerate(recs)]
 
     def upsert(self, records: Iterable[Record]) -> list[UpsertResult]:
         """Store and index records; searchable when this returns.
 
         Embedding happens before the store is touched, so an encoder failure stores nothing and
-        the store and the live index never disagree.
+        the store and the backend never disagree.
         """
         return self.write(records)[0]
 
@@ -303,56 +287,68 @@ class LiveIndex:
     def write(self, upserts: Iterable[Record] = (), deletes: Iterable[str] = ()
               ) -> tuple[list[UpsertResult], list[int | None]]:
         """Upsert and delete in one store transaction (:meth:`RecordStore.write`), then apply both
-        to the live index: the store commits all of it or none, and the index follows the store."""
-        records = list(upserts)
+        to the backend: the store commits all of it or none, and the backend follows the store."""
+        records, deletes = list(upserts), list(deletes)
         with self.lock:
-            vecs, tokens = self._prepare(records) if records else (None, [])
+            vecs, tokens = self._embed_records(records) if records else (None, [])
             result, gone = self.store.write(records, deletes)
             changed = [i for i, r in enumerate(result) if r.changed]
-            if changed:
-                self._apply([(result[i].num, records[i]) for i in changed],
-                            (vecs[changed], [tokens[i] for i in changed]))
-            removed = [n for n in gone if n is not None]
-            self._remove(removed)
-            self._catch_up(own={result[i].num for i in changed} | set(removed))
+            removed = [rid for rid, num in zip(deletes, gone) if num is not None]
+            entries = self._entries([records[i] for i in changed], (vecs[changed], [tokens[i] for i in changed])
+                                    ) if changed else []
+            # The position moves only once the changes other processes logged meanwhile are in too.
+            self.backend.write(entries, removed, seq=self.backend.applied_seq())
+            self._catch_up(own={records[i].id for i in changed} | set(removed))
             self.writes_since_snapshot_ += len(changed) + len(removed)
         self._maybe_snapshot()
         return result, gone
 
-    def _catch_up(self, own: set[int], progress: Progress | None = None) -> int:
-        """Advance ``seq_`` past this process's own changes, applying any another process made
-        meanwhile (``caselink index`` run while the server is up) instead of skipping them.
-        Returns how many records were re-read."""
-        if self.seq_ < self.store.pruned_upto():
+    def _catch_up(self, own: set[str], progress: Progress | None = None) -> int:
+        """Advance the backend's position past this process's own changes (ids in ``own``),
+        applying any another process made meanwhile (``caselink index`` run while the server is
+        up) instead of skipping them. Returns how many records were re-read."""
+        seq = self.backend.applied_seq()
+        if seq < self.store.pruned_upto():
             return self._resync()
-        changes = self.store.changes_since(self.seq_)
+        changes = self.store.changes_since(seq)
         if not changes:
             return 0
-        foreign = sorted({num for _, num, _ in changes if num not in own})
+        if any(rid is None for _, _, _, rid in changes):
+            return self._rebuild("the change log names a record deleted before caselink logged ids")
+        foreign = list(dict.fromkeys(rid for _, _, _, rid in changes if rid not in own))
         for start in range(0, len(foreign), BUILD_BATCH):  # bounded memory however long the log
             part = foreign[start:start + BUILD_BATCH]
-            present = self.store.get_many(part)
-            self._remove([n for n in part if n not in present])
-            self._apply(sorted(present.items()))
+            present = self.store.records(part)
+            self.backend.write(self._entries([present[i] for i in part if i in present]),
+                               [i for i in part if i not in present], seq=seq)
             if progress:
                 progress("apply changes", len(part), len(foreign))
-        self.seq_ = changes[-1][0]
+        self.backend.write(seq=changes[-1][0])
         return len(foreign)
+
+    def _adopt(self, fresh: "LiveIndex") -> None:
+        self.docs_, self.centering_, self.backend = fresh.docs_, fresh.centering_, fresh.backend
+        self.backend.sidecar = self
 
     def _resync(self) -> int:
         """Changes this index has not applied were pruned from the log (it fell further behind
         the published snapshots than ``server.change_log_keep`` rows): load the current snapshot,
         which has them, and continue from there. Returns how many records that index holds."""
         log.warning("change log pruned past this index's position (%d < %d): reloading the current snapshot",
-                    self.seq_, self.store.pruned_upto())
-        fresh = LiveIndex.open(self.settings, self.store, self.encoder, self.cache, verify=False)
-        self.docs_, self.bm25_, self.vectors_, self.facets_ = fresh.docs_, fresh.bm25_, fresh.vectors_, fresh.facets_
-        self.seq_, self.snapshot_path_, self.built_at_ = fresh.seq_, fresh.snapshot_path_, fresh.built_at_
-        return len(self.bm25_)
+                    self.backend.applied_seq(), self.store.pruned_upto())
+        self._adopt(LiveIndex.open(self.settings, self.store, self.encoder, self.cache, verify=False))
+        return self.count()
+
+    def _rebuild(self, reason: str) -> int:
+        """The change log cannot bring the backend up to date: build it again from the store."""
+        log.warning("rebuilding the index from the record store: %s", reason)
+        fresh, _ = LiveIndex.build(self.settings, self.store, self.encoder, self.cache)
+        self._adopt(fresh)
+        return self.count()
 
     def _maybe_snapshot(self) -> None:
         """Snapshot once ``server.persist_every`` writes have accumulated. Called with the index
-        lock released: the snapshot takes it only to capture the state."""
+        lock released: the backend takes its own lock only to capture the state."""
         if self.writes_since_snapshot_ < self.settings.server.persist_every:
             return
         try:
@@ -367,7 +363,7 @@ class LiveIndex:
                 self.writes_since_snapshot_ = 0
 
     def replay(self, progress: Progress | None = None) -> int:
-        """Apply changes logged in the store after this index's sequence number; returns how many
+        """Apply changes logged in the store after the backend's position; returns how many
         records they touched (also the way a server picks up another process's writes)."""
         with self.lock:
             n = self._catch_up(own=set(), progress=progress)
@@ -377,67 +373,32 @@ class LiveIndex:
     def behind(self) -> int:
         """How many change-log positions the store has past this index's (an upper bound on the
         changes still to apply: a rolled-back write leaves a gap). One indexed query."""
-        return max(0, self.store.last_seq() - self.seq_)
+        return max(0, self.store.last_seq() - self.backend.applied_seq())
 
-    def snapshot(self) -> Path:
-        """Write the in-memory state as a new snapshot and make it current.
-
-        The state is captured under the index lock (BM25's big arrays shared, everything else
-        copied, FAISS cloned); files are written, fsynced and checksummed after
-        the lock is released, so searches and writes wait only for the capture. The file lock
-        keeps one snapshot writer at a time, across processes too.
-        """
-        self.dir.root.mkdir(parents=True, exist_ok=True)
-        with open(self.dir.root / ".lock", "w") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            with self.lock:
-                self._catch_up(own=set())  # never claim a change_seq whose changes are not in the files
-                state = capture_state(self)
-                writes, self.writes_since_snapshot_ = self.writes_since_snapshot_, 0
-            tmp = self.dir.new_snapshot()
-            try:
-                path = self.dir.publish(tmp, write_state(tmp, state))
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                with self.lock:
-                    self.writes_since_snapshot_ += writes
-                raise
+    def snapshot(self) -> Path | None:
+        """Have the backend persist what it holds (for ``local``: a new snapshot folder, written
+        while searches and writes go on), then prune the change log behind it."""
         with self.lock:
-            self.snapshot_path_ = path
-            self.built_at_ = state["created"]
+            self._catch_up(own=set())  # never persist a position whose changes are not applied
+            writes, self.writes_since_snapshot_ = self.writes_since_snapshot_, 0
+            seq = self.backend.applied_seq()
+        try:
+            self.backend.persist()
+        except BaseException:
+            with self.lock:
+                self.writes_since_snapshot_ += writes
+            raise
         keep = self.settings.server.change_log_keep
         if keep:
-            self.store.prune_changes(state["manifest"]["change_seq"] - keep)
-        return path
+            self.store.prune_changes(seq - keep)
+        return self.snapshot_path
 
     def close(self) -> None:
         if self.writes_since_snapshot_:
             self.snapshot()
+        self.backend.close()
 
     # -- reads ------------------------------------------------------------------------------
-    def mask(self, filters: Filters | None, exclude: set[int] | None = None) -> np.ndarray | None:
-        if (filters is None or filters.is_empty()) and not exclude:
-            return None
-        with self.lock:  # an upsert may be growing the facet arrays
-            return self.facets_.mask(filters, exclude)
-
-    def search_dense(self, qvec: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        with self.lock:
-            scores, keys = self.vectors_.search(qvec.reshape(1, -1), k, mask)
-        ok = keys[0] >= 0
-        return keys[0][ok], scores[0][ok]
-
-    def search_keyword(self, tokens: list[str], k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        allow = None
-        if mask is not None:
-            def allow(keys: np.ndarray) -> np.ndarray:
-                inside = keys < len(mask)
-                out = np.zeros(len(keys), dtype=bool)
-                out[inside] = mask[keys[inside]]
-                return out
-        with self.lock:
-            return self.bm25_.search(tokens, k, allow, normalize=True)
-
     def select_terms(self, tokens: list[str], n: int) -> list[str]:
         """The ``n`` most distinctive of a record's terms, for ranking records related to it.
 
@@ -448,18 +409,36 @@ class LiveIndex:
         """
         if self.docs_.tokenizer.cjk_unigrams and len(set(tokens)) > n:
             tokens = [t for t in tokens if not is_cjk_char(t)]
-        with self.lock:
-            return self.bm25_.select_terms(tokens, n)
+        distinct = list(dict.fromkeys(tokens))
+        stats = self.backend.term_stats(distinct)
+        return select_terms(tokens, n, dict(zip(distinct, stats.df.tolist())), stats.n_docs)
 
-    def candidate_facts(self, keys: np.ndarray) -> dict[str, np.ndarray]:
+    def candidate_facts(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """What the learned ranker reads of candidates besides their scores: facet columns
-        (:meth:`FacetTable.columns`), keyword length (``length``) and exact-code sets (``codes``)."""
-        with self.lock:
-            out = self.facets_.columns(keys)
-            out["length"] = self.bm25_.lengths(keys)
-            codes = self.facets_.codes
-            out["codes"] = [codes.get(int(k), ()) for k in keys]
+        (:meth:`FacetTable.columns`), keyword length (``length``) and exact-code sets (``codes``).
+        From the backend when it keeps them (``local``: its arrays), else from the stored records."""
+        facts = getattr(self.backend, "candidate_facts", None)
+        if facts is not None:
+            return facts(ids)
+        stored = self.store.records(ids)
+        recs = [stored.get(i) for i in ids]
+        out: dict[str, np.ndarray] = {c: np.asarray([(getattr(r, c) or "").casefold() if r else "" for r in recs],
+                                                    dtype=object) for c in ("kind", "product", "model", "module", "status")}
+        out["created"] = np.asarray([FacetTable.day(r.created) if r else -1 for r in recs], dtype=np.int32)
+        out["length"] = np.asarray([len(self.docs_.tokens(r)) if r else 0 for r in recs], dtype=np.float32)
+        out["codes"] = [tuple(sorted(self.docs_.codes(r))) if r else () for r in recs]
         return out
 
     def count(self) -> int:
-        return len(self.bm25_) if self.bm25_ is not None else 0
+        return self.backend.count() if self.backend is not None else 0
+
+    @property
+    def snapshot_path(self) -> Path | None:
+        snap = self.backend.describe().get("snapshot") if self.backend is not None else None
+        return Path(snap) if snap else None
+
+    @property
+    def factory(self) -> str:
+        """The vector index type (``IDMap2,Flat``, ``IVF...``), or the engine's name when it does
+        not say."""
+        return self.backend.describe().get("factory", self.backend.name)

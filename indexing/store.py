@@ -19,8 +19,9 @@ position below it. Without the lock, PostgreSQL's identity would let a transacti
 position 10 commit after one holding 11, and a follower that read 11 first would skip 10 for
 ever. Reads take no lock.
 
-Each record has an integer ``num`` (never reused) that FAISS and BM25 use as their key, and facet
-columns (kind, product, ...) so filters load without parsing JSON.
+Each record has an integer ``num`` (never reused), the store's own key, and facet columns (kind,
+product, ...) so filters load without parsing JSON. Search backends know records by id; each
+change names the record's id so they can follow the log.
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ T = TypeVar("T")
 
 # 2: feedback.query_key (the normalised query text) and the feedback indexes. Opening a version 1
 # store adds and fills them; version 1 code can still open a version 2 store.
-SCHEMA_VERSION = 2
+# 3: changes.id, the record id each change is about: a search backend speaks record ids, and a
+# deleted record's id is nowhere else once its row is gone. Opening an older store adds the column
+# and fills it from the records still stored; older code can still open a version 3 store.
+SCHEMA_VERSION = 3
 
 def query_key(text: str) -> str:
     """What makes two search texts "the same search": :func:`~indexing.normalize.normalize`d
@@ -146,6 +150,12 @@ class RecordStore:
             if rows:
                 conn.execute(sa.update(FEEDBACK).where(FEEDBACK.c.fid == sa.bindparam("b_fid")),
                              [{"b_fid": f, "query_key": query_key(q)} for f, q in rows])
+            conn.execute(SQL["meta_set"], {"key": "schema_version", "value": str(SCHEMA_VERSION)})
+        if "id" not in {c["name"] for c in sa.inspect(conn).get_columns("changes")}:
+            # A change about a record deleted before version 3 keeps id NULL: nothing names it any
+            # more (see changes_since).
+            conn.exec_driver_sql("ALTER TABLE changes ADD COLUMN id TEXT")
+            conn.exec_driver_sql("UPDATE changes SET id = (SELECT id FROM records WHERE records.num = changes.num)")
             conn.execute(SQL["meta_set"], {"key": "schema_version", "value": str(SCHEMA_VERSION)})
         for stmt in (s for s in INDEXES.split(";") if s.strip()):
             conn.exec_driver_sql(stmt)
@@ -294,6 +304,12 @@ class RecordStore:
         return self._read(lambda c: {int(num): record_from_json(body) for part in _chunks(nums)
                                      for num, body in c.execute(SQL["get_many"], {"nums": part})})
 
+    def records(self, record_ids: Iterable[str]) -> dict[str, Record]:
+        """The stored ones of ``record_ids`` by id, in one query per CHUNK ids."""
+        ids = list(dict.fromkeys(record_ids))
+        return self._read(lambda c: {rid: record_from_json(body) for part in _chunks(ids)
+                                     for rid, body in c.execute(SQL["records"], {"ids": part})})
+
     def iter_records(self, batch: int = 2000) -> Iterator[StoredRecord]:
         last = 0
         while True:
@@ -364,9 +380,11 @@ class RecordStore:
         value = self._read(lambda c: c.execute(SQL["meta"], {"key": "changes_pruned_upto"}).scalar())
         return int(value) if value else 0
 
-    def changes_since(self, seq: int) -> list[tuple[int, int, str]]:
-        """(seq, num, op) after ``seq``, oldest first."""
-        return [(int(s), int(n), op) for s, n, op in self._read(lambda c: c.execute(SQL["since"], {"seq": seq}).all())]
+    def changes_since(self, seq: int) -> list[tuple[int, int, str, str | None]]:
+        """(seq, num, op, record id) after ``seq``, oldest first. The id is None only for a change
+        logged before schema version 3 about a record deleted since."""
+        rows = self._read(lambda c: c.execute(SQL["since"], {"seq": seq}).all())
+        return [(int(s), int(n), op, rid) for s, n, op, rid in rows]
 
     def feedback(self) -> list[Feedback]:
         rows = self._read(lambda c: c.execute(SQL["feedback"]).all())

@@ -82,7 +82,7 @@ def upsert_part(conn: Connection, sql: Callable[[str], str], part: list[tuple[st
                              changed)
     out = [UpsertResult(nums[rid], True, True) if rid not in have
            else UpsertResult(have[rid][0], have[rid][1] != h, False) for rid, h, _ in part]
-    _log(conn, sql, [r.num for r in out if r.changed], "upsert")
+    _log(conn, sql, [(r.num, rid) for r, (rid, _, _) in zip(out, part) if r.changed], "upsert")
     return out
 
 
@@ -97,19 +97,23 @@ def delete_ids(conn: Connection, sql: Callable[[str], str], ids: list[str]) -> l
             sql(f"SELECT id, num FROM records WHERE id IN ({_marks(len(part))})"), part))
     gone = [have.pop(rid, None) for rid in ids]
     nums = [n for n in gone if n is not None]
+    named = [(n, rid) for rid, n in zip(ids, gone) if n is not None]
     for start in range(0, len(nums), CHUNK):
         part = tuple(nums[start:start + CHUNK])
         conn.exec_driver_sql(sql(f"DELETE FROM records WHERE num IN ({_marks(len(part))})"), part)
-    _log(conn, sql, nums, "delete")
+    _log(conn, sql, named, "delete")
     return gone
 
 
-def _log(conn: Connection, sql: Callable[[str], str], nums: list[int], op: str) -> None:
-    """Append the change-log rows, in one statement per CHUNK (their seq in this order)."""
-    for start in range(0, len(nums), CHUNK):
-        part = tuple(nums[start:start + CHUNK])
-        conn.exec_driver_sql(sql(f"INSERT INTO changes (num, op) VALUES {','.join([f'(?, {op!r})'] * len(part))}"),
-                             part)
+def _log(conn: Connection, sql: Callable[[str], str], changed: list[tuple[int, str]], op: str) -> None:
+    """Append the change-log rows (num, record id), in one statement per CHUNK (their seq in this
+    order). The id is what a search backend knows a record by; once a row is deleted nothing
+    else names it."""
+    for start in range(0, len(changed), CHUNK):
+        part = changed[start:start + CHUNK]
+        conn.exec_driver_sql(
+            sql(f"INSERT INTO changes (num, op, id) VALUES {','.join([f'(?, {op!r}, ?)'] * len(part))}"),
+            tuple(v for row in part for v in row))
 
 
 def insert_rows(conn: Connection, sql: Callable[[str], str], rows: list[tuple]) -> None:
@@ -118,9 +122,10 @@ def insert_rows(conn: Connection, sql: Callable[[str], str], rows: list[tuple]) 
     for start in range(0, len(rows), CHUNK):
         part = rows[start:start + CHUNK]
         row = f"({_marks(len(_COLUMNS) + 1)})"
-        q = f"INSERT INTO records (id, {', '.join(_COLUMNS)}) VALUES {','.join([row] * len(part))} RETURNING num"
-        nums = sorted(int(n) for (n,) in conn.exec_driver_sql(sql(q), tuple(v for r in part for v in r)))
-        _log(conn, sql, nums, "upsert")
+        q = (f"INSERT INTO records (id, {', '.join(_COLUMNS)}) VALUES {','.join([row] * len(part))}"
+             " RETURNING num, id")
+        added = sorted((int(n), rid) for n, rid in conn.exec_driver_sql(sql(q), tuple(v for r in part for v in r)))
+        _log(conn, sql, added, "upsert")
 
 
 def insert_votes(conn: Connection, sql: Callable[[str], str], votes: list[tuple], *, postgres: bool) -> None:

@@ -56,17 +56,29 @@ class VectorIndex:
     def build(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Replace the contents with ``vectors`` under ``keys``, choosing the index type by size."""
         vectors = self._check(vectors)
-        self.factory_ = factory_string(len(keys), self.dim, exact_below=self.exact_below,
+        self.prepare(len(keys), vectors)
+        self.add(keys, vectors)
+
+    def prepare(self, n: int, sample: np.ndarray) -> None:
+        """Empty the index and choose its type for ``n`` vectors, training an approximate one on
+        ``sample`` (vectors like those to come; at most 200,000 of them are used), so a build
+        can then :meth:`add` its vectors a batch at a time."""
+        self.factory_ = factory_string(n, self.dim, exact_below=self.exact_below,
                                        nlist=self.nlist, quantizer=self.quantizer)
         if self.factory_.startswith("IDMap2"):
             self.index_ = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         else:
+            sample = self._check(sample)
             self.index_ = faiss.index_factory(self.dim, self.factory_, faiss.METRIC_INNER_PRODUCT)
             rng = np.random.default_rng(0)
-            sample = vectors if len(vectors) <= 200_000 else vectors[rng.choice(len(vectors), 200_000, replace=False)]
+            if len(sample) > 200_000:
+                sample = sample[rng.choice(len(sample), 200_000, replace=False)]
             self.index_.train(sample)
+
+    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors under keys not in the index yet (a build's batches)."""
         if len(keys):
-            self.index_.add_with_ids(vectors, np.asarray(keys, dtype=np.int64))
+            self.index_.add_with_ids(self._check(vectors), np.asarray(keys, dtype=np.int64))
 
     def upsert(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         keys = np.asarray(keys, dtype=np.int64)

@@ -56,7 +56,7 @@ class QueryFacts:
     length: int = 0
 
 
-def _side(keys: np.ndarray, side: dict[int, tuple[int, float]]) -> np.ndarray:
+def _side(keys: np.ndarray, side: dict[str, tuple[int, float]]) -> np.ndarray:
     """(n, 5) score, missing, log rank, z within the side's list, gap to the side's best."""
     n = len(keys)
     out = np.zeros((n, 5), dtype=np.float32)
@@ -65,7 +65,7 @@ def _side(keys: np.ndarray, side: dict[int, tuple[int, float]]) -> np.ndarray:
         return out
     ranks = np.fromiter((r for r, _ in side.values()), dtype=np.float32, count=len(side))
     scores = np.fromiter((s for _, s in side.values()), dtype=np.float32, count=len(side))
-    lookup_keys = np.fromiter(side.keys(), dtype=np.int64, count=len(side))
+    lookup_keys = np.asarray(list(side), dtype=str)
     order = np.argsort(lookup_keys)
     lookup_keys, ranks, scores = lookup_keys[order], ranks[order], scores[order]
     pos = np.clip(np.searchsorted(lookup_keys, keys), 0, len(lookup_keys) - 1)
@@ -82,7 +82,7 @@ def _side(keys: np.ndarray, side: dict[int, tuple[int, float]]) -> np.ndarray:
     return out
 
 
-def _confidence(side: dict[int, tuple[int, float]]) -> float:
+def _confidence(side: dict[str, tuple[int, float]]) -> float:
     """How far a side's best stands out of its list (the adaptive fusion's z), 0 when flat or short."""
     if len(side) < 3:
         return 0.0
@@ -105,7 +105,7 @@ def feature_matrix(fused: Fused, query: QueryFacts, facts: dict[str, np.ndarray 
 
     ``facts`` is :meth:`indexing.live.LiveIndex.candidate_facts` of ``fused.keys``.
     """
-    keys = np.asarray(fused.keys, dtype=np.int64)
+    keys = np.asarray(fused.keys, dtype=str)
     n = len(keys)
     X = np.zeros((n, len(FEATURES)), dtype=np.float32)
     if n == 0:

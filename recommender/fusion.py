@@ -30,14 +30,20 @@ import numpy as np
 
 @dataclass
 class Fused:
-    keys: np.ndarray
+    keys: np.ndarray  # record ids (str), best first
     scores: np.ndarray
-    dense: dict[int, tuple[int, float]]    # key -> (rank from 1, cosine)
-    keyword: dict[int, tuple[int, float]]  # key -> (rank from 1, normalised BM25)
+    dense: dict[str, tuple[int, float]]    # id -> (rank from 1, cosine)
+    keyword: dict[str, tuple[int, float]]  # id -> (rank from 1, normalised BM25)
 
 
-def _ranked(keys: np.ndarray, scores: np.ndarray) -> dict[int, tuple[int, float]]:
-    return {int(k): (i + 1, float(s)) for i, (k, s) in enumerate(zip(keys, scores))}
+def ids_array(ids) -> np.ndarray:
+    """Record ids as a numpy string array (ties are broken by id, so an order never depends on
+    where a backend happens to keep a record)."""
+    return np.asarray(list(ids), dtype=str)
+
+
+def _ranked(keys, scores: np.ndarray) -> dict[str, tuple[int, float]]:
+    return {str(k): (i + 1, float(s)) for i, (k, s) in enumerate(zip(keys, scores))}
 
 
 def _confidence(scores: np.ndarray) -> float | None:
@@ -62,13 +68,13 @@ def adaptive_weights(dense_scores: np.ndarray, kw_scores: np.ndarray, dense_weig
     return wd, wk
 
 
-def fuse(dense_keys: np.ndarray, dense_scores: np.ndarray, kw_keys: np.ndarray, kw_scores: np.ndarray,
+def fuse(dense_keys, dense_scores: np.ndarray, kw_keys, kw_scores: np.ndarray,
          *, method: str = "convex", dense_weight: float = 0.5, keyword_weight: float = 0.5,
          rrf_k: int = 60) -> Fused:
     """Fuse two rankings (each best first). ``kw_scores`` must already be on a 0-1 scale."""
     dense = _ranked(dense_keys, np.clip(dense_scores, 0.0, 1.0))
     keyword = _ranked(kw_keys, np.clip(kw_scores, 0.0, 1.0))
-    keys = np.asarray(sorted(set(dense) | set(keyword)), dtype=np.int64)
+    keys = ids_array(sorted(set(dense) | set(keyword)))
     if len(keys) == 0:
         return Fused(keys, np.zeros(0, dtype=np.float32), dense, keyword)
     if method == "adaptive":
@@ -89,14 +95,14 @@ def fuse(dense_keys: np.ndarray, dense_scores: np.ndarray, kw_keys: np.ndarray, 
     return Fused(keys[order], np.clip(scores[order], 0.0, 1.0).astype(np.float32), dense, keyword)
 
 
-def single(keys: np.ndarray, scores: np.ndarray, side: str) -> Fused:
+def single(keys, scores: np.ndarray, side: str) -> Fused:
     """A one-sided ranking in the same shape as :func:`fuse` output."""
     ranked = _ranked(keys, np.clip(scores, 0.0, 1.0))
-    return Fused(np.asarray(keys, dtype=np.int64), np.clip(scores, 0.0, 1.0).astype(np.float32),
+    return Fused(ids_array(keys), np.clip(scores, 0.0, 1.0).astype(np.float32),
                  ranked if side == "dense" else {}, ranked if side == "keyword" else {})
 
 
-def codes_first(fused: Fused, query_codes: set[str], record_codes: Mapping[int, Collection[str]]) -> Fused:
+def codes_first(fused: Fused, query_codes: set[str], record_codes: Mapping[str, Collection[str]]) -> Fused:
     """Stable re-order: records sharing more of the query's exact codes come first.
 
     An engineer who types E1023 or PN-7731-02 wants the records with that code, however close
@@ -104,7 +110,7 @@ def codes_first(fused: Fused, query_codes: set[str], record_codes: Mapping[int, 
     """
     if not query_codes or len(fused.keys) == 0:
         return fused
-    hits = np.array([len(query_codes.intersection(record_codes.get(int(k), ()))) for k in fused.keys])
+    hits = np.array([len(query_codes.intersection(record_codes.get(str(k), ()))) for k in fused.keys])
     order = np.lexsort((-fused.scores, -hits))
     # Keep scores non-increasing down the list: a record that outranks another on an exact code
     # scores at least as much as it, so a score threshold never cuts a code match above a non-match.

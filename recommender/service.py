@@ -1,10 +1,12 @@
 """The caselink service object: everything the CLI and the API do, over one live index.
 
-Ranking for a query:
+Ranking for a query (the engine below is a search backend, indexing/backend.py; the tokenising,
+encoding, fusion and explanations are the service's whatever engine it is):
 
 1. Normalise and tokenise; pull out exact codes (E1023, PN-7731-02).
-2. Dense side: encode the query, FAISS top-N under the filter mask.
-3. Keyword side: BM25 top-N under the same mask, scores as a share of the query's own score.
+2. Dense side: encode the query, the backend's top-N by cosine under the filters.
+3. Keyword side: the backend's BM25 top-N under the same filters, scores as a share of the
+   query's own score.
 4. Fuse (convex combination or RRF, from config), then put records sharing the query's exact
    codes first.
 5. Keyword fallback: if the encoder is unavailable, the best cosine is below ``dense_floor``,
@@ -26,7 +28,7 @@ from caselink.config import Settings
 from caselink.errors import CaselinkError, EncoderUnavailable, InvalidQuery, RecordNotFound
 from indexing.embedding_cache import EmbeddingCache
 from indexing.encoders import Encoder, load_encoder
-from indexing.facets import Filters
+from indexing.facets import FacetTable, Filters
 from indexing.live import BuildReport, LiveIndex, Progress
 from indexing.model_choice import resolve_model
 from indexing.normalize import fold
@@ -68,6 +70,7 @@ class Stats:
     change_seq: int
     centering: list[str]  # kinds centred on their own mean ("*": the corpus mean); empty: not centred
     feedback: int  # stored votes
+    backend: str = "local"  # the engine behind the seam (settings backend.kind)
 
 
 class CaselinkService:
@@ -244,7 +247,7 @@ class CaselinkService:
         verdicts = tally(self.store.feedback_between(rec.id)) if self.settings.rank.feedback and rec.id else {}
         facts = QueryFacts(codes=frozenset(docs.codes(rec)), kind=rec.kind, product=(rec.product or "").casefold(),
                            model=(rec.model or "").casefold(), module=(rec.module or "").casefold(),
-                           created_day=self.index.facets_.day(rec.created), length=len(tokens))
+                           created_day=FacetTable.day(rec.created), length=len(tokens))
         return self._rank(q, text=rec.searchable_text(), tokens=tokens, qvec=qvec, query_codes=set(docs.codes(rec)),
                           verdicts=verdicts, encode_ms=encode_ms, facts=facts, collect=collect)
 
@@ -268,18 +271,18 @@ class CaselinkService:
         if query_codes is None:
             query_codes = set(docs.tokenizer.codes(text))
         words = [w for w in docs.tokenizer.tokenize(text, bigrams=False) if w not in query_codes]
-        exclude = set(self.store.nums_of(q.exclude_ids).values())
+        exclude = frozenset(q.exclude_ids)
         filters = Filters(kind=tuple(q.kind), product=tuple(q.product), model=tuple(q.model),
                           module=tuple(q.module), status=tuple(q.status),
                           created_from=q.created_from, created_to=q.created_to, open_only=q.open_only)
-        mask = self.index.mask(filters, exclude)
+        backend = self.index.backend
         n_cand = max(s.candidates, q.k)
         timings["prepare"] = _ms(t0)
 
         path, reason = ("hybrid", learned_reason) if mode == "learned" else (mode, None)
         if mode != "keyword" and query_codes and len(words) <= _CODE_QUERY_MAX_WORDS:
             path, reason = "keyword", "the query is essentially a code: exact keyword matches answer"
-        d_keys = d_scores = None
+        dense = keyword = None
         if path != "keyword":
             try:
                 t = time.perf_counter()
@@ -287,28 +290,27 @@ class CaselinkService:
                     qvec = self.encode_query(text)
                     timings["encode"] = _ms(t)
                 t = time.perf_counter()
-                d_keys, d_scores = self.index.search_dense(qvec[0], n_cand, mask)
+                dense = backend.search_dense(qvec[0], n_cand, filters, exclude)
                 timings["vector"] = _ms(t)
             except EncoderUnavailable as exc:
                 self.encoder_error = str(exc)
                 path, reason = "keyword", f"the encoder is unavailable ({exc.message})"
-        k_keys = k_scores = None
         if path != "dense":
             t = time.perf_counter()
-            k_keys, k_scores = self.index.search_keyword(tokens, n_cand, mask)
+            keyword = backend.search_keyword(tokens, n_cand, filters, exclude)
             timings["bm25"] = _ms(t)
-        if (path == "hybrid" and d_scores is not None and len(k_keys)
-                and (len(d_scores) == 0 or float(d_scores[0]) < s.dense_floor)):
+        if (path == "hybrid" and dense is not None and len(keyword)
+                and (len(dense) == 0 or float(dense.scores[0]) < s.dense_floor)):
             path, reason = "keyword", f"best semantic match is below dense_floor {s.dense_floor}"
 
         t = time.perf_counter()
         if path == "hybrid":
-            fused = fuse(d_keys, d_scores, k_keys, k_scores, method=s.fusion, dense_weight=s.dense_weight,
-                         keyword_weight=s.keyword_weight, rrf_k=s.rrf_k)
+            fused = fuse(dense.ids, dense.scores, keyword.ids, keyword.scores, method=s.fusion,
+                         dense_weight=s.dense_weight, keyword_weight=s.keyword_weight, rrf_k=s.rrf_k)
         elif path == "dense":
-            fused = single(d_keys, d_scores, "dense")
+            fused = single(dense.ids, dense.scores, "dense")
         else:
-            fused = single(k_keys, k_scores, "keyword")
+            fused = single(keyword.ids, keyword.scores, "keyword")
         learned_rows = None
         if path == "hybrid" and (model is not None or collect is not None):
             # The learned ranker reorders the fused list before the hard rules (codes, verdicts).
@@ -320,18 +322,22 @@ class CaselinkService:
                 fused, X = rerank(model, fused, X)
                 learned_rows = dict(zip(fused.keys.tolist(), X))
                 path = "learned"
+        codes = {}  # each candidate's exact codes, as the backend returned them
+        for hits in (dense, keyword):
+            if hits is not None:
+                codes.update(zip(hits.ids, hits.codes))
         # A typed search that names a code gets its exact matches first in every path. Related to a
         # record, the learned ranker has the shared and missing codes among its features and weighs
         # them as the labels taught it; the hard rule on top would undo that and, lifting scores to
         # keep them non-increasing, break the calibrated probabilities.
         if len(query_codes) <= _CODES_FIRST_MAX and not (path == "learned" and facts is not None):
-            fused = codes_first(fused, query_codes, self.index.facets_.codes)
-        by_key = self._verdicts_by_key(verdicts or {}, fused, mask)
-        fused = apply_verdicts(fused, {k: v.net for k, v in by_key.items()})
+            fused = codes_first(fused, query_codes, codes)
+        shown = self._shown_verdicts(verdicts or {}, fused, filters, exclude)
+        fused = apply_verdicts(fused, {k: v.net for k, v in shown.items()})
         timings["fusion"] = _ms(t)
 
         t = time.perf_counter()
-        results = self._results(fused, q, words, query_codes, by_key, judged,
+        results = self._results(fused, q, words, query_codes, codes, shown, judged,
                                 learned=(model, learned_rows) if learned_rows is not None else None)
         timings["fetch"] = _ms(t)
         timings["total"] = round(_ms(t0) + encode_ms, 3)
@@ -360,33 +366,30 @@ class CaselinkService:
         if not collect:
             return [], np.zeros(0, dtype=np.float32), np.zeros((0, 0), dtype=np.float32)
         fused, X = collect[0]
-        ids = self.index.facets_.ids
-        return [ids.get(int(k), "") for k in fused.keys], np.asarray(fused.scores), X
+        return [str(k) for k in fused.keys], np.asarray(fused.scores), X
 
-    def _verdicts_by_key(self, verdicts: Mapping[str, Verdict], fused: Fused, mask: np.ndarray | None
-                         ) -> dict[int, Verdict]:
-        """Verdicts keyed like the ranking, for records that may be shown: stored, and, if the
-        ranking did not find them, passing the request's filters and exclusions."""
-        if not verdicts:
+    def _shown_verdicts(self, verdicts: Mapping[str, Verdict], fused: Fused, filters: Filters,
+                        exclude: Collection[str]) -> dict[str, Verdict]:
+        """Verdicts on records that may be shown: ranked, or, if the ranking did not find them,
+        indexed and passing the request's filters and exclusions."""
+        voted = [rid for rid, v in verdicts.items() if v.net]
+        if not voted:
             return {}
         found = set(fused.keys.tolist())
-        indexed = self.index.facets_.ids
-        out = {}
-        for rid, key in self.store.nums_of(r for r, v in verdicts.items() if v.net).items():
-            if key in found or (key in indexed and (mask is None or (key < len(mask) and mask[key]))):
-                out[key] = verdicts[rid]
-        return out
+        missed = [rid for rid in voted if rid not in found]
+        admitted = self.index.backend.admits(missed, filters, exclude) if missed else set()
+        return {rid: verdicts[rid] for rid in voted if rid in found or rid in admitted}
 
     def _results(self, fused: Fused, q: SearchQuery, words: list[str], query_codes: set[str],
-                 verdicts: Mapping[int, Verdict], judged: str,
-                 learned: tuple[RankerModel, Mapping[int, np.ndarray]] | None = None) -> list[SearchResult]:
+                 codes: Mapping[str, tuple[str, ...]], verdicts: Mapping[str, Verdict], judged: str,
+                 learned: tuple[RankerModel, Mapping[str, np.ndarray]] | None = None) -> list[SearchResult]:
         # Compared as shown (4 decimals): a client that passes a score it was shown as min_score
         # keeps that result, even when the float behind it rounded up.
-        keep = list(itertools.islice(((int(k), float(sc)) for k, sc in zip(fused.keys.tolist(), fused.scores.tolist())
+        keep = list(itertools.islice(((str(k), float(sc)) for k, sc in zip(fused.keys.tolist(), fused.scores.tolist())
                                       if round(sc, SCORE_DECIMALS) >= q.min_score), q.k))
-        records = self.store.get_many([k for k, _ in keep])
+        records = self.store.records([k for k, _ in keep])
         docs = self.index.docs_
-        moved: dict[int, list[str]] = {}
+        moved: dict[str, list[str]] = {}
         if learned is not None:  # the learned score and what moved it, for the first records shown
             model, rows = learned
             # SHAP values cost about 50x a plain prediction per record (bench/learned.md): the
@@ -401,7 +404,7 @@ class CaselinkService:
                 continue
             folded = FoldedRecord.of(rec, tokenizer=docs.tokenizer)
             ex = explain(rec, query_words=words, query_codes=query_codes,
-                         record_codes=frozenset(self.index.facets_.codes.get(key, ())), tokenizer=docs.tokenizer,
+                         record_codes=frozenset(codes.get(key, ()) or docs.codes(rec)), tokenizer=docs.tokenizer,
                          dense=fused.dense.get(key), keyword=fused.keyword.get(key), verdict=verdicts.get(key),
                          judged=judged, folded=folded)
             if learned is not None and key in learned[1]:
@@ -473,10 +476,12 @@ class CaselinkService:
 
     def stats(self) -> Stats:
         idx = self.index
+        engine = idx.backend.describe()
         return Stats(records=self.store.count(), indexed=idx.count(), model=idx.encoder.model_id,
-                     dim=idx.encoder.dim, factory=idx.vectors_.factory_, snapshot=str(idx.snapshot_path_ or ""),
-                     built_at=idx.built_at_, change_seq=idx.seq_, centering=list(idx.centering_.means_),
-                     feedback=self.store.feedback_count())
+                     dim=idx.encoder.dim, factory=idx.factory, snapshot=str(idx.snapshot_path or ""),
+                     built_at=engine.get("built_at", ""), change_seq=idx.backend.applied_seq(),
+                     centering=list(idx.centering_.means_), feedback=self.store.feedback_count(),
+                     backend=idx.backend.name)
 
 
 def _ms(t0: float) -> float:

@@ -39,7 +39,7 @@ import numpy as np
 
 from caselink.errors import InvalidQuery, RecordNotFound, VoteNotFound
 from indexing.store import RecordStore
-from recommender.fusion import Fused
+from recommender.fusion import Fused, ids_array
 
 __all__ = ["Verdict", "record_feedback", "take_back", "tally", "apply_verdicts"]
 
@@ -86,17 +86,17 @@ def tally(rows: Iterable[tuple[str, str, bool]]) -> dict[str, Verdict]:
     return {other: Verdict(h, u) for other, (h, u) in counts.items()}
 
 
-def apply_verdicts(fused: Fused, net: Mapping[int, int]) -> Fused:
-    """Re-order ``fused`` by ``net`` votes per key (see the module doc). Keys with a positive net
+def apply_verdicts(fused: Fused, net: Mapping[str, int]) -> Fused:
+    """Re-order ``fused`` by ``net`` votes per record id (see the module doc). Keys with a positive net
     that ``fused`` does not hold are added; the caller checks they may be shown at all."""
-    net = {int(k): v for k, v in net.items() if v}
+    net = {str(k): v for k, v in net.items() if v}
     if not net:
         return fused
     present = set(fused.keys.tolist())
-    extra = np.asarray([k for k, v in net.items() if v > 0 and k not in present], dtype=np.int64)
-    keys = np.concatenate([fused.keys.astype(np.int64), extra])
+    extra = ids_array(k for k, v in net.items() if v > 0 and k not in present)
+    keys = np.concatenate([fused.keys, extra]) if len(extra) else fused.keys
     scores = np.concatenate([fused.scores, np.zeros(len(extra), dtype=fused.scores.dtype)])
-    votes = np.asarray([net.get(int(k), 0) for k in keys])
+    votes = np.asarray([net.get(str(k), 0) for k in keys])
     group = np.where(votes > 0, 0, np.where(votes < 0, 2, 1))
     # Primary key last: group, then (promoted only) most votes, then the fused order.
     order = np.lexsort((np.arange(len(keys)), np.where(group == 0, -votes, 0), group))

@@ -130,13 +130,13 @@ def test_reindex_applies_bm25_scoring_settings_without_a_rebuild(settings, use_e
     # k1, b and delta only enter at query time: same postings, new scores, a new snapshot that says so.
     assert (report.rebuilt_because, report.applied, report.embedded) == (None, 0, 0)
     assert report.snapshot != first.snapshot
-    assert (svc.index.bm25_.k1, svc.index.bm25_.delta) == (1.6, 0.0)
+    assert (svc.index.backend.describe()["bm25"]["k1"], svc.index.backend.describe()["bm25"]["delta"]) == (1.6, 0.0)
     after = svc.search(SearchQuery(text="真空泵 E1023", mode="keyword")).results
     assert [r.id for r in after][:1] == [r.id for r in before][:1]
     assert [r.score for r in after] != [r.score for r in before]
     svc.close()
     reopened = CaselinkService.open(settings, encoder=use_encoder)  # a restart serves what the index records
-    assert (reopened.index.bm25_.k1, reopened.index.bm25_.delta) == (1.6, 0.0)
+    assert (reopened.index.backend.describe()["bm25"]["k1"], reopened.index.backend.describe()["bm25"]["delta"]) == (1.6, 0.0)
     m = json.loads((report.snapshot / "manifest.json").read_text(encoding="utf-8"))
     assert m["params"]["bm25"] == {"k1": 1.6, "b": 0.75, "delta": 0.0, "title_weight": 2, "code_weight": 2}
     reopened.close()
@@ -272,7 +272,7 @@ def test_change_log_is_pruned_and_a_server_that_fell_behind_reloads(settings, us
     for rec in new:
         svc.index.upsert([rec])  # snapshots every 3 writes, pruning all but 2 rows before each
     svc.index.delete("C-001")
-    assert svc.store.pruned_upto() > follower.index.seq_  # the follower's next changes are gone
+    assert svc.store.pruned_upto() > follower.index.backend.applied_seq()  # the follower's next changes are gone
     assert _count_changes(small) < before + len(new) + 1
     assert follower.index.replay() == len(CORPUS) + len(new) - 1  # it reloads the current snapshot
     for rec in new:
@@ -284,3 +284,20 @@ def test_change_log_is_pruned_and_a_server_that_fell_behind_reloads(settings, us
     again = CaselinkService.open(small, encoder=use_encoder)  # a fresh start needs only the kept rows
     assert again.index.count() == len(CORPUS) + len(new) - 1
     again.close()
+
+
+def test_a_logged_delete_that_names_no_record_rebuilds_from_the_store(settings, use_encoder):
+    """A store migrated from schema version 2 has deletes without ids: the backend cannot be told
+    which record went, so the index is built again from the store instead of serving it."""
+    import sqlite3
+
+    svc, _ = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
+    svc.close()
+    with sqlite3.connect(settings.store_path) as conn:  # as an older caselink logged a delete
+        num = conn.execute("SELECT num FROM records WHERE id = 'C-001'").fetchone()[0]
+        conn.execute("DELETE FROM records WHERE num = ?", (num,))
+        conn.execute("INSERT INTO changes (num, op) VALUES (?, 'delete')", (num,))
+    svc = CaselinkService.open(settings, encoder=use_encoder)
+    assert svc.index.count() == len(CORPUS) - 1
+    assert "C-001" not in [r.id for r in svc.search(SearchQuery(text="E1023", k=20)).results]
+    svc.close()

@@ -298,7 +298,7 @@ def test_an_upsert_whose_embedding_fails_stores_nothing(settings, use_encoder):
     svc.index.encoder = _BrokenEncoder(use_encoder)
     with pytest.raises(EncoderUnavailable):
         svc.upsert([Record(id="C-300", kind="case", title="新记录 E4242")])
-    assert svc.store.get("C-300") is None and svc.store.changes_since(svc.index.seq_) == []
+    assert svc.store.get("C-300") is None and svc.store.changes_since(svc.index.backend.applied_seq()) == []
     svc.index.encoder = use_encoder
     svc.close()
 

@@ -52,3 +52,31 @@ def test_a_version_1_store_is_migrated_on_open_and_keeps_its_feedback(tmp_path):
     check.close()
     with RecordStore(path) as again:  # a second open finds nothing to migrate
         assert len(again.feedback()) == 4 and again.get("C-1") is not None
+
+
+def test_a_version_2_store_gains_change_ids_from_the_records_still_stored(tmp_path):
+    path = tmp_path / "records.sqlite"
+    with RecordStore(path) as store:
+        store.upsert([Record(id="C-1", kind="case", title="干泵异常"), Record(id="C-2", kind="case", title="腔体漏气")])
+        store.delete("C-2")
+    conn = sqlite3.connect(path)  # as caselink wrote it with schema version 2: changes without ids
+    conn.executescript("""
+        CREATE TABLE old_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, num INTEGER NOT NULL,
+            op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')));
+        INSERT INTO old_changes SELECT seq, num, op FROM changes;
+        DROP TABLE changes;
+        ALTER TABLE old_changes RENAME TO changes;
+        UPDATE meta SET value = '2' WHERE key = 'schema_version';
+    """)
+    conn.commit()
+    conn.close()
+    with RecordStore(path) as store:
+        # C-2's row is gone: nothing names it any more, and its changes say so with None
+        assert [(op, rid) for _, _, op, rid in store.changes_since(0)] == [
+            ("upsert", "C-1"), ("upsert", None), ("delete", None)]
+        store.delete("C-1")
+        assert store.changes_since(3)[-1][2:] == ("delete", "C-1")
+        assert store.records(["C-1", "C-2"]) == {}
+    check = sqlite3.connect(path)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+    check.close()

@@ -1,0 +1,161 @@
+"""The search-backend contract (indexing/backend.py), one suite every backend passes.
+
+Each backend supplies two functions in :data:`BACKENDS`: ``make(settings, dim)`` for an empty
+backend and ``reopen(settings)`` for the one last persisted. The tests speak only the Protocol:
+record ids, :class:`Filters`, raw scores per side. Vectors are small random unit vectors, so the
+suite needs no encoder and runs in seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pytest
+
+from caselink.config import load_settings
+from indexing.backend import Entry, SearchBackend
+from indexing.backends import build_backend, open_backend
+from indexing.facets import Filters
+from indexing.index_dir import IndexDir
+
+DIM = 8
+
+
+def _make_local(settings, dim):
+    return build_backend(settings, dim=dim, total=0, batches=[], sample=np.zeros((0, dim), np.float32), seq=0)
+
+
+def _reopen_local(settings):
+    return open_backend(settings, snapshot=IndexDir(settings.index_root).read_manifest())
+
+
+BACKENDS = {"local": (_make_local, _reopen_local)}
+
+
+def _unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def entry(rid: str, seed: int, terms: list[str], *, kind="case", codes=(), product="", status="",
+          created: date | None = None) -> Entry:
+    return Entry(id=rid, vector=_unit(seed), terms=terms, codes=tuple(sorted(codes)), kind=kind, product=product,
+                 status=status, created=created)
+
+
+ENTRIES = [
+    entry("C-1", 1, ["vacuum", "pump", "stop", "e1023"], codes=["e1023"], product="HX-Etch 500", status="closed",
+          created=date(2024, 3, 2)),
+    entry("C-2", 2, ["vacuum", "leak", "chamber"], product="HX-Etch 500", status="open", created=date(2025, 1, 5)),
+    entry("PO-1", 3, ["pump", "overheat", "e1023"], kind="problem", codes=["e1023"], status="investigating"),
+    entry("SOP-1#1", 4, ["replace", "pump", "filter"], kind="sop", product="HX-Litho 3000"),
+]
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def name(request):
+    return request.param
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return load_settings(env={}, data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def backend(name, settings):
+    b = BACKENDS[name][0](settings, DIM)
+    b.write(ENTRIES, seq=4)
+    yield b
+    b.close()
+
+
+def test_it_is_a_search_backend(backend, name):
+    assert isinstance(backend, SearchBackend) and backend.name == name
+    assert backend.count() == len(ENTRIES)
+    assert backend.describe()["backend"] == name
+
+
+def test_a_write_is_searchable_when_it_returns_with_raw_scores(backend):
+    hits = backend.search_dense(_unit(2), 2)
+    assert hits.ids[0] == "C-2" and hits.scores[0] == pytest.approx(1.0, abs=1e-5)
+    assert list(hits.scores) == sorted(hits.scores, reverse=True)
+    kw = backend.search_keyword(["leak", "chamber"], 10)
+    assert kw.ids == ["C-2"] and 0.0 < kw.scores[0] <= 1.0
+    assert dict(zip(backend.search_keyword(["e1023"], 10).ids, backend.search_keyword(["e1023"], 10).codes)) == {
+        "C-1": ("e1023",), "PO-1": ("e1023",)}
+
+
+def test_writes_are_idempotent_and_updates_replace(backend):
+    before = backend.search_keyword(["pump"], 10)
+    backend.write(ENTRIES[:2], deletes=["NOT-THERE"], seq=4)
+    assert backend.count() == len(ENTRIES)
+    again = backend.search_keyword(["pump"], 10)
+    assert again.ids == before.ids and np.allclose(again.scores, before.scores)
+    backend.write([entry("C-2", 2, ["robot", "arm"], product="HX-Etch 500")], seq=5)
+    assert backend.search_keyword(["leak"], 10).ids == [] and backend.search_keyword(["robot"], 10).ids == ["C-2"]
+    assert backend.count() == len(ENTRIES)
+
+
+def test_a_delete_leaves_both_sides(backend):
+    backend.write(deletes=["C-2"], seq=5)
+    assert "C-2" not in backend.search_dense(_unit(2), 10).ids
+    assert backend.search_keyword(["leak"], 10).ids == []
+    assert backend.count() == len(ENTRIES) - 1
+    assert backend.score_keyword(["leak"], ["C-2"]).tolist() == [0.0]
+
+
+def test_filters_and_exclusions_apply_to_both_sides(backend):
+    everything = {e.id for e in ENTRIES}
+    cases = {"kind": ("case",)}
+    for f, want in [(Filters(**cases), {"C-1", "C-2"}),
+                    (Filters(product=("hx-etch 500",)), {"C-1", "C-2"}),  # case-insensitive
+                    (Filters(kind=("problem", "sop")), {"PO-1", "SOP-1#1"}),
+                    (Filters(created_from=date(2024, 6, 1)), {"C-2"}),
+                    (Filters(created_to=date(2024, 6, 1)), {"C-1"}),  # undated records never match a range
+                    (Filters(open_only=True), {"C-2", "PO-1", "SOP-1#1"}),
+                    (Filters(product=("never seen",)), set())]:
+        assert set(backend.search_dense(_unit(9), 10, f).ids) == want, f
+        assert set(backend.search_keyword(["pump", "vacuum", "leak", "filter"], 10, f).ids) == want, f
+        assert backend.admits(everything | {"NOT-THERE"}, f) == want, f
+    assert set(backend.search_dense(_unit(9), 10, exclude={"C-1", "NOT-THERE"}).ids) == everything - {"C-1"}
+    assert backend.search_keyword(["e1023"], 10, Filters(**cases), exclude=["C-1"]).ids == []
+    assert backend.admits(["C-1", "C-2"], exclude=["C-2"]) == {"C-1"}
+
+
+def test_score_keyword_is_what_search_keyword_gives(backend):
+    terms = ["pump", "e1023", "unseen"]
+    hits = backend.search_keyword(terms, 10)
+    assert len(hits) == 3
+    scores = backend.score_keyword(terms, [*hits.ids, "C-2", "NOT-THERE"])
+    assert np.allclose(scores[:3], hits.scores) and scores[3:].tolist() == [0.0, 0.0]
+
+
+def test_term_stats_count_documents_per_term(backend):
+    stats = backend.term_stats(["pump", "leak", "unseen"])
+    assert stats.df.tolist() == [3, 1, 0] and stats.n_docs == len(ENTRIES)
+
+
+def test_applied_seq_only_moves_forward(backend):
+    assert backend.applied_seq() == 4
+    backend.write(seq=9)
+    backend.write([entry("C-9", 9, ["late"])], seq=7)  # an older position never moves it back
+    assert backend.applied_seq() == 9
+
+
+def test_persist_and_reopen_keep_records_scores_and_position(backend, name, settings):
+    backend.write([entry("C-3", 5, ["robot", "wafer"], codes=["w3001"])], deletes=["SOP-1#1"], seq=6)
+    dense, kw = backend.search_dense(_unit(5), 10), backend.search_keyword(["robot", "pump"], 10)
+    backend.persist()
+    backend.close()
+    again = BACKENDS[name][1](settings)
+    try:
+        assert again.applied_seq() == 6 and again.count() == len(ENTRIES)
+        d2, k2 = again.search_dense(_unit(5), 10), again.search_keyword(["robot", "pump"], 10)
+        assert d2.ids == dense.ids and np.allclose(d2.scores, dense.scores, atol=1e-5)
+        assert k2.ids == kw.ids and np.allclose(k2.scores, kw.scores) and k2.codes == kw.codes
+        again.write([entry("C-4", 6, ["robot"])], seq=7)  # a reopened backend takes writes
+        assert set(again.search_keyword(["robot"], 10).ids) == {"C-3", "C-4"}
+    finally:
+        again.close()
