@@ -84,7 +84,7 @@ async def _lifespan(app: FastAPI):
     try:
         app.state.service = await run_in_threadpool(_open_service, settings)
         app.state.startup_error = None
-        log.info("index open: %d records from %s", app.state.service.index.count(), settings.data_dir)
+        log.info("index open: %d records from %s", app.state.service.indexed(), settings.data_dir)
     except CaselinkError as exc:  # serve /healthz and 503s that say why, instead of dying
         app.state.startup_error = exc
         log.error("index could not be opened: %s", exc)
@@ -119,9 +119,9 @@ async def _follow_store(app: FastAPI, every: float) -> None:
         if svc is None:
             continue
         try:
-            behind = await run_in_threadpool(svc.index.behind)
+            behind = await run_in_threadpool(svc.behind)
             app.state.catching_up = behind if behind > NOT_READY_BEHIND else 0
-            n = await run_in_threadpool(svc.index.replay) if behind else 0
+            n = await run_in_threadpool(svc.follow) if behind else 0
             if n:
                 log.info("applied %d records written by another process", n)
         except Exception as exc:  # noqa: BLE001 - keep serving; the next round retries

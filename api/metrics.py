@@ -35,8 +35,8 @@ class Metrics:
 
     def render(self, service=None) -> bytes:
         if service is not None:
-            self.index_records.set(service.index.count())
-            for kind, n in service.store.count().items():
+            self.index_records.set(service.indexed())
+            for kind, n in service.record_counts().items():
                 self.store_records.labels(kind=kind).set(n)
         return generate_latest(self.registry)
 

@@ -122,8 +122,8 @@ def index(
 
         svc, report = CaselinkService.build(settings, records=loaded.records, documents=loaded.documents,
                                             progress=progress, rebuild=rebuild)
-    counts = svc.store.count()
-    model, model_reason = svc.index.encoder.model_id, svc.model_reason
+    counts = svc.record_counts()
+    model, model_reason = svc.model_id, svc.model_reason
     svc.close()
     err.print(f"encoder {model} ({model_reason})", highlight=False)
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
@@ -350,9 +350,10 @@ def delete(
     svc = _open(config, data_dir)
     try:
         ids = list(dict.fromkeys(record_ids or []))
-        missing = [f"'{i}'" for i in ids if svc.store.get(i) is None]
+        stored = svc.records(ids)
+        missing = [f"'{i}'" for i in ids if i not in stored]
         for d in doc or []:
-            sections = svc.store.sections_of(d)
+            sections = svc.sections_of(d)
             if not sections:
                 missing.append(f"document '{d}'")
             ids.extend(s for s in sections if s not in ids)

@@ -117,9 +117,10 @@ class CaselinkRetriever:
         svc = self.engine.service_
         # The protocol restricts candidates on question sets only, and those are all ANSWER_KIND.
         kinds = [ANSWER_KIND] if candidate_ids is not None else None
+        stored = svc.records(q.id for q in queries)
         out: Ranked = []
         for q in queries:
-            if svc.store.get(q.id) is not None:
+            if q.id in stored:
                 resp = svc.related(q.id, k=k, kinds=kinds, mode=self.mode)
             else:
                 resp = svc.search(SearchQuery(text=q.full_text()[:10_000] or q.id, k=k, mode=self.mode,
@@ -129,29 +130,15 @@ class CaselinkRetriever:
         return out
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """The mode's 0-1 score for each pair, as if b were ranked for a (fusion weights applied)."""
+        """The score the service shows for b among the records related to a, in this mode (its
+        fusion, codes first and feedback, as served), and 0 where b is not among the best
+        ``rank.max_k``: ``min_score`` filters shown scores, so a threshold is suggested from them."""
         svc = self.engine.service_
-        idx, rank = svc.index, svc.settings.rank
-        docs = idx.docs_
+        shown: dict[str, dict[str, float]] = {}
         out = np.zeros(len(pairs), dtype=np.float32)
-        cache: dict[str, Record] = {}
-
-        def get(i: str) -> Record:
-            if i not in cache:
-                cache[i] = svc.store.get(i).record
-            return cache[i]
-
         for n, (a, b) in enumerate(pairs):
-            ra, rb = get(a), get(b)
-            dense = kw = 0.0
-            if self.mode != "keyword":
-                va, _ = idx.embed([docs.embedding_text(ra), docs.embedding_text(rb)], [ra.kind, rb.kind])
-                dense = max(0.0, float(va[0] @ va[1]))
-            if self.mode != "dense":
-                kw = float(idx.backend.score_keyword(docs.tokens(ra), [rb.id])[0])
-            if self.mode == "hybrid":
-                w = rank.dense_weight + rank.keyword_weight or 1.0
-                out[n] = (rank.dense_weight * dense + rank.keyword_weight * kw) / w
-            else:
-                out[n] = dense if self.mode == "dense" else kw
+            if a not in shown:
+                resp = svc.related(a, k=svc.settings.rank.max_k, mode=self.mode)
+                shown[a] = {r.id: r.score for r in resp.results}
+            out[n] = shown[a].get(b, 0.0)
         return out

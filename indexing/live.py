@@ -248,6 +248,20 @@ class LiveIndex:
         """What a snapshot keeps of this side (the backend's sidecar, :mod:`indexing.snapshot_state`)."""
         return capture_state(self)
 
+    @property
+    def documents(self) -> DocumentBuilder:
+        """How this index turns records into keyword terms, codes and embedding text."""
+        return self.docs_
+
+    @property
+    def centred_kinds(self) -> list[str]:
+        """Kinds centred on their own mean (``*``: the corpus mean); empty when not centred."""
+        return list(self.centering_.means_)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """The encoder's own vectors for ``texts`` (not centred), through the embedding cache."""
+        return self.cache.encode(self.encoder, texts)[0]
+
     def embed(self, texts: list[str], kinds: list[str] | None = None, *, cached: bool = True
               ) -> tuple[np.ndarray, int]:
         """Index-space vectors for embedding texts (encoded, then centred as the index was) and how

@@ -180,8 +180,7 @@ def find_emerging(service, *, window_days: int = 30, as_of: date | None = None, 
     _check(0.0 <= code_boost <= 1.0, "code_boost", "between 0 and 1", code_boost)
     want = normalize(product) if product else None
     cases, problems = [], []
-    for sr in service.store.iter_records():
-        r = sr.record
+    for r in service.iter_records():
         if r.kind == "problem":
             problems.append(r)
         elif r.kind == "case" and r.created is not None and (want is None or normalize(r.product) == want):
@@ -212,11 +211,10 @@ def find_emerging(service, *, window_days: int = 30, as_of: date | None = None, 
     linked_open = {lid for p in known for lid in p.links}
     linked_open |= {c.id for c in span if open_ids.intersection(c.links)}
     mine = [p for p in problems if (p.created is None or p.created <= as_of)]
-    docs = service.index.docs_
+    docs = service.documents
     # Raw encoder vectors, not the index's centred ones (LiveIndex.embed): ``similarity`` was
     # tuned on raw USE cosines, and centring would shift every pair's cosine under it.
-    vecs, _ = service.index.cache.encode(service.index.encoder,
-                                         [docs.embedding_text(r) for r in span + mine])
+    vecs = service.encode([docs.embedding_text(r) for r in span + mine])
     case_vecs, prob_vecs = vecs[:len(span)], vecs[len(span):]
 
     recent_idx = [i for i, c in enumerate(span) if win[i] == 0]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from caselink.config import Settings
 from caselink.errors import CaselinkError, EncoderUnavailable, InvalidQuery, RecordNotFound
+from indexing.document import DocumentBuilder
 from indexing.embedding_cache import EmbeddingCache
 from indexing.encoders import Encoder, load_encoder
 from indexing.facets import FacetTable, Filters
@@ -33,7 +34,7 @@ from indexing.live import BuildReport, LiveIndex, Progress
 from indexing.model_choice import resolve_model
 from indexing.normalize import fold
 from indexing.records import Record, require_content
-from indexing.store import RecordStore
+from indexing.store import Feedback, RecordStore
 from recommender.explain import FoldedRecord, explain, snippet_and_highlights
 from recommender.features import QueryFacts, feature_matrix
 from recommender.fusion import Fused, codes_first, fuse, single
@@ -170,7 +171,7 @@ class CaselinkService:
         if len(q.text) > self.settings.server.max_text_chars:  # as sent: the API schema's maxLength counts so
             raise InvalidQuery(f"text is {len(q.text)} characters, the limit is {self.settings.server.max_text_chars}",
                                field="text")
-        docs = self.index.docs_
+        docs = self.index.documents
         verdicts = tally(self.store.feedback_for_query(text)) if self.settings.rank.feedback else {}
         return self._rank(q, text=text, tokens=docs.tokenizer.tokenize(text), qvec=query_vector, verdicts=verdicts,
                           judged="this search")
@@ -178,21 +179,21 @@ class CaselinkService:
     def encode_query(self, text: str) -> np.ndarray:
         """The vector :meth:`search` ranks ``text`` by (1 x dim, index space). Raises
         :class:`~caselink.errors.EncoderUnavailable` when the encoder cannot run."""
-        docs = self.index.docs_
+        docs = self.index.documents
         qvec, _ = self.index.embed([docs.embedding_text(Record(id="q", kind="case", text=text.strip()))], cached=False)
         return qvec
 
     def is_code_query(self, text: str) -> bool:
         """Whether ``text`` is essentially a code (codes and at most two words), which exact keyword
         matches answer in every mode: searching it needs no query vector."""
-        tok = self.index.docs_.tokenizer
+        tok = self.index.documents.tokenizer
         codes = set(tok.codes(text))
         words = [w for w in tok.tokenize(text, bigrams=False) if w not in codes]
         return bool(codes) and len(words) <= _CODE_QUERY_MAX_WORDS
 
     def query_codes(self, text: str) -> list[str]:
         """The exact codes ``text`` names (canonical: 'E-1023' -> 'e1023'), in order."""
-        return self.index.docs_.tokenizer.codes(text)
+        return self.index.documents.tokenizer.codes(text)
 
     def related(self, record_id: str, *, k: int = 10, kinds: list[str] | None = None, mode: str | None = None,
                 exclude_linked: bool = False, min_score: float = 0.0, open_only: bool = False) -> SearchResponse:
@@ -232,7 +233,7 @@ class CaselinkService:
             first = exc.errors()[0]
             field = ".".join(str(x) for x in first["loc"])
             raise InvalidQuery(f"field '{field}': {first['msg']}", field=field) from None
-        docs = self.index.docs_
+        docs = self.index.documents
         qvec = None
         t = time.perf_counter()
         try:
@@ -267,7 +268,7 @@ class CaselinkService:
         # encode_ms: the caller encoded a record's fields already (related records), before t0.
         timings: dict[str, float] = {"encode": round(encode_ms, 3)} if encode_ms else {}
         t0 = time.perf_counter()
-        docs = self.index.docs_
+        docs = self.index.documents
         if query_codes is None:
             query_codes = set(docs.tokenizer.codes(text))
         words = [w for w in docs.tokenizer.tokenize(text, bigrams=False) if w not in query_codes]
@@ -388,7 +389,7 @@ class CaselinkService:
         keep = list(itertools.islice(((str(k), float(sc)) for k, sc in zip(fused.keys.tolist(), fused.scores.tolist())
                                       if round(sc, SCORE_DECIMALS) >= q.min_score), q.k))
         records = self.store.records([k for k, _ in keep])
-        docs = self.index.docs_
+        docs = self.index.documents
         moved: dict[str, list[str]] = {}
         if learned is not None:  # the learned score and what moved it, for the first records shown
             model, rows = learned
@@ -474,13 +475,67 @@ class CaselinkService:
     def delete_feedback(self, fid: int) -> None:
         take_back(self.store, fid)
 
+    # -- what the API, the CLI, eval, emerging and suggest ask of the store and index ---------
+    @property
+    def model_id(self) -> str:
+        return self.index.encoder.model_id
+
+    @property
+    def documents(self) -> DocumentBuilder:
+        """How records are tokenised and turned into codes and embedding text here."""
+        return self.index.documents
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """The encoder's own vectors (not centred as the index's are), through the embedding cache."""
+        return self.index.encode(texts)
+
+    def indexed(self) -> int:
+        """Records the search backend holds."""
+        return self.index.count()
+
+    def record_counts(self) -> dict[str, int]:
+        """Stored records per kind."""
+        return self.store.count()
+
+    def records(self, record_ids: Iterable[str]) -> dict[str, Record]:
+        """The stored ones of ``record_ids``, by id."""
+        return self.store.records(record_ids)
+
+    def iter_records(self) -> Iterator[Record]:
+        """Every stored record, in the order they were first stored."""
+        return (sr.record for sr in self.store.iter_records())
+
+    def sections_of(self, doc_id: str) -> list[str]:
+        """The ids of SOP document ``doc_id``'s stored sections (empty: no such document)."""
+        return self.store.sections_of(doc_id)
+
+    def list_ids(self, *, after: str = "", limit: int = 1000, kinds: Iterable[str] = ()
+                 ) -> tuple[list[tuple[str, str, float, str]], str | None]:
+        """A page of stored ids in id order with kind, updated and hash, and the next cursor
+        (:meth:`indexing.store.RecordStore.list_ids`)."""
+        return self.store.list_ids(after=after, limit=limit, kinds=kinds)
+
+    def votes(self) -> list[Feedback]:
+        """Every stored feedback vote, oldest first."""
+        return self.store.feedback()
+
+    def behind(self) -> int:
+        """How many change-log positions the store has past the index's (an upper bound on the
+        changes :meth:`follow` would apply)."""
+        return self.index.behind()
+
+    def follow(self) -> int:
+        """Apply what other processes wrote to the store since (``caselink index`` while serving);
+        returns how many records that touched."""
+        return self.index.replay()
+
     def stats(self) -> Stats:
         idx = self.index
         engine = idx.backend.describe()
         return Stats(records=self.store.count(), indexed=idx.count(), model=idx.encoder.model_id,
                      dim=idx.encoder.dim, factory=idx.factory, snapshot=str(idx.snapshot_path or ""),
                      built_at=engine.get("built_at", ""), change_seq=idx.backend.applied_seq(),
-                     centering=list(idx.centering_.means_), feedback=self.store.feedback_count(),
+                     centering=idx.centred_kinds, feedback=self.store.feedback_count(),
                      backend=idx.backend.name)
 
 

@@ -107,8 +107,8 @@ def suggest_fields(service, *, record: Record | None = None, text: str | None = 
     resp = service.search(SearchQuery(text=q, k=k, mode="hybrid", kind=["case"],
                                       exclude_ids=[record.id] if record is not None else []))
     hits = [(r.id, float(r.score)) for r in resp.results if r.score > 0]
-    stored = {rid: service.store.get(rid) for rid, _ in hits}
-    neighbours = [(stored[rid].record, score) for rid, score in hits if stored[rid] is not None]
+    stored = service.records(rid for rid, _ in hits)
+    neighbours = [(stored[rid], score) for rid, score in hits if rid in stored]
     out = {f: _vote(f, neighbours, min_confidence) for f in fields}
     return Suggestions(record_id=record.id if record is not None else None, k=k, min_confidence=min_confidence,
                        path=resp.path, neighbours=[Neighbour(r.id, round(s, 4)) for r, s in neighbours], fields=out)

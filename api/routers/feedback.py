@@ -52,7 +52,7 @@ def export_feedback(svc: ServiceDep) -> Response:
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
-    for fb in svc.store.feedback():
+    for fb in svc.votes():
         query_type, id_a = ("id", fb.query_id) if fb.query_id else ("text", fb.query)
         created = datetime.fromtimestamp(fb.created, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         writer.writerow((id_a, fb.record_id, int(fb.helpful), query_type, fb.source, created, fb.fid))

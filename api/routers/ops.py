@@ -37,7 +37,7 @@ def readyz(request: Request) -> Response:
     if behind := request.app.state.catching_up:
         return problem(503, f"catching up with the record store: {behind} changes to apply", slug="index-not-ready",
                        title="Index not ready", headers={"Retry-After": "5"})
-    return JSONResponse(Health(status="ready", records=svc.index.count()).model_dump(exclude_none=True))
+    return JSONResponse(Health(status="ready", records=svc.indexed()).model_dump(exclude_none=True))
 
 
 @router.get("/v1/stats", response_model=StatsOut, dependencies=[ReadAccess], summary="Counts, index and model",

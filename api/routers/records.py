@@ -78,7 +78,7 @@ def list_records(
     """Walk every page to get the ids caselink holds; an id the source no longer has is a delete
     that never arrived (send it to ``POST /v1/records:batchDelete``). Writes made while walking
     are seen if their id sorts after the current page."""
-    rows, next_after = svc.store.list_ids(after=after, limit=limit, kinds=kind)
+    rows, next_after = svc.list_ids(after=after, limit=limit, kinds=kind)
     return RecordListOut(records=[RecordRefOut(id=i, kind=k, updated=datetime.fromtimestamp(u, timezone.utc), hash=h)
                                   for i, k, u, h in rows], next_after=next_after)
 
