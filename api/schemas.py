@@ -171,6 +171,7 @@ class StatsOut(BaseModel):
         "Record kinds whose vectors are centred on their own mean ('*': the corpus mean, which the other kinds "
         "use); empty when vectors are not centred (vectors.center off, or too few records)."))
     feedback: int = Field(0, description="Stored helpful / not helpful votes.")
+    backend: str = Field("local", description="The search backend serving (settings backend.kind).")
     encoder_error: str | None = Field(None, description="Set when the encoder failed and search fell back.")
 
 
