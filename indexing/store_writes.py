@@ -26,7 +26,11 @@ _COLUMNS = ("kind", "product", "model", "module", "status", "created", "body", "
 
 @dataclass(frozen=True)
 class UpsertResult:
-    num: int
+    """What writing one record did: the one result type of an upsert, from the store through the
+    service (the API's ``UpsertOut`` is its wire form)."""
+
+    id: str
+    num: int  # the store's key for the record
     changed: bool  # False when the stored record was identical: nothing was written
     created: bool  # True when the id was new
 
@@ -80,9 +84,9 @@ def upsert_part(conn: Connection, sql: Callable[[str], str], part: list[tuple[st
     if changed:
         conn.exec_driver_sql(sql(f"UPDATE records SET {', '.join(c + ' = ?' for c in _COLUMNS)} WHERE num = ?"),
                              changed)
-    out = [UpsertResult(nums[rid], True, True) if rid not in have
-           else UpsertResult(have[rid][0], have[rid][1] != h, False) for rid, h, _ in part]
-    _log(conn, sql, [(r.num, rid) for r, (rid, _, _) in zip(out, part) if r.changed], "upsert")
+    out = [UpsertResult(rid, nums[rid], True, True) if rid not in have
+           else UpsertResult(rid, have[rid][0], have[rid][1] != h, False) for rid, h, _ in part]
+    _log(conn, sql, [(r.num, r.id) for r in out if r.changed], "upsert")
     return out
 
 

@@ -34,7 +34,7 @@ from indexing.live import BuildReport, LiveIndex, Progress
 from indexing.model_choice import resolve_model
 from indexing.normalize import fold
 from indexing.records import Record, require_content
-from indexing.store import Feedback, RecordStore
+from indexing.store import Feedback, RecordStore, UpsertResult
 from recommender.explain import FoldedRecord, explain, snippet_and_highlights
 from recommender.features import QueryFacts, feature_matrix
 from recommender.fusion import Fused, codes_first, fuse, single
@@ -50,13 +50,6 @@ _CODE_QUERY_MAX_WORDS = 2
 _CODES_FIRST_MAX = 3
 SCORE_DECIMALS = 4
 _LEARNED_FACTORS_SHOWN = 3
-
-
-@dataclass(frozen=True)
-class UpsertOutcome:
-    id: str
-    changed: bool
-    created: bool
 
 
 @dataclass
@@ -420,13 +413,12 @@ class CaselinkService:
         return out
 
     # -- writes -----------------------------------------------------------------------------
-    def upsert(self, records: list[Record]) -> list[UpsertOutcome]:
+    def upsert(self, records: list[Record]) -> list[UpsertResult]:
         """Create or update records. Searchable when this returns; a record with nothing to search
         (:func:`~indexing.records.require_content`) fails the call before anything is stored."""
         for r in records:
             require_content(r)
-        result = self.index.upsert(records)
-        return [UpsertOutcome(r.id, u.changed, u.created) for r, u in zip(records, result)]
+        return self.index.upsert(records)
 
     def delete(self, record_id: str) -> None:
         if not self.index.delete(record_id):
@@ -439,7 +431,7 @@ class CaselinkService:
         return deleted, [rid for rid, num in zip(record_ids, gone) if num is None]
 
     def put_document(self, doc_id: str, records: list[Record], section_ids: Collection[str]
-                     ) -> tuple[list[UpsertOutcome], list[str]]:
+                     ) -> tuple[list[UpsertResult], list[str]]:
         """Replace SOP document ``doc_id`` with ``records`` (its sections; ``section_ids`` names all
         of them, as :attr:`LoadResult.documents` does): upserts them and deletes the stored
         sections the document no longer has, in one transaction. Returns the upserts and the
@@ -449,7 +441,7 @@ class CaselinkService:
         with self._documents:
             removed = _stale_sections(self.store, {doc_id: section_ids})
             result, _ = self.index.write(records, removed)
-        return [UpsertOutcome(r.id, u.changed, u.created) for r, u in zip(records, result)], removed
+        return result, removed
 
     def delete_document(self, doc_id: str) -> list[str]:
         """Delete every stored section of SOP document ``doc_id``; returns their ids."""

@@ -38,9 +38,9 @@ def test_upsert_reports_created_changed_and_unchanged_and_logs_only_changes(stor
     assert [r.num for r in again] == [r.num for r in first]  # a record keeps its key
     assert store.get("C-2").record.title == "Robot drops wafer W3001"
     log = store.changes_since(0)
-    assert [(n, op) for _, n, op in log] == [(first[0].num, "upsert"), (first[1].num, "upsert"),
-                                             (first[1].num, "upsert")]
-    assert [s for s, _, _ in log] == sorted({s for s, _, _ in log}) and store.last_seq() == log[-1][0]
+    assert [(n, op, rid) for _, n, op, rid in log] == [(first[0].num, "upsert", "C-1"), (first[1].num, "upsert", "C-2"),
+                                                       (first[1].num, "upsert", "C-2")]
+    assert [s for s, *_ in log] == sorted({s for s, *_ in log}) and store.last_seq() == log[-1][0]
     assert store.count() == {"case": 2} and store.total() == 2
 
 
@@ -68,7 +68,7 @@ def test_a_write_is_all_or_nothing(store, monkeypatch):
 def test_delete_returns_the_key_once_and_logs_it(store):
     num = store.upsert([case("C-1")])[0].num
     assert store.write(deletes=["C-1", "C-404", "C-1"])[1] == [num, None, None]
-    assert store.get("C-1") is None and store.changes_since(0)[-1][1:] == (num, "delete")
+    assert store.get("C-1") is None and store.changes_since(0)[-1][1:] == (num, "delete", "C-1")
     assert store.delete("C-1") is None
 
 
@@ -182,7 +182,7 @@ def test_two_writer_processes_lose_nothing_and_followers_skip_no_position(store_
         followed += store.changes_since(last)
         log = store.changes_since(0)
         assert followed == log  # nothing committed behind a position a follower had already passed
-        assert len({s for s, _, _ in log}) == len(log)
+        assert len({s for s, *_ in log}) == len(log)
         rows = [row for res in results for row in res]
         assert sum(1 for row in rows if row[2]) == n  # each shared id created exactly once
         assert len({row[1] for row in rows}) == n  # and both writers got its one key
