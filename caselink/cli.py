@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from datetime import date
@@ -10,55 +9,15 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from caselink.config import Settings, load_settings
+from caselink.cli_common import ConfigOpt, DataDirOpt, JsonOpt, ServerOpt, err, friendly, out
+from caselink.cli_common import open_service as _open
+from caselink.cli_common import progress_bars as _progress
+from caselink.cli_common import settings_from as _settings
 from caselink.errors import CaselinkError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="caselink: find the service cases, problem orders and SOP sections related to a case or symptom.")
-out = Console()
-err = Console(stderr=True)
-
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Settings file (TOML).", show_default=False)]
-DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Where records and the index live.",
-                                                    show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-ServerOpt = Annotated[Optional[str], typer.Option(
-    "--server", help="Ask the caselink server at this URL instead of loading the index: milliseconds instead of "
-                     "seconds (default: CASELINK_URL; CASELINK_API_KEY is its key).", show_default=False)]
-
-
-def friendly(fn):
-    """Turn domain errors into one red line and exit code 2 instead of a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except CaselinkError as exc:
-            err.print(f"[red]error:[/red] {exc.message}", highlight=False)
-            if exc.hint:
-                err.print(f"  next: {exc.hint}", highlight=False)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-def _settings(config: Path | None, data_dir: Path | None, **overrides) -> Settings:
-    return load_settings(config, data_dir=data_dir, **overrides)
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err, transient=False, disable=not err.is_terminal and not _force_bars())
-
-
-def _force_bars() -> bool:
-    import os
-
-    return os.environ.get("CASELINK_PROGRESS") == "1"
 
 
 @app.command()
@@ -142,12 +101,6 @@ def index(
         out.print(f"removed {len(report.removed)} SOP {noun} no longer in their documents: {shown}", highlight=False)
     if skipped:
         out.print(f"{skipped} rows were skipped (listed above)", highlight=False)
-
-
-def _open(config: Path | None, data_dir: Path | None):
-    from recommender.service import CaselinkService
-
-    return CaselinkService.open(_settings(config, data_dir))
 
 
 def _print_response(resp, as_json: bool) -> None:

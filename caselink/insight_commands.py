@@ -40,7 +40,8 @@ def emerging_command(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Groups of recent, mutually similar cases not linked to an open problem order, and rising problem orders."""
-    from caselink.cli import _open, out
+    from caselink.cli_common import out
+    from caselink.cli_common import open_service as _open
     from caselink.remote import Remote, drop_none, server_url
     from caselink.render import print_emerging
 
@@ -80,7 +81,8 @@ def suggest_command(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Suggest category, module, priority and responsible group from the nearest historical cases."""
-    from caselink.cli import _open, out
+    from caselink.cli_common import out
+    from caselink.cli_common import open_service as _open
     from caselink.remote import Remote, server_url
     from caselink.render import print_suggestions
 
