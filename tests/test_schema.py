@@ -157,6 +157,16 @@ def test_bodies_take_no_bool_for_a_number_and_no_number_for_a_date(client, url, 
     problem(client.post(url, json=body), 422, field)
 
 
+def test_group_sizes_are_bounded_whether_or_not_grouped(client):
+    problem(client.post("/v1/search", json={"text": "干泵", "group_k": {"cases": 51}}), 422, "group_k.cases")
+
+
+def test_delete_on_the_feedback_export_is_a_405(client):
+    resp = client.delete("/v1/feedback/export")
+    problem(resp, 405)
+    assert resp.headers["allow"] == "GET"
+
+
 def test_an_int_for_a_float_and_an_iso_date_string_are_accepted(client):
     ok = client.post("/v1/search", json={"text": "干泵", "min_score": 0, "created_from": "2024-01-01"})
     assert ok.status_code == 200, ok.text
@@ -263,7 +273,7 @@ def test_every_json_body_has_examples_and_the_server_accepts_them(client):
 
 # -- access control -----------------------------------------------------------------------------------
 def _fill(path: str) -> str:
-    return path.replace("{record_id}", "C-1001")
+    return path.replace("{record_id}", "C-1001").replace("{feedback_id}", "1")
 
 
 def test_every_non_get_operation_is_classified():
