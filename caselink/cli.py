@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from caselink.cli_common import ConfigOpt, DataDirOpt, JsonOpt, ServerOpt, err, friendly, out
+from caselink.cli_common import BackendOpt, ConfigOpt, DataDirOpt, JsonOpt, ServerOpt, err, friendly, out
 from caselink.cli_common import open_service as _open
 from caselink.cli_common import progress_bars as _progress
 from caselink.cli_common import settings_from as _settings
@@ -37,6 +37,7 @@ def index(
                                                  show_default=False)] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Build the index from scratch even when it could be "
                                                             "updated in place.")] = False,
+    backend: BackendOpt = None,
 ) -> None:
     """Load records into the store and bring the search index in step with everything stored.
 
@@ -48,7 +49,7 @@ def index(
     from indexing.loaders import LoadResult, load_mapping, load_path
     from recommender.service import CaselinkService
 
-    settings = _settings(config, data_dir, encoder__model=model)
+    settings = _settings(config, data_dir, encoder__model=model, backend__kind=backend)
     paths = list(sources or [])
     if demo:
         from indexing.demo import demo_sources
@@ -347,6 +348,7 @@ def serve(
                                                 show_default=False)] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
+    backend: BackendOpt = None,
 ) -> None:
     """Serve the HTTP API (/v1, /docs) and the search page (/) with uvicorn."""
     import uvicorn
@@ -354,7 +356,7 @@ def serve(
     from api.app import check_bind, create_app
     from api.observe import configure_logging
 
-    settings = _settings(config, data_dir, server__host=host, server__port=port)
+    settings = _settings(config, data_dir, server__host=host, server__port=port, backend__kind=backend)
     configure_logging()
     check_bind(settings)
     uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port, log_level="info",

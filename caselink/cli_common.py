@@ -26,6 +26,9 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Setti
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Where records and the index live.",
                                                     show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+BackendOpt = Annotated[Optional[str], typer.Option("--backend", help="Search engine: local (default) or milvus "
+                                                                      "(at backend.uri); overrides backend.kind.",
+                                                   show_default=False)]
 ServerOpt = Annotated[Optional[str], typer.Option(
     "--server", help="Ask the caselink server at this URL instead of loading the index: milliseconds instead of "
                      "seconds (default: CASELINK_URL; CASELINK_API_KEY is its key).", show_default=False)]

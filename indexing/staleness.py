@@ -76,6 +76,17 @@ def rebuild_reason(manifest: dict, *, settings: Settings, model_id: str, dim: in
             return "vectors.center is on but the index was built without vector centring"
         return (f"the corpus has grown to {records:,} records, enough to fit vector centring "
                 f"(the index was built on {centering['fitted_on']:,})")
+    engine = manifest.get("backend", "local")  # snapshots before the seam: local
+    if engine != settings.backend.kind:
+        return f"backend.kind changed (index: {engine}, configured: {settings.backend.kind})"
+    if engine == "milvus":  # Milvus sizes its own index; the collection is what must match
+        collection = manifest.get("milvus", {}).get("collection")
+        if collection != settings.backend.collection:
+            return f"backend.collection changed (index: {collection}, configured: {settings.backend.collection})"
+        if params.get("vectors", {}).get("factory") != f"milvus:{settings.backend.dense_index}":
+            return (f"backend.dense_index changed (index: {params.get('vectors', {}).get('factory')}, "
+                    f"configured: milvus:{settings.backend.dense_index})")
+        return None
     have = params.get("vectors", {}).get("factory", "")
     want = factory_string(records, dim, exact_below=v.exact_below, nlist=v.ivf_nlist, quantizer=v.quantizer)
     (have_kind, have_lists, have_storage), (want_kind, want_lists, want_storage) = _shape(have), _shape(want)

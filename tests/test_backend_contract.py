@@ -30,7 +30,8 @@ def _reopen_local(settings):
     return open_backend(settings, snapshot=IndexDir(settings.index_root).read_manifest())
 
 
-BACKENDS = {"local": (_make_local, _reopen_local)}
+# Milvus goes through the same factory; its settings (below) point at the session's server.
+BACKENDS = {"local": (_make_local, _reopen_local), "milvus": (_make_local, _reopen_local)}
 
 
 def _unit(seed: int) -> np.ndarray:
@@ -59,7 +60,11 @@ def name(request):
 
 
 @pytest.fixture
-def settings(tmp_path):
+def settings(tmp_path, name, request):
+    if name == "milvus":  # the session's Milvus server (tests/_milvus.py), a collection per test
+        return load_settings(env={}, data_dir=tmp_path / "data", backend__kind="milvus",
+                             backend__uri=request.getfixturevalue("milvus_uri"),
+                             backend__collection="contract_" + request.node.name.split("[")[0][-40:])
     return load_settings(env={}, data_dir=tmp_path / "data")
 
 
