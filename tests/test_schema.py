@@ -90,7 +90,6 @@ def contract_data(tmp_path_factory, use_encoder):
     return data
 
 
-@pytest.mark.slow  # until a full pass is measured green on an unloaded machine: see the README
 @pytest.mark.timeout(SCHEMATHESIS_TIMEOUT_S + 120)
 @pytest.mark.parametrize("keys", [True, False], ids=["with-keys", "without-keys"])
 def test_schemathesis_finds_no_failure_with_every_check_and_phase(contract_data, tmp_path, keys):
