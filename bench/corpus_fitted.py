@@ -37,10 +37,13 @@ def use_vectors(records) -> np.ndarray:
     eng = CaselinkEngine(s, cache_path=REPO / "var" / "eval-cache" / "embeddings.sqlite")
     svc = eng.fit(records)
     try:
-        nums = [svc.store.num_of(r.id) for r in records]
-        X = np.vstack([svc.index.vectors_.index_.reconstruct(int(n)) for n in nums]).astype(np.float64)
+        # The encoder's vectors through the embedding cache the fit just filled (what the
+        # uncentred index holds, unit length), asked of the service rather than its index.
+        stored = svc.records([r.id for r in records])
+        X = svc.encode([svc.documents.embedding_text(stored[r.id]) for r in records]).astype(np.float64)
     finally:
         eng.close()
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
     X -= X.mean(0)
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 

@@ -79,6 +79,7 @@ def measure(data_dir, threads: int, probes: int) -> dict:
     live.capture_state = real_capture
     for rid in ids:
         svc.index.delete(rid)
+    factory = svc.stats().factory
     svc.close()
     before = [ms for t, ms in seen if t + ms / 1000 < t0]
     during = [ms for t, ms in seen if t < t1 and t + ms / 1000 > t0]
@@ -87,7 +88,7 @@ def measure(data_dir, threads: int, probes: int) -> dict:
             "before_p50": float(np.percentile(before, 50)) if before else float("nan"),
             "before_max": max(before) if before else float("nan"), "during_n": len(during),
             "during_p50": float(np.percentile(during, 50)) if during else float("nan"),
-            "during_max": max(during) if during else float("nan"), "factory": svc.index.vectors_.factory_}
+            "during_max": max(during) if during else float("nan"), "factory": factory}
 
 
 def main(argv: list[str] | None = None) -> None:
