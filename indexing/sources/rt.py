@@ -9,7 +9,9 @@ How changes are found (REST2 answers in UTC, TicketSQL reads dates in the RT use
 
 1. Tickets with ``LastUpdated >= watermark``, walked in id order with an ``id >`` cursor, so a
    ticket updated during the walk neither shifts a page nor is skipped. A ticket whose
-   LastUpdated equals the version already applied is not fetched again.
+   LastUpdated equals the version already applied is not fetched again; a version read within
+   the margin below is marked unsettled (RT's LastUpdated counts whole seconds, and a second
+   update in the same second keeps it), so that ticket is fetched once more next time.
 2. Deletions: REST2 never lists deleted tickets, so the transactions that set a ticket's status
    to ``deleted`` since the watermark are read instead.
 3. The next watermark is RT's own clock (its ``Date`` header) when the walk began, less a
@@ -25,6 +27,7 @@ synced.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import logging
@@ -50,6 +53,7 @@ log = logging.getLogger("caselink.sources.rt")
 API = "/REST/2.0"
 # RT stores whole seconds and its clock and ours may differ a little: look this far back.
 MARGIN = timedelta(seconds=2)
+UNSETTLED = "~"  # appended to a version read within RT's one-second resolution of its update (_settled)
 _EPOCH = "1970-01-01T00:00:00Z"
 _TEXT_MAX = 190_000  # Record.text allows 200,000 characters
 _NOTE_RE = re.compile(NOTE_MARK + r" ([0-9a-f]{12})")
@@ -263,7 +267,7 @@ class RTSource:
                 if not items:
                     break
                 todo = [it for it in items if known(str(it["id"])) != it.get("LastUpdated")]
-                changes = list(pool.map(self._change, todo))
+                changes = [_settled(c, cursor.next) for c in pool.map(self._change, todo)]
                 after = int(items[-1]["id"])
                 yield Batch(changes, _Cursor(cursor.since, cursor.next, after).dump())
                 if len(items) < self.config.page_size:
@@ -364,6 +368,17 @@ class RTSource:
         """A UTC ISO time as TicketSQL reads it: in the RT user's time zone."""
         dt = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(self.tz)
         return dt.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _settled(change: Change, upto: str) -> Change:
+    """``change`` with a version that is only ever equal to a later LastUpdated if nothing
+    changed. RT's LastUpdated counts whole seconds, so a ticket read in the second it was
+    updated can change again with the same LastUpdated: such a version (at or after ``upto``,
+    where the next walk starts) is marked unsettled, and the next walk fetches the ticket again
+    (unchanged text is then skipped by its hash) instead of taking it for the version applied."""
+    if change.version[:1].isdigit() and change.version >= upto:
+        return dataclasses.replace(change, version=change.version + UNSETTLED)
+    return change
 
 
 def _iso(dt: datetime) -> str:
