@@ -1,0 +1,225 @@
+"""The ranking pipeline behind :class:`~recommender.service.CaselinkService` search and related.
+
+The engine below is a search backend (indexing/backend.py); the tokenising, encoding, fusion and
+explanations are the service's whatever engine it is. For a query:
+
+1. Normalise and tokenise; pull out exact codes (E1023, PN-7731-02).
+2. Dense side: encode the query, the backend's top-N by cosine under the filters.
+3. Keyword side: the backend's BM25 top-N under the same filters, scores as a share of the
+   query's own score.
+4. Fuse (convex combination or RRF, from config), optionally rerank with the learned ranker,
+   then put records sharing the query's exact codes first and apply feedback verdicts.
+5. Keyword fallback: if the encoder is unavailable, the best cosine is below ``dense_floor``,
+   or the query is essentially a code, the keyword ranking answers and the response says why.
+
+The service is the only caller; this module holds the pipeline so the service stays the door
+(lifecycle, reads, writes) and the ranking can be read in one place.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Collection, Mapping
+
+import numpy as np
+
+from caselink.config import Settings
+from caselink.errors import EncoderUnavailable, InvalidQuery
+from indexing.facets import Filters
+from indexing.live import LiveIndex
+from indexing.normalize import fold
+from indexing.records import Record
+from indexing.store import RecordStore
+from recommender.explain import FoldedRecord, explain, snippet_and_highlights
+from recommender.features import QueryFacts, feature_matrix
+from recommender.fusion import Fused, codes_first, fuse, single
+from recommender.learned import RankerModel, RankerSlot, factors, rerank
+from recommender.results import SearchQuery, SearchResponse, SearchResult
+from recommender.verdicts import Verdict, apply_verdicts
+
+# A query is "essentially a code" when codes are all it has besides at most this many words.
+CODE_QUERY_MAX_WORDS = 2
+# Exact codes decide the order only when the query names a few of them: an engineer typing
+# "E1023 after PM" means that code; a long report mentioning thirty versions, hosts and class
+# names does not, and ordering by how many of those overlap was measured to hurt (see bench/relevance.md).
+CODES_FIRST_MAX = 3
+SCORE_DECIMALS = 4
+_LEARNED_FACTORS_SHOWN = 3
+
+
+class Ranking:
+    """Ranks one query over the live index and the record store the service owns.
+
+    Holds no state of its own beyond ``encoder_error`` (the last encoder failure, which the
+    health check reports); the learned ranker's slot is the service's, passed in.
+    """
+
+    def __init__(self, settings: Settings, store: RecordStore, index: LiveIndex, ranker: RankerSlot):
+        self.settings = settings
+        self.store = store
+        self.index = index
+        self.ranker = ranker
+        self.encoder_error: str | None = None
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """The vector :meth:`rank` ranks ``text`` by (1 x dim, index space). Raises
+        :class:`~caselink.errors.EncoderUnavailable` when the encoder cannot run."""
+        docs = self.index.documents
+        qvec, _ = self.index.embed([docs.embedding_text(Record(id="q", kind="case", text=text.strip()))], cached=False)
+        return qvec
+
+    def is_code_query(self, text: str) -> bool:
+        """Whether ``text`` is essentially a code (codes and at most two words), which exact keyword
+        matches answer in every mode: searching it needs no query vector."""
+        tok = self.index.documents.tokenizer
+        codes = set(tok.codes(text))
+        words = [w for w in tok.tokenize(text, bigrams=False) if w not in codes]
+        return bool(codes) and len(words) <= CODE_QUERY_MAX_WORDS
+
+    def rank(self, q: SearchQuery, *, text: str, tokens: list[str], qvec: np.ndarray | None,
+              query_codes: set[str] | None = None, verdicts: Mapping[str, Verdict] | None = None,
+              judged: str = "this record", encode_ms: float = 0.0, facts: QueryFacts | None = None,
+              collect: list | None = None) -> SearchResponse:
+        s = self.settings.rank
+        if q.k > s.max_k:
+            raise InvalidQuery(f"expected k <= {s.max_k}, got {q.k}", field="k")
+        mode = q.mode or s.mode
+        if q.created_from and q.created_to and q.created_from > q.created_to:
+            # An empty range, not an error: each date is valid alone (the API schema cannot relate them).
+            return SearchResponse(query=q.text, mode=mode, path=mode, results=[],
+                                  fallback_reason="created_from is after created_to: no record can match")
+        model, learned_reason = self.ranker.for_request(s.learned, asked=q.mode, mode=mode)
+        # encode_ms: the caller encoded a record's fields already (related records), before t0.
+        timings: dict[str, float] = {"encode": round(encode_ms, 3)} if encode_ms else {}
+        t0 = time.perf_counter()
+        docs = self.index.documents
+        if query_codes is None:
+            query_codes = set(docs.tokenizer.codes(text))
+        words = [w for w in docs.tokenizer.tokenize(text, bigrams=False) if w not in query_codes]
+        exclude = frozenset(q.exclude_ids)
+        filters = Filters(kind=tuple(q.kind), product=tuple(q.product), model=tuple(q.model),
+                          module=tuple(q.module), status=tuple(q.status),
+                          created_from=q.created_from, created_to=q.created_to, open_only=q.open_only)
+        backend = self.index.backend
+        n_cand = max(s.candidates, q.k)
+        timings["prepare"] = elapsed_ms(t0)
+
+        path, reason = ("hybrid", learned_reason) if mode == "learned" else (mode, None)
+        if mode != "keyword" and query_codes and len(words) <= CODE_QUERY_MAX_WORDS:
+            path, reason = "keyword", "the query is essentially a code: exact keyword matches answer"
+        dense = keyword = None
+        if path != "keyword":
+            try:
+                t = time.perf_counter()
+                if qvec is None:
+                    qvec = self.encode_query(text)
+                    timings["encode"] = elapsed_ms(t)
+                t = time.perf_counter()
+                dense = backend.search_dense(qvec[0], n_cand, filters, exclude)
+                timings["vector"] = elapsed_ms(t)
+            except EncoderUnavailable as exc:
+                self.encoder_error = str(exc)
+                path, reason = "keyword", f"the encoder is unavailable ({exc.message})"
+        if path != "dense":
+            t = time.perf_counter()
+            keyword = backend.search_keyword(tokens, n_cand, filters, exclude)
+            timings["bm25"] = elapsed_ms(t)
+        if (path == "hybrid" and dense is not None and len(keyword)
+                and (len(dense) == 0 or float(dense.scores[0]) < s.dense_floor)):
+            path, reason = "keyword", f"best semantic match is below dense_floor {s.dense_floor}"
+
+        t = time.perf_counter()
+        if path == "hybrid":
+            fused = fuse(dense.ids, dense.scores, keyword.ids, keyword.scores, method=s.fusion,
+                         dense_weight=s.dense_weight, keyword_weight=s.keyword_weight, rrf_k=s.rrf_k)
+        elif path == "dense":
+            fused = single(dense.ids, dense.scores, "dense")
+        else:
+            fused = single(keyword.ids, keyword.scores, "keyword")
+        learned_rows = None
+        if path == "hybrid" and (model is not None or collect is not None):
+            # The learned ranker reorders the fused list before the hard rules (codes, verdicts).
+            X = feature_matrix(fused, facts or QueryFacts(codes=frozenset(query_codes), length=len(tokens)),
+                               self.index.candidate_facts(fused.keys))
+            if collect is not None:
+                collect.append((fused, X))
+            if model is not None:
+                fused, X = rerank(model, fused, X)
+                learned_rows = dict(zip(fused.keys.tolist(), X))
+                path = "learned"
+        codes = {}  # each candidate's exact codes, as the backend returned them
+        for hits in (dense, keyword):
+            if hits is not None:
+                codes.update(zip(hits.ids, hits.codes))
+        # A typed search that names a code gets its exact matches first in every path. Related to a
+        # record, the learned ranker has the shared and missing codes among its features and weighs
+        # them as the labels taught it; the hard rule on top would undo that and, lifting scores to
+        # keep them non-increasing, break the calibrated probabilities.
+        if len(query_codes) <= CODES_FIRST_MAX and not (path == "learned" and facts is not None):
+            fused = codes_first(fused, query_codes, codes)
+        shown = self._shown_verdicts(verdicts or {}, fused, filters, exclude)
+        fused = apply_verdicts(fused, {k: v.net for k, v in shown.items()})
+        timings["fusion"] = elapsed_ms(t)
+
+        t = time.perf_counter()
+        results = self._results(fused, q, words, query_codes, codes, shown, judged,
+                                learned=(model, learned_rows) if learned_rows is not None else None)
+        timings["fetch"] = elapsed_ms(t)
+        timings["total"] = round(elapsed_ms(t0) + encode_ms, 3)
+        return SearchResponse(query=q.text, mode=mode, path=path, fallback_reason=reason, results=results,
+                              timings_ms=timings)
+
+    def _shown_verdicts(self, verdicts: Mapping[str, Verdict], fused: Fused, filters: Filters,
+                        exclude: Collection[str]) -> dict[str, Verdict]:
+        """Verdicts on records that may be shown: ranked, or, if the ranking did not find them,
+        indexed and passing the request's filters and exclusions."""
+        voted = [rid for rid, v in verdicts.items() if v.net]
+        if not voted:
+            return {}
+        found = set(fused.keys.tolist())
+        missed = [rid for rid in voted if rid not in found]
+        admitted = self.index.backend.admits(missed, filters, exclude) if missed else set()
+        return {rid: verdicts[rid] for rid in voted if rid in found or rid in admitted}
+
+    def _results(self, fused: Fused, q: SearchQuery, words: list[str], query_codes: set[str],
+                 codes: Mapping[str, tuple[str, ...]], verdicts: Mapping[str, Verdict], judged: str,
+                 learned: tuple[RankerModel, Mapping[str, np.ndarray]] | None = None) -> list[SearchResult]:
+        # Compared as shown (4 decimals): a client that passes a score it was shown as min_score
+        # keeps that result, even when the float behind it rounded up.
+        keep = list(itertools.islice(((str(k), float(sc)) for k, sc in zip(fused.keys.tolist(), fused.scores.tolist())
+                                      if round(sc, SCORE_DECIMALS) >= q.min_score), q.k))
+        records = self.store.records([k for k, _ in keep])
+        docs = self.index.documents
+        moved: dict[str, list[str]] = {}
+        if learned is not None:  # the learned score and what moved it, for the first records shown
+            model, rows = learned
+            # SHAP values cost about 50x a plain prediction per record (bench/learned.md): the
+            # first three, which a user reads, get them.
+            shown = [k for k, _ in keep if k in rows][:_LEARNED_FACTORS_SHOWN]
+            if shown:
+                moved = dict(zip(shown, factors(model, np.stack([rows[k] for k in shown]))))
+        out = []
+        for key, score in keep:
+            rec = records.get(key)
+            if rec is None:  # deleted between ranking and fetch
+                continue
+            folded = FoldedRecord.of(rec, tokenizer=docs.tokenizer)
+            ex = explain(rec, query_words=words, query_codes=query_codes,
+                         record_codes=frozenset(codes.get(key, ()) or docs.codes(rec)), tokenizer=docs.tokenizer,
+                         dense=fused.dense.get(key), keyword=fused.keyword.get(key), verdict=verdicts.get(key),
+                         judged=judged, folded=folded)
+            if learned is not None and key in learned[1]:
+                ex.learned_score, ex.learned_factors = round(score, SCORE_DECIMALS), moved.get(key, [])
+            terms = ex.matched_terms + [fold(c, opencc=docs.tokenizer.opencc) for c in ex.matched_codes]
+            snippet, highlights = snippet_and_highlights(rec, terms, folded=folded)
+            out.append(SearchResult(
+                id=rec.id, kind=rec.kind, title=rec.display_title(), score=round(score, SCORE_DECIMALS), snippet=snippet,
+                highlights=highlights, product=rec.product, model=rec.model, module=rec.module, status=rec.status,
+                error_codes=rec.error_codes, created=rec.created, doc_id=rec.doc_id, doc_title=rec.doc_title,
+                section=rec.section, explanation=ex))
+        return out
+
+
+def elapsed_ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 3)
