@@ -16,7 +16,7 @@ Contract every backend keeps (the behavioural tests run against each):
   share of the query's own score (:meth:`indexing.bm25.BM25Index.score` with ``normalize``),
   so 0-1 and comparable across queries and engines.
 - ``filters`` are :class:`indexing.facets.Filters` (case-insensitive equality, dates inclusive,
-  ``open_only``); ``exclude`` is a collection of record ids never returned.
+  ``open_only``, equality on the records' own ``attributes``); ``exclude`` is a collection of record ids never returned.
 - ``applied_seq`` is the record store's change-log position whose changes are all in the
   backend (persisted with them), so after a crash the service replays the store's change log
   from there: a backend is derived state, the store is the truth.
@@ -24,8 +24,8 @@ Contract every backend keeps (the behavioural tests run against each):
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol, runtime_checkable
 
@@ -51,13 +51,14 @@ class Entry:
     module: str = ""
     status: str = ""
     created: date | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)  # the record's own fields, as written
 
     @classmethod
     def of(cls, record: Record, vector: np.ndarray, terms: Sequence[str], codes: Collection[str]) -> "Entry":
         created = date.fromisoformat(str(record.created)[:10]) if record.created else None
         return cls(id=record.id, vector=vector, terms=terms, codes=tuple(sorted(codes)), kind=record.kind,
                    product=record.product or "", model=record.model or "", module=record.module or "",
-                   status=record.status or "", created=created)
+                   status=record.status or "", created=created, attributes=dict(record.attributes))
 
 
 @dataclass(frozen=True)

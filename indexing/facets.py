@@ -1,17 +1,21 @@
-"""Facet columns (kind, product, model, module, status, created, codes) held as arrays by key.
+"""Facet columns (kind, product, model, module, status, created, codes) held as arrays by key,
+and the records' own attributes as postings.
 
 Filters become one vectorised boolean mask over all keys, which FAISS takes as an ID-selector
 bitmap and BM25 as a keep-mask, so filtering never falls back to a Python loop over records.
 Text columns are dictionary-encoded (an int32 per record into a list of distinct values): a
 million records hold a few hundred products and modules, and one Python string per cell would
 cost about 60 bytes each instead of 4. Codes are tuples of interned strings, only for records
-that have any (a frozenset costs over 200 bytes even for one code).
+that have any (a frozenset costs over 200 bytes even for one code). Attributes are postings
+(key, casefolded value) -> keys: their keys are the customer's, unbounded in number across
+records, so a column per key could cost a million records four bytes each per key ever seen; a
+filter on one reads only the keys holding the values asked for.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
@@ -47,10 +51,27 @@ class Filters:
     created_from: date | None = None
     created_to: date | None = None
     open_only: bool = False  # leave out records whose status is closed-like (indexing.records.is_closed_status)
+    # The records' own attributes: ((key, (value, ...)), ...), sorted by key; every key must hold
+    # one of its values (compared casefolded; keys as written).
+    attributes: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def is_empty(self) -> bool:
         return not any((self.kind, self.product, self.model, self.module, self.status,
-                        self.created_from, self.created_to, self.open_only))
+                        self.created_from, self.created_to, self.open_only, self.attributes))
+
+    @staticmethod
+    def attribute_pairs(wanted: Mapping[str, str | Sequence[str]] | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """``{"customer": "ACME", "site": ["F12", "F14"]}`` in the form ``attributes`` holds."""
+        out = []
+        for key, values in sorted((wanted or {}).items()):
+            values = (values,) if isinstance(values, str) else tuple(values)
+            out.append((key, tuple(dict.fromkeys(v.strip() for v in values))))
+        return tuple(out)
+
+
+def attribute_items(record: Record | Entry) -> tuple[tuple[str, str], ...]:
+    """A record's attributes as (key, casefolded value) pairs, as filters compare them."""
+    return tuple((k, v.casefold()) for k, v in sorted((getattr(record, "attributes", None) or {}).items()))
 
 
 class FacetTable:
@@ -64,6 +85,8 @@ class FacetTable:
         self._created = np.zeros(0, dtype=np.int32)
         self.ids: dict[int, str] = {}
         self.codes: dict[int, tuple[str, ...]] = {}  # only records with codes
+        self.attrs: dict[int, tuple[tuple[str, str], ...]] = {}  # only records with attributes
+        self._postings: dict[tuple[str, str], set[int]] = {}  # (key, casefolded value) -> keys
 
     def __len__(self) -> int:
         return int(self._alive.sum())
@@ -104,12 +127,26 @@ class FacetTable:
             self.codes[key] = tuple(sys.intern(c) for c in sorted(codes))
         else:
             self.codes.pop(key, None)
+        self._set_attributes(key, attribute_items(record))
+
+    def _set_attributes(self, key: int, items: tuple[tuple[str, str], ...]) -> None:
+        for pair in self.attrs.pop(key, ()):
+            posting = self._postings.get(pair)
+            if posting is not None:
+                posting.discard(key)
+                if not posting:
+                    del self._postings[pair]
+        if items:
+            self.attrs[key] = items = tuple((sys.intern(k), v) for k, v in items)
+            for pair in items:
+                self._postings.setdefault(pair, set()).add(key)
 
     def remove(self, key: int) -> None:
         if key < len(self._alive):
             self._alive[key] = False
         self.ids.pop(key, None)
         self.codes.pop(key, None)
+        self._set_attributes(key, ())
 
     def mask(self, filters: Filters | None = None, exclude: set[int] | None = None) -> np.ndarray:
         """Boolean mask indexed by key: True where the record is alive and passes ``filters``."""
@@ -127,6 +164,13 @@ class FacetTable:
             if filters.open_only:  # over the distinct statuses (a few dozen), not the records
                 closed = [code for value, code in self._index["status"].items() if is_closed_status(value)]
                 m &= ~np.isin(self._cols["status"], np.asarray(closed, dtype=np.int32))
+            for name, values in filters.attributes:  # each key: any of its values
+                has = np.zeros(len(m), dtype=bool)
+                for value in values:
+                    keys = self._postings.get((name, value.casefold()))
+                    if keys:
+                        has[np.fromiter(keys, dtype=np.int64, count=len(keys))] = True
+                m &= has
         for key in exclude or ():
             if key < len(m):
                 m[key] = False
@@ -160,7 +204,8 @@ class FacetTable:
         t._cols = {c: a.copy() for c, a in self._cols.items()}
         t._values = {c: list(v) for c, v in self._values.items()}
         t._index = {c: dict(i) for c, i in self._index.items()}
-        t.ids, t.codes = dict(self.ids), dict(self.codes)
+        t.ids, t.codes, t.attrs = dict(self.ids), dict(self.codes), dict(self.attrs)
+        t._postings = {pair: set(keys) for pair, keys in self._postings.items()}
         return t
 
     # -- persistence: plain JSON columns, rebuilt into arrays on load ---------------------------
@@ -172,6 +217,7 @@ class FacetTable:
             "codes": [list(self.codes.get(k, ())) for k in keys],
             "created": [int(self._created[k]) for k in keys],
             **{c: [self._values[c][i] for i in self._cols[c][keys].tolist()] for c in _COLUMNS},
+            "attributes": [dict(self.attrs.get(k, ())) for k in keys],
         }
 
     @classmethod
@@ -186,4 +232,7 @@ class FacetTable:
                 t._cols[c][keys] = np.fromiter((t._code_of(c, v) for v in data[c]), dtype=np.int32, count=len(keys))
         t.ids = {int(k): i for k, i in zip(keys.tolist(), data["ids"])}
         t.codes = {int(k): tuple(sys.intern(x) for x in c) for k, c in zip(keys.tolist(), data["codes"]) if c}
+        for k, attrs in zip(keys.tolist(), data.get("attributes") or ()):  # none in a snapshot from before them
+            if attrs:
+                t._set_attributes(int(k), tuple(sorted(attrs.items())))
         return t

@@ -8,7 +8,8 @@ or a distributed cluster. What lives where:
   record's BM25L term weights), the filter fields ``kind``/``product``/``model``/``module``/
   ``status`` (case-folded, so equality is case-insensitive as in ``local``), ``closed`` (status is
   closed-like, for ``open_only``), ``created`` (days since 1970, -1 when unknown), ``codes``
-  (canonical codes joined by newlines), and what re-weighing needs: ``dl`` (document length),
+  (canonical codes joined by newlines), ``attributes`` (JSON: the record's own fields, values
+  case-folded, filtered as ``attributes["customer"] == "acme"`` with key and values quoted), and what re-weighing needs: ``dl`` (document length),
   ``aw`` and ``bm`` (the mean length and the k1/b/delta the weights were computed with).
 - ``<collection>_stats``: one entity per term (key = the term's id, ``df`` = how many records hold
   it) and one meta entity (key -1): change-log position applied, record count, total length,
@@ -57,7 +58,8 @@ from caselink.errors import IndexFormatError, IndexNotReady
 from indexing.backend import Entry, Hits, TermStats
 from indexing.facets import Filters
 from indexing.index_dir import REBUILD_HINT, IndexDir
-from indexing.milvus_schema import BM25LWeights, create_collections, day, filter_expression, term_id
+from indexing.facets import attribute_items
+from indexing.milvus_schema import ATTRIBUTES, BM25LWeights, create_collections, day, filter_expression, term_id
 from indexing.records import is_closed_status
 
 __all__ = ["MilvusBackend"]
@@ -195,6 +197,10 @@ class MilvusBackend:
 
     def _check_dim(self) -> None:
         fields = self.client_.describe_collection(self.collection)["fields"]
+        if not any(f["name"] == ATTRIBUTES for f in fields):
+            raise IndexFormatError(
+                f"Milvus collection '{self.collection}' was created before records had attributes",
+                hint="run 'caselink index --rebuild' to rebuild it from the record store")
         dim = next((int(f["params"]["dim"]) for f in fields if f["name"] == "vec"), None)
         if dim != self.dim:
             raise IndexFormatError(
@@ -259,7 +265,8 @@ class MilvusBackend:
         row = {"id": e.id, "vec": np.asarray(e.vector, dtype=np.float32).tolist(), "kw": kw,
                "kind": e.kind.casefold(), "product": e.product.casefold(), "model": e.model.casefold(),
                "module": e.module.casefold(), "status": e.status.casefold(), "closed": is_closed_status(e.status),
-               "created": day(e.created), "codes": "\n".join(e.codes), "dl": dl, "aw": avgdl, "bm": self.weights.params}
+               "created": day(e.created), "codes": "\n".join(e.codes), ATTRIBUTES: dict(attribute_items(e)),
+               "dl": dl, "aw": avgdl, "bm": self.weights.params}
         return row, kw
 
     def write(self, upserts: Sequence[Entry] = (), deletes: Collection[str] = (), *, seq: int) -> None:

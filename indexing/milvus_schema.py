@@ -17,13 +17,15 @@ import numpy as np
 
 from indexing.facets import Filters
 
-__all__ = ["FACETS", "BM25LWeights", "create_collections", "filter_expression", "term_id"]
+__all__ = ["ATTRIBUTES", "FACETS", "BM25LWeights", "create_collections", "filter_expression", "term_id"]
 
 _EPOCH = date(1970, 1, 1)
 FACETS = ("kind", "product", "model", "module", "status")
 # Filter fields with a scalar index (the ones a request filters on most; Milvus scans the rest).
 # Each costs about 0.5 s at creation: pymilvus polls index builds at that interval.
 _INDEXED = ("kind", "product")
+# The JSON field of the records' own attributes; a collection created before it is rebuilt.
+ATTRIBUTES = "attributes"
 
 
 @lru_cache(maxsize=1 << 20)
@@ -59,6 +61,9 @@ def filter_expression(filters: Filters | None = None, exclude: Collection[str] =
             parts.append(f"(created >= 0 and created <= {day(filters.created_to)})")
         if filters.open_only:
             parts.append("closed == false")
+        for key, values in filters.attributes:  # the key quoted too; "in" takes no JSON path here
+            path = f"{ATTRIBUTES}[{_quote(key)}]"
+            parts.append("(" + " or ".join(f"{path} == {_quote(v.casefold())}" for v in values) + ")")
     if exclude:
         parts.append(f"id not in [{', '.join(_quote(i) for i in sorted(exclude))}]")
     return " and ".join(parts)
@@ -124,6 +129,7 @@ def create_collections(client, collection: str, stats_collection: str, *, dim: i
     schema.add_field("closed", DataType.BOOL)
     schema.add_field("created", DataType.INT64)
     schema.add_field("codes", DataType.VARCHAR, max_length=65535)
+    schema.add_field(ATTRIBUTES, DataType.JSON)  # the records' own fields, values casefolded: {} when none
     schema.add_field("dl", DataType.FLOAT)
     schema.add_field("aw", DataType.FLOAT)
     schema.add_field("bm", DataType.VARCHAR, max_length=64)

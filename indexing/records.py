@@ -11,7 +11,7 @@ import json
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, WithJsonSchema, field_validator
 
 from caselink.errors import InvalidRecord
 from caselink.types import NOT_SPACE, SPACE, IsoDate
@@ -45,6 +45,39 @@ SOP_CONTENT_FIELDS: tuple[str, ...] = ("doc_title", "section")
 _VISIBLE = rf"[^{SPACE}\x00-\x1f\x7f]"  # a character that is neither a space nor a control character
 _CODE_SEPARATORS = r",;，；、|"  # how a string of error codes is split (Record._split_list)
 
+# The customer's own fields (Record.attributes): string keys and values, bounded so that a record
+# stays small and a filter on them stays cheap on every backend. A key is ASCII so that it reads the
+# same in a JSON body, a query parameter (attr=customer=ACME) and a Milvus JSON path.
+MAX_ATTRIBUTES = 32
+MAX_ATTRIBUTE_KEY = 64
+MAX_ATTRIBUTE_VALUE = 200
+ATTRIBUTE_KEY_PATTERN = rf"^[A-Za-z][A-Za-z0-9_-]{{0,{MAX_ATTRIBUTE_KEY - 1}}}$"
+ATTRIBUTE_KEY_RULE = (f"1-{MAX_ATTRIBUTE_KEY} ASCII letters, digits, '_' or '-', starting with a letter "
+                      "(e.g. customer, site, serial, sw_version)")
+_ATTRIBUTE_KEY = re.compile(ATTRIBUTE_KEY_PATTERN)
+ATTRIBUTES_DOC = (f"The customer's own fields (customer, site, serial number, software version...): up to "
+                  f"{MAX_ATTRIBUTES}, keys {ATTRIBUTE_KEY_RULE}, values strings of at most {MAX_ATTRIBUTE_VALUE} "
+                  "characters (an empty value is dropped). Stored and returned as sent; filters compare values "
+                  "case-insensitively.")
+
+
+# What a write with a field the schema has no place for is told (loaders and the API alike).
+UNKNOWN_FIELD = ("unknown field; a record's own fields (customer, site, serial number, software version...) go "
+                 "under 'attributes', e.g. {\"attributes\": {\"customer\": \"ACME\"}}")
+
+
+def attribute_key_error(key: object) -> str | None:
+    """Why ``key`` is no attribute key (None when it is one)."""
+    if not isinstance(key, str) or not _ATTRIBUTE_KEY.fullmatch(key):
+        return f"key {str(key)[:80]!r} must be {ATTRIBUTE_KEY_RULE}"
+    return None
+
+
+def attributes_schema() -> dict:
+    """The JSON schema of an attributes map, as the validators below enforce it."""
+    return {"type": "object", "maxProperties": MAX_ATTRIBUTES,
+            "propertyNames": {"pattern": ATTRIBUTE_KEY_PATTERN, "maxLength": MAX_ATTRIBUTE_KEY},
+            "additionalProperties": {"type": "string", "maxLength": MAX_ATTRIBUTE_VALUE}}
 
 
 
@@ -76,6 +109,8 @@ class Record(BaseModel):
     doc_title: str = Field("", max_length=1000)
     section: str = Field("", max_length=1000, description="SOP sections: the section heading.")
     links: list[str] = Field(default_factory=list, max_length=1000, description="Ids of linked records.")
+    attributes: Annotated[dict[str, str], WithJsonSchema(attributes_schema())] = Field(
+        default_factory=dict, description=ATTRIBUTES_DOC)
 
     @field_validator("id")
     @classmethod
@@ -106,9 +141,33 @@ class Record(BaseModel):
     def _dedupe(cls, v: list[str]) -> list[str]:
         return list(dict.fromkeys(s.strip() for s in v if s and s.strip()))
 
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attributes_none(cls, v):
+        return {} if v is None else v
+
+    @field_validator("attributes")
+    @classmethod
+    def _check_attributes(cls, v: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for key, value in v.items():
+            if problem := attribute_key_error(key):
+                raise ValueError(problem)
+            value = _CONTROL.sub(" ", value).strip()
+            if len(value) > MAX_ATTRIBUTE_VALUE:
+                raise ValueError(f"value of {key!r} has {len(value)} characters, at most {MAX_ATTRIBUTE_VALUE} "
+                                 "are allowed")
+            if value:
+                out[key] = value
+        if len(out) > MAX_ATTRIBUTES:
+            raise ValueError(f"{len(out)} attributes, at most {MAX_ATTRIBUTES} are allowed")
+        return out
+
     def content_hash(self) -> str:
-        """Hash of everything that is embedded or indexed; unchanged hash means nothing to re-embed."""
-        return hashlib.sha256(self.model_dump_json().encode("utf-8")).hexdigest()
+        """Hash of everything that is embedded or indexed; unchanged hash means nothing to re-embed.
+        A record without attributes hashes as before they existed, so an upgrade changes no hash."""
+        dumped = self.model_dump_json(exclude=None if self.attributes else {"attributes"})
+        return hashlib.sha256(dumped.encode("utf-8")).hexdigest()
 
     def searchable_text(self) -> str:
         """The text a sentence encoder sees: title first, then the body fields that describe the problem."""
@@ -160,7 +219,8 @@ def parse_record(data: dict, *, where: str = "record") -> Record:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(x) for x in first["loc"]) or "record"
-        raise InvalidRecord(f"{where}: field '{field}': {first['msg']}", field=field) from None
+        message = UNKNOWN_FIELD if first["type"] == "extra_forbidden" else first["msg"]
+        raise InvalidRecord(f"{where}: field '{field}': {message}", field=field) from None
 
 
 # Stands in for the id of a draft that has none while it is validated; never stored or returned.

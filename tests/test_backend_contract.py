@@ -40,16 +40,22 @@ def _unit(seed: int) -> np.ndarray:
 
 
 def entry(rid: str, seed: int, terms: list[str], *, kind="case", codes=(), product="", status="",
-          created: date | None = None) -> Entry:
+          created: date | None = None, attributes: dict | None = None) -> Entry:
     return Entry(id=rid, vector=_unit(seed), terms=terms, codes=tuple(sorted(codes)), kind=kind, product=product,
-                 status=status, created=created)
+                 status=status, created=created, attributes=attributes or {})
+
+
+# A value full of what filter syntax is made of: it must be matched as data, never parsed.
+QUOTED = 'Fab "12" \\ or 1==1 ] and [\'x\']'
 
 
 ENTRIES = [
     entry("C-1", 1, ["vacuum", "pump", "stop", "e1023"], codes=["e1023"], product="HX-Etch 500", status="closed",
-          created=date(2024, 3, 2)),
-    entry("C-2", 2, ["vacuum", "leak", "chamber"], product="HX-Etch 500", status="open", created=date(2025, 1, 5)),
-    entry("PO-1", 3, ["pump", "overheat", "e1023"], kind="problem", codes=["e1023"], status="investigating"),
+          created=date(2024, 3, 2), attributes={"customer": "ACME Semi", "site": QUOTED}),
+    entry("C-2", 2, ["vacuum", "leak", "chamber"], product="HX-Etch 500", status="open", created=date(2025, 1, 5),
+          attributes={"customer": "Globex", "site": "F14", "sw_version": "4.2.1"}),
+    entry("PO-1", 3, ["pump", "overheat", "e1023"], kind="problem", codes=["e1023"], status="investigating",
+          attributes={"customer": "acme semi"}),
     entry("SOP-1#1", 4, ["replace", "pump", "filter"], kind="sop", product="HX-Litho 3000"),
 ]
 
@@ -127,6 +133,44 @@ def test_filters_and_exclusions_apply_to_both_sides(backend):
     assert set(backend.search_dense(_unit(9), 10, exclude={"C-1", "NOT-THERE"}).ids) == everything - {"C-1"}
     assert backend.search_keyword(["e1023"], 10, Filters(**cases), exclude=["C-1"]).ids == []
     assert backend.admits(["C-1", "C-2"], exclude=["C-2"]) == {"C-1"}
+
+
+def _attrs(**wanted) -> Filters:
+    return Filters(attributes=Filters.attribute_pairs(wanted))
+
+
+def test_attribute_filters_apply_to_both_sides(backend):
+    everything = {e.id for e in ENTRIES}
+    for f, want in [(_attrs(customer="ACME SEMI"), {"C-1", "PO-1"}),  # values case-insensitive
+                    (_attrs(customer=["globex", "nobody"]), {"C-2"}),  # a list: any of
+                    (_attrs(customer="ACME Semi", site=QUOTED), {"C-1"}),  # every key must hold
+                    (_attrs(site=QUOTED.upper()), {"C-1"}),  # quotes, backslashes, brackets are data
+                    (_attrs(site='Fab "12"'), set()),
+                    (_attrs(site="F14 \" or 1==1 or \"\""), set()),
+                    (_attrs(Customer="ACME Semi"), set()),  # keys are compared as written
+                    (_attrs(sw_version="4.2.1"), {"C-2"}),
+                    (Filters(kind=("problem",), attributes=Filters.attribute_pairs({"customer": "acme semi"})),
+                     {"PO-1"}),
+                    (_attrs(customer="Globex", site="never"), set())]:
+        assert set(backend.search_dense(_unit(9), 10, f).ids) == want, f
+        assert set(backend.search_keyword(["pump", "vacuum", "leak", "filter"], 10, f).ids) == want, f
+        assert backend.admits(everything | {"NOT-THERE"}, f) == want, f
+
+
+def test_attribute_changes_and_deletes_follow_writes(backend, name, settings):
+    acme = _attrs(customer="acme semi")
+    backend.write([entry("C-1", 1, ["vacuum", "pump"], attributes={"customer": "Initech"})], deletes=["PO-1"], seq=5)
+    assert backend.admits({e.id for e in ENTRIES}, acme) == set()
+    assert set(backend.search_dense(_unit(9), 10, _attrs(customer="initech")).ids) == {"C-1"}
+    backend.write([entry("C-5", 7, ["pump"], attributes={"customer": "ACME Semi"})], seq=6)
+    backend.persist()
+    backend.close()
+    again = BACKENDS[name][1](settings)
+    try:  # attributes survive a reopen
+        assert set(again.search_keyword(["pump", "vacuum"], 10, acme).ids) == {"C-5"}
+        assert set(again.search_dense(_unit(9), 10, _attrs(customer="initech")).ids) == {"C-1"}
+    finally:
+        again.close()
 
 
 def test_score_keyword_is_what_search_keyword_gives(backend):

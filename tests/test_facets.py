@@ -58,3 +58,21 @@ def test_update_remove_and_round_trip_keep_values_and_codes():
         assert tab.value("module", 1) == "真空" and tab.value("product", 2) == "hx-etch 500"
         assert tab.codes == {1: ("e1023",), 2: ("a4410", "pn773102")}
         assert tab.ids == {1: "C-1", 2: "C-2", 3: "PO-1"} and len(tab) == 3
+
+
+def test_attribute_masks_follow_set_remove_copy_and_a_round_trip():
+    t = table()
+    t.set(2, RECS[2].model_copy(update={"attributes": {"customer": "ACME", "site": "F12"}}), ())
+    t.set(3, RECS[3].model_copy(update={"attributes": {"customer": "acme"}}), ())
+    acme = Filters(attributes=Filters.attribute_pairs({"customer": "Acme"}))
+    both = Filters(attributes=Filters.attribute_pairs({"customer": "ACME", "site": ["f12", "F14"]}))
+    assert keys(t.mask(acme)) == [2, 3] and keys(t.mask(both)) == [2]
+    snap = t.copy()
+    t.set(3, RECS[3], ())  # attributes dropped by an update
+    t.remove(2)
+    assert keys(t.mask(acme)) == [] and keys(snap.mask(acme)) == [2, 3]  # the copy is independent
+    again = FacetTable.from_json(snap.to_json())
+    assert keys(again.mask(both)) == [2] and again.attrs[2] == (("customer", "acme"), ("site", "f12"))
+    old = snap.to_json()
+    del old["attributes"]  # a snapshot written before attributes existed
+    assert keys(FacetTable.from_json(old).mask(acme)) == []
