@@ -18,16 +18,25 @@ a small TOML file kept next to the export rather than code. Format::
     error_codes = "报警代码"     # list fields: the cells' items are concatenated
     created = "创建时间"         # date fields: the first non-empty cell is used
 
+    [attributes]               # the customer's own fields: attribute key = source column
+    customer = "客户名称"
+    site = "Fab"
+    serial = "机台序列号"
+    sw_version = ["软件版本", "补丁"]  # several columns: non-empty cells joined with a space
+
 Columns named exactly like a Record field (``id``, ``title``, ``product`` ...) are taken as they
-are unless that field is mapped to another column; all other columns are ignored (with a
-warning, so a typo in the mapping does not go unnoticed). Every mapped column must exist in
-the file. Record fields: see ``indexing.records.Record``.
+are unless that field is mapped to another column; an ``attributes`` column (a JSON object in
+JSON/JSONL, or its JSON text in a CSV cell) gives attributes too, the mapped ones win on the
+same key; all other columns are ignored (with a warning, so a typo in the mapping does not go
+unnoticed). Every mapped column must exist in the file. Record fields: see
+``indexing.records.Record``; attribute bounds: ``indexing.records.MAX_ATTRIBUTES`` and beside it.
 """
 
 from __future__ import annotations
 
 import codecs
 import difflib
+import json
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
@@ -36,10 +45,10 @@ from typing import Any
 
 from caselink.errors import ConfigError, InvalidRecord, LoaderError
 from indexing.loaders.values import DATE_FIELDS, LIST_FIELDS, as_date, as_list, as_text, clean_cell
-from indexing.records import KINDS, Record, parse_record, require_content
+from indexing.records import KINDS, MAX_ATTRIBUTES, Record, attribute_key_error, parse_record, require_content
 
 RECORD_FIELDS: tuple[str, ...] = tuple(Record.model_fields)
-_KEYS: tuple[str, ...] = ("kind", "encoding", "date_format", "list_separator", "columns")
+_KEYS: tuple[str, ...] = ("kind", "encoding", "date_format", "list_separator", "columns", "attributes")
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ class Mapping:
         date_format: ``strptime`` format for date cells, or ``""`` for the built-in forms.
         list_separator: Extra separator for list cells.
         columns: Record field -> source columns (one or more).
+        attributes: Attribute key -> source columns (one or more), the customer's own fields.
 
     Raises:
         ConfigError: a value is invalid (the error names the key).
@@ -62,13 +72,16 @@ class Mapping:
     date_format: str = ""
     list_separator: str = ","
     columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Accept {"id": "工单号"} as well as {"id": ("工单号",)} from code; a bare string would
         # otherwise be iterated character by character.
-        columns = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in self.columns.items()}
-        object.__setattr__(self, "columns", columns)
-        _check(self.kind, self.encoding, self.date_format, self.list_separator, self.columns, source="mapping")
+        for name in ("columns", "attributes"):
+            value = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in getattr(self, name).items()}
+            object.__setattr__(self, name, value)
+        _check(self.kind, self.encoding, self.date_format, self.list_separator, self.columns, source="mapping",
+               attributes=self.attributes)
 
     def to_record(self, row: dict[str, Any]) -> Record:
         """Build a Record from one raw row (column name -> cell value).
@@ -81,6 +94,10 @@ class Mapping:
             raise InvalidRecord(f"field 'id'{self._column_note('id')}: expected an id, got an empty cell", field="id")
         data = {name: value for name in RECORD_FIELDS if (value := self._value(name, row)) is not None}
         data.setdefault("kind", self.kind)
+        mapped = {key: " ".join(as_text(c) for c in cells) for key, cols in self.attributes.items()
+                  if (cells := [c for c in (clean_cell(row.get(col)) for col in cols) if c not in (None, [])])}
+        if mapped:
+            data["attributes"] = {**data.get("attributes", {}), **mapped}
         try:
             record = parse_record(data, where="record")
         except InvalidRecord as exc:
@@ -105,14 +122,15 @@ class Mapping:
             LoaderError: a mapped column is not in the file.
         """
         present = [c for c in dict.fromkeys(columns) if c]
-        missing = [f"'{col}' (for {name})" for name, cols in self.columns.items() for col in cols if col not in present]
+        wanted = {**self.columns, **{f"attributes.{k}": cols for k, cols in self.attributes.items()}}
+        missing = [(name, f"'{col}' (for {name})") for name, cols in wanted.items() for col in cols
+                   if col not in present]
         if missing:
+            table = "columns" if any(name in self.columns for name, _ in missing) else "attributes"
             raise LoaderError(
-                f"{source}: expected column {', '.join(missing)}, got columns {', '.join(present) or '(none)'}",
-                field="columns",
-                hint="fix [columns] in the mapping TOML",
-            )
-        used = {col for cols in self.columns.values() for col in cols}
+                f"{source}: expected column {', '.join(m for _, m in missing)}, got columns "
+                f"{', '.join(present) or '(none)'}", field=table, hint=f"fix [{table}] in the mapping TOML")
+        used = {col for cols in wanted.values() for col in cols}
         used |= {c for c in present if c in RECORD_FIELDS and c not in self.columns}
         ignored = [c for c in present if c not in used]
         return [f"{source}: ignored columns that feed no field: {', '.join(ignored)}"] if ignored else []
@@ -132,13 +150,40 @@ class Mapping:
                 raise InvalidRecord(f"field '{name}'{self._column_note(name)}: {exc}", field=name) from None
         if name == "kind":
             return as_text(cells[0]).lower()
+        if name == "attributes":
+            return _attributes_cell(sources, row)
         return "\n".join(as_text(c) for c in cells)
 
     def _column_note(self, name: str) -> str:
         cols = self.columns.get(name)
+        if name == "attributes" and self.attributes:
+            cols = tuple(c for cs in self.attributes.values() for c in cs)
         if not cols:
             return ""
         return f" (column {', '.join(repr(c) for c in cols)})"
+
+
+def _attributes_cell(sources: Iterable[str], row: dict[str, Any]) -> Any:
+    """An ``attributes`` column: an object (JSON rows) or its JSON text (a CSV cell), its values
+    brought to text as any cell; anything else is handed on as it is, for the record to refuse."""
+    for col in sources:
+        raw = row.get(col)
+        if isinstance(raw, str) and raw.strip().startswith("{"):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                return raw
+        if isinstance(raw, dict):
+            out = {}
+            for key, value in raw.items():
+                cell = clean_cell(value)
+                if cell not in (None, []):
+                    out[key] = as_text(cell) if isinstance(value, (str, int, float)) and not isinstance(value, bool) \
+                        else value  # a list, an object, true/false: the record says what is wrong
+            return out
+        if clean_cell(raw) not in (None, []):
+            return raw
+    return None
 
 
 def load_mapping(path: str | Path) -> Mapping:
@@ -181,14 +226,27 @@ def mapping_from_dict(data: dict[str, Any], *, source: str = "mapping") -> Mappi
                 field=f"columns.{name}",
             )
         columns[name] = tuple(c.strip() for c in cols)
-    settings: dict[str, Any] = {f.name: f.default for f in fields(Mapping) if f.name != "columns"}
+    raw_attributes = data.get("attributes", {})
+    if not isinstance(raw_attributes, dict):
+        raise ConfigError(f"{source}: attributes: expected a table [attributes] of key = column, got "
+                          f"{raw_attributes!r}", field="attributes")
+    attributes: dict[str, tuple[str, ...]] = {}
+    for key, value in raw_attributes.items():
+        cols = [value] if isinstance(value, str) else value
+        if not isinstance(cols, list) or not cols or not all(isinstance(c, str) and c.strip() for c in cols):
+            raise ConfigError(
+                f"{source}: attributes.{key}: expected a column name or a list of column names, got {value!r}",
+                field=f"attributes.{key}")
+        attributes[key] = tuple(c.strip() for c in cols)
+    settings: dict[str, Any] = {f.name: f.default for f in fields(Mapping) if f.name not in ("columns", "attributes")}
     settings.update({k: data[k] for k in settings if k in data})
-    _check(**settings, columns=columns, source=source)  # here, so that errors name the file
-    return Mapping(**settings, columns=columns)
+    _check(**settings, columns=columns, source=source, attributes=attributes)  # here, so that errors name the file
+    return Mapping(**settings, columns=columns, attributes=attributes)
 
 
 def _check(
-    kind: str, encoding: str, date_format: str, list_separator: str, columns: dict[str, Any], *, source: str
+    kind: str, encoding: str, date_format: str, list_separator: str, columns: dict[str, Any], *, source: str,
+    attributes: dict[str, Any] | None = None,
 ) -> None:
     if kind not in KINDS:
         raise ConfigError(f"{source}: kind: expected one of {', '.join(KINDS)}, got {kind!r}", field="kind")
@@ -207,7 +265,16 @@ def _check(
         )
     if not list_separator:
         raise ConfigError(f"{source}: list_separator: expected a non-empty string, got ''", field="list_separator")
+    for key in attributes or {}:
+        if problem := attribute_key_error(key):
+            raise ConfigError(f"{source}: attributes: {problem}", field=f"attributes.{key}")
+    if len(attributes or {}) > MAX_ATTRIBUTES:
+        raise ConfigError(f"{source}: attributes: {len(attributes)} keys, at most {MAX_ATTRIBUTES} are allowed",
+                          field="attributes")
     for name in columns:
+        if name == "attributes":
+            raise ConfigError(f"{source}: columns: 'attributes' is a table of its own: map each key to its column "
+                              "under [attributes] (customer = \"客户名称\")", field="columns.attributes")
         if name not in RECORD_FIELDS:
             close = difflib.get_close_matches(name, RECORD_FIELDS, n=1)
             raise ConfigError(
