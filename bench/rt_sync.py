@@ -5,7 +5,8 @@ Against a real, throwaway RT 5 (tests/_rt.py: Debian's RT, SQLite in a temporary
 standalone server with 2 workers on a loopback port):
 
 1. ``--tickets`` tickets (default 5,000) are created through REST2 (``POST /tickets/bulk``, 25
-   per request, 2 clients), in two queues (General: cases, Problems: problem orders), with subjects and
+   per request, ``--clients`` at once; RT's notification scrips are off, the tickets are the
+   same), in two queues (General: cases, Problems: problem orders), with subjects and
    texts in simplified and traditional Chinese and English, error codes and product custom
    fields, every 10th referring to an earlier one;
 2. *full sync*: ``Syncer.run_once`` into an empty caselink data folder (the index is built
@@ -19,11 +20,17 @@ standalone server with 2 workers on a loopback port):
 Usage::
 
     python -m bench.rt_sync [--tickets 5000] [--interval 5] [--new 5]
+    # or in two steps, the slow creation first, the RT kept in a folder between them:
+    python -m bench.rt_sync --tickets 5000 --rt-dir /tmp/rt5000 --create-only
+    python -m bench.rt_sync --tickets 5000 --rt-dir /tmp/rt5000
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,7 +62,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tickets", type=int, default=5000)
     p.add_argument("--interval", type=float, default=5.0, help="sync loop interval, s (default 5)")
     p.add_argument("--new", type=int, default=5, help="new tickets timed to their comment (default 5)")
+    p.add_argument("--clients", type=int, default=1, help="REST2 clients creating tickets at once (default 1)")
+    p.add_argument("--rt-dir", type=Path, default=None,
+                   help="keep the RT in this folder; its tickets from an earlier run with the same --tickets "
+                        "are reused (the run changes some of them: a folder is good for one sync run)")
+    p.add_argument("--create-only", action="store_true", help="with --rt-dir: stop once the tickets exist")
     a = p.parse_args(argv)
+    if a.create_only and a.rt_dir is None:
+        p.error("--create-only needs --rt-dir")
 
     from tests._rt import CUSTOM_FIELDS, create_ticket, start_rt, update_ticket
 
@@ -67,38 +81,39 @@ def main(argv: list[str] | None = None) -> None:
 
     rng = random.Random(7)
     rows: list[list[object]] = []
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="caselink-rt-bench-") as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
-        rt = start_rt(tmp / "rt", free_port())
+        rt = start_rt(a.rt_dir or tmp / "rt", free_port(), scrips=False)
         log(f"RT up in {time.perf_counter() - t:.1f} s at {rt.url}")
         try:
             with rt.client() as api:
-                t = time.perf_counter()
-                numbers: list[str] = []
-                bodies = [_ticket(i, rng) for i in range(a.tickets)]
-                for i, body in enumerate(bodies):
-                    if i % 10 == 9 and i >= 100:  # refers to a ticket two requests back, created by now
-                        body["RefersTo"] = int(rng.randrange(1, (i // 25) * 25 - 25))
-                chunks = [bodies[i:i + 25] for i in range(0, len(bodies), 25)]
-
-                def create(chunk: list[dict]) -> list[str]:
-                    resp = api.post("/tickets/bulk", json=chunk, timeout=600)
-                    assert resp.status_code == 201, resp.text[:300]
-                    return [str(r["id"]) for r in resp.json()]
-
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(2) as pool:  # RT serves with 2 workers
-                    for done in pool.map(create, chunks):
-                        numbers += done
-                        if len(numbers) % 500 == 0:
-                            log(f"{len(numbers)} tickets created")
-                created_s = time.perf_counter() - t
-                log(f"created {len(numbers)} tickets in {created_s:.1f} s")
-                rows.append(["create tickets (REST2 bulk, 25 per request, 2 clients)", f"{len(numbers):,}",
-                             fmt(created_s),
+                made = (a.rt_dir / "tickets.json") if a.rt_dir else None
+                earlier = json.loads(made.read_text(encoding="utf-8")) if made and made.is_file() else None
+                if earlier and earlier["tickets"] == a.tickets:
+                    numbers = earlier["numbers"]
+                    created_s = earlier["seconds"]
+                    log(f"reusing the {len(numbers)} tickets in {a.rt_dir}")
+                    notes.append(f"tickets created by an earlier run (`{earlier['command']}`, started "
+                                 f"{earlier['started']}, load average {earlier['load']} at its end)")
+                else:
+                    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+                    t = time.perf_counter()
+                    numbers = _create_all(rt, a.tickets, a.clients, rng)
+                    created_s = time.perf_counter() - t
+                    log(f"created {len(numbers)} tickets in {created_s:.1f} s")
+                    if made:
+                        made.write_text(json.dumps({
+                            "tickets": a.tickets, "numbers": numbers, "seconds": created_s, "started": started,
+                            "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
+                            "command": "python -m bench.rt_sync " + " ".join(sys.argv[1:] if argv is None else argv)}),
+                            encoding="utf-8")
+                rows.append([f"create tickets (REST2 bulk, 25 per request, {a.clients} client"
+                             f"{'s' if a.clients > 1 else ''})", f"{len(numbers):,}", fmt(created_s),
                              fmt(len(numbers) / created_s)])
+                if a.create_only:
+                    return
 
                 token = tmp / "token"
                 token.write_text(rt.token, encoding="utf-8")
@@ -160,10 +175,37 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             rt.stop()
     body = md_table(["step", "tickets", "seconds", "tickets/s"], rows)
-    write_report(a.out, "Request Tracker sync", body, notes=[
+    write_report(a.out, "Request Tracker sync", body, notes=notes + [
         "RT 5.0.3 (Debian), SQLite, rt-server (Starlet) with 2 workers, $BcryptCost 4 (RT checks the token with "
         "bcrypt on every request; one bcrypt at RT's default cost 12 took 1.0 s on this loaded machine)",
+        "RT's notification scrips disabled in the bench's RT (they only slow ticket creation down)",
         "caselink: use-m3 encoder, hybrid ranking; the comment needs 3 related-record rankings"])
+
+
+def _create_all(rt, n: int, clients: int, rng: random.Random) -> list[str]:
+    """Create ``n`` tickets through REST2, 25 per bulk request, ``clients`` requests at once; the
+    ticket numbers in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bodies = [_ticket(i, rng) for i in range(n)]
+    for i, body in enumerate(bodies):
+        if i % 10 == 9 and i >= 100:  # refers to a ticket created at least a whole request earlier
+            body["RefersTo"] = int(rng.randrange(1, max(2, (i // 25) * 25 - 25 * clients)))
+    chunks = [bodies[i:i + 25] for i in range(0, len(bodies), 25)]
+    numbers: list[str] = []
+
+    def create(chunk: list[dict]) -> list[str]:
+        with rt.client() as api:
+            resp = api.post("/tickets/bulk", json=chunk, timeout=600)
+        assert resp.status_code == 201, resp.text[:300]
+        return [str(r["id"]) for r in resp.json()]
+
+    with ThreadPoolExecutor(clients) as pool:
+        for done in pool.map(create, chunks):
+            numbers += done
+            if len(numbers) % 500 == 0:
+                log(f"{len(numbers)} tickets created")
+    return numbers
 
 
 if __name__ == "__main__":

@@ -182,7 +182,8 @@ class RTSourceConfig(_Section):
     page_size: int = Field(100, ge=1, le=100, description="Tickets per REST2 search page (RT allows 100).")
     timeout_seconds: float = Field(30.0, gt=0)
     retries: int = Field(4, ge=0, le=10, description="Retries with backoff when RT is down or busy.")
-    workers: int = Field(2, ge=1, le=16, description="Tickets fetched in parallel.")
+    workers: int = Field(2, ge=1, le=16, description="Pages of tickets read from RT at once (the next ones "
+                         "while one is written to caselink).")
     comment: bool = Field(True, description="Post caselink's related records on new tickets as a private "
                           "comment (tickets created after the first sync; never correspondence).")
     comment_k: int = Field(3, ge=1, le=20, description="Related cases, problem orders and SOP sections per comment.")

@@ -296,9 +296,9 @@ def test_rt_down_mid_sync_stops_cleanly_and_the_next_sync_catches_up(rt, api, tm
         source = open_sources(settings)[0]
         try:
             syncer = make_syncer(svc, source, state)
-            # The check takes 3 requests, the walk 1 and then per page 1 + 3 per ticket: RT dies a few
-            # pages in, in the middle of one.
-            proxy.fail_after = 3 + 1 + 25
+            # The check and the walk's start take 6 requests, then each page 4 (the walk's search, the
+            # tickets, their transactions, their attachments): RT dies a few pages in, in the middle of one.
+            proxy.fail_after = 6 + 4 * 5 + 2
             with pytest.raises(SourceError) as info:
                 syncer.run_once()
             assert info.value.field == "sources.rt.url" and "unreachable" in info.value.message

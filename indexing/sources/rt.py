@@ -11,7 +11,10 @@ How changes are found (REST2 answers in UTC, TicketSQL reads dates in the RT use
    ticket updated during the walk neither shifts a page nor is skipped. A ticket whose
    LastUpdated equals the version already applied is not fetched again; a version read within
    the margin below is marked unsettled (RT's LastUpdated counts whole seconds, and a second
-   update in the same second keeps it), so that ticket is fetched once more next time.
+   update in the same second keeps it), so that ticket is fetched once more next time. The
+   changed tickets of a page are read together, in three more requests whatever their number
+   (RT checks the token with bcrypt on every request): the tickets with their custom fields and
+   links, their messages' transactions, those transactions' attachments.
 2. Deletions: REST2 never lists deleted tickets, so the transactions that set a ticket's status
    to ``deleted`` since the watermark are read instead.
 3. The next watermark is RT's own clock (its ``Date`` header) when the walk began, less a
@@ -33,8 +36,9 @@ import json
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -125,11 +129,13 @@ class RTClient:
                               field="sources.rt")
         return data
 
-    def pages(self, path: str, params: dict) -> Iterator[dict]:
-        """Every item of a paged REST2 collection."""
+    def pages(self, path: str, params: dict, *, query: list[dict] | None = None) -> Iterator[dict]:
+        """Every item of a paged REST2 collection; ``query``: a JSON search, sent as the body of a
+        POST (REST2 reads a POST to a collection as that search)."""
         page = 1
         while True:
-            data = self.call("GET", path, params={**params, "page": page, "per_page": 100})
+            data = self.call("POST" if query is not None else "GET", path, body=query,
+                             params={**params, "page": page, "per_page": 100})
             yield from data.get("items", [])
             if page >= int(data.get("pages") or 0):
                 return
@@ -257,20 +263,24 @@ class RTSource:
                     yield Batch([Change(sid, self._rid(sid), "deleted", None) for sid in deleted], cursor.dump())
         query = f"LastUpdated >= '{self._local(cursor.since)}'" if cursor.since else "id > 0"
         after = cursor.after
+        ahead: deque[tuple[Future, int]] = deque()  # pages being read, oldest first
         with ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="rt-fetch") as pool:
             while True:
                 data = self.client.call("GET", "/tickets", params={
                     "query": f"({query}) AND id > {after}", "orderby": "id", "order": "ASC",
                     "per_page": self.config.page_size, "page": 1,
-                    "fields": "Queue,Status,LastUpdated,Created", "fields[Queue]": "Name"})
+                    "fields": "Queue,Status,LastUpdated", "fields[Queue]": "Name"})
                 items = data.get("items", [])
-                if not items:
-                    break
-                todo = [it for it in items if known(str(it["id"])) != it.get("LastUpdated")]
-                changes = [_settled(c, cursor.next) for c in pool.map(self._change, todo)]
-                after = int(items[-1]["id"])
-                yield Batch(changes, _Cursor(cursor.since, cursor.next, after).dump())
-                if len(items) < self.config.page_size:
+                done = len(items) < self.config.page_size
+                if items:
+                    todo = [it for it in items if known(str(it["id"])) != it.get("LastUpdated")]
+                    after = int(items[-1]["id"])
+                    ahead.append((pool.submit(self._changes, todo, cursor.next), after))
+                # Up to ``workers`` pages are read at once, the next ones while one is applied.
+                while ahead and (done or len(ahead) >= self.config.workers):
+                    future, upto = ahead.popleft()
+                    yield Batch(future.result(), _Cursor(cursor.since, cursor.next, upto).dump())
+                if done:
                     break
         yield Batch([], _Cursor(cursor.next).dump())
 
@@ -293,37 +303,88 @@ class RTSource:
                 return out
             after = int(items[-1]["id"])
 
-    def _change(self, item: dict) -> Change:
-        sid = str(item["id"])
-        queue = (item.get("Queue") or {}).get("Name", "")
-        version = item.get("LastUpdated", "")
-        if queue not in self.config.queues or item.get("Status") == "deleted":
-            return Change(sid, self._rid(sid), version, None)
-        ticket = self.client.call("GET", f"/ticket/{sid}", missing_ok=True)
-        if ticket is None or ticket.get("Status") == "deleted" or str((ticket.get("EffectiveId") or {})
-                                                                       .get("id", sid)) != sid:
-            return Change(sid, self._rid(sid), version, None)  # gone, or merged into another ticket
-        kinds = {t["id"]: t.get("Type") for t in self.client.pages(f"/ticket/{sid}/history", {"fields": "Type"})}
-        parts: dict[str, list[tuple[str, str]]] = {}
-        notes: set[str] = set()
-        for att in self.client.pages(f"/ticket/{sid}/attachments",
-                                     {"fields": "ContentType,Content,TransactionId,Filename"}):
-            txn_type = kinds.get(str(att.get("TransactionId")))
-            content = att.get("Content") or ""
-            if txn_type == "Comment":
-                notes.update(_NOTE_RE.findall(content if isinstance(content, str) else ""))
-            if txn_type not in ("Create", "Correspond") or att.get("Filename") or not isinstance(content, str):
+    def _changes(self, items: list[dict], upto: str) -> list[Change]:
+        """The changes behind one page of the walk, read in a few REST2 calls for the whole page
+        (not per ticket: each request costs RT a bcrypt check of the token): the tickets with
+        their fields, custom fields and links; their messages' transactions; those attachments."""
+        out: dict[str, Change] = {}
+        fetch: list[dict] = []
+        for it in items:
+            sid = str(it["id"])
+            if (it.get("Queue") or {}).get("Name", "") not in self.config.queues or it.get("Status") == "deleted":
+                out[sid] = Change(sid, self._rid(sid), it.get("LastUpdated", ""), None)
+            else:
+                fetch.append(it)
+        tickets = self._tickets([int(it["id"]) for it in fetch]) if fetch else {}
+        texts, notes = self._messages(sorted(tickets, key=int))
+        for it in fetch:
+            sid, version = str(it["id"]), it.get("LastUpdated", "")
+            ticket = tickets.get(sid)
+            queue = ((ticket or {}).get("Queue") or {}).get("Name", "")
+            effective = (ticket or {}).get("EffectiveId", sid)
+            if isinstance(effective, dict):
+                effective = effective.get("id", sid)
+            if ticket is None or ticket.get("Status") == "deleted" or queue not in self.config.queues \
+                    or str(effective) != sid:
+                out[sid] = Change(sid, self._rid(sid), version, None)  # gone, moved, or merged into another
                 continue
-            ctype = (att.get("ContentType") or "").lower()
-            if ctype in ("text/plain", "text/html"):
-                parts.setdefault(str(att.get("TransactionId")), []).append((ctype, content))
-        texts = []
-        for bodies in parts.values():  # one body per message: its plain text, else its HTML as text
-            plain = [b for t, b in bodies if t == "text/plain"]
-            texts.append("\n".join(plain) if plain else "\n".join(_html_text(b) for _, b in bodies))
-        record = self._record(ticket, queue, "\n\n".join(t.strip() for t in texts if t.strip()))
-        return Change(sid, record.id, ticket.get("LastUpdated", version), record,
-                      created=ticket.get("Created", ""), notes=frozenset(notes))
+            record = self._record(ticket, queue, texts.get(sid, ""))
+            out[sid] = Change(sid, record.id, ticket.get("LastUpdated", version), record,
+                              created=ticket.get("Created", ""), notes=frozenset(notes.get(sid, ())))
+        return [_settled(out[str(it["id"])], upto) for it in items]
+
+    def _tickets(self, ids: list[int]) -> dict[str, dict]:
+        """Tickets by number, with every field a record needs, in one search (runs of consecutive
+        numbers as ranges: a first sync asks for whole pages)."""
+        fields = "Subject,Queue,Status,Priority,Created,Resolved,LastUpdated,EffectiveId"
+        if self.config.fields:
+            fields += ",CustomFields"
+        if self.config.links:
+            fields += ",_hyperlinks"
+        out: dict[str, dict] = {}
+        for t in self.client.pages("/tickets", {"query": _id_query(ids), "orderby": "id", "fields": fields,
+                                                "fields[Queue]": "Name"}):
+            out[str(t["id"])] = t
+        return out
+
+    def _messages(self, sids: list[str]) -> tuple[dict[str, str], dict[str, set[str]]]:
+        """Per ticket: the text of its create message and correspondence (one body per message:
+        its plain text, else its HTML as text), and the hashes of the caselink notes among its
+        comments."""
+        if not sids:
+            return {}, {}
+        txns: dict[str, tuple[str, str]] = {}  # transaction id -> (ticket, type)
+        for t in self.client.pages("/transactions", {"fields": "ObjectId,Type", "orderby": "id"}, query=[
+                {"field": "ObjectType", "value": "RT::Ticket"},
+                {"field": "ObjectId", "operator": "IN", "value": [int(s) for s in sids]},
+                {"field": "Type", "operator": "IN", "value": ["Create", "Correspond", "Comment"]}]):
+            txns[str(t["id"])] = (str(t.get("ObjectId")), str(t.get("Type")))
+        parts: dict[str, dict[str, list[tuple[str, str]]]] = {}
+        notes: dict[str, set[str]] = {}
+        ids = [int(t) for t in txns]
+        for i in range(0, len(ids), 500):
+            for att in self.client.pages("/attachments", {"fields": "ContentType,Content,TransactionId,Filename",
+                                                          "orderby": "id"},
+                                         query=[{"field": "TransactionId", "operator": "IN", "value": ids[i:i + 500]}]):
+                txn = str(att.get("TransactionId"))
+                sid, txn_type = txns.get(txn, ("", ""))
+                content = att.get("Content") or ""
+                if not sid or not isinstance(content, str):
+                    continue
+                if txn_type == "Comment":
+                    notes.setdefault(sid, set()).update(_NOTE_RE.findall(content))
+                    continue
+                ctype = (att.get("ContentType") or "").lower()
+                if not att.get("Filename") and ctype in ("text/plain", "text/html"):
+                    parts.setdefault(sid, {}).setdefault(txn, []).append((ctype, content))
+        texts = {}
+        for sid, messages in parts.items():
+            bodies = []
+            for pieces in messages.values():
+                plain = [b for t, b in pieces if t == "text/plain"]
+                bodies.append("\n".join(plain) if plain else "\n".join(_html_text(b) for _, b in pieces))
+            texts[sid] = "\n\n".join(b.strip() for b in bodies if b.strip())
+        return texts, notes
 
     def _record(self, ticket: dict, queue: str, text: str) -> Record:
         c = self.config
@@ -379,6 +440,17 @@ def _settled(change: Change, upto: str) -> Change:
     if change.version[:1].isdigit() and change.version >= upto:
         return dataclasses.replace(change, version=change.version + UNSETTLED)
     return change
+
+
+def _id_query(ids: list[int]) -> str:
+    """TicketSQL for these ticket numbers: ``id >= a AND id <= b`` per run of consecutive ones."""
+    runs: list[list[int]] = []
+    for n in sorted(set(ids)):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return " OR ".join(f"id = {a}" if a == b else f"(id >= {a} AND id <= {b})" for a, b in runs)
 
 
 def _iso(dt: datetime) -> str:
