@@ -74,7 +74,7 @@ def test_search_prints_the_code_card_then_procedures_problems_and_cases(demo_dir
 
 
 def test_sparkline_scales_to_the_busiest_week_and_keeps_zero_apart():
-    from caselink.render import sparkline
+    from caselink.cli.render import sparkline
 
     assert sparkline([0, 1, 4]) == "▁▂█"
     assert sparkline([0, 1, 1]) == "▁██" and sparkline([0, 0]) == "▁▁" and sparkline([]) == ""

@@ -40,10 +40,10 @@ def emerging_command(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Groups of recent, mutually similar cases not linked to an open problem order, and rising problem orders."""
-    from caselink.cli_common import out
-    from caselink.cli_common import open_service as _open
-    from caselink.remote import Remote, drop_none, server_url
-    from caselink.render import print_emerging
+    from caselink.cli.common import out
+    from caselink.cli.common import open_service as _open
+    from caselink.cli.remote import Remote, drop_none, server_url
+    from caselink.cli.render import print_emerging
 
     try:
         end = date.fromisoformat(as_of) if as_of else None
@@ -81,10 +81,10 @@ def suggest_command(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Suggest category, module, priority and responsible group from the nearest historical cases."""
-    from caselink.cli_common import out
-    from caselink.cli_common import open_service as _open
-    from caselink.remote import Remote, server_url
-    from caselink.render import print_suggestions
+    from caselink.cli.common import out
+    from caselink.cli.common import open_service as _open
+    from caselink.cli.remote import Remote, server_url
+    from caselink.cli.render import print_suggestions
 
     if (record_id is None) == (text is None):
         raise InvalidQuery("give a record id or --text, not both", field="record_id")

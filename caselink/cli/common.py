@@ -1,9 +1,9 @@
 """What every ``caselink`` command module shares: the consoles, the common options, the error
 wrapper, settings and progress bars, opening the service.
 
-Its own module so the command modules (``cli.py``, ``eval_command.py``, ``insight_commands.py``,
+Its own module so the command modules (``commands.py``, ``eval_command.py``, ``insight_commands.py``,
 ``store_commands.py``, ``sync_command.py``, ``train_command.py``) import it instead of importing
-``cli.py`` back, which imports them to register their commands.
+``commands.py`` back, which imports them to register their commands.
 """
 
 from __future__ import annotations

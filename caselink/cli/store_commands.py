@@ -35,8 +35,8 @@ def feedback_command(
     """Mark a suggestion helpful or not. For a record (--for), it reorders what is related to it."""
     import getpass
 
-    from caselink.cli_common import out
-    from caselink.cli_common import settings_from as _settings
+    from caselink.cli.common import out
+    from caselink.cli.common import settings_from as _settings
     from caselink.errors import InvalidQuery
     from indexing.store import RecordStore
     from recommender.verdicts import record_feedback, take_back
@@ -77,7 +77,7 @@ def ids_command(
     """Every stored record id, one per line in id order: to compare with the source system's ids."""
     from datetime import datetime, timezone
 
-    from caselink.cli_common import settings_from as _settings
+    from caselink.cli.common import settings_from as _settings
     from caselink.errors import InvalidQuery
     from indexing.records import KINDS
     from indexing.store import RecordStore
@@ -110,8 +110,8 @@ def backup_command(
 
     The index is not copied: caselink index rebuilds it from the store.
     """
-    from caselink.cli_common import out
-    from caselink.cli_common import settings_from as _settings
+    from caselink.cli.common import out
+    from caselink.cli.common import settings_from as _settings
     from indexing.backup import backup as run_backup
 
     settings = _settings(config, data_dir)
@@ -131,8 +131,8 @@ def restore_command(
     Stop the server first: this refuses while any caselink process has the store open. Then run
     caselink index, which rebuilds the index from the restored records.
     """
-    from caselink.cli_common import out
-    from caselink.cli_common import settings_from as _settings
+    from caselink.cli.common import out
+    from caselink.cli.common import settings_from as _settings
     from indexing.backup import restore as run_restore
 
     settings = _settings(config, data_dir)
@@ -153,8 +153,8 @@ def copy_store_command(
     """Copy the record store (records and votes) into another, empty one: how an existing SQLite
     store moves to PostgreSQL. Stop the servers first; then set store.url to the target and run
     caselink index on each server's data folder."""
-    from caselink.cli_common import out
-    from caselink.cli_common import settings_from as _settings
+    from caselink.cli.common import out
+    from caselink.cli.common import settings_from as _settings
     from indexing.store import RecordStore
     from indexing.store_copy import copy_store
 

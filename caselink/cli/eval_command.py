@@ -76,9 +76,9 @@ def eval_command(
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", show_default=False)] = None,
 ) -> None:
     """Measure relevance against labeled pairs: hit@k, recall@k, MRR@10, nDCG@10 per mode, with 95% CIs."""
-    from caselink.cli_common import err, out
-    from caselink.cli_common import progress_bars as _progress
-    from caselink.cli_common import settings_from as _settings
+    from caselink.cli.common import err, out
+    from caselink.cli.common import progress_bars as _progress
+    from caselink.cli.common import settings_from as _settings
     from eval.caselink_retriever import CaselinkEngine, CaselinkRetriever
     from eval.runner import evaluate
 

@@ -26,9 +26,9 @@ def sync_command(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Pull the changes made in a ticketing system since the last sync into caselink."""
-    from caselink.cli_common import out
-    from caselink.cli_common import progress_bars as _progress
-    from caselink.cli_common import settings_from as _settings
+    from caselink.cli.common import out
+    from caselink.cli.common import progress_bars as _progress
+    from caselink.cli.common import settings_from as _settings
     from caselink.errors import ConfigError, IndexNotReady
     from indexing.sources import open_sources
     from indexing.sources.state import SourceState

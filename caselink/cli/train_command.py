@@ -62,9 +62,9 @@ def train_command(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Fit the learned ranker (LightGBM lambdarank) on links, feedback and --pairs; save it beside the index."""
-    from caselink.cli_common import err, out
-    from caselink.cli_common import progress_bars as _progress
-    from caselink.cli_common import settings_from as _settings
+    from caselink.cli.common import err, out
+    from caselink.cli.common import progress_bars as _progress
+    from caselink.cli.common import settings_from as _settings
     from recommender.learned import ranker_path
     from recommender.service import CaselinkService
     from recommender.training import held_out, split_by_component, train

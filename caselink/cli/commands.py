@@ -1,4 +1,5 @@
-"""The ``caselink`` command line: index, search, related, delete, feedback, serve, eval, train, stats."""
+"""The ``caselink`` Typer app and its core commands (index, search, related, delete, serve, stats, ...);
+the commands in the other modules of this package are registered at the bottom."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from caselink.cli_common import BackendOpt, ConfigOpt, DataDirOpt, JsonOpt, ServerOpt, err, friendly, out
-from caselink.cli_common import open_service as _open
-from caselink.cli_common import progress_bars as _progress
-from caselink.cli_common import settings_from as _settings
+from caselink.cli.common import BackendOpt, ConfigOpt, DataDirOpt, JsonOpt, ServerOpt, err, friendly, out
+from caselink.cli.common import open_service as _open
+from caselink.cli.common import progress_bars as _progress
+from caselink.cli.common import settings_from as _settings
 from caselink.errors import CaselinkError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -105,7 +106,7 @@ def index(
 
 
 def _print_response(resp, as_json: bool) -> None:
-    from caselink.render import print_response
+    from caselink.cli.render import print_response
 
     print_response(out, resp, as_json)
 
@@ -155,8 +156,8 @@ def search(
     except ValidationError as exc:
         e = exc.errors()[0]
         raise InvalidQuery(f"option '{e['loc'][0]}': {e['msg']}", field=str(e["loc"][0])) from None
-    from caselink.remote import Remote, server_url
-    from caselink.render import print_grouped, print_response
+    from caselink.cli.remote import Remote, server_url
+    from caselink.cli.render import print_grouped, print_response
 
     if not flat:
         sizes = GroupK() if k is None else GroupK(sops=q.k, problems=q.k, cases=q.k)
@@ -218,7 +219,7 @@ def related(
     from pydantic import ValidationError
 
     from caselink.errors import InvalidQuery
-    from caselink.remote import server_url
+    from caselink.cli.remote import server_url
 
     if (record_id is None) == (record is None):
         raise InvalidQuery("give a stored record's id or --record FILE, not both and not neither", field="record_id",
@@ -251,7 +252,7 @@ def _related_remote(url: str, record_id: str | None, draft, *, k: int, kinds: li
     """Related records from the server: the stored record's route, or the draft's."""
     from urllib.parse import quote
 
-    from caselink.remote import Remote, drop_none
+    from caselink.cli.remote import Remote, drop_none
     from recommender.results import SearchResponse
 
     params = drop_none({"k": k, "kind": kinds, "mode": mode, "exclude_linked": exclude_linked, "open_only": open_only})
@@ -363,13 +364,13 @@ def serve(
                 access_log=False)
 
 
-from caselink.eval_command import eval_command  # noqa: E402  (a command of its own module, registered here)
+from caselink.cli.eval_command import eval_command  # noqa: E402  (a command of its own module, registered here)
 
-from caselink.insight_commands import emerging_command, suggest_command  # noqa: E402
-from caselink.store_commands import (backup_command, copy_store_command, feedback_command,  # noqa: E402
+from caselink.cli.insight_commands import emerging_command, suggest_command  # noqa: E402
+from caselink.cli.store_commands import (backup_command, copy_store_command, feedback_command,  # noqa: E402
                                      ids_command, restore_command)
-from caselink.sync_command import sync_command  # noqa: E402
-from caselink.train_command import train_command  # noqa: E402
+from caselink.cli.sync_command import sync_command  # noqa: E402
+from caselink.cli.train_command import train_command  # noqa: E402
 
 app.command("eval")(friendly(eval_command))
 app.command("emerging")(friendly(emerging_command))
@@ -381,7 +382,3 @@ app.command("restore")(friendly(restore_command))
 app.command("copy-store")(friendly(copy_store_command))
 app.command("sync")(friendly(sync_command))
 app.command("train")(friendly(train_command))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    app()
