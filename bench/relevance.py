@@ -2,6 +2,7 @@
 
     python -m bench.relevance [--sets zh_bq_dev,...] [--out bench/relevance.md] [--no-baselines]
                               [--model use-m3+e5-small] [--config variant.toml]
+                              [--backend milvus --backend-uri http://127.0.0.1:PORT]
 
 Runs the protocol of ../shared/benchmarks/README.md (via eval.runner.evaluate) on each set with
 default settings (or another ``encoder.model``, or a caselink config file's settings), and writes one Markdown table with every metric plus the issue's target metric
@@ -31,7 +32,8 @@ TARGETS = {
 METRICS = ("hit@1", "hit@10", "recall@10", "mrr@10", "ndcg@10")
 
 
-def run_set(folder: Path, baselines: bool, model: str | None = None, config: Path | None = None) -> dict:
+def run_set(folder: Path, baselines: bool, model: str | None = None, config: Path | None = None,
+            backend: str | None = None, backend_uri: str | None = None) -> dict:
     from caselink.config import load_settings
     from eval.baselines import NaiveRRFRetriever, TfidfRetriever, UseDenseRetriever
     from eval.caselink_retriever import CaselinkEngine, CaselinkRetriever
@@ -40,6 +42,9 @@ def run_set(folder: Path, baselines: bool, model: str | None = None, config: Pat
     settings = load_settings(config, env={})
     if model:
         settings = settings.model_copy(update={"encoder": settings.encoder.model_copy(update={"model": model})})
+    if backend:  # the same ranking on another engine (a Milvus server at backend_uri for "milvus")
+        upd = {"kind": backend, **({"uri": backend_uri} if backend_uri else {})}
+        settings = settings.model_copy(update={"backend": settings.backend.model_copy(update=upd)})
     engine = CaselinkEngine(settings, cache_path=REPO / "var" / "eval-cache" / "embeddings.sqlite")
     retrievers = {m: CaselinkRetriever(engine, m) for m in ("hybrid", "dense", "keyword")}
     if baselines:
@@ -116,13 +121,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--model", default=None, help="encoder.model for caselink's modes (default: the default, auto)")
     ap.add_argument("--config", type=Path, default=None, help="a caselink config file (TOML) to run with")
+    ap.add_argument("--backend", choices=("local", "milvus"), default=None,
+                    help="search backend (default: the settings', local)")
+    ap.add_argument("--backend-uri", default=None, help="Milvus address for --backend milvus")
     args = ap.parse_args(argv)
     from eval.reference import benchmarks_dir
 
     root = benchmarks_dir()
     results = []
     for name in args.sets.split(","):
-        res = run_set(root / name, baselines=not args.no_baselines, model=args.model, config=args.config)
+        res = run_set(root / name, baselines=not args.no_baselines, model=args.model, config=args.config,
+                      backend=args.backend, backend_uri=args.backend_uri)
         print(json.dumps({k: res[k] for k in ("dataset", "queries", "modes")}), flush=True)
         results.append(res)
     command = "python -m bench.relevance " + " ".join(argv if argv is not None else sys.argv[1:])

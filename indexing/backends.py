@@ -21,9 +21,11 @@ __all__ = ["build_backend", "open_backend"]
 
 
 def build_backend(settings: Settings, *, dim: int, total: int, batches: Iterable[Sequence[Entry]],
-                  sample: np.ndarray, seq: int, sidecar: Sidecar | None = None) -> SearchBackend:
+                  sample: np.ndarray, seq: int, sidecar: Sidecar | None = None, store=None) -> SearchBackend:
     """A fresh backend of ``settings.backend.kind`` holding ``batches`` (about ``total`` entries;
-    ``sample``: vectors like theirs for engines that train a quantizer), at change ``seq``."""
+    ``sample``: vectors like theirs for engines that train a quantizer), at change ``seq``.
+    ``store``: the record store a shared backend keeps its keyword statistics in (None: the
+    settings' store)."""
     kind = settings.backend.kind
     if kind == "local":
         return LocalBackend.build(settings, dim=dim, total=total, batches=batches, sample=sample, seq=seq,
@@ -32,12 +34,12 @@ def build_backend(settings: Settings, *, dim: int, total: int, batches: Iterable
         from indexing.milvus_backend import MilvusBackend  # pymilvus: the 'milvus' extra
 
         return MilvusBackend.build(settings, dim=dim, total=total, batches=batches, sample=sample, seq=seq,
-                                   sidecar=sidecar)
+                                   sidecar=sidecar, store=store)
     raise ValueError(f"unknown backend.kind '{kind}'")
 
 
-def open_backend(settings: Settings, *, snapshot: tuple[Path, dict], sidecar: Sidecar | None = None
-                 ) -> SearchBackend:
+def open_backend(settings: Settings, *, snapshot: tuple[Path, dict], sidecar: Sidecar | None = None,
+                 store=None) -> SearchBackend:
     """The backend of ``settings.backend.kind`` as last persisted; ``snapshot`` is the index
     directory's current snapshot and its manifest (read and checked by the caller)."""
     kind = settings.backend.kind
@@ -47,5 +49,5 @@ def open_backend(settings: Settings, *, snapshot: tuple[Path, dict], sidecar: Si
     if kind == "milvus":
         from indexing.milvus_backend import MilvusBackend
 
-        return MilvusBackend.load(settings, snap, manifest, sidecar=sidecar)
+        return MilvusBackend.load(settings, snap, manifest, sidecar=sidecar, store=store)
     raise ValueError(f"unknown backend.kind '{kind}'")

@@ -35,6 +35,7 @@ from indexing.facets import FacetTable
 from indexing.index_dir import REBUILD_HINT, IndexDir
 from indexing.records import Record
 from indexing.store import RecordStore, UpsertResult
+from indexing.store_terms import WriteTx
 from indexing.snapshot_state import capture_state
 from indexing.staleness import check_store, rebuild_reason
 from indexing.tokenize import Tokenizer, is_cjk_char, read_user_dict, text_params
@@ -154,7 +155,7 @@ class LiveIndex:
                     progress("tokenise", len(batch), total)
 
         idx.backend = build_backend(settings, dim=encoder.dim, total=done, batches=batches(), sample=vecs,
-                                    seq=seq, sidecar=idx)
+                                    seq=seq, sidecar=idx, store=store)
         vecs = nums = None  # the backend holds its own copy: not two during the snapshot
         idx.embedded_ = embedded
         snap = idx.snapshot()
@@ -231,7 +232,7 @@ class LiveIndex:
             idx.centering_ = VectorCentering.load(snap, p["vectors"].get("centering"), dim=model["dim"])
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise IndexFormatError(f"index in {snap} could not be read: {exc}", hint=REBUILD_HINT) from None
-        idx.backend = open_backend(settings, snapshot=(snap, manifest), sidecar=idx)
+        idx.backend = open_backend(settings, snapshot=(snap, manifest), sidecar=idx, store=store)
         idx.replay(progress)
         return idx
 
@@ -303,6 +304,8 @@ class LiveIndex:
         """Upsert and delete in one store transaction (:meth:`RecordStore.write`), then apply both
         to the backend: the store commits all of it or none, and the backend follows the store."""
         records, deletes = list(upserts), list(deletes)
+        if getattr(self.backend, "shared", False):
+            return self._write_shared(records, deletes)
         with self.lock:
             vecs, tokens = self._embed_records(records) if records else (None, [])
             result, gone = self.store.write(records, deletes)
@@ -317,10 +320,59 @@ class LiveIndex:
         self._maybe_snapshot()
         return result, gone
 
+    def _write_shared(self, records: list[Record], deletes: list[str]) -> tuple[list[UpsertResult], list[int | None]]:
+        """A backend several processes write (Milvus): it is written inside the store's write
+        transaction, after anything other writers left unapplied, so every process's writes
+        reach it in commit order and commit or roll back with the records."""
+        with self.lock:
+            vecs, tokens = self._embed_records(records) if records else (None, [])
+
+            def then(tx: WriteTx, result: list[UpsertResult], gone: list[int | None]) -> None:
+                changed = [i for i, r in enumerate(result) if r.changed]
+                removed = [rid for rid, num in zip(deletes, gone) if num is not None]
+                self._follow_shared(tx, own={records[i].id for i in changed} | set(removed))
+                entries = self._entries([records[i] for i in changed], (vecs[changed], [tokens[i] for i in changed])
+                                        ) if changed else []
+                self.backend.write(entries, removed, seq=tx.last_seq(), tx=tx)
+                self.writes_since_snapshot_ += len(changed) + len(removed)
+            out = self.store.write(records, deletes, then=then)
+        self._maybe_snapshot()
+        return out
+
+    def _follow_shared(self, tx: WriteTx, own: set[str] = frozenset(), progress: Progress | None = None) -> int:
+        """Inside the store's write transaction: rewrite from the store the ids of writes that may
+        not have committed (their markers), then apply the changes logged after the backend's
+        position that are not this transaction's own (``own``): a process on the local backend,
+        or a build that ran meanwhile. Returns how many records were rewritten."""
+        seq = self.backend.applied_seq()
+        unfinished = self.backend.unfinished()
+        redo = {rid for ids in unfinished.values() for rid in ids}
+        changes = tx.changes_since(seq)
+        if any(rid is None for _, rid in changes):
+            raise IndexNotReady("the change log names a record deleted before caselink logged ids",
+                                hint="run 'caselink index --rebuild'")
+        redo.update(rid for _, rid in changes if rid not in own)
+        todo = sorted(redo - set(own))
+        for start in range(0, len(todo), BUILD_BATCH):
+            part = todo[start:start + BUILD_BATCH]
+            present = tx.records(part)
+            self.backend.write(self._entries([present[i] for i in part if i in present]),
+                               [i for i in part if i not in present], seq=seq, tx=tx)
+            if progress:
+                progress("apply changes", len(part), len(todo))
+        self.backend.finished(list(unfinished))
+        if changes:
+            self.backend.write(seq=changes[-1][0], tx=tx)
+        return len(todo)
+
     def _catch_up(self, own: set[str], progress: Progress | None = None) -> int:
         """Advance the backend's position past this process's own changes (ids in ``own``),
         applying any another process made meanwhile (``caselink index`` run while the server is
         up) instead of skipping them. Returns how many records were re-read."""
+        if getattr(self.backend, "shared", False):
+            if self.store.last_seq() <= self.backend.applied_seq() and not self.backend.unfinished():
+                return 0  # nothing to do: no write lock taken
+            return self.store.transaction(lambda tx: self._follow_shared(tx, own, progress))
         seq = self.backend.applied_seq()
         if seq < self.store.pruned_upto():
             return self._resync()

@@ -11,31 +11,44 @@ or a distributed cluster. What lives where:
   (canonical codes joined by newlines), ``attributes`` (JSON: the record's own fields, values
   case-folded, filtered as ``attributes["customer"] == "acme"`` with key and values quoted), and what re-weighing needs: ``dl`` (document length),
   ``aw`` and ``bm`` (the mean length and the k1/b/delta the weights were computed with).
-- ``<collection>_stats``: one entity per term (key = the term's id, ``df`` = how many records hold
-  it) and one meta entity (key -1): change-log position applied, record count, total length,
-  the mean length new weights use, BM25 parameters. Every caselink process reads document
-  frequencies from here, so every replica scores a query alike.
+- ``<collection>_stats``: one meta entity (key -1: change-log position applied, BM25 parameters
+  of the stored weights) and, while a write is under way, one marker per write naming the ids it
+  is changing (negative keys below -1).
+- In the **record store** (:mod:`indexing.store_terms`): each record's distinct term ids and
+  length, the document frequencies and the corpus totals (N, total length, the mean length the
+  stored weights use). Every caselink process reads them from there, so every replica scores a
+  query alike.
 
 Scoring (keyword = BM25L as a share of the query's own score, as :meth:`BM25Index.score` with
 ``normalize``): a record stores w(t) = (k1+1)·c/(k1+c), c = tf/(1-b+b·dl/avgdl) + delta; a
-query sends q(t) = qtf·idf(t)/S with idf from the shared df and S = Σ qtf·idf·(k1+1) over all its
+query sends q(t) = qtf·idf(t)/S with idf from the store's df and S = Σ qtf·idf·(k1+1) over all its
 terms, so the inner product Milvus computes is exactly caselink's normalised BM25L. Milvus's
 built-in BM25 function is not used: it tokenises and scores otherwise. A term's id is 32 bits of
 its BLAKE2b hash (Milvus sparse dimensions are uint32), so replicas agree without a shared
 vocabulary; two terms sharing an id (about 120 pairs among a million distinct terms) count as
 one term.
 
-Document weights bake in the mean document length; when it drifts by more than
-``REWEIGH_DRIFT`` (or k1/b/delta change), the write that moved it (or :meth:`open`) re-weighs
-every record from its stored tf (recovered from its weights with the parameters stored beside
-them), so between two re-weighings a keyword score is within that drift of ``local``'s.
+Several writers. Milvus has no atomic increment and no conditional write, so a write here joins
+the record store's write transaction (:class:`~indexing.store_terms.WriteTx`, the store's write
+lock held): the record rows, their change-log rows, the document frequencies (``df = df + d`` in
+SQL) and the Milvus entities are written in one critical section, and commit together. Writers
+from any number of processes are therefore applied to Milvus in commit order; none overwrites a
+newer version with an older one, and the statistics always equal a recount. Queries read df and N
+from the store as committed, so a write acknowledged by one replica is scored by every replica.
+
+Document weights bake in the mean document length avgdl as it was when the record was written.
+Writers one after another each use the store's ``avgdl`` (the mean the other weights use), so
+all weights share one avgdl until the true mean drifts by more than ``REWEIGH_DRIFT`` (or
+k1/b/delta change); then the write that moved it (or :meth:`open`) re-weighs every record from its
+stored tf (recovered from its weights with the parameters stored beside them) and sets the new
+mean. So however writers interleave, a keyword score is within that drift (1%) of ``local``'s
+between two re-weighings, and exactly ``local``'s after a build or a re-weigh.
 
 Consistency: every call is made at the configured level; ``Strong`` (the default) makes a write
-searchable by every process when ``write`` returns. Writes from one process at a time per
-collection (the service's write lock): df updates are read-modify-write, which Milvus cannot make
-atomic. A crash in the middle of a write leaves the meta marked ``pending``; the next open
-recounts the statistics from the records, and the service replays the change log from
-``applied_seq``.
+searchable by every process when ``write`` returns. If a write fails between its Milvus calls and
+the store's commit (or the process dies there), its marker stays: the next writer, under the same
+lock, rewrites those ids from the store (:meth:`unfinished`), so Milvus never keeps a version
+the store rolled back.
 """
 
 from __future__ import annotations
@@ -43,6 +56,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import secrets
 import shutil
 import threading
 import time
@@ -61,11 +75,14 @@ from indexing.index_dir import REBUILD_HINT, IndexDir
 from indexing.facets import attribute_items
 from indexing.milvus_schema import ATTRIBUTES, BM25LWeights, create_collections, day, filter_expression, term_id
 from indexing.records import is_closed_status
+from indexing.store import RecordStore
+from indexing.store_terms import Corpus, WriteTx
 
 __all__ = ["MilvusBackend"]
 
 log = logging.getLogger("caselink.milvus")
 _META_KEY = -1
+FORMAT = 2  # 2: term statistics in the record store (1 kept them in <collection>_stats)
 REWEIGH_DRIFT = 0.01  # re-weigh every record when the mean length moved more than 1% from the stored weights'
 _BATCH = 1000  # entities per upsert / ids per "in" expression: well under gRPC's message limit
 _MAX_TOPK = 16384  # Milvus's limit on one search's results
@@ -82,8 +99,9 @@ class MilvusBackend:
     Parameters
     ----------
     uri, token : where Milvus is and the credentials (``token`` is never logged or described).
-    collection : the records' collection; ``<collection>_stats`` holds term statistics.
+    collection : the records' collection; ``<collection>_stats`` holds its meta and write markers.
     dim : the dense vectors' dimension (the encoder's).
+    store : the record store holding the keyword statistics (:mod:`indexing.store_terms`).
     k1, b, delta : BM25L parameters of the stored weights.
     consistency : Milvus consistency level of every read ("Strong" = read-your-writes).
     dense_index : Milvus index type on the dense vectors.
@@ -91,15 +109,19 @@ class MilvusBackend:
     """
 
     name = "milvus"
+    shared = True  # several processes write one collection: writes join the store's write transaction
 
-    def __init__(self, *, uri: str, token: str = "", collection: str, dim: int, k1: float = 1.2,
-                 b: float = 0.75, delta: float = 0.5, consistency: str = "Strong", dense_index: str = "FLAT",
-                 timeout: float = 30.0, root: Path | None = None, sidecar=None):
+    def __init__(self, *, uri: str, token: str = "", collection: str, dim: int, store: RecordStore,
+                 k1: float = 1.2, b: float = 0.75, delta: float = 0.5, consistency: str = "Strong",
+                 dense_index: str = "FLAT", timeout: float = 30.0, root: Path | None = None, sidecar=None,
+                 owns_store: bool = False):
         self.uri = uri
         self._token = token
         self.collection = collection
         self.stats_collection = f"{collection}_stats"
         self.dim = dim
+        self.store = store
+        self._owns_store = owns_store
         self.k1, self.b, self.delta = k1, b, delta
         self.weights = BM25LWeights(k1=k1, b=b, delta=delta)
         self.consistency = consistency
@@ -115,45 +137,58 @@ class MilvusBackend:
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
-    def from_settings(cls, settings, dim: int, *, sidecar=None) -> "MilvusBackend":
-        """The backend ``settings.backend`` and ``settings.bm25`` describe (not connected yet)."""
+    def from_settings(cls, settings, dim: int, *, sidecar=None, store: RecordStore | None = None) -> "MilvusBackend":
+        """The backend ``settings.backend`` and ``settings.bm25`` describe (not connected yet);
+        ``store`` holds the keyword statistics (None: the settings' store, opened here)."""
         cfg, bm = settings.backend, settings.bm25
-        return cls(uri=cfg.uri, token=cfg.secret(), collection=cfg.collection, dim=dim, k1=bm.k1, b=bm.b,
-                   delta=bm.delta, consistency=cfg.consistency, dense_index=cfg.dense_index, timeout=cfg.timeout,
-                   root=settings.index_root, sidecar=sidecar)
+        owns = store is None
+        if owns:
+            store = RecordStore(settings.store_url).open()
+        return cls(uri=cfg.uri, token=cfg.secret(), collection=cfg.collection, dim=dim, store=store, k1=bm.k1,
+                   b=bm.b, delta=bm.delta, consistency=cfg.consistency, dense_index=cfg.dense_index,
+                   timeout=cfg.timeout, root=settings.index_root, sidecar=sidecar, owns_store=owns)
 
     @classmethod
     def build(cls, settings, *, dim: int, total: int, batches: Iterable[Sequence[Entry]], sample: np.ndarray = None,
-              seq: int, sidecar=None) -> "MilvusBackend":
-        """Drop and recreate the collections and write ``batches`` into them (``total`` and
-        ``sample`` serve engines that size or train an index first; Milvus needs neither). The
-        weights are then computed once more with the final mean document length, so a fresh
-        build scores exactly as ``local`` does."""
-        backend = cls.open(settings, dim, fresh=True, sidecar=sidecar)
+              seq: int, sidecar=None, store: RecordStore | None = None) -> "MilvusBackend":
+        """Drop and recreate the collection, forget the store's term statistics, and write
+        ``batches`` (``total`` and ``sample`` serve engines that size or train an index first;
+        Milvus needs neither). The weights are then computed once more with the final mean
+        document length, so a fresh build scores exactly as ``local`` does."""
+        backend = cls.open(settings, dim, fresh=True, sidecar=sidecar, store=store)
         backend.reweigh_on_write_ = False  # once at the end, not after every batch
         for batch in batches:
             backend.write(batch, seq=0)
-        backend.write(seq=seq)
-        with backend.lock_, backend._calls("write"):
-            backend.meta_["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            backend._save_meta()
-        m = backend.meta_
-        if m["n"] and abs(m["total_len"] / m["n"] - m["avgdl"]) > 1e-6 * m["avgdl"]:
-            backend._reweigh()
+        backend.store.transaction(lambda tx: backend._finish_build(tx, seq))
         backend.reweigh_on_write_ = True
         return backend
 
+    def _finish_build(self, tx: WriteTx, seq: int) -> None:
+        with self.lock_, self._calls("write"):
+            self.meta_ = self._read_meta()
+            self.meta_["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.meta_["applied_seq"] = max(int(self.meta_["applied_seq"]), seq)
+            self._save_meta()
+        c = tx.corpus()
+        if c.n and abs(c.mean - c.avgdl) > 1e-6 * c.avgdl:
+            self._reweigh(tx)
+
     @classmethod
-    def open(cls, settings, dim: int, *, fresh: bool = False, sidecar=None) -> "MilvusBackend":
+    def open(cls, settings, dim: int, *, fresh: bool = False, sidecar=None,
+             store: RecordStore | None = None) -> "MilvusBackend":
         """Connect, create the collections when missing (``fresh``: drop and recreate them, for a
-        build from scratch), load them, and repair what a crash or a change of BM25 parameters
-        left behind."""
-        backend = cls.from_settings(settings, dim, sidecar=sidecar)
-        backend.connect(fresh=fresh)
+        build from scratch), load them, and bring the store's statistics and the weights in step."""
+        backend = cls.from_settings(settings, dim, sidecar=sidecar, store=store)
+        try:
+            backend.connect(fresh=fresh)
+        except BaseException:
+            backend.close()
+            raise
         return backend
 
     @classmethod
-    def load(cls, settings, snap: Path, manifest: dict, *, sidecar=None) -> "MilvusBackend":
+    def load(cls, settings, snap: Path, manifest: dict, *, sidecar=None,
+             store: RecordStore | None = None) -> "MilvusBackend":
         """The collection a snapshot's manifest names (the snapshot holds the service's side only)."""
         named = manifest.get("milvus", {})
         if manifest.get("backend") != "milvus" or named.get("collection") != settings.backend.collection:
@@ -161,7 +196,7 @@ class MilvusBackend:
                 f"the index in {snap} was built on backend {manifest.get('backend', 'local')} "
                 f"{named.get('collection', '')}, the settings name milvus collection '{settings.backend.collection}'",
                 hint=REBUILD_HINT)
-        backend = cls.open(settings, int(named["dim"]), sidecar=sidecar)
+        backend = cls.open(settings, int(named["dim"]), sidecar=sidecar, store=store)
         backend.snapshot_ = snap
         return backend
 
@@ -181,19 +216,30 @@ class MilvusBackend:
             if not self.client_.has_collection(self.collection):
                 create_collections(self.client_, self.collection, self.stats_collection, dim=self.dim,
                                    dense_index=self.dense_index, consistency=self.consistency)
-                self.meta_ = {"format": 1, "applied_seq": 0, "n": 0, "total_len": 0.0, "avgdl": 0.0,
-                              "pending": False}
+                self.meta_ = {"format": FORMAT, "applied_seq": 0, "params": self.weights.params, "fresh": True}
                 self._save_meta()
             self._check_dim()
             for name in (self.collection, self.stats_collection):
                 self.client_.load_collection(name)  # a reopened collection is not searchable until loaded
             self.meta_ = self._read_meta()
-        if self.meta_.get("pending"):
-            log.warning("a write to Milvus collection %s was interrupted: recounting its term statistics",
-                        self.collection)
-            self._recount()
-        if self._drifted():
-            self._reweigh()
+        self.store.transaction(self._reconcile)
+
+    def _reconcile(self, tx: WriteTx) -> None:
+        """Under the store's write lock: a new collection starts the statistics afresh; one whose
+        records the statistics do not count (a collection of format 1, or a store that lost them)
+        is counted into the store from Milvus; drifted weights are re-weighed."""
+        with self.lock_, self._calls("open"):
+            self.meta_ = m = self._read_meta()
+            if m.pop("fresh", False):
+                tx.reset_terms()
+            elif m.get("format", 1) < FORMAT or tx.corpus().n != self._count():
+                log.warning("counting the records of Milvus collection %s into the record store's term statistics",
+                            self.collection)
+                self._recount(tx)
+            m["format"] = FORMAT
+            self._save_meta()
+        if self._drifted(tx.corpus()):
+            self._reweigh(tx)
 
     def _check_dim(self) -> None:
         fields = self.client_.describe_collection(self.collection)["fields"]
@@ -224,7 +270,7 @@ class MilvusBackend:
             parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
         return urlunsplit(parts)
 
-    # -- meta and statistics ------------------------------------------------------------------
+    # -- meta and write markers ---------------------------------------------------------------
     def _read_meta(self) -> dict:
         rows = self.client_.get(self.stats_collection, ids=[_META_KEY], output_fields=["meta"])
         if not rows:
@@ -236,100 +282,81 @@ class MilvusBackend:
         self.client_.upsert(self.stats_collection, [{"key": _META_KEY, "df": 0, "v": [0.0, 0.0],
                                                     "meta": json.dumps(self.meta_)}])
 
-    def _stats(self, keys: Sequence[int]) -> tuple[dict[int, int], dict]:
-        """Document frequency of each term id asked, and the meta entity, read together."""
-        df: dict[int, int] = {}
-        meta = None
-        wanted = list(dict.fromkeys([_META_KEY, *keys]))
-        for part in _chunks(wanted, 5 * _BATCH):
-            for row in self.client_.get(self.stats_collection, ids=list(part), output_fields=["df", "meta"]):
-                if row["key"] == _META_KEY:
-                    meta = json.loads(row["meta"])
-                else:
-                    df[int(row["key"])] = int(row["df"])
-        return df, meta or self.meta_
+    def _mark(self, ids: Sequence[str]) -> int:
+        """Name the ids a write is about to change; removed once the store has committed it."""
+        key = -2 - secrets.randbits(62)
+        self.client_.upsert(self.stats_collection, [{"key": key, "df": 0, "v": [0.0, 0.0], "meta": json.dumps(list(ids))}])
+        return key
 
-    def _drifted(self) -> bool:
-        m = self.meta_
-        if not m.get("n"):
+    def _unmark(self, keys: Sequence[int]) -> None:
+        try:
+            with self._calls("clear a write marker"):
+                self.client_.delete(self.stats_collection, ids=list(keys))
+        except IndexNotReady as exc:  # the next writer finds the marker and rewrites those ids: harmless
+            log.warning("%s", exc.message)
+
+    def unfinished(self) -> dict[int, list[str]]:
+        """Writes that changed Milvus but may not have committed in the store (a failure or a crash
+        between the two): marker key -> the ids they touched. Call under the store's write lock."""
+        with self._calls("read write markers"):
+            rows = self.client_.query(self.stats_collection, filter=f"key < {_META_KEY}", output_fields=["key", "meta"],
+                                      consistency_level=self.consistency)
+        return {int(r["key"]): json.loads(r["meta"]) for r in rows}
+
+    def finished(self, keys: Sequence[int]) -> None:
+        """Drop the markers of writes whose ids have been rewritten from the store."""
+        if keys:
+            self._unmark(keys)
+
+    def _drifted(self, c: Corpus) -> bool:
+        if not c.n:
             return False
-        mean = m["total_len"] / m["n"]
-        moved = abs(mean - m["avgdl"]) > REWEIGH_DRIFT * m["avgdl"]
-        return moved or m.get("params", self.weights.params) != self.weights.params
+        moved = abs(c.mean - c.avgdl) > REWEIGH_DRIFT * c.avgdl
+        return moved or self.meta_.get("params", self.weights.params) != self.weights.params
 
     # -- writes -------------------------------------------------------------------------------
-    def _row(self, e: Entry, avgdl: float) -> tuple[dict, dict[int, float]]:
-        counts = BM25LWeights.counts(e.terms)
+    def _row(self, e: Entry, counts: Counter, avgdl: float) -> dict:
         dl = float(sum(counts.values()))
-        kw = self.weights.document(counts, dl, avgdl)
-        row = {"id": e.id, "vec": np.asarray(e.vector, dtype=np.float32).tolist(), "kw": kw,
-               "kind": e.kind.casefold(), "product": e.product.casefold(), "model": e.model.casefold(),
-               "module": e.module.casefold(), "status": e.status.casefold(), "closed": is_closed_status(e.status),
-               "created": day(e.created), "codes": "\n".join(e.codes), ATTRIBUTES: dict(attribute_items(e)),
-               "dl": dl, "aw": avgdl, "bm": self.weights.params}
-        return row, kw
+        return {"id": e.id, "vec": np.asarray(e.vector, dtype=np.float32).tolist(),
+                "kw": self.weights.document(counts, dl, avgdl), "kind": e.kind.casefold(),
+                "product": e.product.casefold(), "model": e.model.casefold(), "module": e.module.casefold(),
+                "status": e.status.casefold(), "closed": is_closed_status(e.status), "created": day(e.created),
+                "codes": "\n".join(e.codes), ATTRIBUTES: dict(attribute_items(e)),
+                "dl": dl, "aw": avgdl, "bm": self.weights.params}
 
-    def write(self, upserts: Sequence[Entry] = (), deletes: Collection[str] = (), *, seq: int) -> None:
+    def write(self, upserts: Sequence[Entry] = (), deletes: Collection[str] = (), *, seq: int,
+              tx: WriteTx | None = None) -> None:
         """Drop ``deletes`` and index ``upserts`` (in that order, as ``local`` does: an id in both
-        is indexed); idempotent. Searchable by every process when this returns (Strong consistency)."""
+        is indexed); idempotent. Inside ``tx``, the store's open write transaction (the service's
+        record write), or else in a store transaction of its own. Searchable by every process
+        when the transaction has committed (Strong consistency)."""
+        if tx is None:
+            return self.store.transaction(lambda t: self.write(upserts, deletes, seq=seq, tx=t))
         entries = list({e.id: e for e in upserts}.values())  # the last entry per id wins
-        gone = set(deletes) - {e.id for e in entries}
+        gone = sorted(set(deletes) - {e.id for e in entries})
         with self.lock_, self._calls("write"):
-            m = self.meta_
-            if not entries and not gone:
-                if seq > m["applied_seq"]:
-                    m["applied_seq"] = seq
-                    self._save_meta()
-                return
-            touched = [e.id for e in entries] + sorted(gone)
-            old = {}
-            for part in _chunks(touched):
-                for row in self.client_.get(self.collection, ids=list(part), output_fields=["kw", "dl"]):
-                    old[row["id"]] = row
-            m["pending"] = True
-            self._save_meta()
-            avgdl = m["avgdl"]
-            if not m["n"] and entries:  # the first records set the mean length the weights use
-                avgdl = sum(len(e.terms) for e in entries) / len(entries)
-            rows, change = [], Counter()
-            for e in entries:
-                row, kw = self._row(e, avgdl)
-                rows.append(row)
-                change.update(kw.keys())
-            for part in _chunks(rows):
-                self.client_.upsert(self.collection, list(part))
-            removed = [i for i in sorted(gone) if i in old]
-            for part in _chunks(removed):
-                self.client_.delete(self.collection, ids=list(part))
-            for row in old.values():
-                change.subtract(row["kw"].keys())
-            self._apply_df({k: d for k, d in change.items() if d})
-            m["n"] += sum(1 for e in entries if e.id not in old) - len(removed)
-            m["total_len"] += sum(r["dl"] for r in rows) - sum(float(r["dl"]) for r in old.values())
-            m["avgdl"], m["params"] = avgdl, self.weights.params
-            m["applied_seq"] = max(m["applied_seq"], seq)
-            m["pending"] = False
-            self._save_meta()
-        if self.reweigh_on_write_ and self._drifted():
-            self._reweigh()
-
-
-    def _apply_df(self, change: dict[int, int]) -> None:
-        """Add ``change`` to the stored document frequencies (a term no record holds is removed)."""
-        if not change:
-            return
-        current, _ = self._stats(list(change))
-        upsert, drop = [], []
-        for key, d in change.items():
-            df = current.get(key, 0) + d
-            if df > 0:
-                upsert.append({"key": key, "df": df, "meta": "", "v": [0.0, 0.0]})
-            else:
-                drop.append(key)
-        for part in _chunks(upsert, 5 * _BATCH):
-            self.client_.upsert(self.stats_collection, list(part))
-        for part in _chunks(drop, 5 * _BATCH):
-            self.client_.delete(self.stats_collection, ids=list(part))
+            self.meta_ = m = self._read_meta()  # another process may have moved it
+            if entries or gone:
+                marker = self._mark([e.id for e in entries] + gone)
+                tx.after_commit.append(lambda: self._unmark([marker]))
+                counts = [BM25LWeights.counts(e.terms) for e in entries]
+                corpus = tx.apply_terms([(e.id, float(sum(c.values())), list(c)) for e, c in zip(entries, counts)],
+                                        gone)
+                avgdl = corpus.avgdl
+                if not avgdl and corpus.n:  # the first records set the mean length the weights use
+                    avgdl = corpus.mean
+                    tx.set_avgdl(avgdl)
+                    m["params"] = self.weights.params
+                rows = [self._row(e, c, avgdl) for e, c in zip(entries, counts)]
+                for part in _chunks(rows):
+                    self.client_.upsert(self.collection, list(part))
+                for part in _chunks(gone):
+                    self.client_.delete(self.collection, ids=list(part))
+            if seq > m["applied_seq"] or entries or gone:
+                m["applied_seq"] = max(int(m["applied_seq"]), seq)
+                self._save_meta()
+        if self.reweigh_on_write_ and (entries or gone) and self._drifted(tx.corpus()):
+            self._reweigh(tx)
 
     def _scan(self, fields: list[str]) -> Iterator[list[dict]]:
         it = self.client_.query_iterator(self.collection, batch_size=_BATCH, filter="", output_fields=fields,
@@ -340,49 +367,32 @@ class MilvusBackend:
         finally:
             it.close()
 
-    def _recount(self) -> None:
-        """Term statistics, count and total length recounted from the records themselves."""
-        with self.lock_, self._calls("recount term statistics"):
-            df, n, total = Counter(), 0, 0.0
-            for batch in self._scan(["id", "kw", "dl"]):
-                for row in batch:
-                    df.update(int(k) for k in row["kw"])
-                    n += 1
-                    total += float(row["dl"])
-            stale = [k for batch in self._stat_keys() for k in batch if k != _META_KEY and k not in df]
-            for part in _chunks(stale, 5 * _BATCH):
-                self.client_.delete(self.stats_collection, ids=list(part))
-            rows = [{"key": k, "df": v, "meta": "", "v": [0.0, 0.0]} for k, v in df.items()]
-            for part in _chunks(rows, 5 * _BATCH):
-                self.client_.upsert(self.stats_collection, list(part))
-            self.meta_.update(n=n, total_len=total, pending=False)
-            if not self.meta_.get("avgdl") and n:
-                self.meta_["avgdl"] = total / n
-            self._save_meta()
+    def _recount(self, tx: WriteTx) -> None:
+        """The store's term statistics counted again from the records in Milvus (their weights'
+        keys are their distinct terms, ``dl`` their length)."""
+        tx.reset_terms()
+        avgdl = 0.0
+        for batch in self._scan(["id", "kw", "dl", "aw"]):
+            tx.apply_terms([(r["id"], float(r["dl"]), [int(k) for k in r["kw"]]) for r in batch])
+            avgdl = avgdl or float(batch[0]["aw"])
+        tx.set_avgdl(avgdl or tx.corpus().mean)
 
-    def _stat_keys(self) -> Iterator[list[int]]:
-        it = self.client_.query_iterator(self.stats_collection, batch_size=5 * _BATCH, filter="",
-                                         output_fields=["key"], consistency_level=self.consistency)
-        try:
-            while batch := it.next():
-                yield [int(r["key"]) for r in batch]
-        finally:
-            it.close()
-
-    def _reweigh(self) -> None:
+    def _reweigh(self, tx: WriteTx) -> None:
         """Recompute every record's weights with today's mean length and BM25 parameters."""
         with self.lock_, self._calls("re-weigh keyword terms"):
-            m = self.meta_
-            avgdl = m["total_len"] / m["n"] if m["n"] else 0.0
+            c = tx.corpus()
+            avgdl = c.mean
             log.info("re-weighing %d records in Milvus collection %s (mean length %.1f -> %.1f, params %s -> %s)",
-                     m["n"], self.collection, m["avgdl"], avgdl, m.get("params"), self.weights.params)
+                     c.n, self.collection, c.avgdl, avgdl, self.meta_.get("params"), self.weights.params)
             for batch in self._scan(["*"]):
                 for row in batch:
                     tf = BM25LWeights.tf_of(row["kw"], float(row["dl"]), float(row["aw"]), row["bm"])
                     row["kw"] = self.weights.document(tf, float(row["dl"]), avgdl)
                     row["aw"], row["bm"] = avgdl, self.weights.params
                 self.client_.upsert(self.collection, batch)
-            m["avgdl"], m["params"] = avgdl, self.weights.params
+            tx.set_avgdl(avgdl)
+            self.meta_ = self._read_meta()
+            self.meta_["params"] = self.weights.params
             self._save_meta()
 
     # -- reads --------------------------------------------------------------------------------
@@ -412,9 +422,8 @@ class MilvusBackend:
         qtf = BM25LWeights.counts(terms)
         if not qtf:
             return {}
-        with self._calls("read term statistics"):
-            df, meta = self._stats(list(qtf))
-        return self.weights.query(qtf, df, int(meta.get("n", 0)))
+        df, corpus = self.store.term_stats(list(qtf))  # as committed: every replica's writes included
+        return self.weights.query(qtf, df, corpus.n)
 
     def search_keyword(self, terms: Sequence[str], k: int, filters: Filters | None = None,
                        exclude: Collection[str] = ()) -> Hits:
@@ -441,9 +450,8 @@ class MilvusBackend:
 
     def term_stats(self, terms: Sequence[str]) -> TermStats:
         keys = [term_id(t) for t in terms]
-        with self._calls("read term statistics"):
-            df, meta = self._stats(keys)
-        return TermStats(np.asarray([df.get(k, 0) for k in keys], dtype=np.int64), int(meta.get("n", 0)))
+        df, corpus = self.store.term_stats(keys)
+        return TermStats(np.asarray([df.get(k, 0) for k in keys], dtype=np.int64), corpus.n)
 
     def admits(self, ids: Collection[str], filters: Filters | None = None,
                exclude: Collection[str] = ()) -> set[str]:
@@ -458,8 +466,11 @@ class MilvusBackend:
 
     def count(self) -> int:
         with self._calls("count records"):
-            rows = self.client_.query(self.collection, filter="", output_fields=["count(*)"],
-                                      consistency_level=self.consistency)
+            return self._count()
+
+    def _count(self) -> int:
+        rows = self.client_.query(self.collection, filter="", output_fields=["count(*)"],
+                                  consistency_level=self.consistency)
         return int(rows[0]["count(*)"])
 
     def applied_seq(self) -> int:
@@ -473,10 +484,11 @@ class MilvusBackend:
         import pymilvus
 
         m = self.meta_
+        _, corpus = self.store.term_stats(())
         return {"backend": "milvus", "factory": f"milvus:{self.dense_index}", "built_at": m.get("built_at", ""),
                 "uri": self._safe_uri(), "collection": self.collection,
                 "consistency": self.consistency, "dense_index": self.dense_index, "records": self.count(),
-                "applied_seq": int(m.get("applied_seq", 0)), "mean_length": round(float(m.get("avgdl", 0.0)), 3),
+                "applied_seq": int(m.get("applied_seq", 0)), "mean_length": round(corpus.avgdl, 3),
                 "bm25": {"k1": self.k1, "b": self.b, "delta": self.delta}, "pymilvus": pymilvus.__version__}
 
     def persist(self) -> None:
@@ -508,7 +520,7 @@ class MilvusBackend:
         return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "change_seq": int(m["applied_seq"]),
                 "backend": "milvus",
                 "milvus": {"collection": self.collection, "uri": self._safe_uri(), "dim": self.dim},
-                "counts": {"records": int(m["n"])},
+                "counts": {"records": self._count()},
                 "params": {"bm25": {"k1": self.k1, "b": self.b, "delta": self.delta},
                            "vectors": {"factory": f"milvus:{self.dense_index}"}}}
 
@@ -516,6 +528,8 @@ class MilvusBackend:
         if self.client_ is not None:
             self.client_.close()
             self.client_ = None
+        if self._owns_store:
+            self.store.close()
 
 
 def _merge(base: dict, extra: dict) -> dict:

@@ -42,10 +42,11 @@ from sqlalchemy.engine import Connection, Engine
 from caselink.errors import CaselinkError
 from indexing.normalize import normalize
 from indexing.records import Record, record_from_json
-from indexing.store_db import (FEEDBACK, INDEXES, POSTGRES_SCHEMA, RECORDS, SQLITE_SCHEMA, WRITE_LOCK_KEY,
+from indexing.store_db import (CORPUS_ROWS, FEEDBACK, INDEXES, POSTGRES_SCHEMA, RECORDS, SQLITE_SCHEMA, WRITE_LOCK_KEY,
                                SQL, Location, hold_shared, make_engine, retrying, translated)
 from indexing.store_writes import (CHUNK, UpsertResult, delete_ids, driver_sql, insert_rows, insert_votes,
                                    runs_of_distinct_ids, upsert_part)
+from indexing.store_terms import Corpus, WriteTx, read_term_stats
 
 T = TypeVar("T")
 
@@ -54,7 +55,10 @@ T = TypeVar("T")
 # 3: changes.id, the record id each change is about: a search backend speaks record ids, and a
 # deleted record's id is nowhere else once its row is gone. Opening an older store adds the column
 # and fills it from the records still stored; older code can still open a version 3 store.
-SCHEMA_VERSION = 3
+# 4: record_terms, term_df and corpus, the keyword statistics a shared search backend reads
+# (indexing/store_terms.py). Opening an older store adds them empty; the backend counts its
+# records into them when it opens (MilvusBackend). Older code can still open a version 4 store.
+SCHEMA_VERSION = 4
 
 def query_key(text: str) -> str:
     """What makes two search texts "the same search": :func:`~indexing.normalize.normalize`d
@@ -159,6 +163,11 @@ class RecordStore:
             conn.execute(SQL["meta_set"], {"key": "schema_version", "value": str(SCHEMA_VERSION)})
         for stmt in (s for s in INDEXES.split(";") if s.strip()):
             conn.exec_driver_sql(stmt)
+        version = conn.execute(SQL["meta"], {"key": "schema_version"}).scalar()
+        if version is not None and int(version) < SCHEMA_VERSION:  # the tables above were just added
+            conn.execute(SQL["meta_set"], {"key": "schema_version", "value": str(SCHEMA_VERSION)})
+        for name in CORPUS_ROWS:
+            conn.execute(SQL["corpus_add"], {"name": name})
         conn.execute(SQL["meta_add"], {"key": "schema_version", "value": str(SCHEMA_VERSION)})
         # Names this store for the index built from it: an index never serves another store's
         # records (a data folder pointed at another store). A backup keeps the id.
@@ -196,16 +205,36 @@ class RecordStore:
                 conn.execution_options(write=True)
             yield conn
 
-    def _write(self, fn: Callable[[Connection], T]) -> T:
+    def _write(self, fn: Callable[[Connection], T], then: Callable[[WriteTx], None] | None = None) -> T:
         """``fn`` in one write transaction: committed when it returns (acknowledged = committed),
-        rolled back when it raises; retried whole after a PostgreSQL serialization failure."""
+        rolled back when it raises; retried whole after a PostgreSQL serialization failure.
+        ``then`` joins the same transaction after ``fn`` (:class:`WriteTx`: a shared search
+        backend's write); its after-commit callbacks run once the transaction has committed."""
+        done: list[Callable[[], None]] = []
+
         def attempt() -> T:
+            done.clear()
             with self._lock, self._connection(write=True) as conn, conn.begin():
                 if self.shared:
                     conn.execute(SQL["pg_lock_timeout"])
                     conn.execute(SQL["pg_lock"], {"key": WRITE_LOCK_KEY})
-                return fn(conn)
-        return self._guarded(lambda: retrying(attempt))
+                out = fn(conn)
+                if then is not None:
+                    tx = WriteTx(conn, self._driver_sql)
+                    then(tx)
+                    done.extend(tx.after_commit)
+                return out
+        out = self._guarded(lambda: retrying(attempt))
+        for callback in done:
+            callback()
+        return out
+
+    def transaction(self, fn: Callable[[WriteTx], T]) -> T:
+        """``fn`` in one write transaction of its own (the write lock held), for a shared search
+        backend's writes that come with no record write (catching up, a build, re-weighing)."""
+        box: list[T] = []
+        self._write(lambda conn: None, then=lambda tx: box.append(fn(tx)))
+        return box[0]
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
         """``fn`` in one read transaction (one consistent view of the store)."""
@@ -223,25 +252,30 @@ class RecordStore:
         """Delete a record; returns its num, or None if there was no such record."""
         return self.write(deletes=[record_id])[1][0]
 
-    def write(self, upserts: Iterable[Record] = (), deletes: Iterable[str] = ()
+    def write(self, upserts: Iterable[Record] = (), deletes: Iterable[str] = (), *,
+              then: Callable[[WriteTx, list[UpsertResult], list[int | None]], None] | None = None
               ) -> tuple[list[UpsertResult], list[int | None]]:
         """Upsert ``upserts``, then delete ``deletes``, in one transaction: all of it or none.
 
         Returns the upserts' results and, per id deleted, its num (None: it was not stored).
         A revised SOP document is written this way, so a failure between its new sections and
-        the removal of its old ones cannot leave a half-replaced document.
+        the removal of its old ones cannot leave a half-replaced document. ``then(tx, results,
+        gone)`` runs inside the same transaction before it commits (a shared search backend
+        applying the write, so it commits with it or not at all).
         """
         rows = [(rec.id, rec.content_hash(), rec) for rec in upserts]
         ids = list(deletes)
         sql = self._driver_sql
+        box: list = []
 
         def run(conn: Connection) -> tuple[list[UpsertResult], list[int | None]]:
             out: list[UpsertResult] = []
             now = time.time()
             for part in runs_of_distinct_ids(rows):
                 out += upsert_part(conn, sql, part, now)
-            return out, delete_ids(conn, sql, ids)
-        return self._write(run)
+            box[:] = [out, delete_ids(conn, sql, ids)]
+            return box[0], box[1]
+        return self._write(run, None if then is None else lambda tx: then(tx, box[0], box[1]))
 
     def add_feedback(self, *, record_id: str, helpful: bool, query: str = "", query_id: str = "",
                      source: str = "") -> int:
@@ -385,6 +419,12 @@ class RecordStore:
         logged before schema version 3 about a record deleted since."""
         rows = self._read(lambda c: c.execute(SQL["since"], {"seq": seq}).all())
         return [(int(s), int(n), op, rid) for s, n, op, rid in rows]
+
+    def term_stats(self, term_ids: Iterable[int]) -> tuple[dict[int, int], Corpus]:
+        """Document frequencies of ``term_ids`` (those some record holds) and the keyword corpus,
+        as committed now: what a shared search backend weighs a query with."""
+        keys = list(term_ids)
+        return self._read(lambda c: read_term_stats(c, self._driver_sql, keys))
 
     def feedback(self) -> list[Feedback]:
         rows = self._read(lambda c: c.execute(SQL["feedback"]).all())

@@ -65,6 +65,9 @@ CREATE TABLE IF NOT EXISTS feedback (
     query_key TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS record_terms (id TEXT PRIMARY KEY, dl DOUBLE PRECISION NOT NULL, terms TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS term_df (term BIGINT PRIMARY KEY, df BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS corpus (name TEXT PRIMARY KEY, value DOUBLE PRECISION NOT NULL);
 """
 # Identity columns never hand out a number twice (AUTOINCREMENT's promise in SQLite); "C"
 # collation makes id comparisons byte order, which the SOP section range ('doc#' <= id < 'doc$')
@@ -99,8 +102,14 @@ CREATE TABLE IF NOT EXISTS feedback (
     created DOUBLE PRECISION NOT NULL,
     query_key TEXT NOT NULL DEFAULT ''
 );
-CREATE TABLE IF NOT EXISTS meta (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL)
+CREATE TABLE IF NOT EXISTS meta (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS record_terms (id TEXT COLLATE "C" PRIMARY KEY, dl DOUBLE PRECISION NOT NULL,
+                                         terms TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS term_df (term BIGINT PRIMARY KEY, df BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS corpus (name TEXT COLLATE "C" PRIMARY KEY, value DOUBLE PRECISION NOT NULL)
 """
+# The keyword statistics a shared search backend reads (indexing/store_terms.py), zero at first.
+CORPUS_ROWS = ("n", "total_len", "avgdl")
 INDEXES = """
 CREATE INDEX IF NOT EXISTS feedback_query_id ON feedback (query_id);
 CREATE INDEX IF NOT EXISTS feedback_record_id ON feedback (record_id);
@@ -139,6 +148,7 @@ SQL = {name: sa.text(q) for name, q in {
     "meta": "SELECT value FROM meta WHERE key = :key",
     "meta_add": "INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO NOTHING",
     "meta_set": "INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO UPDATE SET value = :value",
+    "corpus_add": "INSERT INTO corpus (name, value) VALUES (:name, 0) ON CONFLICT (name) DO NOTHING",
     "prune": "DELETE FROM changes WHERE seq <= :upto",
     "since": "SELECT seq, num, op, id FROM changes WHERE seq > :seq ORDER BY seq",
     "records": "SELECT id, body FROM records WHERE id IN :ids",

@@ -128,15 +128,17 @@ def test_writes_are_idempotent_searchable_at_once_and_deletes_drop_the_terms(mil
     assert milvus.count() == 0 and milvus.search_keyword(["laser"], 5).ids == []
 
 
-def test_applied_seq_survives_a_reopen_and_an_interrupted_write_is_recounted(milvus, milvus_uri, tmp_path):
+def test_applied_seq_survives_a_reopen_and_statistics_of_an_older_collection_are_counted_into_the_store(
+        milvus, milvus_uri, tmp_path):
     milvus.write(DOCS, seq=7)
     milvus.write([], seq=3)  # never backwards
     assert milvus.applied_seq() == 7
     milvus.persist()
-    # a crash after the records were written but before the term statistics were: meta says pending
-    milvus.meta_.update(pending=True, n=99)
+    # a collection written by format 1 (statistics in Milvus, none in the store): opening it counts them
+    milvus.meta_.update(format=1)
     milvus._save_meta()
-    milvus.client_.delete(milvus.stats_collection, ids=[term_id("pump")])
+    milvus.store.transaction(lambda tx: tx.reset_terms())
+    assert milvus.term_stats(["pump"]).n_docs == 0
     settings = load_settings(env={}, data_dir=tmp_path / "data", backend__kind="milvus", backend__uri=milvus_uri,
                              backend__collection=milvus.collection)
     again = MilvusBackend.open(settings, DIM)
@@ -150,6 +152,28 @@ def test_applied_seq_survives_a_reopen_and_an_interrupted_write_is_recounted(mil
         again.close()
     with pytest.raises(Exception, match="8-d.*4-d|4-d"):
         MilvusBackend.open(settings, 4)
+
+
+def test_document_frequencies_live_in_the_store_and_a_write_that_does_not_commit_leaves_a_marker(milvus):
+    milvus.write(DOCS, seq=2)
+    df, corpus = milvus.store.term_stats([term_id("pump"), term_id("laser")])
+    assert df == {term_id("pump"): 4, term_id("laser"): 1}
+    assert (corpus.n, corpus.total_len) == (5, float(sum(len(d.terms) for d in DOCS)))
+    assert milvus.unfinished() == {}
+
+    def fails(tx):
+        milvus.write([Entry("X-1", _vec(3), ["laser", "laser", "gone"], (), "case")], ["C-1"], seq=3, tx=tx)
+        raise RuntimeError("the store's commit failed")
+
+    with pytest.raises(RuntimeError):
+        milvus.store.transaction(fails)
+    # the store rolled back its statistics; Milvus took the write, and its marker says which ids to rewrite
+    assert milvus.term_stats(["pump", "gone"]).df.tolist() == [4, 0]
+    assert sorted(*milvus.unfinished().values()) == ["C-1", "X-1"]
+    milvus.write([DOCS[0], DOCS[4]], seq=3)  # what the service does: rewrite them from the store
+    milvus.finished(list(milvus.unfinished()))
+    assert milvus.unfinished() == {} and milvus.count() == 5
+    assert milvus.search_keyword(["laser"], 5).ids == ["X-1"]
 
 
 def test_a_build_from_batches_scores_with_the_final_mean_length_and_a_write_that_drifts_reweighs(milvus_uri, tmp_path):

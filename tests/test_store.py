@@ -80,3 +80,24 @@ def test_a_version_2_store_gains_change_ids_from_the_records_still_stored(tmp_pa
     check = sqlite3.connect(path)
     assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     check.close()
+
+
+def test_a_version_3_store_gains_empty_keyword_statistics(tmp_path):
+    path = tmp_path / "records.sqlite"
+    with RecordStore(path) as store:
+        store.upsert([Record(id="C-1", kind="case", title="干泵异常")])
+    conn = sqlite3.connect(path)  # as caselink wrote it with schema version 3: no keyword statistics
+    conn.executescript("""
+        DROP TABLE record_terms; DROP TABLE term_df; DROP TABLE corpus;
+        UPDATE meta SET value = '3' WHERE key = 'schema_version';
+    """)
+    conn.commit()
+    conn.close()
+    with RecordStore(path) as store:
+        df, corpus = store.term_stats([1])
+        assert (df, corpus.n, corpus.total_len, corpus.avgdl) == ({}, 0, 0.0, 0.0)
+        assert store.transaction(lambda tx: tx.apply_terms([("C-1", 3.0, [1, 2])])).n == 1
+        assert store.term_stats([1, 2])[0] == {1: 1, 2: 1} and store.get("C-1") is not None
+    check = sqlite3.connect(path)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+    check.close()

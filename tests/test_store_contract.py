@@ -252,3 +252,65 @@ def test_a_transaction_postgresql_rolled_back_for_a_serialization_failure_is_run
     with pytest.raises(sa.exc.OperationalError):  # anything else is not retried: it may have committed
         retrying(transaction("08006", 1))
     assert len(calls) == 1
+
+
+def test_keyword_statistics_move_with_the_write_that_holds_them_and_roll_back_with_it(store):
+    def put(tx, rows, deletes=()):
+        return tx.apply_terms(rows, deletes)
+
+    c = store.transaction(lambda tx: put(tx, [("C-1", 4.0, [1, 2, 3]), ("C-2", 2.0, [2, 3]), ("C-3", 6.0, [3])]))
+    assert (c.n, c.total_len) == (3, 12.0)
+    assert store.term_stats([1, 2, 3, 9]) == ({1: 1, 2: 2, 3: 3}, c)
+    again = store.transaction(lambda tx: put(tx, [("C-1", 4.0, [1, 2, 3])]))  # the same again: nothing moves
+    assert again == c
+    c = store.transaction(lambda tx: put(tx, [("C-1", 1.0, [9])], ["C-2", "C-404"]))
+    assert store.term_stats([1, 2, 3, 9])[0] == {3: 1, 9: 1} and (c.n, c.total_len) == (2, 7.0)
+
+    def fails(tx):
+        put(tx, [("C-4", 5.0, [1])])
+        raise RuntimeError("injected failure")
+
+    with pytest.raises(RuntimeError):
+        store.transaction(fails)
+    assert store.term_stats([1])[0] == {} and store.term_stats([])[1] == c
+    # a record write and the statistics in one transaction: both or neither
+    store.write([case("C-5")], then=lambda tx, res, gone: put(tx, [("C-5", 3.0, [5])]))
+    assert store.get("C-5") is not None and store.term_stats([5])[0] == {5: 1}
+
+
+KEYWORD_WRITER = textwrap.dedent("""
+    import json, sys
+    from indexing.store import RecordStore
+    url, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    with RecordStore(url) as store:
+        for i in range(n):
+            # the shared ids change terms on every write, from both writers: each write's delta is
+            # against what the other left
+            rows = [(f"S-{i % 7}", float(i % 5 + 1), [i % 11, 100 + i % 3]), (f"{name}-{i}", 2.0, [i % 13, 200])]
+            store.transaction(lambda tx: tx.apply_terms(rows, [f"{name}-{i - 3}"] if i % 4 == 0 else []))
+""")
+
+
+def test_two_processes_updating_keyword_statistics_at_once_lose_no_increment(store_url, tmp_path):
+    script = tmp_path / "kw_writer.py"
+    script.write_text(KEYWORD_WRITER)
+    with RecordStore(store_url) as store:
+        env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+        procs = [subprocess.Popen([sys.executable, str(script), store_url, name, "80"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in "ab"]
+        for p in procs:
+            _, err = p.communicate(timeout=180)
+            assert p.returncode == 0, err[-2000:]
+        # a recount of every record's stored terms is what the increments left
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(store.location.url or f"sqlite:///{store.path}")
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT dl, terms FROM record_terms")).all()
+        engine.dispose()
+        recount: dict[int, int] = {}
+        for _, terms in rows:
+            for k in terms.split(","):
+                recount[int(k)] = recount.get(int(k), 0) + 1
+        df, corpus = store.term_stats(range(300))
+        assert df == recount and corpus.n == len(rows) and corpus.total_len == sum(dl for dl, _ in rows)
