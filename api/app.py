@@ -26,7 +26,7 @@ from api.observe import RequestObserver
 from api.routers import documents, feedback, insights, ops, records, search
 from caselink import __version__
 from caselink.config import Settings
-from caselink.errors import CaselinkError, ConfigError
+from caselink.errors import CaselinkError, ConfigError, IndexNotReady, StoreUnavailable
 
 log = logging.getLogger("caselink.api")
 
@@ -81,28 +81,49 @@ def _open_service(settings: Settings):
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     settings: Settings = app.state.settings
-    try:
-        app.state.service = await run_in_threadpool(_open_service, settings)
-        app.state.startup_error = None
-        log.info("index open: %d records from %s", app.state.service.indexed(), settings.data_dir)
-    except CaselinkError as exc:  # serve /healthz and 503s that say why, instead of dying
-        app.state.startup_error = exc
-        log.error("index could not be opened: %s", exc)
-    follow = asyncio.create_task(_follow_store(app, settings.server.follow_seconds))
     stop_sources = None
-    if app.state.service is not None and settings.sources.rt is not None:
-        from recommender.sync import start_sources
 
-        stop_sources = start_sources(app.state.service)  # [sources.*]: pull changes in the background
+    async def start() -> bool:
+        nonlocal stop_sources
+        try:
+            app.state.service = await run_in_threadpool(_open_service, settings)
+            app.state.startup_error = None
+            log.info("index open: %d records from %s", app.state.service.indexed(), settings.data_dir)
+        except CaselinkError as exc:  # serve /healthz and 503s that say why, instead of dying
+            app.state.startup_error = exc
+            log.error("index could not be opened: %s", exc)
+            return not isinstance(exc, (StoreUnavailable, IndexNotReady))  # those may pass: try again
+        if settings.sources.rt is not None:
+            from recommender.sync import start_sources
+
+            stop_sources = start_sources(app.state.service)  # [sources.*]: pull changes in the background
+        return True
+
+    reconnect = None
+    if not await start():
+        reconnect = asyncio.create_task(_reconnect(start, settings.server.reconnect_seconds))
+    follow = asyncio.create_task(_follow_store(app, settings.server.follow_seconds))
     try:
         yield
     finally:
         follow.cancel()
+        if reconnect is not None:
+            reconnect.cancel()
         if stop_sources is not None:
             await run_in_threadpool(stop_sources)
         svc, app.state.service = app.state.service, None
         if svc is not None:
             await run_in_threadpool(svc.close)
+
+
+async def _reconnect(start, every: float) -> None:
+    """Open the service again every ``every`` seconds until it opens (or fails for a reason that
+    will not pass by itself): a replica started while PostgreSQL or Milvus was down becomes ready
+    once they are up, without a restart."""
+    while True:
+        await asyncio.sleep(every)  # the retry interval, not a wait for a state
+        if await start():
+            return
 
 
 async def _follow_store(app: FastAPI, every: float) -> None:

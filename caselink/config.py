@@ -111,6 +111,9 @@ class ServerConfig(_Section):
     persist_every: int = Field(500, ge=1, description="Snapshot the live index after this many writes.")
     follow_seconds: float = Field(5.0, ge=0, description="How often the server applies records other processes "
                                                           "wrote to the store (0 = never).")
+    reconnect_seconds: float = Field(2.0, gt=0, description="While the record store or the search backend cannot "
+                                     "be reached at start, how often the server tries again (it answers /healthz, "
+                                     "and 503 with Retry-After elsewhere, meanwhile).")
     access_log: bool = Field(True, description="Log one line per request: client, method, path (no query "
                                                 "string), status, milliseconds, request id.")
     change_log_keep: int = Field(

@@ -125,25 +125,27 @@ class ServerProcess:
         self.env = child_env(data_dir, **extra)
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = READY_TIMEOUT_S) -> "ServerProcess":
+    def start(self, timeout: float = READY_TIMEOUT_S, probe: str = "/readyz") -> "ServerProcess":
+        """Start the server and wait until ``probe`` answers 200 (``/healthz``: the process is up,
+        whether or not its index could be opened)."""
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
         try:
-            self._wait_ready(timeout)
+            self._wait_ready(timeout, probe)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_ready(self, timeout: float, probe: str = "/readyz") -> None:
         def alive() -> None:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode} before it was ready:\n"
                                    f"{self.log_text()[-3000:]}")
 
         try:
-            wait_ready(self.url + "/readyz", alive, timeout)
+            wait_ready(self.url + probe, alive, timeout)
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n{self.log_text()[-3000:]}") from None
 

@@ -165,3 +165,37 @@ def test_a_replica_killed_mid_writes_loses_no_acknowledged_write_and_the_other_k
             assert reader.get(f"{b.url}/v1/records/C-{code}").status_code == 200
         wait_until(lambda: all(f"C-{code}" in found(reader, b.url, code) for code in acked), timeout=FOUND_WITHIN_S,
                    what="A's acknowledged writes searchable on B", interval=0.1)
+
+
+def test_a_replica_started_while_the_database_is_down_serves_503s_and_becomes_ready_once_it_is_up(
+        postgres, tmp_path, use_encoder):
+    url = postgres.new_database()
+    svc, _ = CaselinkService.build(load_settings(env={}, data_dir=tmp_path / "c", store__url=url),
+                                   encoder=use_encoder, records=CORPUS[:5])
+    svc.close()
+    config = tmp_path / "caselink.toml"
+    config.write_text("[server]\nreconnect_seconds = 0.5\n")
+    srv = ServerProcess(tmp_path / "c", tmp_path, config=config, name="c")
+    srv.env["CASELINK_STORE_URL"] = url
+    postgres.stop()
+    try:
+        srv.start(probe="/healthz")  # up without its database
+        with httpx.Client(timeout=30) as client:
+            ready = client.get(f"{srv.url}/readyz")
+            assert ready.status_code == 503 and ready.headers.get("retry-after"), ready.text
+            for resp in (client.post(f"{srv.url}/v1/search", json={"text": "pump", "k": 3}),
+                         client.get(f"{srv.url}/v1/records/{CORPUS[0].id}")):
+                assert resp.status_code == 503 and resp.headers.get("retry-after"), resp.text
+            postgres.start()
+            wait_until(lambda: client.get(f"{srv.url}/readyz").status_code == 200, timeout=120,
+                       what="ready once the database is up", interval=0.1)
+            assert client.get(f"{srv.url}/v1/records/{CORPUS[0].id}").status_code == 200
+            assert client.post(f"{srv.url}/v1/search", json={"text": CORPUS[0].title, "k": 3}).status_code == 200
+    finally:
+        if not _accepting(postgres):  # the session's other tests need it
+            postgres.start()
+        srv.stop()
+
+
+def _accepting(postgres) -> bool:
+    return postgres.pg_ctl("status", check=False).returncode == 0
