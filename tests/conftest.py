@@ -84,7 +84,12 @@ def read_only_service(tmp_path_factory, encoder, records: list[Record]) -> Itera
 
 @pytest.fixture(scope="session")
 def milvus_uri(tmp_path_factory) -> Iterator[str]:
-    """One real Milvus (milvus-lite's gRPC server on a loopback port) for the whole session."""
+    """One real Milvus (milvus-lite's gRPC server on a loopback port) for the whole session.
+    ``CASELINK_TEST_MILVUS=embedded``: milvus-lite 2.5's embedded C++ core on a local file instead
+    (run from a separate venv that has it; see the README's Milvus section)."""
+    if os.environ.get("CASELINK_TEST_MILVUS") == "embedded":
+        yield str(tmp_path_factory.mktemp("milvus") / "milvus.db")
+        return
     from _milvus import milvus_server
 
     with milvus_server(tmp_path_factory.mktemp("milvus") / "data") as uri:
