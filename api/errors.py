@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.observe import request_id
+from indexing.records import UNKNOWN_FIELD
 from caselink.errors import (
     CaselinkError,
     ConfigError,
@@ -105,10 +106,23 @@ def dotted(loc: Iterable) -> str | None:
     return ".".join(parts) or None
 
 
-def _validation_items(errors: list[dict]) -> list[dict]:
+def _in_a_record(loc: tuple, request: Request | None) -> bool:
+    """Whether ``loc`` is a top-level field of a record in the body: a PUT's, a batch's, a draft's."""
+    if loc[:2] == ("body", "record") and len(loc) == 3:
+        return True
+    if loc[:2] == ("body", "records") and len(loc) == 4:
+        return True
+    return (len(loc) == 2 and loc[0] == "body" and request is not None and request.method == "PUT"
+            and request.url.path.startswith("/v1/records/"))
+
+
+def _validation_items(errors: list[dict], request: Request | None = None) -> list[dict]:
     items = []
     for e in errors:
-        if tuple(e.get("loc", ())) == ("body",) and e.get("type") in ("model_attributes_type", "dict_type"):
+        loc = tuple(e.get("loc", ()))
+        if e.get("type") == "extra_forbidden" and _in_a_record(loc, request):
+            items.append({"field": dotted(loc), "message": UNKNOWN_FIELD})
+        elif loc == ("body",) and e.get("type") in ("model_attributes_type", "dict_type"):
             items.append({"field": "body", "message": "expected a JSON object (Content-Type: application/json)"})
         elif e.get("type") == "json_invalid":
             reason = (e.get("ctx") or {}).get("error", "invalid JSON")
@@ -119,8 +133,8 @@ def _validation_items(errors: list[dict]) -> list[dict]:
     return items
 
 
-def _validation_response(errors: list[dict]) -> JSONResponse:
-    items = _validation_items(errors) or [{"field": None, "message": "invalid input"}]
+def _validation_response(errors: list[dict], request: Request | None = None) -> JSONResponse:
+    items = _validation_items(errors, request) or [{"field": None, "message": "invalid input"}]
     first = items[0]
     detail = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
     if len(items) > 1:
@@ -129,7 +143,7 @@ def _validation_response(errors: list[dict]) -> JSONResponse:
 
 
 async def _on_request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return _validation_response(list(exc.errors()))
+    return _validation_response(list(exc.errors()), request)
 
 
 async def _on_pydantic_validation(request: Request, exc: ValidationError) -> JSONResponse:

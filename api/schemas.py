@@ -19,7 +19,7 @@ from caselink.config import limited_by
 from caselink.errors import InvalidRecord
 from caselink.types import NOT_SPACE, JsonBool, JsonFloat, JsonInt
 from indexing.records import ID_PATTERN, ID_RULE, Kind, Record, content_rule, parse_draft
-from recommender.results import Mode, SearchResult
+from recommender.results import ATTRIBUTE_FILTER_DOC, AttributeFilter, Mode, SearchResult
 from recommender.suggest import DEFAULT_FIELDS, SUGGESTABLE
 
 
@@ -399,6 +399,7 @@ class RelatedIn(BaseModel):
     open_only: JsonBool = Field(False, description="Leave out finished cases and problem orders (status fixed, closed, "
                                                "已关闭, ...).")
     min_score: JsonFloat = Field(0.0, ge=0.0, le=1.0, description="Drop results scoring below this.")
+    attributes: AttributeFilter = Field(default_factory=dict, description=ATTRIBUTE_FILTER_DOC)
 
 
 class SectionOut(BaseModel):

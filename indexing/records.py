@@ -57,8 +57,8 @@ ATTRIBUTE_KEY_RULE = (f"1-{MAX_ATTRIBUTE_KEY} ASCII letters, digits, '_' or '-',
 _ATTRIBUTE_KEY = re.compile(ATTRIBUTE_KEY_PATTERN)
 ATTRIBUTES_DOC = (f"The customer's own fields (customer, site, serial number, software version...): up to "
                   f"{MAX_ATTRIBUTES}, keys {ATTRIBUTE_KEY_RULE}, values strings of at most {MAX_ATTRIBUTE_VALUE} "
-                  "characters (an empty value is dropped). Stored and returned as sent; filters compare values "
-                  "case-insensitively.")
+                  "characters (an empty value is dropped). Stored and returned in key order; filters compare values "
+                  "case-insensitively, keys as written.")
 
 
 # What a write with a field the schema has no place for is told (loaders and the API alike).
@@ -161,7 +161,7 @@ class Record(BaseModel):
                 out[key] = value
         if len(out) > MAX_ATTRIBUTES:
             raise ValueError(f"{len(out)} attributes, at most {MAX_ATTRIBUTES} are allowed")
-        return out
+        return dict(sorted(out.items()))  # in key order: the same fields sent in another order are no change
 
     def content_hash(self) -> str:
         """Hash of everything that is embedded or indexed; unchanged hash means nothing to re-embed.

@@ -100,7 +100,8 @@ class Ranking:
         exclude = frozenset(q.exclude_ids)
         filters = Filters(kind=tuple(q.kind), product=tuple(q.product), model=tuple(q.model),
                           module=tuple(q.module), status=tuple(q.status),
-                          created_from=q.created_from, created_to=q.created_to, open_only=q.open_only)
+                          created_from=q.created_from, created_to=q.created_to, open_only=q.open_only,
+                          attributes=Filters.attribute_pairs(q.attributes))
         backend = self.index.backend
         n_cand = max(s.candidates, q.k)
         timings["prepare"] = elapsed_ms(t0)
@@ -217,7 +218,7 @@ class Ranking:
                 id=rec.id, kind=rec.kind, title=rec.display_title(), score=round(score, SCORE_DECIMALS), snippet=snippet,
                 highlights=highlights, product=rec.product, model=rec.model, module=rec.module, status=rec.status,
                 error_codes=rec.error_codes, created=rec.created, doc_id=rec.doc_id, doc_title=rec.doc_title,
-                section=rec.section, explanation=ex))
+                section=rec.section, attributes=rec.attributes, explanation=ex))
         return out
 
 

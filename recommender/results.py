@@ -3,14 +3,79 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from caselink.config import limited_by
+from caselink.errors import InvalidQuery
 from caselink.types import NOT_SPACE, IsoDate, JsonBool, JsonFloat, JsonInt
+from indexing.records import (ATTRIBUTE_KEY_PATTERN, ATTRIBUTE_KEY_RULE, MAX_ATTRIBUTE_KEY, MAX_ATTRIBUTE_VALUE,
+                              MAX_ATTRIBUTES, attribute_key_error)
+from recommender.limits import MAX_ATTRIBUTE_FILTER_VALUES
 
 Mode = Literal["hybrid", "dense", "keyword", "learned"]
+
+_FILTER_VALUE = {"type": "string", "maxLength": MAX_ATTRIBUTE_VALUE}
+ATTRIBUTE_FILTER_DOC = (
+    "Only records whose own attributes hold these values: {\"customer\": \"ACME\"}, or a list for any of "
+    f"({{\"site\": [\"F12\", \"F14\"]}}, up to {MAX_ATTRIBUTE_FILTER_VALUES}); every key given must match. Values "
+    "compare case-insensitively, keys as written; a record without the key never matches.")
+def _attribute_filter(v: dict[str, str | list[str]]) -> dict[str, list[str]]:
+    try:
+        return check_attribute_filter(v)
+    except InvalidQuery as exc:
+        raise ValueError(exc.message.removeprefix("attributes: ")) from None
+
+
+# An attribute filter: key -> a value or a list of values (any of), each value a list once read.
+AttributeFilter = Annotated[dict[str, str | list[str]], AfterValidator(_attribute_filter), WithJsonSchema({
+    "type": "object", "maxProperties": MAX_ATTRIBUTES,
+    "propertyNames": {"pattern": ATTRIBUTE_KEY_PATTERN, "maxLength": MAX_ATTRIBUTE_KEY},
+    "additionalProperties": {"anyOf": [_FILTER_VALUE, {"type": "array", "items": _FILTER_VALUE, "minItems": 1,
+                                                       "maxItems": MAX_ATTRIBUTE_FILTER_VALUES}]}})]
+# One attribute filter in a query string or on the command line: key=value.
+ATTR_PARAM_PATTERN = rf"^[A-Za-z][A-Za-z0-9_-]{{0,{MAX_ATTRIBUTE_KEY - 1}}}=[\s\S]{{0,{MAX_ATTRIBUTE_VALUE}}}$"
+ATTR_PARAM_DOC = ("Only records whose own attribute holds this value, as key=value (attr=customer=ACME); repeat it: "
+                  "values of one key are any of, different keys must all match. Values compare case-insensitively.")
+
+
+def check_attribute_filter(wanted: dict[str, str | list[str]] | None, *, field: str = "attributes"
+                           ) -> dict[str, list[str]]:
+    """``wanted`` with each value a list, or InvalidQuery naming ``field`` and the key at fault."""
+    out: dict[str, list[str]] = {}
+    for key, values in (wanted or {}).items():
+        if problem := attribute_key_error(key):
+            raise InvalidQuery(f"{field}: {problem}", field=field)
+        values = [values] if isinstance(values, str) else list(values)
+        if not values:
+            raise InvalidQuery(f"{field}.{key}: expected a value or a non-empty list of values, got []",
+                               field=f"{field}.{key}")
+        if len(values) > MAX_ATTRIBUTE_FILTER_VALUES:
+            raise InvalidQuery(f"{field}.{key}: {len(values)} values, at most {MAX_ATTRIBUTE_FILTER_VALUES} are "
+                               "allowed", field=f"{field}.{key}")
+        for value in values:
+            if len(value) > MAX_ATTRIBUTE_VALUE:
+                raise InvalidQuery(f"{field}.{key}: a value of {len(value)} characters, at most "
+                                   f"{MAX_ATTRIBUTE_VALUE} are allowed", field=f"{field}.{key}")
+        out[key] = values
+    if len(out) > MAX_ATTRIBUTES:
+        raise InvalidQuery(f"{field}: {len(out)} keys, at most {MAX_ATTRIBUTES} are allowed", field=field)
+    return out
+
+
+def parse_attr_params(items: list[str] | None, *, field: str = "attr") -> dict[str, list[str]]:
+    """``["customer=ACME", "site=F12", "site=F14"]`` -> ``{"customer": ["ACME"], "site": ["F12", "F14"]}``
+    (the query parameter and the CLI option); InvalidQuery naming ``field`` when one is not key=value."""
+    out: dict[str, list[str]] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidQuery(f"{field}: expected key=value (e.g. customer=ACME), got {item[:80]!r}", field=field)
+        if problem := attribute_key_error(key):
+            raise InvalidQuery(f"{field}: {problem}", field=field)
+        out.setdefault(key, []).append(value)
+    return check_attribute_filter(out, field=field)
 
 
 class GroupK(BaseModel):
@@ -30,7 +95,8 @@ class SearchQuery(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"text": "刻蚀机前级干泵抽真空时电流一直往上涨然后跳停", "k": 10},
         {"text": "A-4410", "kind": ["case", "problem"], "product": ["HX-Litho 3000"], "created_from": "2024-01-01"},
-        {"text": "E1023", "grouped": True, "group_k": {"sops": 3, "problems": 3, "cases": 5}}]})
+        {"text": "E1023", "grouped": True, "group_k": {"sops": 3, "problems": 3, "cases": 5}},
+        {"text": "干泵跳停", "attributes": {"customer": "ACME", "site": ["F12", "F14"]}}]})
 
     # Numbers and flags read as JSON Schema reads them (caselink.types); the service enforces the
     # configured bounds (limited_by), which the API's schema states.
@@ -53,6 +119,7 @@ class SearchQuery(BaseModel):
     open_only: JsonBool = Field(False, description="Leave out cases and problem orders whose status says they are "
                                                "finished (fixed, closed, resolved, 已关闭, ...); SOP sections and "
                                                "records without a status stay.")
+    attributes: AttributeFilter = Field(default_factory=dict, description=ATTRIBUTE_FILTER_DOC)
     min_score: JsonFloat = Field(0.0, ge=0.0, le=1.0, description="Drop results scoring below this.")
     exclude_ids: list[str] = Field(default_factory=list, description="Record ids never to return.")
     grouped: JsonBool = Field(False, description=(
@@ -98,6 +165,7 @@ class SearchResult(BaseModel):
     doc_id: str = Field("", description="SOP sections: the document.")
     doc_title: str = ""
     section: str = Field("", description="SOP sections: the section heading.")
+    attributes: dict[str, str] = Field(default_factory=dict, description="The record's own fields (customer, site...).")
     explanation: Explanation
 
 

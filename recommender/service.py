@@ -169,8 +169,10 @@ class CaselinkService:
         return self.index.documents.tokenizer.codes(text)
 
     def related(self, record_id: str, *, k: int = 10, kinds: list[str] | None = None, mode: str | None = None,
-                exclude_linked: bool = False, min_score: float = 0.0, open_only: bool = False) -> SearchResponse:
-        """Records related to an existing record, excluding itself (and its linked records if asked)."""
+                exclude_linked: bool = False, min_score: float = 0.0, open_only: bool = False,
+                attributes: Mapping[str, str | list[str]] | None = None) -> SearchResponse:
+        """Records related to an existing record, excluding itself (and its linked records if asked);
+        ``attributes``: only records whose own attributes hold these values (SearchQuery.attributes)."""
         rec = self.get(record_id)
         if rec.is_empty():
             # Stored before require_content: its only "text" would be its id, which matches other
@@ -179,10 +181,11 @@ class CaselinkService:
             return SearchResponse(query=rec.display_title() or rec.id, mode=m, path=m, results=[],
                                   fallback_reason=f"record '{rec.id}' has no title, text or codes to compare")
         return self._related(rec, k=k, kinds=kinds, mode=mode, exclude_linked=exclude_linked, min_score=min_score,
-                             open_only=open_only, cached=True)
+                             open_only=open_only, cached=True, attributes=attributes)
 
     def related_to(self, rec: Record, *, k: int = 10, kinds: list[str] | None = None, mode: str | None = None,
-                   exclude_linked: bool = False, min_score: float = 0.0, open_only: bool = False) -> SearchResponse:
+                   exclude_linked: bool = False, min_score: float = 0.0, open_only: bool = False,
+                   attributes: Mapping[str, str | list[str]] | None = None) -> SearchResponse:
         """Records related to a record that need not be stored: a ticket being written.
 
         Ranked exactly as :meth:`related` ranks a stored record (its fields weighted, its error
@@ -194,14 +197,16 @@ class CaselinkService:
             raise InvalidQuery("the record has nothing to compare: no title, text, product, model, module or "
                                "error code", field="record")
         return self._related(rec, k=k, kinds=kinds, mode=mode, exclude_linked=exclude_linked, min_score=min_score,
-                             open_only=open_only, cached=False)
+                             open_only=open_only, cached=False, attributes=attributes)
 
     def _related(self, rec: Record, *, k: int, kinds: list[str] | None, mode: str | None, exclude_linked: bool,
-                 min_score: float, open_only: bool, cached: bool, collect: list | None = None) -> SearchResponse:
+                 min_score: float, open_only: bool, cached: bool, collect: list | None = None,
+                 attributes: Mapping[str, str | list[str]] | None = None) -> SearchResponse:
         exclude = [i for i in [rec.id, *(rec.links if exclude_linked else [])] if i]
         try:
             q = SearchQuery(text=rec.display_title() or rec.id or "(unsaved record)", k=k, mode=mode,
-                            kind=kinds or [], exclude_ids=exclude, min_score=min_score, open_only=open_only)
+                            kind=kinds or [], exclude_ids=exclude, min_score=min_score, open_only=open_only,
+                            attributes=dict(attributes or {}))
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(x) for x in first["loc"])

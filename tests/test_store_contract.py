@@ -44,6 +44,17 @@ def test_upsert_reports_created_changed_and_unchanged_and_logs_only_changes(stor
     assert store.count() == {"case": 2} and store.total() == 2
 
 
+def test_attributes_are_stored_with_the_body_and_a_change_to_them_is_logged(store):
+    attrs = {"customer": "ACME 半导体", "site": 'Fab "12" \\ \'x\'', "sw_version": "4.2.1"}
+    first = store.upsert([case("C-1", attributes=attrs), case("C-2")])
+    assert store.get("C-1").record.attributes == attrs and store.records(["C-2"])["C-2"].attributes == {}
+    assert [r.changed for r in store.upsert([case("C-1", attributes=dict(reversed(attrs.items())))])] == [False]
+    seq = store.last_seq()
+    assert [r.changed for r in store.upsert([case("C-1", attributes={"customer": "Globex"})])] == [True]
+    assert [(n, op, rid) for _, n, op, rid in store.changes_since(seq)] == [(first[0].num, "upsert", "C-1")]
+    assert store.get("C-1").record.attributes == {"customer": "Globex"}
+
+
 def test_a_repeated_id_in_one_batch_sees_its_earlier_write(store):
     out = store.upsert([case("C-1", "first"), case("C-1", "second"), case("C-1", "second")])
     assert [(r.created, r.changed) for r in out] == [(True, True), (False, True), (False, False)]

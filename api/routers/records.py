@@ -16,7 +16,7 @@ from api.schemas import (PROBLEM_RESPONSES, BatchDeleteIn, BatchDeleteOut, Batch
                          RecordListOut, RecordOut, RecordRefOut, RelatedIn, RelatedOut, UpsertOut, draft_record)
 from caselink.errors import InvalidRecord
 from indexing.records import ID_PATTERN, ID_RULE, Record, parse_record, require_content
-from recommender.results import Mode, SearchResponse
+from recommender.results import ATTR_PARAM_DOC, ATTR_PARAM_PATTERN, Mode, SearchResponse, parse_attr_params
 from recommender.service import CaselinkService
 
 router = APIRouter(tags=["records"])
@@ -127,9 +127,11 @@ def related(
     open_only: Annotated[bool, Query(description="Leave out finished cases and problem orders (status fixed, "
                                                  "closed, 已关闭, ...).")] = False,
     min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+    attr: Annotated[list[str], Query(description=ATTR_PARAM_DOC, json_schema_extra={
+        "items": {"type": "string", "pattern": ATTR_PARAM_PATTERN}})] = [],
 ) -> RelatedOut:
     resp = svc.related(record_id, k=k, kinds=list(kind), mode=mode, exclude_linked=exclude_linked,
-                       min_score=min_score, open_only=open_only)
+                       min_score=min_score, open_only=open_only, attributes=parse_attr_params(attr))
     return _grouped(record_id, resp)
 
 
@@ -140,7 +142,8 @@ def related_to_draft(body: RelatedIn, svc: ServiceDep) -> RelatedOut:
     key is enough. A stored record with the posted id is never among the answers."""
     record = draft_record(body.record)
     resp = svc.related_to(record, k=body.k, kinds=list(body.kind), mode=body.mode,
-                          exclude_linked=body.exclude_linked, min_score=body.min_score, open_only=body.open_only)
+                          exclude_linked=body.exclude_linked, min_score=body.min_score, open_only=body.open_only,
+                          attributes=body.attributes)
     return _grouped(record.id or None, resp)
 
 
