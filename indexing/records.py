@@ -141,11 +141,6 @@ class Record(BaseModel):
     def _dedupe(cls, v: list[str]) -> list[str]:
         return list(dict.fromkeys(s.strip() for s in v if s and s.strip()))
 
-    @field_validator("attributes", mode="before")
-    @classmethod
-    def _attributes_none(cls, v):
-        return {} if v is None else v
-
     @field_validator("attributes")
     @classmethod
     def _check_attributes(cls, v: dict[str, str]) -> dict[str, str]:

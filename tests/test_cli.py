@@ -107,6 +107,25 @@ def test_related_to_a_draft_in_a_json_file(demo_dir, tmp_path):
     assert proc.returncode == 2 and "not both" in proc.stderr
 
 
+def test_attr_filters_search_and_related_and_the_table_shows_attributes(demo_dir):
+    # The demo cases carry customer, site, serial and sw_version (indexing/demo/cases.jsonl).
+    out = json.loads(run("search", "干泵跳停 E1023", "--flat", "-k", "20", "--attr", "customer=东海晶圆", "--json",
+                         data_dir=demo_dir).stdout)
+    assert out["results"] and {r["attributes"]["customer"] for r in out["results"]} == {"东海晶圆"}
+    either = json.loads(run("search", "干泵跳停 E1023", "--flat", "-k", "20", "--attr", "customer=东海晶圆",
+                            "--attr", "customer=pacific semi", "--json", data_dir=demo_dir).stdout)
+    assert {r["attributes"]["customer"] for r in either["results"]} == {"东海晶圆", "Pacific Semi"}
+    related = json.loads(run("related", "C-2023-00026", "--attr", "site=F12B", "--attr", "sw_version=5.1.2", "-k", "20",
+                             "--json", data_dir=demo_dir).stdout)
+    assert related["results"] and all((r["attributes"]["site"], r["attributes"]["sw_version"]) == ("F12B", "5.1.2")
+                                      for r in related["results"])
+    table = run("search", "干泵跳停 E1023", "--flat", "-k", "3", "--attr", "customer=东海晶圆", data_dir=demo_dir).stdout
+    assert "attributes" in table and "customer=东海晶圆" in table
+    for bad, says in (("customer", "--attr: expected key=value"), ("bad key=x", "--attr: key 'bad key' must be")):
+        proc = run("search", "E1023", "--attr", bad, data_dir=demo_dir, check=False)
+        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_ids_lists_every_stored_record_in_id_order(demo_dir):
     ids = run("ids", data_dir=demo_dir).stdout.split()
     assert len(ids) == 536 and ids == sorted(ids, key=lambda i: i.encode("utf-8"))
@@ -333,6 +352,11 @@ def test_with_a_server_the_cli_asks_it_and_answers_as_locally(demo_dir, demo_ser
     assert ids(remote["results"]) == ids(local["results"]) and "sops" not in remote
     local, remote = both("related", "C-2023-00026", "--kind", "problem", "-k", "5")
     assert ids(remote["results"]) == ids(local["results"]) and {r["kind"] for r in remote["results"]} == {"problem"}
+    local, remote = both("search", "干泵跳停", "--attr", "customer=东海晶圆", "--attr", "customer=Pacific Semi")
+    assert ids(remote["cases"]) == ids(local["cases"]) and remote["cases"] and remote["problems"] == []
+    local, remote = both("related", "C-2023-00026", "--attr", "site=F12B", "-k", "20")
+    assert ids(remote["results"]) == ids(local["results"]) and {r["attributes"]["site"] for r in remote["results"]} == {
+        "F12B"}
     local, remote = both("emerging", "--window", "90d")
     assert [p["id"] for p in remote["rising_problems"]] == [p["id"] for p in local["rising_problems"]]
     assert remote["weeks"] == local["weeks"]

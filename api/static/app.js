@@ -111,6 +111,8 @@ function renderResult(r, feedbackFor) {
   const chips = new Map();
   for (const code of [...matched, ...(r.error_codes || [])]) if (!chips.has(canon(code))) chips.set(canon(code), code);
   for (const [key, code] of chips) codes.append(el("span", hits.has(key) ? "chip hit" : "chip", code));
+  const attrs = node.querySelector(".attrs");
+  if (!fillAttributes(attrs, r.attributes)) attrs.remove();
   node.querySelector(".reason").textContent = r.explanation.reason;
 
   node.querySelector(".related").addEventListener("click", (ev) => {
@@ -133,6 +135,18 @@ function renderResult(r, feedbackFor) {
   vote.querySelector(".helpful").addEventListener("click", () => sendFeedback(vote, r.id, true, feedbackFor));
   vote.querySelector(".not-helpful").addEventListener("click", () => sendFeedback(vote, r.id, false, feedbackFor));
   return node;
+}
+
+// The record's own fields (customer, site, serial...) as key/value tags; false when it has none.
+function fillAttributes(parent, attributes) {
+  const entries = Object.entries(attributes || {});
+  for (const [key, value] of entries) {
+    const tag = el("span", "attr");
+    tag.dataset.key = key;
+    tag.append(el("span", "attr-key", key), el("span", "attr-value", value));
+    parent.append(tag);
+  }
+  return entries.length > 0;
 }
 
 // Each browser votes as its own source: caselink counts a source's latest verdict on a pair once,
@@ -206,7 +220,22 @@ function clearMessages() {
 function formFilters() {
   const kinds = [...document.querySelectorAll('input[name="kind"]:checked')].map((c) => c.value);
   const product = $("#product").value.split(/[,，;；\s]+/).map((s) => s.trim()).filter(Boolean);
-  return { kinds, product, mode: $("#mode").value || null, k: Number($("#k").value), openOnly: $("#open-only").checked };
+  // "customer=ACME; site=F12": key=value items (the API's attr=key=value); the server names a bad one.
+  const attr = $("#attr").value.split(/[;；\n]+/).map((s) => s.trim()).filter(Boolean);
+  return { kinds, product, attr, mode: $("#mode").value || null, k: Number($("#k").value),
+    openOnly: $("#open-only").checked };
+}
+
+function attributeFilter(items) {
+  const out = {};
+  for (const item of items) {
+    const at = item.indexOf("=");
+    if (at < 0) throw new ApiError(422, { detail: `attributes: expected key=value (e.g. customer=ACME), got “${item}”`,
+      field: "attributes" });
+    const key = item.slice(0, at).trim();
+    (out[key] = out[key] || []).push(item.slice(at + 1).trim());
+  }
+  return out;
 }
 
 async function runSearch(push) {
@@ -225,7 +254,7 @@ async function runSearch(push) {
     const resp = await api("/v1/search", {
       method: "POST",
       body: { text, k: f.k, mode: f.mode, kind: f.kinds, product: f.product, open_only: f.openOnly, grouped: true,
-        group_k: groupSizes(f.k) },
+        group_k: groupSizes(f.k), attributes: attributeFilter(f.attr) },
     });
     const list = $("#results");
     list.replaceChildren();
@@ -250,6 +279,7 @@ async function showRelated(id, push) {
   f.kinds.forEach((k) => params.append("kind", k));
   if (f.mode) params.set("mode", f.mode);
   if (f.openOnly) params.set("open_only", "true");
+  f.attr.forEach((a) => params.append("attr", a.replace(/\s*=\s*/, "=")));
   const started = performance.now();
   try {
     const [resp, rec] = await Promise.all([
@@ -259,6 +289,8 @@ async function showRelated(id, push) {
     const ctx = $("#context");
     ctx.hidden = false;
     ctx.replaceChildren(el("span", "muted", "Related to "), el("strong", "", rec.id), el("span", "", ` ${recordTitle(rec)}`));
+    const attrs = el("div", "attrs");
+    if (fillAttributes(attrs, rec.attributes)) ctx.append(attrs);
     if (state.query) {
       const back = el("a", "back", `← back to results for “${state.query}”`);
       back.href = `?q=${encodeURIComponent(state.query)}`;

@@ -132,6 +132,10 @@ def search(
     open_only: Annotated[bool, typer.Option("--open-only", help="Leave out finished cases and problem orders "
                                             "(status fixed, closed, 已关闭, ...).")] = False,
     min_score: Annotated[float, typer.Option("--min-score", help="Drop results below this score (0-1).")] = 0.0,
+    attr: Annotated[Optional[list[str]], typer.Option("--attr", help="Only records whose own attribute holds this "
+                                                      "value, as key=value, e.g. --attr customer=ACME (repeatable: "
+                                                      "values of one key are any of, different keys all must match).",
+                                                      show_default=False)] = None,
     flat: Annotated[bool, typer.Option("--flat", help="One ranking of every kind (as the API answers by default) "
                                                       "instead of procedures, known problems and cases.")] = False,
     as_json: JsonOpt = False,
@@ -147,12 +151,14 @@ def search(
     from pydantic import ValidationError
 
     from caselink.errors import InvalidQuery
-    from recommender.results import GroupK, SearchQuery
+    from recommender.results import GroupK, SearchQuery, parse_attr_params
 
+    attributes = parse_attr_params(attr, field="--attr")
     try:
         q = SearchQuery(text=text, k=10 if k is None else k, mode=mode, kind=kind or [], product=product or [], model=model or [],
                         module=module or [], status=status or [], min_score=min_score, open_only=open_only,
-                        created_from=_date(created_from, "--from"), created_to=_date(created_to, "--to"))
+                        created_from=_date(created_from, "--from"), created_to=_date(created_to, "--to"),
+                        attributes=attributes)
     except ValidationError as exc:
         e = exc.errors()[0]
         raise InvalidQuery(f"option '{e['loc'][0]}': {e['msg']}", field=str(e["loc"][0])) from None
@@ -210,6 +216,10 @@ def related(
     exclude_linked: Annotated[bool, typer.Option("--exclude-linked", help="Leave out records it already links to.")] = False,
     open_only: Annotated[bool, typer.Option("--open-only", help="Leave out finished cases and problem orders "
                                             "(status fixed, closed, 已关闭, ...).")] = False,
+    attr: Annotated[Optional[list[str]], typer.Option("--attr", help="Only records whose own attribute holds this "
+                                                      "value, as key=value, e.g. --attr customer=ACME (repeatable: "
+                                                      "values of one key are any of, different keys all must match).",
+                                                      show_default=False)] = None,
     as_json: JsonOpt = False,
     server: ServerOpt = None,
     config: ConfigOpt = None,
@@ -220,7 +230,9 @@ def related(
 
     from caselink.errors import InvalidQuery
     from caselink.cli.remote import server_url
+    from recommender.results import parse_attr_params
 
+    attributes = parse_attr_params(attr, field="--attr")
     if (record_id is None) == (record is None):
         raise InvalidQuery("give a stored record's id or --record FILE, not both and not neither", field="record_id",
                            hint="caselink related C-2024-0113, or caselink related --record draft.json")
@@ -228,17 +240,18 @@ def related(
     url = server_url(server)
     if url:
         _print_response(_related_remote(url, record_id, draft, k=k, kinds=kind or [], mode=mode,
-                                        exclude_linked=exclude_linked, open_only=open_only), as_json)
+                                        exclude_linked=exclude_linked, open_only=open_only, attributes=attributes),
+                        as_json)
         return
     svc = _open(config, data_dir)
     try:
         try:
             if draft is not None:
                 resp = svc.related_to(draft, k=k, kinds=kind, mode=mode, exclude_linked=exclude_linked,
-                                      open_only=open_only)
+                                      open_only=open_only, attributes=attributes)
             else:
                 resp = svc.related(record_id, k=k, kinds=kind, mode=mode, exclude_linked=exclude_linked,
-                                   open_only=open_only)
+                                   open_only=open_only, attributes=attributes)
         except ValidationError as exc:
             e = exc.errors()[0]
             raise InvalidQuery(f"option '{e['loc'][0]}': {e['msg']}", field=str(e["loc"][0])) from None
@@ -248,7 +261,7 @@ def related(
 
 
 def _related_remote(url: str, record_id: str | None, draft, *, k: int, kinds: list[str], mode: str | None,
-                    exclude_linked: bool, open_only: bool):
+                    exclude_linked: bool, open_only: bool, attributes: dict[str, list[str]]):
     """Related records from the server: the stored record's route, or the draft's."""
     from urllib.parse import quote
 
@@ -257,9 +270,11 @@ def _related_remote(url: str, record_id: str | None, draft, *, k: int, kinds: li
 
     params = drop_none({"k": k, "kind": kinds, "mode": mode, "exclude_linked": exclude_linked, "open_only": open_only})
     if draft is not None:
-        data = Remote(url).post("/v1/related", {"record": draft.model_dump(mode="json", exclude_defaults=True), **params})
+        data = Remote(url).post("/v1/related", {"record": draft.model_dump(mode="json", exclude_defaults=True), **params,
+                                                "attributes": attributes})
     else:
-        data = Remote(url).get(f"/v1/records/{quote(record_id, safe='')}/related", params)
+        attr = [f"{key}={value}" for key, values in attributes.items() for value in values]
+        data = Remote(url).get(f"/v1/records/{quote(record_id, safe='')}/related", drop_none({**params, "attr": attr}))
     # The related routes answer without the query text the local ranking echoes: name the record.
     return SearchResponse.model_validate({"query": data.get("id") or "(unsaved record)", **data})
 

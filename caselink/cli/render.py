@@ -40,10 +40,12 @@ def _note(resp) -> str:
 
 def _table(results, start: int = 1) -> Table:
     table = Table(show_lines=False)
-    for col in ("#", "score", "kind", "id", "title", "why"):
+    shown = any(r.attributes for r in results)  # the customer's own fields, when any result has some
+    for col in ("#", "score", "kind", "id", "title", *(("attributes",) if shown else ()), "why"):
         table.add_column(col, overflow="fold")
     for i, r in enumerate(results, start):
-        table.add_row(str(i), f"{r.score:.3f}", r.kind, r.id, r.title[:60], r.explanation.reason)
+        attrs = (" ".join(f"{k}={v}" for k, v in r.attributes.items()),) if shown else ()
+        table.add_row(str(i), f"{r.score:.3f}", r.kind, r.id, r.title[:60], *attrs, r.explanation.reason)
     return table
 
 
