@@ -81,6 +81,9 @@ def attributes_schema() -> dict:
 
 
 
+_AsSent = Annotated[str, StringConstraints(strip_whitespace=False)]  # an attribute key or value, not stripped
+
+
 class Record(BaseModel):
     """A service case, a problem order or one section of an SOP document."""
 
@@ -109,7 +112,7 @@ class Record(BaseModel):
     doc_title: str = Field("", max_length=1000)
     section: str = Field("", max_length=1000, description="SOP sections: the section heading.")
     links: list[str] = Field(default_factory=list, max_length=1000, description="Ids of linked records.")
-    attributes: Annotated[dict[str, str], WithJsonSchema(attributes_schema())] = Field(
+    attributes: Annotated[dict[_AsSent, _AsSent], WithJsonSchema(attributes_schema())] = Field(
         default_factory=dict, description=ATTRIBUTES_DOC)
 
     @field_validator("id")
@@ -144,18 +147,18 @@ class Record(BaseModel):
     @field_validator("attributes")
     @classmethod
     def _check_attributes(cls, v: dict[str, str]) -> dict[str, str]:
+        # Checked as sent (nothing stripped first), as the schema states them; then cleaned.
+        if len(v) > MAX_ATTRIBUTES:
+            raise ValueError(f"{len(v)} attributes, at most {MAX_ATTRIBUTES} are allowed")
         out = {}
         for key, value in v.items():
             if problem := attribute_key_error(key):
                 raise ValueError(problem)
-            value = _CONTROL.sub(" ", value).strip()
             if len(value) > MAX_ATTRIBUTE_VALUE:
                 raise ValueError(f"value of {key!r} has {len(value)} characters, at most {MAX_ATTRIBUTE_VALUE} "
                                  "are allowed")
-            if value:
+            if value := _CONTROL.sub(" ", value).strip():
                 out[key] = value
-        if len(out) > MAX_ATTRIBUTES:
-            raise ValueError(f"{len(out)} attributes, at most {MAX_ATTRIBUTES} are allowed")
         return dict(sorted(out.items()))  # in key order: the same fields sent in another order are no change
 
     def content_hash(self) -> str:
