@@ -200,7 +200,9 @@ def transactions(client: httpx.Client, number: str) -> list[dict]:
 
 class FlakyProxy:
     """A loopback HTTP proxy in front of RT that can go down: after ``fail_after`` more requests
-    it drops every connection unanswered (as an RT that died would), until ``fail_after`` is None."""
+    it drops every connection unanswered (as an RT that died would), until ``fail_after`` is None;
+    and be busy: the next ``busy`` requests are answered HTTP 503 (as a web server in front of an
+    RT that is restarting answers)."""
 
     def __init__(self, target: str):
         import threading
@@ -208,6 +210,7 @@ class FlakyProxy:
 
         proxy = self
         self.fail_after: int | None = None
+        self.busy = 0
         self.served = 0
         self._lock = threading.Lock()
         self._http = httpx.Client(base_url=target, timeout=120)
@@ -219,11 +222,18 @@ class FlakyProxy:
             def _forward(self) -> None:
                 with proxy._lock:
                     down = proxy.fail_after is not None and proxy.served >= proxy.fail_after
+                    busy = not down and proxy.busy > 0
+                    proxy.busy -= busy
                     proxy.served += 1
                 if down:
                     self.close_connection = True  # no answer at all
                     return
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if busy:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
                 resp = proxy._http.request(self.command, self.path, content=body or None, headers=headers)
                 self.send_response(resp.status_code)

@@ -9,6 +9,7 @@ setting. One RT for the module.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -319,6 +320,30 @@ def test_rt_down_mid_sync_stops_cleanly_and_the_next_sync_catches_up(rt, api, tm
             svc.close()
 
 
+def test_rt_busy_for_a_moment_is_retried_with_backoff(rt, api, tmp_path, use_encoder, caplog):
+    number = create_ticket(api, Subject="Load port door alarm L-2201", Content="Alarm L-2201 at the load port.")
+    with FlakyProxy(rt.url) as proxy:
+        settings = rt_settings(rt, tmp_path / "data", url=proxy.url, queues=["General"], queue_kinds={},
+                               retries=2, comment=False)
+        build_index(settings, demo_records()[:3])
+        svc = CaselinkService.open(settings, encoder=use_encoder)
+        state = SourceState(settings.sources_path).open()
+        source = open_sources(settings)[0]
+        try:
+            proxy.busy = 2  # the first request is answered 503 twice: tried again after 0.5 s, then after 1 s
+            with caplog.at_level(logging.WARNING, logger="caselink.sources.rt"):
+                report = make_syncer(svc, source, state).run_once()
+            waits = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+            assert len(waits) == 2 and all("answered HTTP 503" in w for w in waits), waits
+            assert waits[0].endswith("retrying in 0.5 s") and waits[1].endswith("retrying in 1.0 s")
+            assert report.skipped == [] and svc.get(f"RT-{number}").title == "Load port door alarm L-2201"
+            assert {it.source_id for it in state.items("rt")} == source.present()
+        finally:
+            source.close()
+            state.close()
+            svc.close()
+
+
 def _stored(svc, record_id: str) -> bool:
     try:
         svc.get(record_id)
@@ -343,6 +368,8 @@ def test_serve_runs_the_sync_loop(rt, api, tmp_path):
     ({"token_file": None}, "sources.rt.token_env", "no RT token"),
     ({"bad_token": True}, "sources.rt.token_env", "refused the token"),
     ({"url": "http://127.0.0.1:{closed}"}, "sources.rt.url", "unreachable"),
+    ({"url": "{rt}/REST/2.0"}, "sources.rt.url", "is not RT's REST2 API (HTTP 404)"),  # the API's URL, not RT's
+    ({"url": "{rt}/rt"}, "sources.rt.url", "is not RT's REST2 API (HTTP 404)"),  # a path RT does not have
     ({"queues": ["General", "Nope"]}, "sources.rt.queues", "no queue 'Nope'"),
     ({"fields": {"product": "Produkt"}}, "sources.rt.fields.product", "no ticket custom field 'Produkt'"),
     ({"timezone": "Asia/Shanghai"}, "sources.rt.timezone", "is not the RT user's time zone"),
@@ -355,7 +382,7 @@ def test_misconfiguration_names_the_setting_and_writes_nothing(rt, synced, tmp_p
     if change.pop("bad_token", False):
         Path(section["token_file"]).write_text("1-14-0123456789abcdef0123456789abcdef", encoding="utf-8")
     if "url" in change:
-        change["url"] = change["url"].format(closed=free_port())
+        change["url"] = change["url"].format(closed=free_port(), rt=rt.url)
     section.update(change)
     settings = make_settings(tmp_path / "data", sources__rt=section)
     state = SourceState(settings.sources_path).open()

@@ -205,9 +205,12 @@ class RTSource:
     # -- checks ------------------------------------------------------------------------------
     def check(self) -> None:
         c = self.config
-        about = self.client.call("GET", "/rt")
-        if not isinstance(about, dict) or "Version" not in about:
-            raise SourceError(f"{self.client.url}{API}/rt is not RT's REST2 API", field="sources.rt.url")
+        about = self.client.call("GET", "/rt", missing_ok=True)
+        if not isinstance(about, dict) or "Version" not in about:  # e.g. a URL ending in /REST/2.0 already
+            raise SourceError(f"{self.client.url}{API}/rt is not RT's REST2 API"
+                              f"{' (HTTP 404)' if about is None else ''}", field="sources.rt.url",
+                              hint="set sources.rt.url to RT's base URL, the part before /REST/2.0 "
+                                   "(https://rt.example.com, not https://rt.example.com/REST/2.0)")
         for queue in c.queues:
             if self.client.call("GET", f"/queue/{_path(queue)}", missing_ok=True) is None:
                 raise SourceError(f"RT has no queue '{queue}' (or the token's user cannot see it)",
