@@ -329,6 +329,7 @@ def test_attributes_are_shown_in_results_and_the_record_view_and_filter_both(srv
         assert not browser.find_elements(By.CSS_SELECTOR, "#results .result:not([data-id='C-1001']) .attrs")
         assert not browser.find_elements(By.CSS_SELECTOR, "#results .attrs b")
         ARTIFACTS.mkdir(exist_ok=True)
+        browser.execute_script("document.querySelector('#results .result[data-id=\"C-1001\"]').scrollIntoView()")
         browser.save_screenshot(str(ARTIFACTS / "search-attributes.png"))
 
         box = browser.find_element(By.ID, "attr")
