@@ -364,6 +364,22 @@ def test_serve_runs_the_sync_loop(rt, api, tmp_path):
                    timeout=WAIT_S, what="the resolution synced by the server", interval=0.2)
 
 
+def test_serve_keeps_serving_while_rt_is_down_and_catches_up(rt, api, tmp_path):
+    number = create_ticket(api, Subject="Chiller flow alarm F-310 while RT was down", Content="chiller flow F-310")
+    with FlakyProxy(rt.url) as proxy:
+        proxy.fail_after = 0  # RT is down when caselink starts
+        settings = rt_settings(rt, tmp_path / "data", url=proxy.url, interval_seconds=1, retries=0)
+        history = demo_records()[:3]
+        build_index(settings, history)
+        with serve(settings) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+            wait_until(lambda: proxy.served >= 2, timeout=WAIT_S, what="the sync tried again", interval=0.1)
+            assert client.get(f"/v1/records/{history[0].id}").status_code == 200  # still serving
+            assert client.get(f"/v1/records/RT-{number}").status_code == 404
+            proxy.fail_after = None  # RT is back: the loop, backing off (2 s, 4 s, ...), catches up
+            wait_until(lambda: client.get(f"/v1/records/RT-{number}").status_code == 200, timeout=WAIT_S,
+                       what="the ticket synced once RT was back", interval=0.2)
+
+
 @pytest.mark.parametrize("change, field, words", [
     ({"token_file": None}, "sources.rt.token_env", "no RT token"),
     ({"bad_token": True}, "sources.rt.token_env", "refused the token"),
