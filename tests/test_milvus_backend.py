@@ -115,6 +115,27 @@ def test_a_filter_value_is_data_never_filter_syntax(milvus):
     assert filter_expression(Filters(product=('\\"',))) == 'product in ["\\\\\\""]'
 
 
+def test_an_attribute_filter_quotes_key_and_values_and_a_collection_without_them_is_refused(milvus_uri, tmp_path,
+                                                                                          monkeypatch):
+    f = Filters(attributes=Filters.attribute_pairs({"customer": ['ACME" or 1==1', "Globex"], "site": "F12"}))
+    assert filter_expression(f) == ('(attributes["customer"] == "acme\\" or 1==1" or attributes["customer"] == '
+                                    '"globex") and (attributes["site"] == "f12")')
+    import indexing.milvus_backend as backend
+    import indexing.milvus_schema as schema
+    from caselink.errors import IndexFormatError
+
+    settings = load_settings(env={}, data_dir=tmp_path / "data", backend__kind="milvus", backend__uri=milvus_uri,
+                             backend__collection=f"t{next(_names)}")
+    for module in (schema, backend):  # a collection as created before attributes
+        monkeypatch.setattr(module, "ATTRIBUTES", "not_attributes")
+    MilvusBackend.open(settings, DIM).close()
+    monkeypatch.undo()
+    with pytest.raises(IndexFormatError, match="created before records had attributes") as exc:
+        MilvusBackend.open(settings, DIM)
+    assert "caselink index --rebuild" in exc.value.hint
+    MilvusBackend.open(settings, DIM, fresh=True).close()  # a rebuild recreates it with the field
+
+
 def test_writes_are_idempotent_searchable_at_once_and_deletes_drop_the_terms(milvus):
     milvus.write(DOCS[:2], seq=1)
     milvus.write(DOCS[:2], seq=1)
