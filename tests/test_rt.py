@@ -157,6 +157,22 @@ def test_edits_resolutions_and_deletions_follow(api, synced):
         svc.get(f"RT-{moved}")
 
 
+def test_a_merged_ticket_leaves_and_its_messages_join_the_one_kept(api, synced):
+    svc, syncer, _ = synced
+    kept = create_ticket(api, Subject="冷却水流量低报警 F-311", Content="冷却水流量低，报警 F-311。")
+    merged = create_ticket(api, Subject="Chiller flow low F-311 again", Content="Same alarm F-311 on the night shift.")
+    syncer.run_once()
+    assert svc.get(f"RT-{merged}").title == "Chiller flow low F-311 again"
+    resp = api.put(f"/ticket/{merged}", json={"MergeInto": int(kept)})
+    assert resp.status_code == 200, resp.text
+    report = syncer.run_once()  # incremental: RT's searches no longer list the merged ticket at all
+    assert report.deleted == 1
+    with pytest.raises(RecordNotFound):
+        svc.get(f"RT-{merged}")
+    rec = svc.get(f"RT-{kept}")  # RT shows the merged ticket's messages on the one kept
+    assert rec.title == "冷却水流量低报警 F-311" and "冷却水流量低" in rec.text and "night shift" in rec.text
+
+
 def test_note_on_a_new_ticket_once_private_with_links(api, synced):
     svc, syncer, state = synced
     number = create_ticket(api, Subject="真空泵无法启动，报警 E1023", Content="开机后真空泵无法启动，面板显示报警 E1023。",

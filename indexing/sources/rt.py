@@ -15,8 +15,9 @@ How changes are found (REST2 answers in UTC, TicketSQL reads dates in the RT use
    changed tickets of a page are read together, in three more requests whatever their number
    (RT checks the token with bcrypt on every request): the tickets with their custom fields and
    links, their messages' transactions, those transactions' attachments.
-2. Deletions: REST2 never lists deleted tickets, so the transactions that set a ticket's status
-   to ``deleted`` since the watermark are read instead.
+2. Deletions: RT's searches never list deleted tickets nor those merged into another, so the
+   transactions since the watermark that set a status ``deleted`` or a MergedInto link are read
+   instead. A ticket kept in a merge is re-read with the merged ones' messages, as RT shows it.
 3. The next watermark is RT's own clock (its ``Date`` header) when the walk began, less a
    margin for RT's one-second timestamps; a ticket changed during the walk is seen again next
    time and skipped as unchanged if it was not. The watermark keeps the cursor, so a walk killed
@@ -62,6 +63,7 @@ _EPOCH = "1970-01-01T00:00:00Z"
 _TEXT_MAX = 190_000  # Record.text allows 200,000 characters
 _NOTE_RE = re.compile(NOTE_MARK + r" ([0-9a-f]{12})")
 _RETRY_STATUS = {429, 502, 503, 504}
+_TICKET_URI = re.compile(r"/ticket/(\d+)$")  # the end of an RT link URI: fsck.com-rt://<rtname>/ticket/42
 
 
 class RTClient:
@@ -261,7 +263,7 @@ class RTSource:
             now = self.client.last_date or datetime.now(timezone.utc)
             cursor = _Cursor(since, _iso(now - MARGIN), 0)
             if since:
-                deleted = self._deleted_since(since)
+                deleted = self._gone_since(since)
                 if deleted:
                     yield Batch([Change(sid, self._rid(sid), "deleted", None) for sid in deleted], cursor.dump())
         query = f"LastUpdated >= '{self._local(cursor.since)}'" if cursor.since else "id > 0"
@@ -287,11 +289,20 @@ class RTSource:
                     break
         yield Batch([], _Cursor(cursor.next).dump())
 
-    def _deleted_since(self, since: str) -> list[str]:
-        sql = (f"ObjectType = 'RT::Ticket' AND Type = 'Status' AND NewValue = 'deleted' "
-               f"AND Created >= '{self._local(since)}'")
-        return list(dict.fromkeys(str(t["ObjectId"]) for t in self.client.pages(
-            "/transactions", {"query": sql, "fields": "ObjectId"})))
+    def _gone_since(self, since: str) -> list[str]:
+        """Tickets deleted or merged into another since ``since``: the walk never sees them (RT's
+        searches leave both out), their transactions tell. A merge records a MergedInto link on
+        both tickets, naming the one kept."""
+        sql = (f"ObjectType = 'RT::Ticket' AND Created >= '{self._local(since)}' AND ((Type = 'Status' AND "
+               f"NewValue = 'deleted') OR (Type = 'AddLink' AND Field = 'MergedInto'))")
+        gone = []
+        for t in self.client.pages("/transactions", {"query": sql, "fields": "ObjectId,Type,NewValue"}):
+            sid = str(t.get("ObjectId"))
+            if t.get("Type") != "AddLink":
+                gone.append(sid)
+            elif (kept := _TICKET_URI.search(str(t.get("NewValue") or ""))) and kept.group(1) != sid:
+                gone.append(sid)
+        return list(dict.fromkeys(gone))
 
     def present(self) -> set[str]:
         query = " OR ".join(f"Queue = '{_quote(q)}'" for q in self.config.queues)
@@ -318,8 +329,8 @@ class RTSource:
                 out[sid] = Change(sid, self._rid(sid), it.get("LastUpdated", ""), None)
             else:
                 fetch.append(it)
-        tickets = self._tickets([int(it["id"]) for it in fetch]) if fetch else {}
-        texts, notes = self._messages(sorted(tickets, key=int))
+        tickets, merged = self._tickets([int(it["id"]) for it in fetch]) if fetch else ({}, {})
+        texts, notes = self._messages(sorted(tickets, key=int), merged)
         for it in fetch:
             sid, version = str(it["id"]), it.get("LastUpdated", "")
             ticket = tickets.get(sid)
@@ -336,32 +347,40 @@ class RTSource:
                               created=ticket.get("Created", ""), notes=frozenset(notes.get(sid, ())))
         return [_settled(out[str(it["id"])], upto) for it in items]
 
-    def _tickets(self, ids: list[int]) -> dict[str, dict]:
+    def _tickets(self, ids: list[int]) -> tuple[dict[str, dict], dict[str, str]]:
         """Tickets by number, with every field a record needs, in one search (runs of consecutive
-        numbers as ranges: a first sync asks for whole pages)."""
+        numbers as ranges: a first sync asks for whole pages); and the tickets merged into them
+        (merged ticket -> the one kept), whose messages RT shows on the one kept."""
         fields = "Subject,Queue,Status,Priority,Created,Resolved,LastUpdated,EffectiveId"
         if self.config.fields:
             fields += ",CustomFields"
         if self.config.links:
             fields += ",_hyperlinks"
         out: dict[str, dict] = {}
-        for t in self.client.pages("/tickets", {"query": _id_query(ids), "orderby": "id", "fields": fields,
-                                                "fields[Queue]": "Name"}):
-            out[str(t["id"])] = t
-        return out
+        merged: dict[str, str] = {}
+        for t in self.client.pages("/tickets", {"query": _id_query(ids, "EffectiveId"), "orderby": "id",
+                                                "fields": fields, "fields[Queue]": "Name"}):
+            sid, kept = str(t["id"]), t.get("EffectiveId", t["id"])
+            kept = str(kept.get("id", sid) if isinstance(kept, dict) else kept)
+            if kept == sid:
+                out[sid] = t
+            else:
+                merged[sid] = kept
+        return out, merged
 
-    def _messages(self, sids: list[str]) -> tuple[dict[str, str], dict[str, set[str]]]:
-        """Per ticket: the text of its create message and correspondence (one body per message:
-        its plain text, else its HTML as text), and the hashes of the caselink notes among its
-        comments."""
+    def _messages(self, sids: list[str], merged: dict[str, str]) -> tuple[dict[str, str], dict[str, set[str]]]:
+        """Per ticket: the text of its create message and correspondence, its merged tickets'
+        included (one body per message: its plain text, else its HTML as text), and the hashes of
+        the caselink notes among its comments."""
         if not sids:
             return {}, {}
-        txns: dict[str, tuple[str, str]] = {}  # transaction id -> (ticket, type)
+        owner = {**{s: s for s in sids}, **{m: k for m, k in merged.items() if k in sids}}
+        txns: dict[str, tuple[str, str]] = {}  # transaction id -> (ticket kept, type)
         for t in self.client.pages("/transactions", {"fields": "ObjectId,Type", "orderby": "id"}, query=[
                 {"field": "ObjectType", "value": "RT::Ticket"},
-                {"field": "ObjectId", "operator": "IN", "value": [int(s) for s in sids]},
+                {"field": "ObjectId", "operator": "IN", "value": sorted(int(s) for s in owner)},
                 {"field": "Type", "operator": "IN", "value": ["Create", "Correspond", "Comment"]}]):
-            txns[str(t["id"])] = (str(t.get("ObjectId")), str(t.get("Type")))
+            txns[str(t["id"])] = (owner.get(str(t.get("ObjectId")), ""), str(t.get("Type")))
         parts: dict[str, dict[str, list[tuple[str, str]]]] = {}
         notes: dict[str, set[str]] = {}
         ids = [int(t) for t in txns]
@@ -445,15 +464,16 @@ def _settled(change: Change, upto: str) -> Change:
     return change
 
 
-def _id_query(ids: list[int]) -> str:
-    """TicketSQL for these ticket numbers: ``id >= a AND id <= b`` per run of consecutive ones."""
+def _id_query(ids: list[int], field: str = "id") -> str:
+    """TicketSQL for these ticket numbers: ``id >= a AND id <= b`` per run of consecutive ones.
+    On ``EffectiveId`` it also finds the tickets merged into them (RT leaves those out otherwise)."""
     runs: list[list[int]] = []
     for n in sorted(set(ids)):
         if runs and n == runs[-1][1] + 1:
             runs[-1][1] = n
         else:
             runs.append([n, n])
-    return " OR ".join(f"id = {a}" if a == b else f"(id >= {a} AND id <= {b})" for a, b in runs)
+    return " OR ".join(f"{field} = {a}" if a == b else f"({field} >= {a} AND {field} <= {b})" for a, b in runs)
 
 
 def _iso(dt: datetime) -> str:
