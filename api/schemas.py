@@ -3,13 +3,13 @@
 Search requests and results are :mod:`recommender.results` (``SearchQuery``, ``SearchResponse``,
 ``SearchResult``) and stored records are :class:`indexing.records.Record`; this module adds the
 shapes only the API has: the PUT body (id optional), batch, feedback, stats, related, errors,
-and the insight answers (emerging problems, field suggestions), which mirror the ``to_dict()``
-of :class:`recommender.emerging.EmergingReport` and :class:`recommender.suggest.Suggestions`.
+and the insight requests. The insight answers are the recommender's own types, not copies:
+:class:`recommender.emerging_report.EmergingReport` and :class:`recommender.suggest.Suggestions`.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -225,114 +225,8 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-# -- insights: emerging problems --------------------------------------------------------------------
-class SimilarProblemOut(BaseModel):
-    """A known problem order close to a group's centroid (a possible duplicate or regression)."""
-
-    id: str
-    title: str
-    status: str
-    similarity: float = Field(..., description="Cosine of the problem order to the group centroid.")
-
-
-class EmergingGroupOut(BaseModel):
-    """One flagged burst of mutually similar recent cases that no open problem order covers."""
-
-    case_ids: list[str] = Field(..., description="The member cases, sorted.")
-    size: int
-    title: str = Field(..., description="A draft problem-order title: '[module] CODE: term, term'.")
-    products: list[str] = Field(default_factory=list, description="Most frequent first.")
-    modules: list[str] = Field(default_factory=list, description="Most frequent first.")
-    common_terms: list[str] = Field(default_factory=list, description="Distinctive words, as the members spell them.")
-    common_codes: list[str] = Field(default_factory=list, description="Error codes / part numbers members share.")
-    first_seen: date | None = None
-    last_seen: date | None = None
-    cohesion: float = Field(0.0, description="Mean pairwise cosine of the members.")
-    history_counts: list[int] = Field(default_factory=list,
-                                      description="Similar cases in each previous window, newest first.")
-    baseline: float = Field(0.0, description="Mean of history_counts.")
-    growth: float = Field(0.0, description="(size + 1) / (baseline + 1).")
-    score: float = Field(0.0, description="size * growth; groups are ranked by it.")
-    similar_problem: SimilarProblemOut | None = None
-    weekly: list[int] = Field(default_factory=list, description="Cases per week of `weeks`, oldest first: the "
-                                                                "members in the current window, similar cases "
-                                                                "before it (the cases history_counts counts).")
-
-
-class RisingProblemOut(BaseModel):
-    """A known open problem order whose case rate went up in the current window."""
-
-    id: str
-    title: str
-    status: str
-    module: str
-    current: int = Field(..., description="Linked or similar cases in the current window.")
-    history_counts: list[int] = Field(..., description="The same count in each previous window, newest first.")
-    baseline: float
-    growth: float = Field(..., description="(current + 1) / (baseline + 1).")
-    case_ids: list[str] = Field(..., description="The current window's cases.")
-    weekly: list[int] = Field(default_factory=list, description="Linked or similar cases per week of `weeks`, "
-                                                                "oldest first.")
-
-
-class EmergingOut(BaseModel):
-    """Answer of GET /v1/emerging: the parameters used, the flagged groups and the rising problem orders."""
-
-    as_of: date | None = Field(..., description="Last day of the window (default: the latest case date); "
-                                                "null when there are no dated cases.")
-    window_start: date | None = Field(..., description="First day of the window.")
-    window_days: int
-    product: str | None
-    similarity: float
-    min_size: int
-    history_windows: int
-    recent_cases: int = Field(..., description="Cases created in the window.")
-    excluded_linked: int = Field(..., description="Recent cases left out: linked to an open problem order.")
-    groups: list[EmergingGroupOut] = Field(..., description="Best first (by score).")
-    rising_problems: list[RisingProblemOut]
-    weeks: list[date] = Field(default_factory=list, description="First day of each week the `weekly` series "
-                                                                "count, oldest first, over the current and "
-                                                                "previous windows; the last week ends on as_of "
-                                                                "(the oldest may be shorter than 7 days).")
-
-
 # -- insights: field suggestions --------------------------------------------------------------------
 SuggestField = Literal[SUGGESTABLE]  # type: ignore[valid-type]  # the fields suggest_fields can predict
-
-
-class NeighbourOut(BaseModel):
-    id: str
-    score: float = Field(..., description="Search score 0-1; the neighbour's vote weight.")
-
-
-class AlternativeOut(BaseModel):
-    value: str
-    share: float = Field(..., description="Share of the similarity-weighted vote, 0-1.")
-    votes: int
-
-
-class FieldSuggestionOut(BaseModel):
-    """The suggestion for one field; ``value`` is null when no value reached ``min_confidence``."""
-
-    field: str
-    value: str | None
-    confidence: float = Field(..., description="The top value's share of the weighted vote, 0-1.")
-    reason: str = Field(..., description="Why this value, or why nothing is suggested.")
-    voters: list[NeighbourOut] = Field(default_factory=list, description="Neighbours that voted for the top value.")
-    support: int = Field(0, description="Neighbours that have the field set.")
-    alternatives: list[AlternativeOut] = Field(default_factory=list, description="Every value voted for, best first.")
-
-
-class SuggestionsOut(BaseModel):
-    """Field suggestions from a similarity-weighted vote of the nearest past cases."""
-
-    record_id: str | None = Field(..., description="The record asked about; null for free text or a record "
-                                                   "posted without an id.")
-    k: int
-    min_confidence: float
-    path: Mode = Field(..., description="The search path that found the neighbours.")
-    neighbours: list[NeighbourOut]
-    fields: dict[str, FieldSuggestionOut]
 
 
 def _draft_record_fields() -> dict[str, Any]:

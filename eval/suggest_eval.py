@@ -75,7 +75,7 @@ def knn_loo(service: CaselinkService, cases, fields: tuple[str, ...], *,
             if not truth:
                 continue
             fs = s.fields[f]
-            top = fs.alternatives[0]["value"] if fs.alternatives else None
+            top = fs.alternatives[0].value if fs.alternatives else None
             right = top is not None and top.casefold() == truth.casefold()
             got[f].append((fs.confidence if top is not None else -1.0, right))
     return {f: (np.array([c for c, _ in v]), np.array([r for _, r in v], dtype=bool)) for f, v in got.items()}

@@ -42,9 +42,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from datetime import date
-from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -54,6 +52,7 @@ from caselink.errors import InvalidQuery
 from indexing.normalize import fold, normalize
 from indexing.records import CLOSED_STATUSES, Record, is_closed_status  # noqa: F401 (re-exported)
 from indexing.tokenize import canonical_code, is_code
+from recommender.emerging_report import EmergingGroup, EmergingReport, RisingProblem, SimilarProblem
 from recommender.limits import MIN_GROUP_SIZE, WINDOW_DAYS_MAX, WINDOW_DAYS_MIN
 from recommender.trends import days_before, week_starts, weekly_counts
 
@@ -74,86 +73,6 @@ def open_at(problem: Record, as_of: date) -> bool:
     if not is_closed_status(problem.status):
         return True
     return problem.closed is not None and problem.closed > as_of
-
-
-@dataclass
-class SimilarProblem:
-    """A known problem order close to a group's centroid (a possible duplicate or regression)."""
-
-    id: str
-    title: str
-    status: str
-    similarity: float
-
-
-@dataclass
-class EmergingGroup:
-    """One flagged burst of mutually similar recent cases."""
-
-    case_ids: list[str]
-    size: int
-    title: str  # draft problem-order title
-    products: list[str] = field(default_factory=list)
-    modules: list[str] = field(default_factory=list)
-    common_terms: list[str] = field(default_factory=list)
-    common_codes: list[str] = field(default_factory=list)
-    first_seen: date | None = None
-    last_seen: date | None = None
-    cohesion: float = 0.0
-    history_counts: list[int] = field(default_factory=list)
-    baseline: float = 0.0
-    growth: float = 0.0
-    score: float = 0.0
-    similar_problem: SimilarProblem | None = None
-    weekly: list[int] = field(default_factory=list)  # members now, similar cases before, per report week
-
-
-@dataclass
-class RisingProblem:
-    """A known open problem order whose case rate went up in the current window."""
-
-    id: str
-    title: str
-    status: str
-    module: str
-    current: int
-    history_counts: list[int]
-    baseline: float
-    growth: float
-    case_ids: list[str]
-    weekly: list[int] = field(default_factory=list)  # linked or similar cases per report week
-
-
-@dataclass
-class EmergingReport:
-    """What :func:`find_emerging` found, with the parameters it used; ``to_dict()`` for JSON."""
-
-    as_of: date | None
-    window_start: date | None
-    window_days: int
-    product: str | None
-    similarity: float
-    min_size: int
-    history_windows: int
-    recent_cases: int
-    excluded_linked: int
-    groups: list[EmergingGroup]
-    rising_problems: list[RisingProblem]
-    weeks: list[date] = field(default_factory=list)  # first day of each week the series count, oldest first
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types (dates as ISO strings)."""
-        return _jsonable(asdict(self))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
 
 
 def find_emerging(service, *, window_days: int = 30, as_of: date | None = None, product: str | None = None,

@@ -15,43 +15,61 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from caselink.errors import InvalidQuery
 from indexing.records import Record
-from recommender.results import SearchQuery
+from recommender.results import Mode, SearchQuery
 
 SUGGESTABLE: tuple[str, ...] = ("category", "module", "priority", "group", "product", "model")
 DEFAULT_FIELDS: tuple[str, ...] = ("category", "module", "priority", "group")
 
 
+# These types are the API's answer as they are (``/v1/suggest``, ``/v1/records/{id}/suggestions``):
+# pydantic reads stdlib dataclasses and the Field descriptions in their annotations.
 @dataclass
 class Neighbour:
     """A past case and its search score (0-1)."""
 
     id: str
-    score: float
+    score: Annotated[float, Field(description="Search score 0-1; the neighbour's vote weight.")]
+
+
+@dataclass
+class Alternative:
+    """A value some neighbours voted for."""
+
+    value: str
+    share: Annotated[float, Field(description="Share of the similarity-weighted vote, 0-1.")]
+    votes: int
 
 
 @dataclass
 class FieldSuggestion:
-    """The suggestion for one field; ``value`` is None when nothing reached ``min_confidence``."""
+    """The suggestion for one field; ``value`` is null when no value reached ``min_confidence``."""
 
     field: str
     value: str | None
-    confidence: float
-    reason: str
-    voters: list[Neighbour] = field(default_factory=list)
-    support: int = 0
-    alternatives: list[dict[str, Any]] = field(default_factory=list)
+    confidence: Annotated[float, Field(description="The top value's share of the weighted vote, 0-1.")]
+    reason: Annotated[str, Field(description="Why this value, or why nothing is suggested.")]
+    voters: Annotated[list[Neighbour], Field(description="Neighbours that voted for the top value.")
+                      ] = field(default_factory=list)
+    support: Annotated[int, Field(description="Neighbours that have the field set.")] = 0
+    alternatives: Annotated[list[Alternative], Field(description="Every value voted for, best first.")
+                            ] = field(default_factory=list)
 
 
 @dataclass
 class Suggestions:
-    record_id: str | None
+    """Field suggestions from a similarity-weighted vote of the nearest past cases."""
+
+    record_id: Annotated[str | None, Field(description="The record asked about; null for free text or a record "
+                                                       "posted without an id.")]
     k: int
     min_confidence: float
-    path: str
+    path: Annotated[Mode, Field(description="The search path that found the neighbours.")]
     neighbours: list[Neighbour]
     fields: dict[str, FieldSuggestion]
 
@@ -138,8 +156,7 @@ def _vote(name: str, neighbours: list[tuple[Record, float]], min_confidence: flo
     def shown(key: str) -> str:
         return max(spelling[key].items(), key=lambda kv: (kv[1], kv[0]))[0]
 
-    alternatives = [{"value": shown(key), "share": round(weight[key] / total, 4), "votes": len(voters[key])}
-                    for key in ranked]
+    alternatives = [Alternative(shown(key), round(weight[key] / total, 4), len(voters[key])) for key in ranked]
     best = ranked[0]
     conf = weight[best] / total if total > 0 else 0.0
     if conf < min_confidence:

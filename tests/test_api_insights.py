@@ -9,9 +9,8 @@ import httpx
 import pytest
 from _server import build_index, demo_records, make_settings, serve
 
-from api.schemas import EmergingGroupOut, EmergingOut, FieldSuggestionOut, RisingProblemOut, SuggestionsOut
-from recommender.emerging import EmergingGroup, EmergingReport, RisingProblem
-from recommender.suggest import FieldSuggestion, Suggestions
+from recommender.emerging_report import EmergingGroup, EmergingReport, RisingProblem, SimilarProblem
+from recommender.suggest import Alternative, FieldSuggestion, Neighbour, Suggestions
 from tests._history import LINKED, OPEN_PO, case
 
 WRITE_KEY, READ_KEY = "rw-insights-key", "ro-insights-key"
@@ -213,20 +212,31 @@ def test_auth_required_and_read_key_is_enough(srv):
 
 
 def test_openapi_documents_the_typed_answers(client):
-    paths = client.get("/openapi.json").json()["paths"]
+    schema = client.get("/openapi.json").json()
+    paths, components = schema["paths"], schema["components"]["schemas"]
 
     def answer(path: str, method: str) -> str:
         return paths[path][method]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
 
-    assert answer("/v1/emerging", "get").endswith("/EmergingOut")
-    assert answer("/v1/records/{record_id}/suggestions", "get").endswith("/SuggestionsOut")
-    assert answer("/v1/suggest", "post").endswith("/SuggestionsOut")
+    assert answer("/v1/emerging", "get").endswith("/EmergingReport")
+    assert answer("/v1/records/{record_id}/suggestions", "get").endswith("/Suggestions")
+    assert answer("/v1/suggest", "post").endswith("/Suggestions")
     assert {p["name"] for p in paths["/v1/emerging"]["get"]["parameters"]} >= {
         "window_days", "as_of", "product", "min_size", "similarity"}
+    # Typed to the leaves: the search path is one of the modes, alternatives are objects, not free dicts.
+    assert components["Suggestions"]["properties"]["path"]["enum"] == ["hybrid", "dense", "keyword", "learned"]
+    assert components["FieldSuggestion"]["properties"]["alternatives"]["items"]["$ref"].endswith("/Alternative")
+    assert components["Alternative"]["required"] == ["value", "share", "votes"]
 
 
-@pytest.mark.parametrize("dc,model", [(EmergingReport, EmergingOut), (EmergingGroup, EmergingGroupOut),
-                                      (RisingProblem, RisingProblemOut), (Suggestions, SuggestionsOut),
-                                      (FieldSuggestion, FieldSuggestionOut)])
-def test_response_models_mirror_the_dataclasses(dc, model):
-    assert [f.name for f in dataclasses.fields(dc)] == list(model.model_fields)
+@pytest.mark.parametrize("dc", [EmergingReport, EmergingGroup, RisingProblem, SimilarProblem, Suggestions,
+                                FieldSuggestion, Neighbour, Alternative])
+def test_answers_are_the_recommenders_dataclasses(client, dc):
+    """One type per idea: the schema the API serves is the dataclass's, field for field; a field
+    without a default is required and a field's description comes from its annotation."""
+    component = client.get("/openapi.json").json()["components"]["schemas"][dc.__name__]
+    fields = dataclasses.fields(dc)
+    assert list(component["properties"]) == [f.name for f in fields]
+    assert component.get("required", []) == [f.name for f in fields if f.default is dataclasses.MISSING
+                                             and f.default_factory is dataclasses.MISSING]
+    assert component["description"] == dc.__doc__
