@@ -46,7 +46,7 @@ rt:
 			request-tracker5 rt5-db-sqlite rt5-standalone >/dev/null; \
 	fi
 
-# The record-store tests start a throwaway PostgreSQL (tests/_postgres.py) from Debian's server binaries.
+# The record-store tests start a throwaway PostgreSQL (throwaway/postgres.py) from Debian's server binaries.
 postgres:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
 		echo "installing Debian postgresql for the record-store tests"; \

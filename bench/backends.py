@@ -17,50 +17,16 @@ import argparse
 import json
 import random
 import shutil
-import socket
-import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from bench.common import fmt, md_table, pct
 from bench.machine import REPO, header
 from bench.server import WORK
+from throwaway.milvus import milvus_lite_server
 
 SIZES = ("demo", "10k")
-
-
-@contextmanager
-def milvus_lite(data_dir: Path, timeout: float = 60.0):
-    """A Milvus Lite gRPC server on a free loopback port; yields its URI."""
-    from pymilvus import MilvusClient
-    from pymilvus.exceptions import MilvusException
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = Path(sys.executable).with_name("milvus-lite")
-    proc = subprocess.Popen([str(exe), "server", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:  # the port first: a client made before the server listens keeps a failing channel
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                client = MilvusClient(uri=uri, timeout=2)
-                client.list_collections()
-                client.close()
-                break
-            except (OSError, MilvusException):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"milvus-lite server did not start on {uri}") from None
-                time.sleep(0.1)  # poll interval, bounded by the deadline
-        yield uri
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def corpus(size: str, n_queries: int) -> tuple[list, list[str], list[str]]:
@@ -121,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     root = WORK / "backends"
     shutil.rmtree(root / "milvus", ignore_errors=True)
-    with milvus_lite(root / "milvus") as uri:
+    with milvus_lite_server(root / "milvus") as uri:
         for size in a.sizes.split(","):
             records, texts, ids = corpus(size, a.queries)
             out = {}

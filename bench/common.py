@@ -12,7 +12,6 @@ import json
 import math
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.machine import header
+from throwaway import free_port  # noqa: F401 (the benchmarks import it from here)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -226,9 +226,3 @@ def run_measured(target: str, kwargs: dict, *, python: str | None = None, timeou
         return json.loads(result_path.read_text())
     finally:
         result_path.unlink(missing_ok=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

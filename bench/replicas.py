@@ -9,8 +9,8 @@ new record (15%). Reported per round: requests/s, p50/p95 per kind, answers by s
 acknowledged, acknowledged writes missing afterwards on any replica (lost), and 5xx other than
 503.
 
-The PostgreSQL is a throwaway cluster started like the tests' (``tests/_postgres.py``: Debian's
-server, initdb in a temporary folder, a loopback port), or ``--store URL``::
+The PostgreSQL is a throwaway cluster started as the tests start theirs (``throwaway/postgres.py``:
+Debian's server, initdb in a temporary folder, a loopback port), or ``--store URL``::
 
     python -m bench.replicas --seconds 20 --clients 4
 """
@@ -105,8 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", type=Path, default=REPO / "bench" / "replicas.md")
     a = p.parse_args(argv)
-    sys.path.insert(0, str(REPO / "tests"))
-    from _postgres import throwaway_cluster  # the tests' helper: one way to start a throwaway PostgreSQL
+    from throwaway.postgres import throwaway_cluster
 
     work = WORK / "replicas"
     shutil.rmtree(work, ignore_errors=True)

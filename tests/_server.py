@@ -7,7 +7,6 @@ module, so it does not depend on any conftest.
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ import uvicorn
 from caselink.config import Settings, load_settings
 from indexing.records import Record
 from tests._proc import wait_ready
+from throwaway import free_port  # noqa: F401 (the tests import it from here)
 
 READY_TIMEOUT_S = 60.0
 
@@ -85,12 +85,6 @@ def build_index(settings: Settings, records: list[Record] | None = None) -> None
 
     svc, _ = CaselinkService.build(settings, records=demo_records() if records is None else records)
     svc.close()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -90,18 +90,18 @@ def milvus_uri(tmp_path_factory) -> Iterator[str]:
     if os.environ.get("CASELINK_TEST_MILVUS") == "embedded":
         yield str(tmp_path_factory.mktemp("milvus") / "milvus.db")
         return
-    from _milvus import milvus_server
+    from throwaway.milvus import milvus_lite_server
 
-    with milvus_server(tmp_path_factory.mktemp("milvus") / "data") as uri:
+    with milvus_lite_server(tmp_path_factory.mktemp("milvus") / "data", max_workers=4) as uri:
         yield uri
 
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A throwaway PostgreSQL cluster for the session (tests/_postgres.py); ``postgres.new_database()``
+    """A throwaway PostgreSQL cluster for the session (throwaway/postgres.py); ``postgres.new_database()``
     gives a test its own empty database. Without the server binaries: a failure in CI (make test
     installs them), a skip on a developer machine that has none."""
-    from tests._postgres import server_bin, throwaway_cluster
+    from throwaway.postgres import server_bin, throwaway_cluster
 
     if server_bin() is None:
         if os.environ.get("CI"):

@@ -67,7 +67,7 @@ def name(request):
 
 @pytest.fixture
 def settings(tmp_path, name, request):
-    if name == "milvus":  # the session's Milvus server (tests/_milvus.py), a collection per test
+    if name == "milvus":  # the session's Milvus server (throwaway/milvus.py), a collection per test
         return load_settings(env={}, data_dir=tmp_path / "data", backend__kind="milvus",
                              backend__uri=request.getfixturevalue("milvus_uri"),
                              backend__collection="contract_" + request.node.name.split("[")[0][-40:])

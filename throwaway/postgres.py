@@ -1,11 +1,10 @@
-"""A throwaway PostgreSQL for the tests: Debian's server binaries (``make test`` installs the
+"""A throwaway PostgreSQL for the tests and bench/replicas.py: Debian's server binaries (``make test`` installs the
 ``postgresql`` package), a cluster made with initdb in a temporary folder, listening on a free
 loopback port with its unix socket in that folder, password authentication on TCP, stopped and
 deleted at the end. initdb refuses to run as root, so as root (CI) the server runs as the
 ``postgres`` user that the Debian package creates.
 
-No fixtures here: tests/conftest.py wraps :func:`throwaway_cluster` in the session fixture
-``postgres``.
+tests/conftest.py wraps :func:`throwaway_cluster` in the session fixture ``postgres``.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -22,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from throwaway import free_port
 
 USER = "caselink"
 PASSWORD = "test-" + uuid.uuid4().hex[:12]  # checked by the server (scram-sha-256), never printed by caselink
@@ -34,12 +34,6 @@ def server_bin() -> Path | None:
         return Path(found[0]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).resolve().parent if initdb else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

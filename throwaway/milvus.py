@@ -1,0 +1,71 @@
+"""A real Milvus: ``milvus-lite server`` (gRPC, the protocol a cluster speaks) on a free loopback
+port, with its data in a given folder; ready when a client can list collections (polled with a
+deadline), stopped and reaped afterwards. ``tests/conftest.py`` wraps it in a session fixture;
+``bench/backends.py`` runs its comparison against it.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from throwaway import free_port
+
+READY_TIMEOUT_S = 60.0
+
+
+def milvus_lite_command() -> list[str]:
+    """How to run milvus-lite from this interpreter's environment (``make install`` puts it there)."""
+    exe = Path(sys.executable).with_name("milvus-lite")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "milvus_lite"]
+
+
+@contextmanager
+def milvus_lite_server(data_dir: Path, *, max_workers: int | None = None,
+                       timeout: float = READY_TIMEOUT_S) -> Iterator[str]:
+    """Start a Milvus Lite server on ``data_dir``; yields its URI (``http://127.0.0.1:PORT``).
+
+    Its output goes to ``milvus-PORT.log`` beside ``data_dir``, whose tail the error quotes when
+    the server exits before answering; ``TimeoutError`` when it does not answer within ``timeout``.
+    """
+    from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
+
+    port = free_port()
+    log_path = data_dir.parent / f"milvus-{port}.log"
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [*milvus_lite_command(), "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)]
+    if max_workers:
+        cmd += ["--max-workers", str(max_workers)]
+    uri = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"milvus-lite server exited with {proc.returncode}: "
+                                       + log_path.read_text(errors="replace")[-2000:])
+                try:  # the port first: a client made before the server listens keeps a failing channel
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    client = MilvusClient(uri=uri, timeout=2)
+                    client.list_collections()
+                    client.close()
+                    break
+                except (OSError, MilvusException):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"milvus-lite server not answering on {uri} after {timeout:.0f} s") from None
+                    time.sleep(0.1)  # poll interval, bounded by the deadline above
+            yield uri
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=30)
