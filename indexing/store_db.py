@@ -151,7 +151,6 @@ SQL = {name: sa.text(q) for name, q in {
     "corpus_add": "INSERT INTO corpus (name, value) VALUES (:name, 0) ON CONFLICT (name) DO NOTHING",
     "prune": "DELETE FROM changes WHERE seq <= :upto",
     "since": "SELECT seq, num, op, id FROM changes WHERE seq > :seq ORDER BY seq",
-    "records": "SELECT id, body FROM records WHERE id IN :ids",
     "feedback": "SELECT fid, query, query_id, record_id, helpful, source, created FROM feedback ORDER BY fid",
     "feedback_count": "SELECT COUNT(*) FROM feedback",
     "feedback_delete": "DELETE FROM feedback WHERE fid = :fid",
@@ -163,7 +162,7 @@ SQL = {name: sa.text(q) for name, q in {
     "pg_lock": "SELECT pg_advisory_xact_lock(:key)",
     "pg_lock_timeout": f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}",
 }.items()}
-for _name, _param in (("nums_of", "ids"), ("get_many", "nums"), ("records", "ids")):
+for _name, _param in (("nums_of", "ids"), ("get_many", "nums")):
     SQL[_name] = SQL[_name].bindparams(sa.bindparam(_param, expanding=True))
 
 # Every PostgreSQL write transaction takes this transaction-level advisory lock first (the key is

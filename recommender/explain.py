@@ -74,6 +74,18 @@ def explain(record: Record, *, query_words: list[str], query_codes: set[str], re
             tokenizer: Tokenizer, dense: tuple[int, float] | None, keyword: tuple[int, float] | None,
             verdict: Verdict | None = None, judged: str = "this record",
             folded: FoldedRecord | None = None) -> Explanation:
+    """Why ``record`` was suggested for the query (its words and codes, normalised)."""
+    return Explanation(**explanation_fields(
+        record, query_words=query_words, query_codes=query_codes, record_codes=record_codes, tokenizer=tokenizer,
+        dense=dense, keyword=keyword, verdict=verdict, judged=judged, folded=folded))
+
+
+def explanation_fields(record: Record, *, query_words: list[str], query_codes: set[str],
+                       record_codes: frozenset[str], tokenizer: Tokenizer, dense: tuple[int, float] | None,
+                       keyword: tuple[int, float] | None, verdict: Verdict | None = None,
+                       judged: str = "this record", folded: FoldedRecord | None = None) -> dict:
+    """:func:`explain`'s fields as a dict, for a caller that validates a whole answer at once
+    (one pydantic call for ten results costs half of ten calls)."""
     folded = folded or FoldedRecord.of(record, tokenizer=tokenizer)
     # Substring tests on the normalised text instead of segmenting every result with jieba: the
     # query's words are already normalised, and a stem ('fail') is a prefix of its word ('failed').
@@ -93,7 +105,7 @@ def explain(record: Record, *, query_words: list[str], query_codes: set[str], re
         parts.append(f"similar in meaning (cosine {dense[1]:.2f})")
     if not parts:
         parts.append("related by overall content")
-    return Explanation(
+    return dict(
         reason="; ".join(parts),
         matched_terms=matched[:20],
         matched_codes=matched_codes,

@@ -23,6 +23,7 @@ import time
 from collections.abc import Collection, Mapping
 
 import numpy as np
+from pydantic import TypeAdapter
 
 from caselink.config import Settings
 from caselink.errors import EncoderUnavailable, InvalidQuery
@@ -31,7 +32,7 @@ from indexing.live import LiveIndex
 from indexing.normalize import fold
 from indexing.records import Record
 from indexing.store import RecordStore
-from recommender.explain import FoldedRecord, explain, snippet_and_highlights
+from recommender.explain import FoldedRecord, explanation_fields, snippet_and_highlights
 from recommender.features import QueryFacts, feature_matrix
 from recommender.fusion import Fused, codes_first, fuse, single
 from recommender.learned import RankerModel, RankerSlot, factors, rerank
@@ -46,6 +47,8 @@ CODE_QUERY_MAX_WORDS = 2
 CODES_FIRST_MAX = 3
 SCORE_DECIMALS = 4
 _LEARNED_FACTORS_SHOWN = 3
+# A whole answer's results are validated in one call: one call per result cost twice as much.
+_RESULTS = TypeAdapter(list[SearchResult])
 
 
 class Ranking:
@@ -206,20 +209,21 @@ class Ranking:
             if rec is None:  # deleted between ranking and fetch
                 continue
             folded = FoldedRecord.of(rec, tokenizer=docs.tokenizer)
-            ex = explain(rec, query_words=words, query_codes=query_codes,
-                         record_codes=frozenset(codes.get(key, ()) or docs.codes(rec)), tokenizer=docs.tokenizer,
-                         dense=fused.dense.get(key), keyword=fused.keyword.get(key), verdict=verdicts.get(key),
-                         judged=judged, folded=folded)
+            ex = explanation_fields(
+                rec, query_words=words, query_codes=query_codes,
+                record_codes=frozenset(codes.get(key, ()) or docs.codes(rec)), tokenizer=docs.tokenizer,
+                dense=fused.dense.get(key), keyword=fused.keyword.get(key), verdict=verdicts.get(key),
+                judged=judged, folded=folded)
             if learned is not None and key in learned[1]:
-                ex.learned_score, ex.learned_factors = round(score, SCORE_DECIMALS), moved.get(key, [])
-            terms = ex.matched_terms + [fold(c, opencc=docs.tokenizer.opencc) for c in ex.matched_codes]
+                ex["learned_score"], ex["learned_factors"] = round(score, SCORE_DECIMALS), moved.get(key, [])
+            terms = ex["matched_terms"] + [fold(c, opencc=docs.tokenizer.opencc) for c in ex["matched_codes"]]
             snippet, highlights = snippet_and_highlights(rec, terms, folded=folded)
-            out.append(SearchResult(
+            out.append(dict(
                 id=rec.id, kind=rec.kind, title=rec.display_title(), score=round(score, SCORE_DECIMALS), snippet=snippet,
                 highlights=highlights, product=rec.product, model=rec.model, module=rec.module, status=rec.status,
                 error_codes=rec.error_codes, created=rec.created, doc_id=rec.doc_id, doc_title=rec.doc_title,
                 section=rec.section, attributes=rec.attributes, explanation=ex))
-        return out
+        return _RESULTS.validate_python(out)  # one validation for the whole answer
 
 
 def elapsed_ms(t0: float) -> float:
