@@ -11,7 +11,7 @@ from caselink.config import limited_by
 from caselink.errors import InvalidQuery
 from caselink.types import NOT_SPACE, IsoDate, JsonBool, JsonFloat, JsonInt
 from indexing.records import (ATTRIBUTE_KEY_PATTERN, ATTRIBUTE_KEY_RULE, MAX_ATTRIBUTE_KEY, MAX_ATTRIBUTE_VALUE,
-                              MAX_ATTRIBUTES, attribute_key_error)
+                              attribute_key_error)
 from recommender.limits import MAX_ATTRIBUTE_FILTER_VALUES
 
 Mode = Literal["hybrid", "dense", "keyword", "learned"]
@@ -19,8 +19,10 @@ Mode = Literal["hybrid", "dense", "keyword", "learned"]
 _FILTER_VALUE = {"type": "string", "maxLength": MAX_ATTRIBUTE_VALUE}
 ATTRIBUTE_FILTER_DOC = (
     "Only records whose own attributes hold these values: {\"customer\": \"ACME\"}, or a list for any of "
-    f"({{\"site\": [\"F12\", \"F14\"]}}, up to {MAX_ATTRIBUTE_FILTER_VALUES}); every key given must match. Values "
-    "compare case-insensitively, keys as written; a record without the key never matches.")
+    f"({{\"site\": [\"F12\", \"F14\"]}}); up to {MAX_ATTRIBUTE_FILTER_VALUES} keys and values a key; every key "
+    "given must match. Values compare case-insensitively, keys as written; a record without the key never matches.")
+
+
 def _attribute_filter(v: dict[str, str | list[str]]) -> dict[str, list[str]]:
     try:
         return check_attribute_filter(v)
@@ -30,14 +32,15 @@ def _attribute_filter(v: dict[str, str | list[str]]) -> dict[str, list[str]]:
 
 # An attribute filter: key -> a value or a list of values (any of), each value a list once read.
 AttributeFilter = Annotated[dict[str, str | list[str]], AfterValidator(_attribute_filter), WithJsonSchema({
-    "type": "object", "maxProperties": MAX_ATTRIBUTES,
+    "type": "object", "maxProperties": MAX_ATTRIBUTE_FILTER_VALUES,
     "propertyNames": {"pattern": ATTRIBUTE_KEY_PATTERN, "maxLength": MAX_ATTRIBUTE_KEY},
     "additionalProperties": {"anyOf": [_FILTER_VALUE, {"type": "array", "items": _FILTER_VALUE, "minItems": 1,
                                                        "maxItems": MAX_ATTRIBUTE_FILTER_VALUES}]}})]
 # One attribute filter in a query string or on the command line: key=value.
 ATTR_PARAM_PATTERN = rf"^[A-Za-z][A-Za-z0-9_-]{{0,{MAX_ATTRIBUTE_KEY - 1}}}=[\s\S]{{0,{MAX_ATTRIBUTE_VALUE}}}$"
-ATTR_PARAM_DOC = ("Only records whose own attribute holds this value, as key=value (attr=customer=ACME); repeat it: "
-                  "values of one key are any of, different keys must all match. Values compare case-insensitively.")
+ATTR_PARAM_DOC = ("Only records whose own attribute holds this value, as key=value (attr=customer=ACME); repeat it "
+                  f"(up to {MAX_ATTRIBUTE_FILTER_VALUES} times): values of one key are any of, different keys must all "
+                  "match. Values compare case-insensitively.")
 
 
 def check_attribute_filter(wanted: dict[str, str | list[str]] | None, *, field: str = "attributes"
@@ -59,14 +62,17 @@ def check_attribute_filter(wanted: dict[str, str | list[str]] | None, *, field: 
                 raise InvalidQuery(f"{field}.{key}: a value of {len(value)} characters, at most "
                                    f"{MAX_ATTRIBUTE_VALUE} are allowed", field=f"{field}.{key}")
         out[key] = values
-    if len(out) > MAX_ATTRIBUTES:
-        raise InvalidQuery(f"{field}: {len(out)} keys, at most {MAX_ATTRIBUTES} are allowed", field=field)
+    if len(out) > MAX_ATTRIBUTE_FILTER_VALUES:
+        raise InvalidQuery(f"{field}: {len(out)} keys, at most {MAX_ATTRIBUTE_FILTER_VALUES} are allowed", field=field)
     return out
 
 
 def parse_attr_params(items: list[str] | None, *, field: str = "attr") -> dict[str, list[str]]:
     """``["customer=ACME", "site=F12", "site=F14"]`` -> ``{"customer": ["ACME"], "site": ["F12", "F14"]}``
     (the query parameter and the CLI option); InvalidQuery naming ``field`` when one is not key=value."""
+    if len(items or []) > MAX_ATTRIBUTE_FILTER_VALUES:
+        raise InvalidQuery(f"{field}: {len(items)} given, at most {MAX_ATTRIBUTE_FILTER_VALUES} are allowed",
+                           field=field)
     out: dict[str, list[str]] = {}
     for item in items or []:
         key, sep, value = item.partition("=")

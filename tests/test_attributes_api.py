@@ -77,6 +77,10 @@ def test_bad_attribute_filters_name_the_field(client):
                                            "attr")
     assert "must be 1-64 ASCII letters" in problem(
         client.get("/v1/records/C-1001/related", params={"attr": "bad key=x"}), "attr")
+    assert "at most 100" in problem(client.get("/v1/records/C-1001/related",
+                                               params=[("attr", f"serial=SN-{i}") for i in range(101)]), "attr")
+    assert client.get("/v1/records/C-1001/related",
+                      params=[("attr", f"serial=SN-{i}") for i in range(100)]).status_code == 200
     problem(client.post("/v1/search", json={"text": "x", "attributes": {"bad key": "x"}}), "attributes")
     problem(client.post("/v1/search", json={"text": "x", "attributes": {"customer": 5}}), "attributes.customer.str")
     assert "non-empty list" in problem(client.post("/v1/search", json={"text": "x", "attributes": {"c": []}}),

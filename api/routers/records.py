@@ -16,6 +16,7 @@ from api.schemas import (PROBLEM_RESPONSES, BatchDeleteIn, BatchDeleteOut, Batch
                          RecordListOut, RecordOut, RecordRefOut, RelatedIn, RelatedOut, UpsertOut, draft_record)
 from caselink.errors import InvalidRecord
 from indexing.records import ID_PATTERN, ID_RULE, Record, parse_record, require_content
+from recommender.limits import MAX_ATTRIBUTE_FILTER_VALUES
 from recommender.results import ATTR_PARAM_DOC, ATTR_PARAM_PATTERN, Mode, SearchResponse, parse_attr_params
 from recommender.service import CaselinkService
 
@@ -128,7 +129,7 @@ def related(
                                                  "closed, 已关闭, ...).")] = False,
     min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
     attr: Annotated[list[str], Query(description=ATTR_PARAM_DOC, json_schema_extra={
-        "items": {"type": "string", "pattern": ATTR_PARAM_PATTERN}})] = [],
+        "items": {"type": "string", "pattern": ATTR_PARAM_PATTERN}, "maxItems": MAX_ATTRIBUTE_FILTER_VALUES})] = [],
 ) -> RelatedOut:
     resp = svc.related(record_id, k=k, kinds=list(kind), mode=mode, exclude_linked=exclude_linked,
                        min_score=min_score, open_only=open_only, attributes=parse_attr_params(attr))
