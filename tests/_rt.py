@@ -1,6 +1,6 @@
 """A throwaway Request Tracker 5 for the connector tests: Debian's RT with an SQLite database in
 a temporary folder, its standalone server (``rt-server``) on a free loopback port, a queue for
-problem orders, four ticket custom fields, a root password for the web page and an auth token,
+problem orders, four ticket custom fields (and a fifth, Line, applied to no queue), a root password for the web page and an auth token,
 and REST2 helpers to create and change tickets.
 
 Needs the Debian packages request-tracker5, rt5-db-sqlite and rt5-standalone (``make rt``).
@@ -65,6 +65,9 @@ for my $spec (['Product', 1], ['Model', 1], ['Module', 1], ['Error codes', 0]) {
     my ($ok, $m2) = $cf->AddToObject(RT::Queue->new(RT->SystemUser));  # every queue
     die "apply $spec->[0]: $m2" unless $ok;
 }
+my $line = RT::CustomField->new(RT->SystemUser);  # a ticket custom field applied to no queue
+my ($lid, $lmsg) = $line->Create(Name => 'Line', Type => 'Freeform', MaxValues => 1, LookupType => 'RT::Queue-RT::Ticket');
+die "custom field Line: $lmsg" unless $lid;
 my $u = RT::User->new(RT->SystemUser); $u->Load('root');
 my ($pok, $pmsg) = $u->SetPassword('%(password)s'); die "password: $pmsg" unless $pok;
 my $t = RT::AuthToken->new(RT->SystemUser);

@@ -404,12 +404,15 @@ def test_serve_keeps_serving_while_rt_is_down_and_catches_up(rt, api, tmp_path):
     ({"url": "{rt}/rt"}, "sources.rt.url", "is not RT's REST2 API (HTTP 404)"),  # a path RT does not have
     ({"queues": ["General", "Nope"]}, "sources.rt.queues", "no queue 'Nope'"),
     ({"fields": {"product": "Produkt"}}, "sources.rt.fields.product", "no ticket custom field 'Produkt'"),
+    ({"fields": {"module": "Line"}}, "sources.rt.fields.module", "'Line' (sources.rt.fields.module) applies to none"),
     ({"timezone": "Asia/Shanghai"}, "sources.rt.timezone", "is not the RT user's time zone"),
     ({"timezone": "America/New_York"}, "sources.rt.timezone", "is not the RT user's time zone"),
 ])
-def test_misconfiguration_names_the_setting_and_writes_nothing(rt, synced, tmp_path, change, field, words):
+def test_misconfiguration_names_the_setting_and_writes_nothing(rt, api, synced, tmp_path, change, field, words):
     svc = synced[0]
     change = dict(change)
+    if "timezone" in change:  # the check compares the last updated ticket's time: there must be one
+        create_ticket(api, Subject="Time zone probe", Content="a ticket for the time zone check")
     section = rt_settings(rt, tmp_path / "data", retries=0).sources.rt.model_dump()
     if change.pop("bad_token", False):
         Path(section["token_file"]).write_text("1-14-0123456789abcdef0123456789abcdef", encoding="utf-8")

@@ -213,10 +213,13 @@ class RTSource:
                               f"{' (HTTP 404)' if about is None else ''}", field="sources.rt.url",
                               hint="set sources.rt.url to RT's base URL, the part before /REST/2.0 "
                                    "(https://rt.example.com, not https://rt.example.com/REST/2.0)")
+        queue_ids = {}
         for queue in c.queues:
-            if self.client.call("GET", f"/queue/{_path(queue)}", missing_ok=True) is None:
+            found = self.client.call("GET", f"/queue/{_path(queue)}", missing_ok=True)
+            if found is None:
                 raise SourceError(f"RT has no queue '{queue}' (or the token's user cannot see it)",
                                   field="sources.rt.queues", hint="list queue names as RT shows them")
+            queue_ids[queue] = str(found.get("id", "")) if isinstance(found, dict) else ""
         for queue in c.queue_kinds:
             if queue not in c.queues:
                 raise SourceError(f"sources.rt.queue_kinds names '{queue}', which is not in sources.rt.queues",
@@ -231,6 +234,26 @@ class RTSource:
                     raise SourceError(f"RT has no ticket custom field '{cf}' (sources.rt.fields.{key})",
                                       field=f"sources.rt.fields.{key}",
                                       hint=f"RT's ticket custom fields: {', '.join(sorted(n for n in names if n))}")
+            self._check_fields_applied(queue_ids)
+
+    def _check_fields_applied(self, queue_ids: dict[str, str]) -> None:
+        """A mapped custom field must apply to a synced queue: one that applies to none would leave
+        its caselink field empty on every ticket without a word."""
+        applied = {queue: {cf.get("Name") for cf in self.client.pages(f"/queue/{qid}/customfields",
+                                                                      {"fields": "Name,LookupType"})
+                           if cf.get("LookupType") == "RT::Queue-RT::Ticket"}
+                   for queue, qid in queue_ids.items() if qid.isdigit()}
+        for key, cf in self.config.fields.items():
+            missing = [q for q in applied if cf not in applied[q]]
+            if applied and len(missing) == len(applied):
+                raise SourceError(f"RT's custom field '{cf}' (sources.rt.fields.{key}) applies to none of the "
+                                  f"synced queues ({', '.join(applied)}): {key} would be empty on every ticket",
+                                  field=f"sources.rt.fields.{key}",
+                                  hint=f"in RT apply '{cf}' to the queues (Admin > Custom Fields > {cf} > "
+                                       f"Applies to), or map {key} to another field")
+            if missing:
+                log.warning("RT's custom field '%s' (sources.rt.fields.%s) does not apply to queue %s: tickets "
+                            "there have no %s", cf, key, ", ".join(missing), key)
 
     def _check_timezone(self) -> None:
         """TicketSQL reads dates in the RT user's time zone, REST2 answers in UTC: a wrong
