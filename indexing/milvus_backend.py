@@ -9,8 +9,9 @@ or a distributed cluster. What lives where:
   ``status`` (case-folded, so equality is case-insensitive as in ``local``), ``closed`` (status is
   closed-like, for ``open_only``), ``created`` (days since 1970, -1 when unknown), ``codes``
   (canonical codes joined by newlines), ``attributes`` (JSON: the record's own fields, values
-  case-folded, filtered as ``attributes["customer"] == "acme"`` with key and values quoted), and what re-weighing needs: ``dl`` (document length),
-  ``aw`` and ``bm`` (the mean length and the k1/b/delta the weights were computed with).
+  case-folded, filtered as ``attributes["customer"] == "acme"`` with key and values quoted), and
+  what re-weighing needs: ``dl`` (document length), ``aw`` and ``bm`` (the mean length and the
+  k1/b/delta the weights were computed with).
 - ``<collection>_stats``: one meta entity (key -1: change-log position applied, BM25 parameters
   of the stored weights) and, while a write is under way, one marker per write naming the ids it
   is changing (negative keys below -1).

@@ -270,8 +270,8 @@ def _related_remote(url: str, record_id: str | None, draft, *, k: int, kinds: li
 
     params = drop_none({"k": k, "kind": kinds, "mode": mode, "exclude_linked": exclude_linked, "open_only": open_only})
     if draft is not None:
-        data = Remote(url).post("/v1/related", {"record": draft.model_dump(mode="json", exclude_defaults=True), **params,
-                                                "attributes": attributes})
+        record = draft.model_dump(mode="json", exclude_defaults=True)
+        data = Remote(url).post("/v1/related", {"record": record, **params, "attributes": attributes})
     else:
         attr = [f"{key}={value}" for key, values in attributes.items() for value in values]
         data = Remote(url).get(f"/v1/records/{quote(record_id, safe='')}/related", drop_none({**params, "attr": attr}))
