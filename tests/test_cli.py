@@ -357,6 +357,11 @@ def test_with_a_server_the_cli_asks_it_and_answers_as_locally(demo_dir, demo_ser
     local, remote = both("related", "C-2023-00026", "--attr", "site=F12B", "-k", "20")
     assert ids(remote["results"]) == ids(local["results"]) and {r["attributes"]["site"] for r in remote["results"]} == {
         "F12B"}
+    draft = demo_dir.parent / "draft-attrs.json"
+    draft.write_text(json.dumps({"title": "干泵跳停 E1023", "attributes": {"customer": "东海晶圆"}}), encoding="utf-8")
+    local, remote = both("related", "--record", str(draft), "--attr", "customer=东海晶圆", "-k", "10")
+    assert ids(remote["results"]) == ids(local["results"]) and remote["results"]
+    assert {r["attributes"]["customer"] for r in remote["results"]} == {"东海晶圆"}
     local, remote = both("emerging", "--window", "90d")
     assert [p["id"] for p in remote["rising_problems"]] == [p["id"] for p in local["rising_problems"]]
     assert remote["weeks"] == local["weeks"]
