@@ -117,7 +117,7 @@ class BM25LWeights:
 
 def create_collections(client, collection: str, stats_collection: str, *, dim: int, dense_index: str,
                        consistency: str) -> None:
-    """The records' collection and its term statistics' collection, indexed and loaded."""
+    """The records' collection and its meta collection (change-log position, write markers), indexed."""
     from pymilvus import DataType, MilvusClient
 
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
