@@ -52,13 +52,16 @@ class Entry:
     status: str = ""
     created: date | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)  # the record's own fields, as written
+    title_terms: Sequence[str] = ()  # the title's own keyword terms (the learned ranker's title BM25L)
 
     @classmethod
-    def of(cls, record: Record, vector: np.ndarray, terms: Sequence[str], codes: Collection[str]) -> "Entry":
+    def of(cls, record: Record, vector: np.ndarray, terms: Sequence[str], codes: Collection[str],
+           title_terms: Sequence[str] = ()) -> "Entry":
         created = date.fromisoformat(str(record.created)[:10]) if record.created else None
         return cls(id=record.id, vector=vector, terms=terms, codes=tuple(sorted(codes)), kind=record.kind,
                    product=record.product or "", model=record.model or "", module=record.module or "",
-                   status=record.status or "", created=created, attributes=dict(record.attributes))
+                   status=record.status or "", created=created, attributes=dict(record.attributes),
+                   title_terms=title_terms)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,16 @@ class DocumentBuilder:
         found = self.tokenizer.codes(" ".join((record.title, record.section, record.text)))
         return frozenset(c for c in declared | set(found) if c)
 
+    @staticmethod
+    def _title(record: Record) -> str:
+        return " ".join(p for p in (record.title, record.doc_title, record.section) if p)
+
+    def title_tokens(self, record: Record) -> list[str]:
+        """The title's keyword terms alone (the learned ranker scores a query against them)."""
+        return self.tokenizer.tokenize(self._title(record))
+
     def tokens(self, record: Record) -> list[str]:
-        title = " ".join(p for p in (record.title, record.doc_title, record.section) if p)
+        title = self._title(record)
         body = "\n".join(p for p in (record.text, record.cause, record.resolution, record.workaround) if p)
         tokens = self.tokenizer.tokenize(title) * self.title_weight
         tokens += self.tokenizer.tokenize(body)

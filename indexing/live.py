@@ -26,7 +26,7 @@ from caselink.config import Settings
 from caselink.errors import IndexFormatError, IndexNotReady
 from indexing.backend import Entry, SearchBackend
 from indexing.backends import build_backend, open_backend
-from indexing.bm25 import select_terms
+from indexing.bm25 import BM25Index, select_terms
 from indexing.centering import VectorCentering, blocks_of
 from indexing.document import DocumentBuilder
 from indexing.embedding_cache import EmbeddingCache
@@ -149,7 +149,7 @@ class LiveIndex:
                 if new:
                     embedded += idx.embedded_
                     idx.embedded_ = 0
-                yield [Entry.of(r, vecs[p] if k else next(extra), docs.tokens(r), docs.codes(r))
+                yield [Entry.of(r, vecs[p] if k else next(extra), docs.tokens(r), docs.codes(r), docs.title_tokens(r))
                        for r, p, k in zip(recs, pos, known)]
                 if progress:
                     progress("tokenise", len(batch), total)
@@ -286,7 +286,8 @@ class LiveIndex:
         if not recs:
             return []
         vecs, tokens = prepared if prepared is not None else self._embed_records(recs)
-        return [Entry.of(r, vecs[i], tokens[i], self.docs_.codes(r)) for i, r in enumerate(recs)]
+        return [Entry.of(r, vecs[i], tokens[i], self.docs_.codes(r), self.docs_.title_tokens(r))
+                for i, r in enumerate(recs)]
 
     def upsert(self, records: Iterable[Record]) -> list[UpsertResult]:
         """Store and index records; searchable when this returns.
@@ -479,13 +480,17 @@ class LiveIndex:
         stats = self.backend.term_stats(distinct)
         return select_terms(tokens, n, dict(zip(distinct, stats.df.tolist())), stats.n_docs)
 
-    def candidate_facts(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+    def candidate_facts(self, ids: Sequence[str], *, terms: Sequence[str] | None = None,
+                        vectors: bool = False) -> dict[str, np.ndarray]:
         """What the learned ranker reads of candidates besides their scores: facet columns
-        (:meth:`FacetTable.columns`), keyword length (``length``) and exact-code sets (``codes``).
-        From the backend when it keeps them (``local``: its arrays), else from the stored records."""
+        (:meth:`FacetTable.columns`), keyword length (``length``) and exact-code sets (``codes``);
+        with ``terms``, ``title_bm25`` (those terms' BM25L on each title alone); with ``vectors``,
+        each candidate's index-space vector (NaN where not known).
+        From the backend when it keeps them (``local``: its arrays), else from the stored records
+        (the title's BM25L then weighs terms by the candidates' titles alone, not the index's)."""
         facts = getattr(self.backend, "candidate_facts", None)
         if facts is not None:
-            return facts(ids)
+            return facts(ids, terms=terms, vectors=vectors)
         stored = self.store.records(ids)
         recs = [stored.get(i) for i in ids]
         out: dict[str, np.ndarray] = {c: np.asarray([(getattr(r, c) or "").casefold() if r else "" for r in recs],
@@ -493,6 +498,15 @@ class LiveIndex:
         out["created"] = np.asarray([FacetTable.day(r.created) if r else -1 for r in recs], dtype=np.int32)
         out["length"] = np.asarray([len(self.docs_.tokens(r)) if r else 0 for r in recs], dtype=np.float32)
         out["codes"] = [tuple(sorted(self.docs_.codes(r))) if r else () for r in recs]
+        if terms is not None:
+            b = self.settings.bm25
+            titles = BM25Index(k1=b.k1, b=b.b, delta=b.delta)
+            titles.add(list(range(len(recs))), [self.docs_.title_tokens(r) if r else [] for r in recs])
+            keys, scores = titles.score(list(terms), normalize=True)
+            out["title_bm25"] = np.zeros(len(recs), dtype=np.float32)
+            out["title_bm25"][keys] = scores
+        if vectors:
+            out["vectors"] = np.full((len(recs), self.encoder.dim), np.nan, dtype=np.float32)
         return out
 
     def count(self) -> int:

@@ -53,6 +53,19 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def _lookup(keys: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``scores`` at ``rows`` (0 where a row is not among ``keys``), by sorted search, not a dict."""
+    out = np.zeros(len(rows), dtype=np.float32)
+    if len(keys) == 0:
+        return out
+    order = np.argsort(keys)
+    keys, scores = keys[order], scores[order]
+    pos = np.clip(np.searchsorted(keys, rows), 0, len(keys) - 1)
+    hit = keys[pos] == rows
+    out[hit] = scores[pos[hit]]
+    return out
+
+
 def _keep(mask: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """BM25's keep-mask over rows from a filter mask (rows past its end were added after it)."""
     def allow(rows: np.ndarray) -> np.ndarray:
@@ -70,11 +83,14 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, *, root: Path, bm25: BM25Index, vectors: VectorIndex, facets: FacetTable,
-                 seq: int, sidecar: Sidecar | None = None, snapshot: Path | None = None, built_at: str = ""):
+                 seq: int, sidecar: Sidecar | None = None, snapshot: Path | None = None, built_at: str = "",
+                 titles: BM25Index | None = None):
         self.dir = IndexDir(root)
         self.sidecar = sidecar
         self.lock = threading.RLock()
         self.bm25_ = bm25
+        # The titles' own terms, same rows: what the learned ranker's title BM25L feature reads.
+        self.titles_ = titles if titles is not None else BM25Index(k1=bm25.k1, b=bm25.b, delta=bm25.delta)
         self.vectors_ = vectors
         self.facets_ = facets
         self.seq_ = seq
@@ -121,6 +137,7 @@ class LocalBackend:
                     b.vectors_.upsert(keys, vecs)
                 else:
                     b.vectors_.add(keys, vecs)
+                b.titles_.add(rows, [e.title_terms for e in batch])
                 yield rows, [e.terms for e in batch]
 
         b.bm25_.add_batches(postings())
@@ -141,10 +158,14 @@ class LocalBackend:
             dim = p["vectors"].get("dim") or manifest["model"]["dim"]  # older snapshots: the model's
             vectors = VectorIndex.load(snap, dim=dim, factory=p["vectors"]["factory"], nprobe=settings.vectors.nprobe)
             facets = FacetTable.from_json(json.loads((snap / "facets.json").read_text(encoding="utf-8")))
+            # Snapshots before the title index have none: the title feature reads 0 until a rebuild.
+            titles = (BM25Index.load(snap / "bm25_title", k1=p["bm25"]["k1"], b=p["bm25"]["b"],
+                                     delta=p["bm25"].get("delta", 0.0))
+                      if (snap / "bm25_title").is_dir() else None)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise IndexFormatError(f"index in {snap} could not be read: {exc}", hint=REBUILD_HINT) from None
         b = cls(root=settings.index_root, bm25=bm25, vectors=vectors, facets=facets, seq=manifest["change_seq"],
-                sidecar=sidecar, snapshot=snap, built_at=manifest.get("created", ""))
+                sidecar=sidecar, snapshot=snap, built_at=manifest.get("created", ""), titles=titles)
         # A snapshot's rows are whatever numbers it was written with (older ones: the store's nums).
         b.row_of_ = {rid: row for row, rid in facets.ids.items()}
         b.next_row_ = max(facets.ids, default=-1) + 1
@@ -164,12 +185,14 @@ class LocalBackend:
             gone = [self.row_of_.pop(i) for i in deletes if i in self.row_of_]
             if gone:
                 self.bm25_.delete(gone)
+                self.titles_.delete(gone)
                 self.vectors_.remove(np.asarray(gone, dtype=np.int64))
                 for row in gone:
                     self.facets_.remove(row)
             if upserts:
                 rows = [self._row(e.id) for e in upserts]
                 self.bm25_.add(rows, [e.terms for e in upserts])
+                self.titles_.add(rows, [e.title_terms for e in upserts])
                 self.vectors_.upsert(np.asarray(rows, dtype=np.int64), np.stack([e.vector for e in upserts]))
                 for row, e in zip(rows, upserts):
                     self.facets_.set(row, e, e.codes)
@@ -183,6 +206,7 @@ class LocalBackend:
             if (bm25.k1, bm25.b, bm25.delta) == (k1, b, delta):
                 return False
             bm25.k1, bm25.b, bm25.delta = k1, b, delta
+            self.titles_.k1, self.titles_.b, self.titles_.delta = k1, b, delta
         return True
 
     # -- reads ------------------------------------------------------------------------------
@@ -248,16 +272,25 @@ class LocalBackend:
             return set(rows)
         return {i for i, row in rows.items() if row < len(mask) and mask[row]}
 
-    def candidate_facts(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+    def candidate_facts(self, ids: Sequence[str], *, terms: Sequence[str] | None = None,
+                        vectors: bool = False) -> dict[str, np.ndarray]:
         """Facet columns (:meth:`FacetTable.columns`), keyword length and exact codes of ``ids``
         from the arrays, for the learned ranker (not part of the protocol: the service reads
-        them from the stored records when a backend does not offer this)."""
+        them from the stored records when a backend does not offer this). With ``terms``, also
+        ``title_bm25``: their BM25L on each record's title alone, as a share of the terms' own
+        score; with ``vectors``, ``vectors``: each record's index-space vector (NaN rows for an
+        index that cannot give them back: IVF)."""
         with self.lock:
             rows = np.asarray([self.row_of_.get(i, -1) for i in ids], dtype=np.int64)
             out = self.facets_.columns(rows)
             out["length"] = self.bm25_.lengths(rows)
             codes = self.facets_.codes
             out["codes"] = [codes.get(int(r), ()) for r in rows]
+            if terms is not None:
+                keys, scores = self.titles_.score(list(terms), normalize=True)
+                out["title_bm25"] = _lookup(keys, scores, rows)
+            if vectors:
+                out["vectors"] = self.vectors_.reconstruct(rows)
         return out
 
     def count(self) -> int:
@@ -279,7 +312,7 @@ class LocalBackend:
         everything else copied, FAISS cloned (bench/snapshot.md)."""
         bm25 = self.bm25_
         return {
-            "bm25": bm25.state(), "vectors": self.vectors_.state(), "facets": self.facets_.copy(),
+            "bm25": bm25.state(), "titles": self.titles_.state(), "vectors": self.vectors_.state(), "facets": self.facets_.copy(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "manifest": {
                 "backend": self.name,
@@ -294,6 +327,7 @@ class LocalBackend:
     @staticmethod
     def _write(folder: Path, state: dict) -> None:
         BM25Index.write(folder / "bm25", state["bm25"])
+        BM25Index.write(folder / "bm25_title", state["titles"])
         VectorIndex.write(folder, state["vectors"])
         (folder / "facets.json").write_text(json.dumps(state["facets"].to_json(), ensure_ascii=False),
                                             encoding="utf-8")

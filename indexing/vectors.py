@@ -123,6 +123,22 @@ class VectorIndex:
         del bitmap  # the selector reads it during search; only now may it go
         return scores, keys
 
+    def reconstruct(self, keys: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``keys``, (len(keys), dim); NaN rows for keys not stored, and all
+        NaN for an IVF index (it keeps no id-to-vector map unless asked to, and that map would
+        change how removal works: the learned ranker treats NaN as "not known")."""
+        keys = np.asarray(keys, dtype=np.int64)
+        out = np.full((len(keys), self.dim), np.nan, dtype=np.float32)
+        if not self.factory_.startswith("IDMap2") or len(keys) == 0 or self.ntotal == 0:
+            return out
+        try:  # candidates come from the index: all stored, but for a write in between
+            return np.asarray(self.index_.reconstruct_batch(keys), dtype=np.float32)
+        except RuntimeError:
+            stored = np.isin(keys, faiss.vector_to_array(self.index_.id_map))
+            if stored.any():
+                out[stored] = self.index_.reconstruct_batch(keys[stored])
+            return out
+
     def _check(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:

@@ -6,6 +6,10 @@ columns (kind, product, model, module, created) and the keyword length of every 
 Nothing is read from the record store, and every feature is computed for the whole list at
 once with numpy (the only per-candidate Python work is looking up exact-code sets, and only
 when the query has codes), so reranking a hundred candidates costs well under a millisecond.
+Two features read the index besides the fused list: the query's terms scored by BM25L on each
+candidate's title alone (a title index beside the main one, same rows), and, for an ensemble
+encoder, each part's own cosine from the candidate's stored vector (exact indexes only: an IVF
+index keeps no vectors to give back, and those cosines are then missing).
 
 A candidate missing from one side's list takes that side's lowest listed score (as fusion
 does) and a rank one past the list, with a ``*_missing`` flag so the model can tell "scored
@@ -36,7 +40,20 @@ FEATURES: tuple[str, ...] = (
     "codes_shared", "codes_missing", "cand_codes",
     "product_agree", "model_agree", "module_agree",
     "kind_pair", "created_log_gap",
+    "title_bm25",
 )
+
+
+def feature_names(parts: Sequence[str] = ()) -> tuple[str, ...]:
+    """The features for an encoder made of ``parts`` (their specs, in order): :data:`FEATURES`,
+    and, when there are several, each part's own cosine (``cosine_minilm``), which the ensemble's
+    single score averages away."""
+    if len(parts) < 2:
+        return FEATURES
+    names = [f"cosine_{p}" for p in parts]
+    if len(set(names)) < len(names):
+        names = [f"cosine{i + 1}_{p}" for i, p in enumerate(parts)]
+    return FEATURES + tuple(names)
 
 
 @dataclass(frozen=True)
@@ -99,15 +116,34 @@ def _agree(query_value: str, column: np.ndarray) -> np.ndarray:
     return np.where(known, (column == query_value).astype(np.float32), -1.0).astype(np.float32)
 
 
-def feature_matrix(fused: Fused, query: QueryFacts, facts: dict[str, np.ndarray | Sequence[Collection[str]]]
-                   ) -> np.ndarray:
-    """The (len(fused.keys), len(FEATURES)) float32 matrix for one query's fused list.
+def _part_cosines(qvec: np.ndarray, vectors: np.ndarray, blocks: Sequence[tuple[int, float]]) -> np.ndarray:
+    """(n, parts) cosine of the query with each candidate within each encoder's block.
 
-    ``facts`` is :meth:`indexing.live.LiveIndex.candidate_facts` of ``fused.keys``.
+    An ensemble's vectors are its parts' unit vectors scaled by the square root of their share
+    (centring keeps each block's norm), so a block's inner product over its share is that
+    encoder's cosine. A candidate whose vector is not known (NaN) gets NaN: LightGBM's missing.
+    """
+    out = np.empty((len(vectors), len(blocks)), dtype=np.float32)
+    col = 0
+    for j, (dim, share) in enumerate(blocks):
+        out[:, j] = vectors[:, col:col + dim] @ qvec[col:col + dim] / np.float32(share)
+        col += dim
+    return out
+
+
+def feature_matrix(fused: Fused, query: QueryFacts, facts: dict[str, np.ndarray | Sequence[Collection[str]]],
+                   *, qvec: np.ndarray | None = None, blocks: Sequence[tuple[int, float]] = ()) -> np.ndarray:
+    """The (len(fused.keys), len(feature_names(parts))) float32 matrix for one query's fused list.
+
+    ``facts`` is :meth:`indexing.live.LiveIndex.candidate_facts` of ``fused.keys`` (with the
+    query's terms, for ``title_bm25``, and with ``vectors`` when the encoder has several parts);
+    ``qvec`` the query's index-space vector and ``blocks`` the encoder's (dimensions, share)
+    per part (:func:`indexing.centering.blocks_of`): with two or more, one cosine per part.
     """
     keys = np.asarray(fused.keys, dtype=str)
     n = len(keys)
-    X = np.zeros((n, len(FEATURES)), dtype=np.float32)
+    per_part = len(blocks) if len(blocks) > 1 else 0
+    X = np.zeros((n, len(FEATURES) + per_part), dtype=np.float32)
     if n == 0:
         return X
     X[:, 0:5] = _side(keys, fused.dense)
@@ -139,4 +175,12 @@ def feature_matrix(fused: Fused, query: QueryFacts, facts: dict[str, np.ndarray 
         X[:, 24] = np.where(created >= 0, np.log1p(np.abs(created - query.created_day)), -1.0)
     else:
         X[:, 24] = -1.0
+    if "title_bm25" in facts:
+        X[:, 25] = facts["title_bm25"]
+    if per_part:
+        vectors = facts.get("vectors")
+        if qvec is None or vectors is None:
+            X[:, len(FEATURES):] = np.nan
+        else:
+            X[:, len(FEATURES):] = _part_cosines(np.asarray(qvec, dtype=np.float32), vectors, blocks)
     return X

@@ -116,8 +116,10 @@ class RankerModel:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> "RankerModel":
-        """Read and check a model file. Raises :class:`IndexFormatError` naming what is wrong."""
+    def load(cls, path: Path, features: tuple[str, ...] = FEATURES) -> "RankerModel":
+        """Read and check a model file against the ``features`` the service computes (which
+        depend on its encoder: :func:`recommender.features.feature_names`).
+        Raises :class:`IndexFormatError` naming what is wrong."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -130,7 +132,7 @@ class RankerModel:
         if data.get("sha256") != _checksum(body):
             raise IndexFormatError(f"ranker model {path}: checksum mismatch (the file was changed or cut short)",
                                    hint=RETRAIN_HINT)
-        if tuple(data["features"]) != FEATURES:
+        if tuple(data["features"]) != tuple(features):
             raise IndexFormatError(f"ranker model {path} was trained on other features than this caselink computes",
                                    hint=RETRAIN_HINT)
         cal = data["calibration"]
@@ -148,8 +150,9 @@ class RankerSlot:
 
     CHECK_EVERY = 1.0
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, features: tuple[str, ...] = FEATURES):
         self.path = path
+        self.features = features
         self.error: str | None = None
         self._model: RankerModel | None = None
         self._stamp: tuple[int, int] | None = None
@@ -198,7 +201,7 @@ class RankerSlot:
             if stamp != self._stamp:
                 self._stamp = stamp
                 try:
-                    self._model, self.error = RankerModel.load(self.path), None
+                    self._model, self.error = RankerModel.load(self.path, self.features), None
                 except IndexFormatError as exc:
                     self._model, self.error = None, str(exc)
             return self._model

@@ -27,6 +27,7 @@ from pydantic import TypeAdapter
 
 from caselink.config import Settings
 from caselink.errors import EncoderUnavailable, InvalidQuery
+from indexing.centering import blocks_of
 from indexing.facets import Filters
 from indexing.live import LiveIndex
 from indexing.normalize import fold
@@ -144,8 +145,10 @@ class Ranking:
         learned_rows = None
         if path == "hybrid" and (model is not None or collect is not None):
             # The learned ranker reorders the fused list before the hard rules (codes, verdicts).
+            blocks = blocks_of(self.index.encoder)
             X = feature_matrix(fused, facts or QueryFacts(codes=frozenset(query_codes), length=len(tokens)),
-                               self.index.candidate_facts(fused.keys))
+                               self.index.candidate_facts(fused.keys, terms=tokens, vectors=len(blocks) > 1),
+                               qvec=qvec[0], blocks=blocks)
             if collect is not None:
                 collect.append((fused, X))
             if model is not None:

@@ -25,7 +25,7 @@ from indexing.live import BuildReport, LiveIndex, Progress
 from indexing.model_choice import resolve_model
 from indexing.records import Record, require_content
 from indexing.store import Feedback, RecordStore, UpsertResult
-from recommender.features import QueryFacts
+from recommender.features import QueryFacts, feature_names
 from recommender.learned import RankerModel, RankerSlot, ranker_path
 from recommender.ranking import Ranking, elapsed_ms
 from recommender.results import SearchQuery, SearchResponse
@@ -56,7 +56,8 @@ class CaselinkService:
         self.index = index
         self.model_reason = model_reason  # why this encoder: given, configured, or what "auto" resolved to
         self._documents = threading.Lock()  # one document replacement at a time: stale = stored - sent
-        self._ranker = RankerSlot(ranker_path(settings))  # nothing read until a query needs it
+        # Nothing read until a query needs it; a model for other features (encoder) is refused.
+        self._ranker = RankerSlot(ranker_path(settings), self.feature_names())
         self._ranking = Ranking(settings, store, index, self._ranker)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -239,6 +240,10 @@ class CaselinkService:
     def ranker(self) -> tuple[RankerModel | None, str | None]:
         """The trained ranker in use (None when there is none) and why a model file was refused."""
         return self._ranker.current(), self._ranker.error
+
+    def feature_names(self) -> tuple[str, ...]:
+        """The learned ranker's features for this service's encoder (a model must match them)."""
+        return feature_names([getattr(p, "spec", p.model_id) for p in getattr(self.index.encoder, "parts", ())])
 
     def ranking_features(self, record_id: str, *, kinds: list[str] | None = None
                          ) -> tuple[list[str], np.ndarray, np.ndarray]:

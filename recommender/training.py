@@ -135,6 +135,7 @@ class Gathered:
     groups: np.ndarray  # candidates per query, in order
     components: np.ndarray  # component of each query
     missed: int  # queries none of whose relevant records was among the candidates
+    names: tuple[str, ...] = FEATURES  # the columns of X
 
     def take(self, which: np.ndarray) -> "Gathered":
         """The queries where ``which`` (one bool per query) is set."""
@@ -142,13 +143,14 @@ class Gathered:
         rows = np.concatenate([np.arange(s, s + g) for s, g, w in zip(starts, self.groups, which) if w] or
                               [np.zeros(0, dtype=np.int64)]).astype(np.int64)
         return Gathered(self.X[rows], self.y[rows], self.fused[rows], self.groups[which], self.components[which],
-                        0)
+                        0, self.names)
 
 
 def gather(service, queries: Sequence[LabeledQuery], *, kinds: list[str] | None = None,
            progress: Progress | None = None) -> Gathered:
     """Rank each query's hybrid candidates with ``service`` and label them by its relevant set."""
     Xs, ys, fs, groups, comps, missed = [], [], [], [], [], 0
+    names = service.feature_names()
     for n, q in enumerate(queries, 1):
         ids, fused, X = service.ranking_features(q.query_id, kinds=kinds)
         y = np.fromiter((i in q.relevant for i in ids), dtype=np.float32, count=len(ids))
@@ -163,10 +165,10 @@ def gather(service, queries: Sequence[LabeledQuery], *, kinds: list[str] | None 
         groups.append(len(ids))
         comps.append(q.component)
     if not Xs:
-        return Gathered(np.zeros((0, len(FEATURES)), dtype=np.float32), np.zeros(0), np.zeros(0),
-                        np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), missed)
+        return Gathered(np.zeros((0, len(names)), dtype=np.float32), np.zeros(0), np.zeros(0),
+                        np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), missed, names)
     return Gathered(np.vstack(Xs), np.concatenate(ys), np.concatenate(fs), np.asarray(groups),
-                    np.asarray(comps), missed)
+                    np.asarray(comps), missed, names)
 
 
 def mrr_at_10(scores: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
@@ -233,7 +235,7 @@ def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds:
               "num_leaves": 15, "min_data_in_leaf": 20, "feature_fraction": 0.9, "lambdarank_truncation_level": 20,
               "num_threads": 1, "deterministic": True, "force_row_wise": True, "seed": seed, "verbose": -1}
     t0 = time.perf_counter()
-    train_set = lgb.Dataset(tr.X, tr.y, group=tr.groups, feature_name=list(FEATURES), free_raw_data=False)
+    train_set = lgb.Dataset(tr.X, tr.y, group=tr.groups, feature_name=list(data.names), free_raw_data=False)
     valid_set = lgb.Dataset(va.X, va.y, group=va.groups, reference=train_set)
     booster = lgb.train(params, train_set, num_boost_round=rounds, valid_sets=[valid_set],
                         callbacks=[lgb.early_stopping(30, verbose=False)])
@@ -242,7 +244,7 @@ def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds:
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw_va, va.y)
     model = RankerModel(booster_text=booster.model_to_string(num_iteration=booster.best_iteration),
                         calibration_x=[float(x) for x in iso.X_thresholds_],
-                        calibration_y=[float(y) for y in iso.y_thresholds_])
+                        calibration_y=[float(y) for y in iso.y_thresholds_], features=tuple(data.names))
     learned_mrr = mrr_at_10(raw_va, va.y, va.groups)
     hybrid_mrr = mrr_at_10(va.fused, va.y, va.groups)
     shown = top10(raw_va, va.groups)

@@ -16,7 +16,7 @@ from caselink.config import load_settings
 from caselink.errors import IndexFormatError, InvalidQuery
 from indexing.demo import demo_sources
 from indexing.loaders import load_path
-from recommender.features import FEATURES, QueryFacts, feature_matrix
+from recommender.features import FEATURES, QueryFacts, feature_matrix, feature_names
 from recommender.fusion import Fused
 from recommender.learned import RankerModel, ranker_path
 from recommender.service import CaselinkService
@@ -63,6 +63,27 @@ def test_features_read_both_sides_ranks_codes_and_facets():
     assert X[:, F["kind_pair"]].tolist() == [0, 2, 1]
     assert X[:, F["created_log_gap"]] == pytest.approx([np.log1p(5), -1, np.log1p(5)])
     assert X[:, F["fused_score"]] == pytest.approx([0.9, 0.5, 0.2])
+
+
+def test_features_title_bm25_and_each_encoders_cosine():
+    keys = np.array([1, 2, 3])
+    fused = Fused(keys, np.array([0.9, 0.5, 0.2], dtype=np.float32), dense={1: (1, 0.8)}, keyword={2: (1, 0.6)})
+    # Two parts of 2 dimensions, shares 0.25 / 0.75: each block's norm is sqrt(share).
+    blocks = [(2, 0.25), (2, 0.75)]
+    q = np.array([0.5, 0.0, np.sqrt(0.75), 0.0], dtype=np.float32)
+    vectors = np.array([[0.5, 0.0, 0.0, np.sqrt(0.75)],     # first encoder agrees, second orthogonal
+                        [0.0, 0.5, np.sqrt(0.75), 0.0],     # the other way round
+                        [np.nan] * 4], dtype=np.float32)    # vector not known (IVF)
+    facts = _facts(3, title_bm25=np.array([0.7, 0.0, 0.1], dtype=np.float32), vectors=vectors)
+    X = feature_matrix(fused, QueryFacts(length=5), facts, qvec=q, blocks=blocks)
+    names = feature_names(["use-m3", "minilm"])
+    assert names[-2:] == ("cosine_use-m3", "cosine_minilm") and X.shape == (3, len(names))
+    assert X[:, names.index("title_bm25")] == pytest.approx([0.7, 0.0, 0.1])
+    assert X[:2, -2:] == pytest.approx(np.array([[1.0, 0.0], [0.0, 1.0]]), abs=1e-6)
+    assert np.isnan(X[2, -2:]).all()  # missing for LightGBM, not a made-up 0
+    # One encoder: no per-part columns (its cosine is dense_score already).
+    assert feature_matrix(fused, QueryFacts(), facts, qvec=q[:2], blocks=[(2, 1.0)]).shape == (3, len(FEATURES))
+    assert feature_names(["minilm", "minilm"])[-2:] == ("cosine1_minilm", "cosine2_minilm")
 
 
 def _random_pairs(rng, n_ids=300, n_pairs=400):
@@ -196,6 +217,47 @@ def test_a_damaged_model_file_is_refused_with_the_command_that_fixes_it(demo, tm
     path.write_text(json.dumps(data))
     with pytest.raises(IndexFormatError, match="format"):
         RankerModel.load(path)
+
+
+def test_the_title_index_scores_titles_alone_and_is_kept_in_the_snapshot(demo):
+    svc, _, _ = demo
+    docs = svc.documents
+    recs = list(svc.iter_records())
+    ids = [r.id for r in recs]
+    title = {r.id: set(docs.title_tokens(r)) for r in recs}
+    rec = next(r for r in recs if len(title[r.id]) >= 3)
+    terms = docs.title_tokens(rec)
+    got = svc.index.candidate_facts(ids, terms=terms)["title_bm25"]
+    assert got[ids.index(rec.id)] == got.max() > 0
+    # A record whose body holds the terms and whose title holds none scores nothing here.
+    body_only = [r.id for r in recs if not set(terms) & title[r.id] and terms[0] in docs.tokens(r)]
+    assert body_only and all(got[ids.index(i)] == 0 for i in body_only)
+    svc.index.snapshot()
+    again = CaselinkService.open(svc.settings, encoder=svc.index.encoder)
+    try:
+        assert again.index.candidate_facts(ids, terms=terms)["title_bm25"] == pytest.approx(got)
+    finally:
+        again.close()
+
+
+def test_an_ensemble_encoder_gives_each_part_its_own_cosine(use_encoder, tmp_path):
+    from indexing.encoders import EnsembleEncoder
+
+    records = [r for src in demo_sources() for r in load_path(src).records][:80]
+    ensemble = EnsembleEncoder([use_encoder, use_encoder], weights=[1, 3])
+    svc, _ = CaselinkService.build(load_settings(env={}, data_dir=tmp_path), encoder=ensemble, records=records)
+    try:
+        names = svc.feature_names()
+        assert names[-2:] == ("cosine1_use-m3", "cosine2_use-m3")
+        query = next(r.id for r in records if r.kind == "case")
+        ids, _, X = svc.ranking_features(query)
+        assert X.shape == (len(ids), len(names))
+        dense = X[:, names.index("dense_missing")] == 0
+        # Both parts are the same encoder: each part's cosine is the ensemble's, for every candidate.
+        assert X[:, -2] == pytest.approx(X[:, -1], abs=1e-5)
+        assert X[dense, -1] == pytest.approx(X[dense, names.index("dense_score")], abs=1e-5)
+    finally:
+        svc.close()
 
 
 # -- the commands, run as a user would (last: they write a model beside the module's index) --------
