@@ -26,8 +26,11 @@ from recommender.training import (
     gather,
     labeled_queries,
     mrr_at_10,
+    Gathered,
+    fit,
     split_by_component,
     train,
+    verdict,
 )
 
 F = {name: i for i, name in enumerate(FEATURES)}
@@ -134,6 +137,49 @@ def test_metrics_of_the_trainer():
     assert expected_calibration_error(probs, np.array([0, 0, 1, 1.0])) == pytest.approx(0.9)
 
 
+def test_the_verdict_wants_enough_queries_and_an_interval_above_zero():
+    rng = np.random.default_rng(0)
+    comps = np.repeat(np.arange(60), 4)
+    hybrid = rng.choice([0.0, 0.5, 1.0], size=240)
+    better = np.minimum(1.0, hybrid + rng.choice([0.0, 0.5], size=240, p=[0.7, 0.3]))
+    ok = verdict(better, hybrid, comps)
+    assert ok["passed"] and ok["gain_ci"][0] > 0 and "above 0" in ok["reason"]
+    level = verdict(hybrid[::-1].copy(), hybrid, comps)  # same spread, no systematic gain
+    assert not level["passed"] and level["gain_ci"][0] <= 0 <= level["gain_ci"][1]
+    few = verdict(better[:40], hybrid[:40], comps[:40])  # a real gain, on too few queries
+    assert not few["passed"] and "fewer than the 50" in few["reason"]
+
+
+def _synthetic(rng, n_queries: int, *, hybrid_knows: bool) -> Gathered:
+    """Lists of 20 candidates, one relevant; feature 0 tells it apart, and the fused score either
+    already ranks it first (nothing left to gain) or is noise."""
+    g = 20
+    y = np.zeros(n_queries * g, dtype=np.float32)
+    y[np.arange(n_queries) * g + rng.integers(0, g, n_queries)] = 1
+    X = rng.normal(size=(len(y), len(FEATURES))).astype(np.float32)
+    X[:, 0] += 2.0 * y
+    fused = y + 0.01 * rng.random(len(y)) if hybrid_knows else rng.random(len(y))
+    return Gathered(X, y, fused, np.full(n_queries, g), np.arange(n_queries) // 2, 0)
+
+
+def test_a_model_that_does_not_gain_is_refused_and_auto_does_not_use_it(tmp_path):
+    from recommender.learned import RankerSlot
+
+    rng = np.random.default_rng(5)
+    level = fit(_synthetic(rng, 400, hybrid_knows=True), rounds=60)
+    v = level.info["validation"]
+    assert v["mrr@10_hybrid"] == 1.0 and not v["passed"] and "includes 0" in v["reason"]
+    gains = fit(_synthetic(rng, 400, hybrid_knows=False), rounds=60)
+    assert gains.info["validation"]["passed"], gains.info["validation"]
+    slot = RankerSlot(tmp_path / "ranker.json")
+    for model, used in ((level, False), (gains, True)):
+        model.save(slot.path)
+        slot._checked = 0.0  # noqa: SLF001 - skip the one-second stat throttle in this test
+        chosen, _ = slot.for_request("auto", asked=None, mode="hybrid")
+        assert (chosen is not None) is used
+        assert slot.for_request("auto", asked="learned", mode="learned")[0] is not None  # asked for: any model
+
+
 # -- on the demo history ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, use_encoder):
@@ -144,7 +190,8 @@ def demo(tmp_path_factory, use_encoder):
     svc, _ = CaselinkService.build(settings, encoder=use_encoder, records=records)
     pairs = pairs_from_links(records)
     train_pairs, test_pairs = split_by_component(pairs, 0.5, seed=13)
-    model = train(svc, train_pairs, max_queries=100, rounds=80, seed=13)
+    # Enough queries that a quarter of them (the validation) can give a credible verdict.
+    model = train(svc, train_pairs, max_queries=400, rounds=80, seed=13)
     try:
         yield svc, model, test_pairs
     finally:
@@ -154,7 +201,7 @@ def demo(tmp_path_factory, use_encoder):
 def test_training_on_the_demo_beats_hybrid_on_held_out_components_and_is_calibrated(demo):
     svc, model, test_pairs = demo
     v = model.info["validation"]
-    assert model.info["queries"] >= 40 and v["passed"]
+    assert model.info["valid_queries"] >= 50 and v["passed"], v
     # Held-out components: the model never saw these queries or their partners.
     data = gather(svc, labeled_queries(test_pairs)[:80])
     raw = model.raw(data.X)
@@ -270,12 +317,12 @@ def _cli(*args: str, data_dir) -> subprocess.CompletedProcess:
 def test_caselink_train_saves_a_model_that_search_then_uses(demo):
     svc, _, _ = demo
     data_dir = svc.settings.data_dir
-    proc = _cli("train", "--max-queries", "80", "--json", data_dir=data_dir)
+    proc = _cli("train", "--json", data_dir=data_dir)
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["path"] == str(ranker_path(svc.settings)) and info["pairs"] > 100
-    assert info["test"]["queries"] > 0 and info["validation"]["passed"]
-    assert info["test"]["mrr@10_learned"] >= info["test"]["mrr@10_hybrid"] - 0.005
+    assert info["test"]["queries"] >= 50 and info["validation"]["passed"], info["validation"]
+    assert info["test"]["passed"] and info["test"]["gain_ci"][0] > 0
     out = json.loads(_cli("related", "C-2023-00026", "--json", data_dir=data_dir).stdout)
     assert out["path"] == "learned" and out["results"][0]["explanation"]["learned_factors"]
     bad = _cli("train", "--holdout", "1.5", data_dir=data_dir)

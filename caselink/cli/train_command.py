@@ -99,9 +99,12 @@ def train_command(
             test = held_out(svc, model, test_pairs)
             model.info["test"] = test
             if test:
-                # Used by default only when it held up on components it never saw, too.
-                model.info["validation"]["passed"] = bool(
-                    model.info["validation"]["passed"] and test["mrr@10_learned"] >= test["mrr@10_hybrid"] - 0.005)
+                # Used by default only when its gain is credible on components it never saw, too.
+                v = model.info["validation"]
+                if v["passed"] and not test["passed"]:
+                    v["passed"], v["reason"] = False, f"held out: {test['reason']}"
+            else:
+                model.info["validation"].update(passed=False, reason="held out: no query found a relevant record")
         path = model.save(ranker_path(settings))
     finally:
         svc.close()
@@ -121,5 +124,5 @@ def train_command(
         out.print("passed: searches and related records now use it (rank.learned = auto; mode=hybrid asks for "
                   "the old ranking)", highlight=False)
     else:
-        err.print("not better than hybrid, so it is not used by default; mode=learned still asks for it",
-                  highlight=False)
+        err.print(f"no credible gain over hybrid ({model.info['validation']['reason']}), so it is not used by "
+                  "default; mode=learned still asks for it", highlight=False)
