@@ -178,6 +178,9 @@ class RTSourceConfig(_Section):
         default_factory=dict, description="Kind per queue, e.g. {Problems = \"problem\"}.")
     fields: dict[str, str] = Field(default_factory=dict, description="caselink field -> RT custom field name, "
                                    "for " + ", ".join(SYNCED_FIELDS) + ".")
+    attributes: dict[str, str] = Field(default_factory=dict, description="Record attribute key -> RT custom field "
+                                       "name, e.g. {customer = \"Customer\"} (keys as README \"attributes\"; a value "
+                                       "over the record's bound leaves that attribute out, with a warning).")
     links: list[str] = Field(["refers-to", "referred-to-by", "depends-on", "depended-on-by", "member-of",
                               "has-member"], description="RT link types kept as caselink links.")
     timezone: str = Field("UTC", description="The RT user's time zone (RT reads search dates in it).")

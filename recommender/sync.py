@@ -47,6 +47,7 @@ class SyncReport:
     deleted: int = 0
     notes: int = 0  # notes posted
     skipped: list[str] = field(default_factory=list)  # "RT-12: why", items that could not be stored
+    warnings: list[str] = field(default_factory=list)  # "RT-12: why", parts of stored items left out
     seconds: float = 0.0
 
 
@@ -105,6 +106,9 @@ class Syncer:
             try:
                 require_content(c.record, where=f"{name} {c.source_id}")
                 good.append(c)
+                report.warnings += c.warnings
+                for warning in c.warnings:
+                    log.warning("%s", warning)
             except CaselinkError as exc:  # an empty ticket: its stored copy, if any, stays
                 report.skipped.append(f"{c.record_id}: {exc.message}")
                 log.warning("skipped %s", exc.message)

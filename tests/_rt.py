@@ -1,6 +1,7 @@
 """A throwaway Request Tracker 5 for the connector tests: Debian's RT with an SQLite database in
 a temporary folder, its standalone server (``rt-server``) on a free loopback port, a queue for
-problem orders, four ticket custom fields (and a fifth, Line, applied to no queue), a root password for the web page and an auth token,
+problem orders, five ticket custom fields (four mapped to record fields, Customer to an attribute; and
+a sixth, Line, applied to no queue), a root password for the web page and an auth token,
 and REST2 helpers to create and change tickets.
 
 Needs the Debian packages request-tracker5, rt5-db-sqlite and rt5-standalone (``make rt``).
@@ -25,6 +26,7 @@ RT_LIB = Path("/usr/share/request-tracker5/lib")
 SETUP_DATABASE = shutil.which("rt-setup-database") or "/usr/sbin/rt-setup-database"
 ROOT_PASSWORD = "caselink-test-pw"
 CUSTOM_FIELDS = {"product": "Product", "model": "Model", "module": "Module", "error_codes": "Error codes"}
+ATTRIBUTE_FIELDS = {"customer": "Customer"}  # record attribute key -> RT custom field
 READY_TIMEOUT_S = 120.0
 
 
@@ -57,7 +59,7 @@ use lib '%(lib)s';
 use RT; RT::LoadConfig(); RT::Init();
 my $q = RT::Queue->new(RT->SystemUser);
 my ($qid, $m) = $q->Create(Name => 'Problems', Description => 'problem orders'); die "queue: $m" unless $qid;
-for my $spec (['Product', 1], ['Model', 1], ['Module', 1], ['Error codes', 0]) {
+for my $spec (['Product', 1], ['Model', 1], ['Module', 1], ['Error codes', 0], ['Customer', 1]) {
     my $cf = RT::CustomField->new(RT->SystemUser);
     my ($id, $msg) = $cf->Create(Name => $spec->[0], Type => 'Freeform', MaxValues => $spec->[1],
                                  LookupType => 'RT::Queue-RT::Ticket');

@@ -1,6 +1,6 @@
 """The Request Tracker connector against a real RT 5 (Debian's, SQLite, standalone server on a
 loopback port; see tests/_rt.py): tickets created and changed through REST2 reach caselink with
-their fields and links, edits, resolutions and deletions follow, a sync killed half-way (or RT
+their fields, attributes and links, edits, resolutions and deletions follow, a sync killed half-way (or RT
 going down half-way) catches up exactly, a new ticket gets one private comment with its related records (checked through
 REST2 and in RT's own page in Chromium), and misconfiguration fails with a message naming the
 setting. One RT for the module.
@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from _proc import child_env, cli_command, sigkill, wait_until
-from _rt import (CUSTOM_FIELDS, ROOT_PASSWORD, FlakyProxy, comment, correspond, create_ticket, delete_ticket,
+from _rt import (ATTRIBUTE_FIELDS, CUSTOM_FIELDS, ROOT_PASSWORD, FlakyProxy, comment, correspond, create_ticket, delete_ticket,
                  rt_installed, start_rt, transactions, update_ticket)
 from _server import build_index, demo_records, free_port, make_settings, serve
 
@@ -25,6 +25,7 @@ from caselink.config import load_settings
 from caselink.errors import RecordNotFound
 from indexing.sources import NOTE_MARK, SourceError, open_sources
 from indexing.sources.state import SourceState
+from recommender.results import SearchQuery
 from recommender.service import CaselinkService
 from recommender.sync import make_syncer
 
@@ -57,7 +58,7 @@ def rt_settings(rt, data_dir: Path, **extra):
     token_file.write_text(rt.token + "\n", encoding="utf-8")
     section = {"url": rt.url, "token_env": "CASELINK_TEST_NO_SUCH_VARIABLE", "token_file": str(token_file),
                "queues": ["General", "Problems"], "queue_kinds": {"Problems": "problem"}, "fields": CUSTOM_FIELDS,
-               "retries": 1, **extra}
+               "attributes": ATTRIBUTE_FIELDS, "retries": 1, **extra}
     return make_settings(data_dir, sources__rt=section)
 
 
@@ -117,6 +118,47 @@ def test_tickets_reach_caselink_with_fields_links_and_messages(api, synced):
     after = {i: svc.get(f"RT-{i}").model_dump() for i in before}
     diff = {i: {k: (v, after[i][k]) for k, v in rec.items() if after[i][k] != v} for i, rec in before.items()}
     assert again.upserted == 0 and again.deleted == 0 and again.notes == 0, diff
+
+
+def test_custom_fields_become_attributes_that_filter_and_follow_edits(api, synced):
+    svc, syncer, _ = synced
+    syncer.run_once()
+    acme = create_ticket(api, Subject="刻蚀机腔体压力波动 E3301", Content="腔体压力波动，报警 E3301 后停机。",
+                         CustomFields={"Customer": "ACME Semi", "Product": "HX-Etch 500"})
+    other = create_ticket(api, Subject="刻蚀机腔体压力波动 E3301 再次出现", Content="同样的腔体压力波动，报警 E3301。",
+                          CustomFields={"Customer": "Globex"})
+    bare = create_ticket(api, Subject="腔体压力波动 E3301 无客户", Content="没有填写客户的工单，报警 E3301。")
+    long = create_ticket(api, Subject="腔体压力波动 E3301 长客户名", Content="客户字段过长的工单，报警 E3301。",
+                         CustomFields={"Customer": "长" * 201})
+    report = syncer.run_once()
+    assert report.skipped == []
+    assert svc.get(f"RT-{acme}").attributes == {"customer": "ACME Semi"}
+    assert svc.get(f"RT-{other}").attributes == {"customer": "Globex"}
+    assert svc.get(f"RT-{bare}").attributes == {}
+    # A value over the record's bound leaves that attribute out, said in the report; the rest is kept.
+    assert svc.get(f"RT-{long}").attributes == {} and "腔体压力波动" in svc.get(f"RT-{long}").title
+    assert report.warnings == [f"RT-{long}: attribute 'customer' (RT custom field 'Customer') left out: 201 "
+                               "characters, at most 200 are allowed"]
+
+    def found(**filters) -> set[str]:
+        hits = svc.search(SearchQuery(text="腔体压力波动 E3301", k=50, **filters)).results
+        return {h.id for h in hits if h.id.startswith("RT-")}
+
+    assert found(attributes={"customer": "acme semi"}) == {f"RT-{acme}"}
+    assert found(attributes={"customer": ["ACME Semi", "Globex"]}) == {f"RT-{acme}", f"RT-{other}"}
+    related = {r.id for r in svc.related(f"RT-{bare}", k=50, attributes={"customer": "Globex"}).results}
+    assert related == {f"RT-{other}"}
+
+    # An edit of the custom field follows: the new value filters, the old one no longer finds it.
+    update_ticket(api, acme, CustomFields={"Customer": "Initech"})
+    update_ticket(api, other, CustomFields={"Customer": ""})
+    report = syncer.run_once()
+    assert {w.split(":")[0] for w in report.warnings} <= {f"RT-{long}"}  # read again within RT's second: said again
+    assert svc.get(f"RT-{acme}").attributes == {"customer": "Initech"}
+    assert svc.get(f"RT-{other}").attributes == {}
+    assert found(attributes={"customer": "ACME Semi"}) == set()
+    assert found(attributes={"customer": "initech"}) == {f"RT-{acme}"}
+    assert found(attributes={"customer": "Globex"}) == set()
 
 
 def test_edits_resolutions_and_deletions_follow(api, synced):
@@ -405,6 +447,10 @@ def test_serve_keeps_serving_while_rt_is_down_and_catches_up(rt, api, tmp_path):
     ({"queues": ["General", "Nope"]}, "sources.rt.queues", "no queue 'Nope'"),
     ({"fields": {"product": "Produkt"}}, "sources.rt.fields.product", "no ticket custom field 'Produkt'"),
     ({"fields": {"module": "Line"}}, "sources.rt.fields.module", "'Line' (sources.rt.fields.module) applies to none"),
+    ({"attributes": {"site": "Sitte"}}, "sources.rt.attributes.site", "no ticket custom field 'Sitte'"),
+    ({"attributes": {"site": "Line"}}, "sources.rt.attributes.site", "'Line' (sources.rt.attributes.site) applies to "
+                                                                     "none"),
+    ({"attributes": {"1site": "Customer"}}, "sources.rt.attributes.1site", "key '1site' must be 1-64 ASCII"),
     ({"timezone": "Asia/Shanghai"}, "sources.rt.timezone", "is not the RT user's time zone"),
     ({"timezone": "America/New_York"}, "sources.rt.timezone", "is not the RT user's time zone"),
 ])

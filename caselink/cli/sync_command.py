@@ -62,7 +62,7 @@ def sync_command(
         svc.close()
     summary = {"source": source, "written": report.upserted, "unchanged": report.unchanged,
                "deleted": report.deleted, "notes": report.notes, "skipped": report.skipped,
-               "seconds": round(report.seconds, 2)}
+               "warnings": report.warnings, "seconds": round(report.seconds, 2)}
     if as_json:
         sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
         return
@@ -70,3 +70,5 @@ def sync_command(
               f"{report.notes} notes posted in {report.seconds:.1f} s", highlight=False)
     for line in report.skipped:
         out.print(f"  skipped {line}", highlight=False)
+    for line in report.warnings:
+        out.print(f"  warning {line}", highlight=False)

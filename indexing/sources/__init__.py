@@ -47,6 +47,7 @@ class Change:
     record: Record | None  # None: deleted at the source, or out of the synced scope
     created: str = ""  # when the item was created at the source (ISO 8601), for "new item" decisions
     notes: frozenset[str] = frozenset()  # hashes of the caselink notes already on the item
+    warnings: tuple[str, ...] = ()  # "RT-12: why", what of the item could not be kept (the rest is applied)
 
 
 @dataclass(frozen=True)

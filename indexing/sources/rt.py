@@ -3,7 +3,8 @@
 What is read, per ticket in the configured queues: subject; the create message and later
 correspondence (never comments: they are internal, and caselink's own note is one); queue,
 status, created and resolved dates, priority; custom fields mapped to product, model, module,
-error codes, category and priority (``[sources.rt] fields``); RT links between tickets.
+error codes, category and priority (``[sources.rt] fields``) and to record attributes
+(``[sources.rt] attributes``); RT links between tickets.
 
 How changes are found (REST2 answers in UTC, TicketSQL reads dates in the RT user's time zone):
 
@@ -50,7 +51,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 
 from caselink.config import RTSourceConfig
-from indexing.records import Record, is_closed_status
+from indexing.records import MAX_ATTRIBUTE_VALUE, MAX_ATTRIBUTES, Record, attribute_key_error, is_closed_status
 from indexing.sources import NOTE_MARK, Batch, Change, SourceError
 
 log = logging.getLogger("caselink.sources.rt")
@@ -198,6 +199,12 @@ class RTSource:
         except (ZoneInfoNotFoundError, ValueError):
             raise SourceError(f"sources.rt.timezone '{config.timezone}' is not a time zone name",
                               field="sources.rt.timezone", hint="use a name like UTC or Asia/Shanghai") from None
+        for key in config.attributes:
+            if problem := attribute_key_error(key):
+                raise SourceError(f"sources.rt.attributes: {problem}", field=f"sources.rt.attributes.{key}")
+        if len(config.attributes) > MAX_ATTRIBUTES:
+            raise SourceError(f"sources.rt.attributes maps {len(config.attributes)} keys, a record holds at most "
+                              f"{MAX_ATTRIBUTES}", field="sources.rt.attributes")
         return cls(config, RTClient(url=config.url, token=token, timeout=config.timeout_seconds,
                                     retries=config.retries), tz)
 
@@ -225,35 +232,41 @@ class RTSource:
                 raise SourceError(f"sources.rt.queue_kinds names '{queue}', which is not in sources.rt.queues",
                                   field="sources.rt.queue_kinds")
         self._check_timezone()
-        if c.fields:
+        mapped = self._mapped()
+        if mapped:
             names = {cf.get("Name") for cf in self.client.pages(
                 "/customfields", {"query": json.dumps([{"field": "LookupType", "value": "RT::Queue-RT::Ticket"}]),
                                   "fields": "Name"})}
-            for key, cf in c.fields.items():
+            for setting, cf in mapped:
                 if cf not in names:
-                    raise SourceError(f"RT has no ticket custom field '{cf}' (sources.rt.fields.{key})",
-                                      field=f"sources.rt.fields.{key}",
+                    raise SourceError(f"RT has no ticket custom field '{cf}' ({setting})", field=setting,
                                       hint=f"RT's ticket custom fields: {', '.join(sorted(n for n in names if n))}")
-            self._check_fields_applied(queue_ids)
+            self._check_fields_applied(queue_ids, mapped)
 
-    def _check_fields_applied(self, queue_ids: dict[str, str]) -> None:
+    def _mapped(self) -> list[tuple[str, str]]:
+        """(setting, RT custom field) for every mapped field and attribute, checked alike."""
+        return ([(f"sources.rt.fields.{k}", cf) for k, cf in self.config.fields.items()]
+                + [(f"sources.rt.attributes.{k}", cf) for k, cf in self.config.attributes.items()])
+
+    def _check_fields_applied(self, queue_ids: dict[str, str], mapped: list[tuple[str, str]]) -> None:
         """A mapped custom field must apply to a synced queue: one that applies to none would leave
-        its caselink field empty on every ticket without a word."""
+        its caselink field (or attribute) empty on every ticket without a word."""
         applied = {queue: {cf.get("Name") for cf in self.client.pages(f"/queue/{qid}/customfields",
                                                                       {"fields": "Name,LookupType"})
                            if cf.get("LookupType") == "RT::Queue-RT::Ticket"}
                    for queue, qid in queue_ids.items() if qid.isdigit()}
-        for key, cf in self.config.fields.items():
+        for setting, cf in mapped:
+            key = setting.rsplit(".", 1)[1]
             missing = [q for q in applied if cf not in applied[q]]
             if applied and len(missing) == len(applied):
-                raise SourceError(f"RT's custom field '{cf}' (sources.rt.fields.{key}) applies to none of the "
+                raise SourceError(f"RT's custom field '{cf}' ({setting}) applies to none of the "
                                   f"synced queues ({', '.join(applied)}): {key} would be empty on every ticket",
-                                  field=f"sources.rt.fields.{key}",
+                                  field=setting,
                                   hint=f"in RT apply '{cf}' to the queues (Admin > Custom Fields > {cf} > "
                                        f"Applies to), or map {key} to another field")
             if missing:
-                log.warning("RT's custom field '%s' (sources.rt.fields.%s) does not apply to queue %s: tickets "
-                            "there have no %s", cf, key, ", ".join(missing), key)
+                log.warning("RT's custom field '%s' (%s) does not apply to queue %s: tickets there have no %s",
+                            cf, setting, ", ".join(missing), key)
 
     def _check_timezone(self) -> None:
         """TicketSQL reads dates in the RT user's time zone, REST2 answers in UTC: a wrong
@@ -365,9 +378,10 @@ class RTSource:
                     or str(effective) != sid:
                 out[sid] = Change(sid, self._rid(sid), version, None)  # gone, moved, or merged into another
                 continue
-            record = self._record(ticket, queue, texts.get(sid, ""))
+            record, warnings = self._record(ticket, queue, texts.get(sid, ""))
             out[sid] = Change(sid, record.id, ticket.get("LastUpdated", version), record,
-                              created=ticket.get("Created", ""), notes=frozenset(notes.get(sid, ())))
+                              created=ticket.get("Created", ""), notes=frozenset(notes.get(sid, ())),
+                              warnings=tuple(warnings))
         return [_settled(out[str(it["id"])], upto) for it in items]
 
     def _tickets(self, ids: list[int]) -> tuple[dict[str, dict], dict[str, str]]:
@@ -375,7 +389,7 @@ class RTSource:
         numbers as ranges: a first sync asks for whole pages); and the tickets merged into them
         (merged ticket -> the one kept), whose messages RT shows on the one kept."""
         fields = "Subject,Queue,Status,Priority,Created,Resolved,LastUpdated,EffectiveId"
-        if self.config.fields:
+        if self.config.fields or self.config.attributes:
             fields += ",CustomFields"
         if self.config.links:
             fields += ",_hyperlinks"
@@ -431,25 +445,36 @@ class RTSource:
             texts[sid] = "\n\n".join(b.strip() for b in bodies if b.strip())
         return texts, notes
 
-    def _record(self, ticket: dict, queue: str, text: str) -> Record:
+    def _record(self, ticket: dict, queue: str, text: str) -> tuple[Record, list[str]]:
+        """The ticket as a record, and what of it could not be kept (an attribute over its bound)."""
         c = self.config
-        cfs = {cf.get("name"): [str(v) for v in cf.get("values", []) if str(v).strip()]
+        cfs = {cf.get("name"): [str(v) for v in cf.get("values") or [] if v is not None and str(v).strip()]
                for cf in ticket.get("CustomFields", [])}
         fields: dict[str, object] = {}
         for key, cf in c.fields.items():
             values = cfs.get(cf, [])
             fields[key] = values if key == "error_codes" else ", ".join(values)
+        attributes: dict[str, str] = {}
+        warnings: list[str] = []
+        for key, cf in c.attributes.items():
+            value = ", ".join(cfs.get(cf, []))
+            if len(value) > MAX_ATTRIBUTE_VALUE:
+                # Cut short it would be another value, one a filter on the real one never matches: left out.
+                warnings.append(f"{self._rid(str(ticket['id']))}: attribute '{key}' (RT custom field '{cf}') left out: "
+                                f"{len(value)} characters, at most {MAX_ATTRIBUTE_VALUE} are allowed")
+            elif value:
+                attributes[key] = value
         fields.setdefault("priority", "" if str(ticket.get("Priority", "0")) == "0" else str(ticket["Priority"]))
         links = [self._rid(str(h["id"])) for h in ticket.get("_hyperlinks", [])
                  if h.get("type") == "ticket" and h.get("ref") in c.links and "id" in h]
         status = str(ticket.get("Status", ""))
         resolved = ticket.get("Resolved") or _EPOCH
         return Record(
-            id=self._rid(str(ticket["id"])), kind=c.queue_kinds.get(queue, c.kind),
+            attributes=attributes, id=self._rid(str(ticket["id"])), kind=c.queue_kinds.get(queue, c.kind),
             title=str(ticket.get("Subject", ""))[:1000], text=text[:_TEXT_MAX], status=status, group=queue,
             created=_date(ticket.get("Created")),
             closed=_date(resolved) if resolved != _EPOCH and is_closed_status(status) else None,
-            links=sorted(set(links), key=_natural), **fields)  # RT's order varies; the record's hash must not
+            links=sorted(set(links), key=_natural), **fields), warnings  # RT's order varies; the hash must not
 
     # -- writing -----------------------------------------------------------------------------
     def post_note(self, source_id: str, html_body: str) -> None:
