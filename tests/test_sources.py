@@ -42,6 +42,21 @@ def test_token_comes_from_the_variable_or_the_file_and_is_required(tmp_path):
     assert info.value.field == "sources.rt.timezone"
 
 
+def test_attribute_keys_are_checked_as_the_record_bounds_them_before_rt_is_asked():
+    env = {"CASELINK_RT_TOKEN": "1-2-secret"}
+    for attributes, field, words in [({"customer": "Customer", "serial no": "Serial"}, "sources.rt.attributes.serial no",
+                                      "key 'serial no' must be 1-64 ASCII"),
+                                     ({f"a{i}": "Customer" for i in range(33)}, "sources.rt.attributes",
+                                      "maps 33 keys, a record holds at most 32")]:
+        settings = load_settings(env={}, sources__rt={"url": "http://127.0.0.1:9", "attributes": attributes})
+        with pytest.raises(SourceError) as info:
+            open_sources(settings, env=env)
+        assert info.value.field == field and words in info.value.message
+    settings = load_settings(env={}, sources__rt={"url": "http://127.0.0.1:9",
+                                                  "attributes": {f"a{i}": "Customer" for i in range(32)}})
+    open_sources(settings, env=env)[0].close()
+
+
 def test_sync_of_an_unconfigured_source_exits_2_naming_it(tmp_path):
     done = subprocess.run(cli_command("sync", "jira"), env=child_env(tmp_path / "data"), cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
