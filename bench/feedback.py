@@ -34,14 +34,16 @@ def _timed(fn, *args, **kwargs) -> tuple[float, object]:
     return (time.perf_counter() - t) * 1000, out
 
 
-def measure(svc, queried: list[str], texts: list[str]) -> dict:
+def measure(svc, store, queried: list[str], texts: list[str]) -> dict:
+    """``store``: the lookups are the record store's own (its own connection to the service's
+    store), timed apart from the whole call through the service."""
     from recommender.results import SearchQuery
     from recommender.verdicts import tally
 
     out = {}
     for call, items, lookup_fn, run in (
-            ("related", queried, svc.store.feedback_between, lambda x: svc.related(x, k=10)),
-            ("search", texts, svc.store.feedback_for_query, lambda x: svc.search(SearchQuery(text=x, k=10)))):
+            ("related", queried, store.feedback_between, lambda x: svc.related(x, k=10)),
+            ("search", texts, store.feedback_for_query, lambda x: svc.search(SearchQuery(text=x, k=10)))):
         lookup, whole, verdicts = [], [], []
         for item in items:
             ms, v = _timed(lambda x: tally(lookup_fn(x)), item)
@@ -88,6 +90,7 @@ def main() -> None:
     a = p.parse_args()
 
     from bench.corpus import ensure_queries
+    from indexing.store import RecordStore
     from recommender.service import CaselinkService
 
     table = []
@@ -97,19 +100,21 @@ def main() -> None:
             data = Path(tmp) / "data"
             log(f"{size_label(n)}: copying {src}")
             shutil.copytree(src, data, symlinks=True)
-            svc = CaselinkService.open(settings_for(data, threads=a.threads))
+            settings = settings_for(data, threads=a.threads)
+            svc = CaselinkService.open(settings)
+            store = RecordStore(settings.store_url).open()
             try:
-                ids = [sr.record.id for sr in svc.store.iter_records()]
+                ids = [r.id for r in svc.iter_records()]
                 queried = random.Random(a.seed).sample(ids, min(a.queries, len(ids)))
                 texts = list(dict.fromkeys(q["text"] for q in ensure_queries(n, a.seed, a.queries)))
-                measure(svc, queried, texts)  # warm: encoder, caches, SQLite pages; not reported
-                before = measure(svc, queried, texts)
+                measure(svc, store, queried, texts)  # warm: encoder, caches, SQLite pages; not reported
+                before = measure(svc, store, queried, texts)
                 log(f"{size_label(n)}: storing {a.rows:,} feedback rows")
                 add_feedback(svc, ids, queried, texts, a.rows, a.seed)
-                after = measure(svc, queried, texts)
+                after = measure(svc, store, queried, texts)
             finally:
-                svc.store.close()  # no snapshot of the copy
-                svc.index.cache.close()
+                store.close()
+                svc.close()  # nothing was written through it: no snapshot of the copy
         for label, m in (("none", before), (f"{a.rows:,}", after)):
             for call in ("related", "search"):
                 c = m[call]

@@ -65,25 +65,25 @@ def measure(data_dir, threads: int, probes: int) -> dict:
     upsert_ms = []
     for rid in ids:
         t = time.perf_counter()
-        svc.index.upsert([Record(id=rid, kind="case", title=f"快照探针 {rid}", text="冷却水流量低，报警 E7001")])
+        svc.upsert([Record(id=rid, kind="case", title=f"快照探针 {rid}", text="冷却水流量低，报警 E7001")])
         upsert_ms.append((time.perf_counter() - t) * 1000)
     stop, warm, seen = threading.Event(), threading.Event(), []
     searcher = threading.Thread(target=_search_loop, args=(svc, stop, warm, seen))
     searcher.start()
     warm.wait(300)
     t0 = time.perf_counter()
-    svc.index.snapshot()
+    svc.snapshot()
     t1 = time.perf_counter()
     stop.set()
     searcher.join()
     live.capture_state = real_capture
     for rid in ids:
-        svc.index.delete(rid)
-    factory = svc.stats().factory
+        svc.delete(rid)
+    factory, records = svc.stats().factory, svc.indexed()
     svc.close()
     before = [ms for t, ms in seen if t + ms / 1000 < t0]
     during = [ms for t, ms in seen if t < t1 and t + ms / 1000 > t0]
-    return {"open_s": open_s, "records": svc.index.count(), "capture_ms": captured[0] if captured else float("nan"),
+    return {"open_s": open_s, "records": records, "capture_ms": captured[0] if captured else float("nan"),
             "snapshot_s": t1 - t0, "upsert_ms": float(np.median(upsert_ms)),
             "before_p50": float(np.percentile(before, 50)) if before else float("nan"),
             "before_max": max(before) if before else float("nan"), "during_n": len(during),

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from pydantic import ValidationError
@@ -368,6 +369,12 @@ class CaselinkService:
         """Apply what other processes wrote to the store since (``caselink index`` while serving);
         returns how many records that touched."""
         return self.index.replay()
+
+    def snapshot(self) -> Path | None:
+        """Persist the index now (for ``local`` a new snapshot folder, written while searches and
+        writes go on) and prune the change log behind it, as :meth:`close` does after writes;
+        returns the snapshot folder (None when the backend keeps no folder here)."""
+        return self.index.snapshot()
 
     def stats(self) -> Stats:
         idx = self.index

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import closing
 
@@ -244,6 +245,20 @@ def test_writes_survive_a_crash_through_replay(settings, use_encoder):
     assert ids(again.search(SearchQuery(text="E5150")))[0] == "C-200"
     assert "C-005" not in ids(again.search(SearchQuery(text="工件台定位超差", k=10)))
     again.close()
+
+
+def test_snapshot_now_publishes_the_writes_so_far(settings, use_encoder):
+    svc, _ = CaselinkService.build(settings, encoder=use_encoder, records=CORPUS)
+    try:
+        before = svc.stats()
+        svc.upsert([Record(id="C-201", kind="case", title="腔体漏率超标 E5151", error_codes=["E5151"])])
+        path = svc.snapshot()
+        after = svc.stats()
+        assert path is not None and str(path) == after.snapshot != before.snapshot
+        assert after.change_seq > before.change_seq
+        assert json.loads((path / "manifest.json").read_text())["change_seq"] == after.change_seq
+    finally:
+        svc.close()
 
 
 class _BrokenEncoder:
