@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from caselink.cli.common import BackendOpt, ConfigOpt, DataDirOpt, JsonOpt, ServerOpt, err, friendly, out
+from caselink.cli.common import (BackendOpt, ConfigOpt, DataDirOpt, JsonOpt, OpenOnlyOpt, ServerOpt, err, friendly,
+                                 out)
 from caselink.cli.common import open_service as _open
 from caselink.cli.common import progress_bars as _progress
 from caselink.cli.common import settings_from as _settings
@@ -129,8 +130,7 @@ def search(
                                                         show_default=False)] = None,
     created_to: Annotated[Optional[str], typer.Option("--to", help="Created on or before (YYYY-MM-DD).",
                                                       show_default=False)] = None,
-    open_only: Annotated[bool, typer.Option("--open-only", help="Leave out finished cases and problem orders "
-                                            "(status fixed, closed, 已关闭, ...).")] = False,
+    open_only: OpenOnlyOpt = False,
     min_score: Annotated[float, typer.Option("--min-score", help="Drop results below this score (0-1).")] = 0.0,
     attr: Annotated[Optional[list[str]], typer.Option("--attr", help="Only records whose own attribute holds this "
                                                       "value, as key=value, e.g. --attr customer=ACME (repeatable: "
@@ -214,8 +214,7 @@ def related(
                                                       show_default=False)] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", show_default=False)] = None,
     exclude_linked: Annotated[bool, typer.Option("--exclude-linked", help="Leave out records it already links to.")] = False,
-    open_only: Annotated[bool, typer.Option("--open-only", help="Leave out finished cases and problem orders "
-                                            "(status fixed, closed, 已关闭, ...).")] = False,
+    open_only: OpenOnlyOpt = False,
     attr: Annotated[Optional[list[str]], typer.Option("--attr", help="Only records whose own attribute holds this "
                                                       "value, as key=value, e.g. --attr customer=ACME (repeatable: "
                                                       "values of one key are any of, different keys all must match).",

@@ -26,6 +26,8 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Setti
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Where records and the index live.",
                                                     show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+OpenOnlyOpt = Annotated[bool, typer.Option("--open-only", help="Leave out finished cases and problem orders "
+                                                         "(status fixed, closed, 已关闭, ...).")]
 BackendOpt = Annotated[Optional[str], typer.Option("--backend", help="Search engine: local (default) or milvus "
                                                                       "(at backend.uri); overrides backend.kind.",
                                                    show_default=False)]
