@@ -22,6 +22,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.observe import request_id
 from indexing.records import UNKNOWN_FIELD
+
+UNKNOWN_FILTER = ("unknown field; filters are kind, product, model, module, status, open_only, created_from, "
+                  "created_to, and a record's own fields go under 'attributes', "
+                  "e.g. {\"attributes\": {\"customer\": \"ACME\"}}")
 from caselink.errors import (
     CaselinkError,
     ConfigError,
@@ -116,12 +120,19 @@ def _in_a_record(loc: tuple, request: Request | None) -> bool:
             and request.url.path.startswith("/v1/records/"))
 
 
+def _a_search_field(loc: tuple, request: Request | None) -> bool:
+    """Whether ``loc`` is a top-level field of a search's body."""
+    return len(loc) == 2 and loc[0] == "body" and request is not None and request.url.path == "/v1/search"
+
+
 def _validation_items(errors: list[dict], request: Request | None = None) -> list[dict]:
     items = []
     for e in errors:
         loc = tuple(e.get("loc", ()))
         if e.get("type") == "extra_forbidden" and _in_a_record(loc, request):
             items.append({"field": dotted(loc), "message": UNKNOWN_FIELD})
+        elif e.get("type") == "extra_forbidden" and _a_search_field(loc, request):
+            items.append({"field": dotted(loc), "message": UNKNOWN_FILTER})
         elif loc == ("body",) and e.get("type") in ("model_attributes_type", "dict_type"):
             items.append({"field": "body", "message": "expected a JSON object (Content-Type: application/json)"})
         elif e.get("type") == "json_invalid":

@@ -98,7 +98,9 @@ class GroupK(BaseModel):
 class SearchQuery(BaseModel):
     """A free-text search. Filters are case-insensitive; list values mean 'any of'."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
+    # An unknown field is refused, not ignored: a misspelt filter ("prodcut") would otherwise
+    # widen the search without a word. The customer's own fields go in ``attributes``.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"text": "刻蚀机前级干泵抽真空时电流一直往上涨然后跳停", "k": 10},
         {"text": "A-4410", "kind": ["case", "problem"], "product": ["HX-Litho 3000"], "created_from": "2024-01-01"},
         {"text": "E1023", "grouped": True, "group_k": {"sops": 3, "problems": 3, "cases": 5}},

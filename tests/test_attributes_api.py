@@ -116,5 +116,11 @@ def test_writes_store_attributes_and_refuse_unknown_fields_naming_attributes(cli
     assert "key 'Bad Key' must be" in detail
     problem(client.put("/v1/records/C-9002", json={"kind": "case", "title": "x",
                                                    "attributes": {f"k{i}": "v" for i in range(33)}}), "attributes")
+    # A search refuses a field it does not know instead of ignoring it (a filter that would widen
+    # the search without a word), naming the field and where a record's own fields go.
+    for body, field in [({"text": "机械手取片报警", "customer": "initech"}, "customer"),
+                        ({"text": "机械手取片报警", "prodcut": ["HX-Litho 3000"]}, "prodcut")]:
+        detail = problem(client.post("/v1/search", json=body), field)
+        assert "'attributes'" in detail and "unknown field" in detail, detail
     assert "unknown field" not in client.post("/v1/feedback", json={"record_id": "C-1001", "helpful": True,
                                                                      "query": "x", "bogus": 1}).json()["detail"]
