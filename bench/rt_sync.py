@@ -1,7 +1,7 @@
 """Request Tracker sync: a full sync of N tickets, an incremental sync, and how soon a new ticket
 gets its related-records comment.
 
-Against a real, throwaway RT 5 (tests/_rt.py: Debian's RT, SQLite in a temporary folder, its
+Against a real, throwaway RT 5 (throwaway/rt.py: Debian's RT, SQLite in a temporary folder, its
 standalone server with 2 workers on a loopback port):
 
 1. ``--tickets`` tickets (default 5,000) are created through REST2 (``POST /tickets/bulk``, 25
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.create_only and a.rt_dir is None:
         p.error("--create-only needs --rt-dir")
 
-    from tests._rt import CUSTOM_FIELDS, create_ticket, start_rt, update_ticket
+    from throwaway.rt import CUSTOM_FIELDS, create_ticket, start_rt, update_ticket
 
     from caselink.config import load_settings
     from indexing.sources import NOTE_MARK, open_sources

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from throwaway import wait_ready  # noqa: F401 (the tests import it from here)
+
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 PYTHON = sys.executable
@@ -81,24 +83,6 @@ def free_port() -> int:
     from _server import free_port as _free
 
     return _free()
-
-
-def wait_ready(probe: str, alive: Callable[[], None], timeout: float) -> None:
-    """Poll ``probe`` until it answers 200; ``alive()`` raises if the server died meanwhile."""
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            alive()
-            try:
-                resp = client.get(probe)
-                if resp.status_code == 200:
-                    return
-                last = f"{resp.status_code} {resp.text[:200]}"
-            except httpx.TransportError as exc:
-                last = repr(exc)
-            time.sleep(0.05)  # poll interval, bounded by the deadline above
-    raise TimeoutError(f"{probe} not 200 after {timeout:.0f} s: {last}")
 
 
 class ServerProcess:

@@ -18,8 +18,7 @@ import uvicorn
 
 from caselink.config import Settings, load_settings
 from indexing.records import Record
-from tests._proc import wait_ready
-from throwaway import free_port  # noqa: F401 (the tests import it from here)
+from throwaway import free_port, wait_ready  # noqa: F401 (free_port: the tests import it from here)
 
 READY_TIMEOUT_S = 60.0
 

@@ -1,5 +1,5 @@
 """The Request Tracker connector against a real RT 5 (Debian's, SQLite, standalone server on a
-loopback port; see tests/_rt.py): tickets created and changed through REST2 reach caselink with
+loopback port; see throwaway/rt.py): tickets created and changed through REST2 reach caselink with
 their fields, attributes and links, edits, resolutions and deletions follow, a sync killed half-way (or RT
 going down half-way) catches up exactly, a new ticket gets one private comment with its related records (checked through
 REST2 and in RT's own page in Chromium), and misconfiguration fails with a message naming the
@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 from _proc import child_env, cli_command, sigkill, wait_until
-from _rt import (ATTRIBUTE_FIELDS, CUSTOM_FIELDS, ROOT_PASSWORD, FlakyProxy, comment, correspond, create_ticket, delete_ticket,
-                 rt_installed, start_rt, transactions, update_ticket)
+from throwaway.rt import (ATTRIBUTE_FIELDS, CUSTOM_FIELDS, ROOT_PASSWORD, FlakyProxy, comment, correspond, create_ticket,
+                          delete_ticket, rt_installed, start_rt, transactions, update_ticket)
 from _server import build_index, demo_records, free_port, make_settings, serve
 
 from caselink.config import load_settings

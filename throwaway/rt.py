@@ -1,11 +1,12 @@
-"""A throwaway Request Tracker 5 for the connector tests: Debian's RT with an SQLite database in
-a temporary folder, its standalone server (``rt-server``) on a free loopback port, a queue for
+"""A throwaway Request Tracker 5 for the connector tests and the RT benchmark: Debian's RT with an
+SQLite database in a temporary folder, its standalone server (``rt-server``) on a free loopback port, a queue for
 problem orders, five ticket custom fields (four mapped to record fields, Customer to an attribute; and
 a sixth, Line, applied to no queue), a root password for the web page and an auth token,
 and REST2 helpers to create and change tickets.
 
 Needs the Debian packages request-tracker5, rt5-db-sqlite and rt5-standalone (``make rt``).
-No fixtures here; import what you need (``from _rt import ...``).
+``tests/test_rt.py`` wraps it in a module fixture; ``bench/rt_sync.py`` syncs a big one.
+No fixtures here; import what you need (``from throwaway.rt import ...``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from tests._proc import wait_ready
+from throwaway import wait_ready
 
 RT_SERVER = Path("/usr/share/request-tracker5/libexec/rt-server")
 RT_LIB = Path("/usr/share/request-tracker5/lib")
