@@ -28,121 +28,38 @@ A ticket moved to a queue that is not synced, or merged into another, leaves cas
 removed with the shredder leave no trace to follow: a full reconciliation (``caselink sync rt
 --full``, and once when ``caselink serve`` starts) compares the ticket ids RT has with those
 synced.
+
+Here: what to ask RT and when (checks, the walk, deletions, notes). ``rt_client.py`` talks to RT
+(token, retries, errors); ``rt_record.py`` maps a ticket to a record.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import logging
 import re
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
-from html.parser import HTMLParser
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import httpx
-
 from caselink.config import RTSourceConfig
-from indexing.records import MAX_ATTRIBUTE_VALUE, MAX_ATTRIBUTES, Record, attribute_key_error, is_closed_status
+from indexing.records import MAX_ATTRIBUTES, attribute_key_error
 from indexing.sources import NOTE_MARK, Batch, Change, SourceError
+from indexing.sources.rt_client import API, RTClient
+from indexing.sources.rt_record import html_text, record_id, ticket_record
 
 log = logging.getLogger("caselink.sources.rt")
 
-API = "/REST/2.0"
 # RT stores whole seconds and its clock and ours may differ a little: look this far back.
 MARGIN = timedelta(seconds=2)
 UNSETTLED = "~"  # appended to a version read within RT's one-second resolution of its update (_settled)
-_EPOCH = "1970-01-01T00:00:00Z"
-_TEXT_MAX = 190_000  # Record.text allows 200,000 characters
 _NOTE_RE = re.compile(NOTE_MARK + r" ([0-9a-f]{12})")
-_RETRY_STATUS = {429, 502, 503, 504}
 _TICKET_URI = re.compile(r"/ticket/(\d+)$")  # the end of an RT link URI: fsck.com-rt://<rtname>/ticket/42
-
-
-class RTClient:
-    """REST2 calls with the token, retries with backoff on a down or busy RT, and errors that say
-    what to fix. The token goes only into the Authorization header, never into a message."""
-
-    def __init__(self, *, url: str, token: str, timeout: float, retries: int):
-        self.url = url.rstrip("/")
-        self.retries = retries
-        self._http = httpx.Client(base_url=self.url + API, timeout=timeout,
-                                  headers={"Authorization": f"token {token}", "Accept": "application/json"})
-        self.last_date: datetime | None = None  # RT's clock, from the last response's Date header
-
-    def close(self) -> None:
-        self._http.close()
-
-    def call(self, method: str, path: str, *, params: dict | None = None, body: object = None,
-             missing_ok: bool = False) -> dict | list | None:
-        delay = 0.5
-        for attempt in range(self.retries + 1):
-            try:
-                resp = self._http.request(method, path, params=params,
-                                          content=None if body is None else json.dumps(body).encode("utf-8"),
-                                          headers={"Content-Type": "application/json"} if body is not None else None)
-            except httpx.HTTPError as exc:
-                problem = f"RT at {self.url} is unreachable ({type(exc).__name__}: {exc})"
-            else:
-                if resp.status_code in _RETRY_STATUS or resp.status_code >= 500:
-                    problem = f"RT at {self.url} answered HTTP {resp.status_code} to {method} {API}{path}"
-                else:
-                    return self._answer(resp, method, path, missing_ok)
-            if attempt < self.retries:
-                log.warning("%s; retrying in %.1f s", problem, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        raise SourceError(f"{problem} after {self.retries + 1} tries", field="sources.rt.url",
-                          hint="check that RT is running and that sources.rt.url is its base URL; "
-                               "nothing was applied from the unfinished batch, the next sync resumes")
-
-    def _answer(self, resp: httpx.Response, method: str, path: str, missing_ok: bool) -> dict | list | None:
-        if "date" in resp.headers:
-            try:
-                self.last_date = parsedate_to_datetime(resp.headers["date"]).astimezone(timezone.utc)
-            except (TypeError, ValueError):
-                pass
-        if resp.status_code == 401:
-            raise SourceError(f"RT at {self.url} refused the token (HTTP 401)", field="sources.rt.token_env",
-                              hint="make a token in RT (Logged in as > Settings > Auth Tokens) and put it in the "
-                                   "variable named by sources.rt.token_env, or in sources.rt.token_file")
-        if resp.status_code == 403:
-            raise SourceError(f"RT at {self.url} denied {method} {API}{path} (HTTP 403)", field="sources.rt.token_env",
-                              hint="give the token's RT user the rights ShowTicket, SeeCustomField and "
-                                   "CommentOnTicket on the synced queues")
-        if resp.status_code == 404 and missing_ok:
-            return None
-        try:
-            data = resp.json()
-        except ValueError:
-            raise SourceError(f"{self.url}{API}{path} did not answer JSON (HTTP {resp.status_code}): is this "
-                              "RT 5's REST2 API?", field="sources.rt.url",
-                              hint="set sources.rt.url to RT's base URL, the part before /REST/2.0") from None
-        if resp.status_code >= 400:
-            msg = data.get("message", "") if isinstance(data, dict) else ""
-            raise SourceError(f"RT refused {method} {API}{path}: HTTP {resp.status_code} {msg}".rstrip(),
-                              field="sources.rt")
-        return data
-
-    def pages(self, path: str, params: dict, *, query: list[dict] | None = None) -> Iterator[dict]:
-        """Every item of a paged REST2 collection; ``query``: a JSON search, sent as the body of a
-        POST (REST2 reads a POST to a collection as that search)."""
-        page = 1
-        while True:
-            data = self.call("POST" if query is not None else "GET", path, body=query,
-                             params={**params, "page": page, "per_page": 100})
-            yield from data.get("items", [])
-            if page >= int(data.get("pages") or 0):
-                return
-            page += 1
 
 
 @dataclass(frozen=True)
@@ -378,7 +295,7 @@ class RTSource:
                     or str(effective) != sid:
                 out[sid] = Change(sid, self._rid(sid), version, None)  # gone, moved, or merged into another
                 continue
-            record, warnings = self._record(ticket, queue, texts.get(sid, ""))
+            record, warnings = ticket_record(self.config, ticket, queue, texts.get(sid, ""))
             out[sid] = Change(sid, record.id, ticket.get("LastUpdated", version), record,
                               created=ticket.get("Created", ""), notes=frozenset(notes.get(sid, ())),
                               warnings=tuple(warnings))
@@ -441,40 +358,9 @@ class RTSource:
             bodies = []
             for pieces in messages.values():
                 plain = [b for t, b in pieces if t == "text/plain"]
-                bodies.append("\n".join(plain) if plain else "\n".join(_html_text(b) for _, b in pieces))
+                bodies.append("\n".join(plain) if plain else "\n".join(html_text(b) for _, b in pieces))
             texts[sid] = "\n\n".join(b.strip() for b in bodies if b.strip())
         return texts, notes
-
-    def _record(self, ticket: dict, queue: str, text: str) -> tuple[Record, list[str]]:
-        """The ticket as a record, and what of it could not be kept (an attribute over its bound)."""
-        c = self.config
-        cfs = {cf.get("name"): [str(v) for v in cf.get("values") or [] if v is not None and str(v).strip()]
-               for cf in ticket.get("CustomFields", [])}
-        fields: dict[str, object] = {}
-        for key, cf in c.fields.items():
-            values = cfs.get(cf, [])
-            fields[key] = values if key == "error_codes" else ", ".join(values)
-        attributes: dict[str, str] = {}
-        warnings: list[str] = []
-        for key, cf in c.attributes.items():
-            value = ", ".join(cfs.get(cf, []))
-            if len(value) > MAX_ATTRIBUTE_VALUE:
-                # Cut short it would be another value, one a filter on the real one never matches: left out.
-                warnings.append(f"{self._rid(str(ticket['id']))}: attribute '{key}' (RT custom field '{cf}') left out: "
-                                f"{len(value)} characters, at most {MAX_ATTRIBUTE_VALUE} are allowed")
-            elif value:
-                attributes[key] = value
-        fields.setdefault("priority", "" if str(ticket.get("Priority", "0")) == "0" else str(ticket["Priority"]))
-        links = [self._rid(str(h["id"])) for h in ticket.get("_hyperlinks", [])
-                 if h.get("type") == "ticket" and h.get("ref") in c.links and "id" in h]
-        status = str(ticket.get("Status", ""))
-        resolved = ticket.get("Resolved") or _EPOCH
-        return Record(
-            attributes=attributes, id=self._rid(str(ticket["id"])), kind=c.queue_kinds.get(queue, c.kind),
-            title=str(ticket.get("Subject", ""))[:1000], text=text[:_TEXT_MAX], status=status, group=queue,
-            created=_date(ticket.get("Created")),
-            closed=_date(resolved) if resolved != _EPOCH and is_closed_status(status) else None,
-            links=sorted(set(links), key=_natural), **fields), warnings  # RT's order varies; the hash must not
 
     # -- writing -----------------------------------------------------------------------------
     def post_note(self, source_id: str, html_body: str) -> None:
@@ -493,7 +379,7 @@ class RTSource:
 
     # -- helpers -----------------------------------------------------------------------------
     def _rid(self, sid: str) -> str:
-        return f"{self.config.id_prefix}{sid}"
+        return record_id(self.config, sid)
 
     def _local(self, iso: str) -> str:
         """A UTC ISO time as TicketSQL reads it: in the RT user's time zone."""
@@ -528,19 +414,6 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _date(value: object):
-    if not value or value == _EPOCH:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).date()
-    except ValueError:
-        return None
-
-
-def _natural(record_id: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", record_id))
-
-
 def _path(name: str) -> str:
     from urllib.parse import quote
 
@@ -549,22 +422,3 @@ def _path(name: str) -> str:
 
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
-
-
-class _Text(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.out: list[str] = []
-
-    def handle_data(self, data: str) -> None:
-        self.out.append(data)
-
-    def handle_starttag(self, tag, attrs) -> None:
-        if tag in ("br", "p", "div", "li", "tr"):
-            self.out.append("\n")
-
-
-def _html_text(body: str) -> str:
-    p = _Text()
-    p.feed(body)
-    return html.unescape(re.sub(r"\n\s*\n+", "\n", "".join(p.out))).strip()
