@@ -1,10 +1,12 @@
-"""Memory of the serving process per corpus size, and the index's size on disk.
+"""Memory of the serving process per corpus size, of the build, and the index's size on disk.
 
 For each size: start ``caselink serve`` on the prebuilt data directory, time start-to-ready, read
 the resident size (VmRSS) when ready, run a short mixed warm-up (hybrid, dense and keyword
 searches, related records) so every index structure and the encoder are touched, read it again
 with the peak (VmHWM), and list the on-disk sizes of the snapshot's files, the record store and
-the embedding cache.
+the embedding cache. The build's peak is the data directory's own (``bench.json``): the VmHWM of
+the subprocess that built it the way ``caselink index`` does (a streamed JSONL load into the store,
+then ``CaselinkService.build``), measured when the directory was built.
 
 Usage::
 
@@ -13,6 +15,7 @@ Usage::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from bench.common import (Target, base_parser, dir_size_mb, embed_sample_for, fmt, fmt_mb, md_table, size_label,
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=300, help="warm-up requests (default 300)")
     a = p.parse_args(argv)
 
-    rows, disk_rows, targets = [], [], []
+    rows, disk_rows, build_rows, targets = [], [], [], []
     for n in a.sizes:
         sample = embed_sample_for(a.embed_sample, n)
         d = prepare_data_dir(n, seed=a.seed, model=a.model, sample=sample, noise=a.noise, threads=a.threads,
@@ -66,6 +69,13 @@ def main(argv: list[str] | None = None) -> None:
             run_httpx(srv.url, reqs, clients=2, duration=120, max_requests=a.warmup)
             warm = srv.rss()
         parts = disk_parts(d)
+        built = json.loads((d / "bench.json").read_text()) if (d / "bench.json").exists() else {}
+        build_rows.append([size_label(n), vec_label, built.get("built_with", "?"),
+                           fmt(built["build_seconds"]) if "build_seconds" in built else "-",
+                           fmt_mb(built["build_peak_rss_mb"]) if "build_peak_rss_mb" in built else "-"])
+        if n == 1_000_000 and "build_peak_rss_mb" in built:
+            targets.append(Target("build peak RSS at 1M records", built["build_peak_rss_mb"] / 1024, "<=", 4.0, "GB",
+                                  note=f"{a.quantizer}, {vector_tag(n, sample, a.noise)}"))
         rows.append([size_label(n), vec_label, fmt(srv.startup_s), fmt_mb(ready["rss_mb"]), fmt_mb(warm["rss_mb"]),
                      fmt_mb(warm["peak_mb"]), fmt_mb(parts["index total"]),
                      fmt(warm["rss_mb"] * 2**20 / n, 0) + " B"])
@@ -78,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     body = ["## Serving process\n",
             md_table(["size", "vectors", "start to ready s", "RSS ready", "RSS after warm-up", "peak RSS",
                       "index on disk", "RSS per record"], rows),
+            "\n## Build (`caselink index` from the JSONL corpus, in its own process)\n",
+            md_table(["size", "vectors", "how", "build s", "peak RSS"], build_rows),
             "\n## On disk\n",
             "'shared' = the embedding cache is a link to the benchmarks' shared cache (real vectors), so its "
             "size is not this corpus's.\n",

@@ -323,7 +323,7 @@ def seed_cache(settings, corpus: Path, *, n: int, sample: int, noise: float, see
 def build_dir(n: int, seed: int, model: str, sample: int, noise: float, threads: int, data_dir: str,
               quantizer: str = "flat") -> dict:
     """Subprocess body: build ``data_dir`` like ``caselink index`` would (store, index, snapshot)."""
-    from indexing.loaders import load_path
+    from indexing.loaders import stream_table
     from recommender.service import CaselinkService
 
     d = Path(data_dir)
@@ -338,8 +338,9 @@ def build_dir(n: int, seed: int, model: str, sample: int, noise: float, threads:
     else:
         seed_cache(settings, corpus, n=n, sample=sample, noise=noise, seed=seed, model=model, threads=threads)
     t0 = time.perf_counter()
-    how = "load_path + CaselinkService.build (what caselink index does)"
-    svc, report = CaselinkService.build(settings, records=load_path(corpus).records,
+    how = "stream_table + CaselinkService.build (what caselink index does)"
+    stream = stream_table(corpus)
+    svc, report = CaselinkService.build(settings, records=stream.records(), expected=stream.rows,
                                         progress=Progress(f"build {size_label(n)} "))
     embedded, factory = report.embedded, report.factory
     seconds = time.perf_counter() - t0

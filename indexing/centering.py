@@ -88,25 +88,22 @@ class VectorCentering:
 
     def fit(self, vectors: np.ndarray, kinds: Sequence[str] | None = None) -> "VectorCentering":
         """Fit the corpus mean and, where ``kinds`` (one per vector) gives enough of a kind, its own."""
-        n = self.fitted_on_ = len(vectors)
+        sums = KindSums(self.dim)
+        sums.add(vectors, kinds if kinds is not None else [CORPUS] * len(vectors))
+        return self.fit_sums(sums)
+
+    def fit_sums(self, sums: "KindSums") -> "VectorCentering":
+        """:meth:`fit` from sums gathered a batch at a time (a build that never holds every vector)."""
+        sums.flush()
+        n = self.fitted_on_ = sums.n
         self.means_ = {}
         if n < self.min_records:
             return self
-        names = sorted(set(kinds)) if kinds is not None else [CORPUS]
-        code = {k: i for i, k in enumerate(names)}
-        which = (np.fromiter((code[k] for k in kinds), dtype=np.int32, count=n) if kinds is not None
-                 else np.zeros(n, dtype=np.int32))
-        # float64 sums slice by slice: no copy of the vectors (a million 512-d ones are 2 GB already)
-        sums = np.zeros((len(names), self.dim), dtype=np.float64)
-        for start in range(0, n, ROWS):
-            rows, codes = vectors[start:start + ROWS], which[start:start + ROWS]
-            for i in np.unique(codes):
-                sums[i] += rows[codes == i].sum(axis=0, dtype=np.float64)
-        counts = np.bincount(which, minlength=len(names))
-        self.means_[CORPUS] = (sums.sum(axis=0) / n).astype(np.float32)
-        for i, kind in enumerate(names):
-            if self.min_records <= counts[i] < n:  # one kind alone is the corpus mean
-                self.means_[str(kind)] = (sums[i] / counts[i]).astype(np.float32)
+        names = sorted(sums.sums)
+        self.means_[CORPUS] = (np.stack([sums.sums[k] for k in names]).sum(axis=0) / n).astype(np.float32)
+        for kind in names:
+            if self.min_records <= sums.counts[kind] < n:  # one kind alone is the corpus mean
+                self.means_[str(kind)] = (sums.sums[kind] / sums.counts[kind]).astype(np.float32)
         return self
 
     def mean_for(self, kind: str | None) -> np.ndarray | None:
@@ -170,3 +167,46 @@ class VectorCentering:
                 raise ValueError(f"{FILE} holds {means.shape} values for {len(kinds)} means of a {dim}-d index")
             c.means_ = {k: means[i].astype(np.float32) for i, k in enumerate(kinds)}
         return c
+
+
+class KindSums:
+    """Float64 sums of vectors per record kind, added a batch at a time.
+
+    Summed in slices of ``ROWS`` rows, whatever the batches' sizes, so the means come out
+    bit for bit as from one array of every vector: a build of a million 512-d vectors fits its
+    centring from its batches instead of a 2 GB array."""
+
+    def __init__(self, dim: int):
+        self.sums: dict[str, np.ndarray] = {}
+        self.counts: dict[str, int] = {}
+        self.n = 0
+        self._buf = np.empty((ROWS, dim), dtype=np.float32)
+        self._kinds: list[str] = []
+
+    def add(self, vectors: np.ndarray, kinds: Sequence[str]) -> None:
+        start = 0
+        while start < len(vectors):
+            if not self._kinds and len(vectors) - start >= ROWS:  # a whole slice: no copy
+                self._sum(vectors[start:start + ROWS], list(kinds[start:start + ROWS]))
+                start += ROWS
+                continue
+            take = min(ROWS - len(self._kinds), len(vectors) - start)
+            self._buf[len(self._kinds):len(self._kinds) + take] = vectors[start:start + take]
+            self._kinds.extend(kinds[start:start + take])
+            start += take
+            if len(self._kinds) == ROWS:
+                self.flush()
+
+    def flush(self) -> None:
+        if self._kinds:
+            self._sum(self._buf[:len(self._kinds)], self._kinds)
+            self._kinds = []
+
+    def _sum(self, rows: np.ndarray, kinds: list[str]) -> None:
+        which = np.asarray(kinds, dtype=object)
+        for kind in sorted(set(kinds)):
+            mask = which == kind
+            total = self.sums.setdefault(kind, np.zeros(rows.shape[1], dtype=np.float64))
+            total += rows[mask].sum(axis=0, dtype=np.float64)
+            self.counts[kind] = self.counts.get(kind, 0) + int(mask.sum())
+        self.n += len(rows)

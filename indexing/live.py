@@ -27,7 +27,7 @@ from caselink.errors import IndexFormatError, IndexNotReady
 from indexing.backend import Entry, SearchBackend
 from indexing.backends import build_backend, open_backend
 from indexing.bm25 import BM25Index, select_terms
-from indexing.centering import VectorCentering, blocks_of
+from indexing.centering import KindSums, VectorCentering, blocks_of
 from indexing.document import DocumentBuilder
 from indexing.embedding_cache import EmbeddingCache
 from indexing.encoders import Encoder
@@ -39,6 +39,7 @@ from indexing.store_terms import WriteTx
 from indexing.snapshot_state import capture_state
 from indexing.staleness import check_store, rebuild_reason
 from indexing.tokenize import Tokenizer, is_cjk_char, read_user_dict, text_params
+from indexing.vectors import training_rows
 
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
 log = logging.getLogger("caselink.index")
@@ -103,9 +104,11 @@ class LiveIndex:
         """Index every record in the store from scratch and publish the snapshot atomically.
 
         Two streaming passes over the store in batches of ``BUILD_BATCH`` records. The first
-        embeds into one preallocated vector array (the centring is fitted on all of it); the
-        second tokenises each batch into backend entries, which the backend takes in and drops,
-        so peak memory is the vectors plus one batch, not every record's text and tokens at once.
+        embeds into the embedding cache, sums the vectors for the centring and keeps the ones an
+        approximate index trains on; the second reads each batch's vectors back from the cache,
+        centres them and tokenises the batch into backend entries, which the backend takes in and
+        drops. So peak memory is the backend's own structures plus one batch and the training
+        sample, not every record's vector (2 GB at a million) nor its text and tokens.
         """
         t0 = time.perf_counter()
         idx = cls(settings, store, encoder, cache)
@@ -115,8 +118,13 @@ class LiveIndex:
         total = len(facets)
         del facets
         nums = np.zeros(total, dtype=np.int64)
-        kinds: list[str] = []  # per vector, for per-kind centring
-        vecs = np.zeros((total, encoder.dim), dtype=np.float32)
+        # The vectors an approximate index trains on, in the order it takes them (VectorIndex.prepare).
+        # (Only the local backend trains an index; Milvus builds its own from the entries.)
+        picked = training_rows(total) if settings.backend.kind == "local" else np.zeros(0, dtype=np.int64)
+        order = np.argsort(picked)
+        sample = np.zeros((len(picked), encoder.dim), dtype=np.float32)
+        sample_kinds: list[str] = [""] * len(picked)
+        sums = KindSums(encoder.dim)
         done = embedded = 0
         for batch in _batched(store.iter_records(BUILD_BATCH), BUILD_BATCH):
             recs = [sr.record for sr in batch]
@@ -124,17 +132,24 @@ class LiveIndex:
                                 progress=(lambda k: progress("embed", k, total)) if progress else None)
             if done + len(batch) > len(nums):  # records stored while the build runs
                 nums = np.concatenate([nums, np.zeros(len(batch), dtype=np.int64)])
-                vecs = np.concatenate([vecs, np.zeros((len(batch), encoder.dim), dtype=np.float32)])
             nums[done:done + len(batch)] = [sr.num for sr in batch]
-            kinds.extend(sys.intern(r.kind) for r in recs)  # one str per kind, not per record
-            vecs[done:done + len(batch)] = v
+            kinds = [r.kind for r in recs]
+            sums.add(v, kinds)
+            lo, hi = np.searchsorted(picked[order], [done, done + len(batch)])
+            rows = order[lo:hi]  # the sample rows whose vector is in this batch
+            sample[rows] = v[picked[rows] - done]
+            for row in rows:
+                sample_kinds[row] = sys.intern(kinds[picked[row] - done])
             done += len(batch)
             embedded += n
-        nums, vecs = nums[:done], vecs[:done]
+        nums = nums[:done]
+        if done < total:  # records deleted while the build ran: their sample rows were never filled
+            keep = picked < done
+            sample, sample_kinds = sample[keep], [k for k, ok in zip(sample_kinds, keep) if ok]
         if settings.vectors.center:
-            idx.centering_.fit(vecs, kinds)
-            idx.centering_.transform(vecs, kinds, out=vecs)
-        del kinds
+            idx.centering_.fit_sums(sums)
+            idx.centering_.transform(sample, sample_kinds, out=sample)
+        del sums
 
         def batches():
             nonlocal embedded
@@ -144,19 +159,27 @@ class LiveIndex:
                 recs = [sr.record for sr in batch]
                 pos = np.searchsorted(nums, [sr.num for sr in batch])
                 known = [p < len(nums) and nums[p] == sr.num for p, sr in zip(pos, batch)]
+                seen = [r for r, k in zip(recs, known) if k]
+                # Every one was embedded by the first pass: read back from the cache (n is 0
+                # unless the cache lost them meanwhile).
+                v, n = cache.encode(encoder, [docs.embedding_text(r) for r in seen])
+                if settings.vectors.center:
+                    idx.centering_.transform(v, [r.kind for r in seen], out=v)
+                embedded += n
+                old = iter(v)
                 new = [r for r, k in zip(recs, known) if not k]
                 extra = iter(idx._embed_records(new)[0]) if new else iter(())
                 if new:
                     embedded += idx.embedded_
                     idx.embedded_ = 0
-                yield [Entry.of(r, vecs[p] if k else next(extra), docs.tokens(r), docs.codes(r), docs.title_tokens(r))
-                       for r, p, k in zip(recs, pos, known)]
+                yield [Entry.of(r, next(old) if k else next(extra), docs.tokens(r), docs.codes(r), docs.title_tokens(r))
+                       for r, k in zip(recs, known)]
                 if progress:
                     progress("tokenise", len(batch), total)
 
-        idx.backend = build_backend(settings, dim=encoder.dim, total=done, batches=batches(), sample=vecs,
+        idx.backend = build_backend(settings, dim=encoder.dim, total=done, batches=batches(), sample=sample,
                                     seq=seq, sidecar=idx, store=store)
-        vecs = nums = None  # the backend holds its own copy: not two during the snapshot
+        sample = nums = None
         idx.embedded_ = embedded
         snap = idx.snapshot()
         return idx, BuildReport(done, embedded, time.perf_counter() - t0, snap, idx.factory)

@@ -29,6 +29,18 @@ def factory_string(n: int, dim: int, *, exact_below: int, nlist: int, quantizer:
     return f"IVF{lists},{storage}"
 
 
+TRAIN_MAX = 200_000  # vectors an approximate index trains on, at most
+
+
+def training_rows(n: int) -> np.ndarray:
+    """Which of ``n`` vectors :meth:`VectorIndex.prepare` trains on, in the order it takes them:
+    all up to ``TRAIN_MAX``, else ``TRAIN_MAX`` drawn at random (seed 0). A build keeps only these
+    rows instead of every vector."""
+    if n <= TRAIN_MAX:
+        return np.arange(n)
+    return np.random.default_rng(0).choice(n, TRAIN_MAX, replace=False)
+
+
 class VectorIndex:
     """Keyed inner-product search over normalised vectors.
 
@@ -61,7 +73,7 @@ class VectorIndex:
 
     def prepare(self, n: int, sample: np.ndarray) -> None:
         """Empty the index and choose its type for ``n`` vectors, training an approximate one on
-        ``sample`` (vectors like those to come; at most 200,000 of them are used), so a build
+        ``sample`` (vectors like those to come; at most ``TRAIN_MAX`` of them are used), so a build
         can then :meth:`add` its vectors a batch at a time."""
         self.factory_ = factory_string(n, self.dim, exact_below=self.exact_below,
                                        nlist=self.nlist, quantizer=self.quantizer)
@@ -70,9 +82,8 @@ class VectorIndex:
         else:
             sample = self._check(sample)
             self.index_ = faiss.index_factory(self.dim, self.factory_, faiss.METRIC_INNER_PRODUCT)
-            rng = np.random.default_rng(0)
-            if len(sample) > 200_000:
-                sample = sample[rng.choice(len(sample), 200_000, replace=False)]
+            if len(sample) > TRAIN_MAX:
+                sample = sample[training_rows(len(sample))]
             self.index_.train(sample)
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:

@@ -7,9 +7,10 @@ store or index. Ranking a query is :mod:`recommender.ranking`'s; this module hol
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,30 +90,40 @@ class CaselinkService:
         return cls(settings, store, index, model_reason=why)
 
     @classmethod
-    def build(cls, settings: Settings, *, encoder: Encoder | None = None, records: list[Record] | None = None,
+    def build(cls, settings: Settings, *, encoder: Encoder | None = None,
+              records: Sequence[Record] | Iterable[Record] | None = None,
               documents: Mapping[str, Collection[str]] | None = None, progress: Progress | None = None,
-              rebuild: bool = True) -> tuple["CaselinkService", BuildReport]:
+              rebuild: bool = True, expected: int | None = None) -> tuple["CaselinkService", BuildReport]:
         """Store ``records`` (if given) and index the whole store.
+
+        ``records`` may be a list, checked whole before anything is stored, or any iterable
+        (a loader's stream, :func:`indexing.loaders.stream_table`), stored 1,000 at a time as it
+        is read, each thousand checked before it is stored, so a million rows are never held at
+        once; ``expected`` is then roughly how many there are, for the progress bar.
 
         ``documents`` (doc_id -> the ids of all its sections, as a loader read the document whole)
         replaces SOP documents: a stored section of one of them that is not named any more is
         deleted, so a revised SOP never leaves its old last sections behind to be suggested.
-        The report's ``removed`` lists them.
+        The report's ``removed`` lists them. It is read after ``records`` is exhausted.
 
         ``rebuild=True`` builds a fresh index; ``rebuild=False`` updates the current one in place
         when its settings still match (see :meth:`LiveIndex.refresh`), which is what ``caselink
         index`` does by default. With ``encoder.model = "auto"`` the encoder is chosen after the
         records are stored (see :mod:`indexing.model_choice`).
         """
-        for r in records or ():
-            require_content(r)
+        if isinstance(records, Sequence):
+            for r in records:
+                require_content(r)
+            expected = len(records)
         store, cache = cls._open_parts(settings)
         try:
-            if records:
-                for start in range(0, len(records), 1000):
-                    store.upsert(records[start:start + 1000])
-                    if progress:
-                        progress("store", min(1000, len(records) - start), len(records))
+            rows = iter(records or ())
+            while part := list(itertools.islice(rows, 1000)):
+                for r in part:
+                    require_content(r)
+                store.upsert(part)
+                if progress:
+                    progress("store", len(part), expected or 0)
             removed = _stale_sections(store, documents or {})
             store.write(deletes=removed)
             encoder, why = cls._encoder(settings, store, encoder, fresh=rebuild)

@@ -22,6 +22,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                   help="caselink: find the service cases, problem orders and SOP sections related to a case or symptom.")
 
 
+def _print_load(path: Path, summary: str, result) -> None:
+    err.print(f"{path}: {summary}", highlight=False)
+    for row in result.skipped[:20]:
+        err.print(f"  [yellow]skipped[/yellow] {row}", highlight=False)
+    if len(result.skipped) > 20:
+        err.print(f"  … and {len(result.skipped) - 20} more skipped rows", highlight=False)
+    for w in result.warnings[:10]:
+        err.print(f"  [yellow]warning[/yellow] {w}", highlight=False)
+
+
 @app.command()
 @friendly
 def index(
@@ -48,7 +58,7 @@ def index(
     then the index is built from scratch and the reason is printed. With no sources, the index is
     brought up to date with the records already stored.
     """
-    from indexing.loaders import LoadResult, load_mapping, load_path
+    from indexing.loaders import LoadResult, load_mapping, load_path, stream_table
     from recommender.service import CaselinkService
 
     settings = _settings(config, data_dir, encoder__model=model, backend__kind=backend)
@@ -58,32 +68,46 @@ def index(
 
         paths = demo_sources() + paths
     table_mapping = load_mapping(mapping) if mapping else None
-    loaded = LoadResult()  # every source's records and whole SOP documents
+    # Every source is opened (a UTF-8 JSONL/CSV/TSV export checked and counted, streamed later;
+    # anything else loaded whole) before anything is stored: a source that cannot be read
+    # stores nothing. Then the records go to the store in source order, a thousand at a time.
+    documents = LoadResult()  # the whole SOP documents
+    sources_read = []
     skipped = 0
     for path in paths:
         if not path.exists():
             raise CaselinkError(f"source {path} does not exist", field="sources")
-        result = load_path(path, mapping=table_mapping)
-        loaded.records.extend(result.records)
-        loaded.merge_documents(result)
-        skipped += len(result.skipped)
-        err.print(f"{path}: {result.summary()}", highlight=False)
-        for row in result.skipped[:20]:
-            err.print(f"  [yellow]skipped[/yellow] {row}", highlight=False)
-        if len(result.skipped) > 20:
-            err.print(f"  … and {len(result.skipped) - 20} more skipped rows", highlight=False)
-        for w in result.warnings[:10]:
-            err.print(f"  [yellow]warning[/yellow] {w}", highlight=False)
+        stream = stream_table(path, table_mapping) if path.is_file() else None
+        if stream is None:
+            result = load_path(path, mapping=table_mapping)
+            documents.merge_documents(result)
+            _print_load(path, result.summary(), result)
+            skipped += len(result.skipped)
+            sources_read.append(result.records)
+        else:
+            sources_read.append(stream)
+
+    def records():
+        nonlocal skipped
+        for path, src in zip(paths, sources_read):
+            if isinstance(src, list):
+                yield from src
+            else:
+                yield from src.records()
+                _print_load(path, src.summary(), src.result)
+                skipped += len(src.result.skipped)
+
+    expected = sum(len(s) if isinstance(s, list) else s.rows for s in sources_read)
     with _progress() as bars:
         tasks: dict[str, int] = {}
 
         def progress(stage: str, advance: int, total: int) -> None:
             if stage not in tasks:
-                tasks[stage] = bars.add_task(stage, total=total)
+                tasks[stage] = bars.add_task(stage, total=total or None)
             bars.advance(tasks[stage], advance)
 
-        svc, report = CaselinkService.build(settings, records=loaded.records, documents=loaded.documents,
-                                            progress=progress, rebuild=rebuild)
+        svc, report = CaselinkService.build(settings, records=records(), expected=expected,
+                                            documents=documents.documents, progress=progress, rebuild=rebuild)
     counts = svc.record_counts()
     model, model_reason = svc.model_id, svc.model_reason
     svc.close()

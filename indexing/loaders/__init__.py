@@ -13,6 +13,8 @@ Tables (``tabular``): .csv .tsv .jsonl .ndjson .json .parquet .xlsx .xlsm, one r
 columns mapped by a TOML mapping (``mapping``). SOPs (``sop``): .md .markdown .txt .html .htm
 .pdf .docx, one record per section. Bad rows are skipped and reported, never fatal; a file that
 cannot be read at all raises LoaderError when loaded alone and is reported when part of a folder.
+``stream_table`` reads a UTF-8 JSONL/CSV/TSV export a row at a time (``stream``): what
+``caselink index`` does with such a file, so a million rows are never held at once.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from indexing.loaders.folders import files_under, is_visible, load_files
 from indexing.loaders.mapping import Mapping, load_mapping, mapping_from_dict
 from indexing.loaders.result import LoadResult, SkippedRow
 from indexing.loaders.sop import SOP_SUFFIXES, UniqueDocIds, load_sop_bytes, load_sop_file, load_sop_folder
+from indexing.loaders.stream import TableStream, stream_table
 from indexing.loaders.tabular import TABLE_SUFFIXES, load_table
 
 __all__ = [
     "LoadResult", "SkippedRow", "Mapping", "load_path", "load_mapping", "mapping_from_dict", "load_table",
-    "load_sop_bytes", "load_sop_file", "load_sop_folder", "TABLE_SUFFIXES", "SOP_SUFFIXES",
+    "load_sop_bytes", "load_sop_file", "load_sop_folder", "TABLE_SUFFIXES", "SOP_SUFFIXES", "TableStream",
+    "stream_table",
 ]
 
 _QUIET = frozenset({".toml"})  # mapping files live next to the exports; not worth a warning

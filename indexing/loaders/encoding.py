@@ -15,7 +15,7 @@ asking for an explicit encoding rather than a guess.
 
 Known limits: Western single-byte files (cp1252...) are usually refused, because the code pages
 tie; a file whose only non-ASCII text is one or two characters can still be misread (see
-``_plausible_utf8``), as can a very short Korean EUC-KR text.
+``plausible_utf8``), as can a very short Korean EUC-KR text.
 """
 
 from __future__ import annotations
@@ -65,6 +65,11 @@ class Decoded:
     detected: bool  # True when the encoding was guessed (not UTF-8, not given, no BOM)
 
 
+def bom_encoding(data: bytes) -> str | None:
+    """The encoding ``data``'s byte-order mark names (``utf-8-sig``, ``utf-16``, ``utf-32``), if any."""
+    return next((name for bom, name in _BOMS if data.startswith(bom)), None)
+
+
 def decode_bytes(data: bytes, encoding: str = "auto", *, source: str, hint: str) -> Decoded:
     """Decode ``data`` with ``encoding``, or detect it when ``encoding`` is ``"auto"``.
 
@@ -87,7 +92,7 @@ def decode_bytes(data: bytes, encoding: str = "auto", *, source: str, hint: str)
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return _detect(data, source, hint)
-    if _plausible_utf8(text):
+    if plausible_utf8(text):
         return Decoded(text, "utf-8", detected=False)
     rivals = [(name, rival) for name, (rival, score, _) in _chinese(data) if score >= _MIN_SCORE]
     if not rivals:
@@ -100,7 +105,7 @@ def decode_bytes(data: bytes, encoding: str = "auto", *, source: str, hint: str)
     )
 
 
-def _plausible_utf8(text: str) -> bool:
+def plausible_utf8(text: str) -> bool:
     """False for short texts whose few non-ASCII characters are odd ones (Latin Extended-B, Cyrillic...).
 
     A GBK or Big5 character is valid UTF-8 about one time in ten ("乾" in GBK is the UTF-8 "Ǭ"),

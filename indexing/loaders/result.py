@@ -63,9 +63,11 @@ class LoadResult:
         for doc_id, ids in other.documents.items():
             self.documents.setdefault(doc_id, set()).update(ids)
 
-    def summary(self) -> str:
-        """One line for the CLI, e.g. ``loaded 312 records from 3 files; skipped 2 rows (see below)``."""
-        text = f"loaded {_count(len(self.records), 'record')} from {_count(len(self.files), 'file')}"
+    def summary(self, loaded: int | None = None) -> str:
+        """One line for the CLI, e.g. ``loaded 312 records from 3 files; skipped 2 rows (see below)``;
+        ``loaded`` counts records that were streamed rather than kept in ``records``."""
+        n = len(self.records) if loaded is None else loaded
+        text = f"loaded {_count(n, 'record')} from {_count(len(self.files), 'file')}"
         rows = sum(1 for s in self.skipped if s.row is not None)
         files = len(self.skipped) - rows
         skipped = [_count(n, noun) for n, noun in ((rows, "row"), (files, "file")) if n]

@@ -13,7 +13,7 @@ import csv
 import io
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,34 +73,51 @@ def load_table(path: str | Path, mapping: Mapping | None = None) -> LoadResult:
     skipped = list(table.skipped)
     kept: dict[str, tuple[int, Record]] = {}
     duplicates: list[str] = []
-    for number, row in table.rows:
-        if all(clean_cell(v) in (None, []) for v in row.values()):
-            continue  # blank spreadsheet row
-        try:
-            record = mapping.to_record(row)
-        except InvalidRecord as exc:
-            skipped.append(SkippedRow(source, number, exc.field, exc.message))
-            continue
+    for number, record in mapped_rows(table.rows, mapping, source, skipped):
         if record.id in kept:
             duplicates.append(f"{record.id!r} (rows {kept[record.id][0]} and {number})")
         kept[record.id] = (number, record)
     if duplicates:
-        shown = ", ".join(duplicates[:5]) + (f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else "")
-        result.warnings.append(f"{source}: duplicate ids, the later row kept: {shown}")
+        result.warnings.append(duplicates_warning(source, duplicates))
     result.records = [record for _, record in kept.values()]
     result.skipped = sorted(skipped, key=lambda s: s.row or 0)
     return result
+
+
+def mapped_rows(rows: Iterable[tuple[int, dict[str, Any]]], mapping: Mapping, source: str,
+                skipped: list[SkippedRow]) -> Iterator[tuple[int, Record]]:
+    """(row number, record) for each row that maps to a valid record; the others are added to
+    ``skipped``, blank spreadsheet rows left out."""
+    for number, row in rows:
+        if all(clean_cell(v) in (None, []) for v in row.values()):
+            continue  # blank spreadsheet row
+        try:
+            yield number, mapping.to_record(row)
+        except InvalidRecord as exc:
+            skipped.append(SkippedRow(source, number, exc.field, exc.message))
+
+
+def duplicates_warning(source: str, duplicates: list[str]) -> str:
+    shown = ", ".join(duplicates[:5]) + (f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else "")
+    return f"{source}: duplicate ids, the later row kept: {shown}"
 
 
 def _read_delimited(path: Path, mapping: Mapping, source: str, delimiter: str | None = None) -> _Table:
     text, warnings = _decode(path, mapping, source)
     table = _Table(warnings=warnings)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter or _sniff_delimiter(text))
+    table.rows = list(delimited_rows(reader, table, source))
+    return table
+
+
+def delimited_rows(reader, table: _Table, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The rows of a ``csv.reader``, header first: sets ``table.columns``, adds rows with too
+    many cells to ``table.skipped``."""
     try:
         header = next(reader, None)
         if header is None:
             table.warnings.append(f"{source}: empty file, no header row")
-            return table
+            return
         table.columns = _unique_columns([h.strip() for h in header], source, table.warnings)
         for number, cells in enumerate(reader, start=2):
             extra = [c for c in cells[len(header):] if c.strip()]
@@ -113,16 +130,23 @@ def _read_delimited(path: Path, mapping: Mapping, source: str, delimiter: str | 
             for col, cell in zip(table.columns, cells):
                 if col and col not in row:
                     row[col] = cell
-            table.rows.append((number, row))
+            yield number, row
     except csv.Error as exc:
         raise LoaderError(f"{source} line {reader.line_num}: expected CSV, got {exc}") from None
-    return table
 
 
 def _read_jsonl(path: Path, mapping: Mapping, source: str) -> _Table:
     text, warnings = _decode(path, mapping, source)
     table = _Table(warnings=warnings)
-    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 may sit inside a string
+    # not splitlines: U+2028 may sit inside a string
+    table.rows = list(jsonl_rows(enumerate(text.split("\n"), start=1), table, source))
+    return table
+
+
+def jsonl_rows(lines: Iterable[tuple[int, str]], table: _Table, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The objects of numbered JSONL lines; a line that is not a JSON object goes to
+    ``table.skipped``, each new key to ``table.columns``."""
+    for number, line in lines:
         if not line.strip():
             continue
         try:
@@ -134,8 +158,8 @@ def _read_jsonl(path: Path, mapping: Mapping, source: str) -> _Table:
         except (ValueError, RecursionError) as exc:  # a number over 4,300 digits, nesting too deep
             table.skipped.append(SkippedRow(source, number, None, f"expected a JSON object, got unreadable JSON ({exc})"))
             continue
-        _add_object(table, number, item, source)
-    return table
+        if _add_object(table, number, item, source):
+            yield number, item
 
 
 def _read_json(path: Path, mapping: Mapping, source: str) -> _Table:
@@ -150,8 +174,8 @@ def _read_json(path: Path, mapping: Mapping, source: str) -> _Table:
         raise LoaderError(f"{source}: expected a JSON array of objects, got {type(items).__name__}",
                           hint="use .jsonl for one object per line")
     table = _Table(warnings=warnings)
-    for number, item in enumerate(items, start=1):
-        _add_object(table, number, item, source)
+    table.rows = [(number, item) for number, item in enumerate(items, start=1)
+                  if _add_object(table, number, item, source)]
     return table
 
 
@@ -185,14 +209,15 @@ def _from_frame(frame: pd.DataFrame, warnings: list[str]) -> _Table:
     return _Table(columns=columns, rows=rows, warnings=warnings)
 
 
-def _add_object(table: _Table, number: int, item: Any, source: str) -> None:
+def _add_object(table: _Table, number: int, item: Any, source: str) -> bool:
+    """Note ``item``'s keys among the columns; False (and a skipped row) when it is no object."""
     if not isinstance(item, dict):
         table.skipped.append(SkippedRow(source, number, None, f"expected a JSON object, got {type(item).__name__}"))
-        return
+        return False
     for key in item:
         if key not in table.columns:
             table.columns.append(key)
-    table.rows.append((number, item))
+    return True
 
 
 def _decode(path: Path, mapping: Mapping, source: str) -> tuple[str, list[str]]:
