@@ -65,7 +65,7 @@ def train_cost(cache: Path) -> dict:
         engine.close()
 
 
-def _demo_model():
+def _demo_model(max_queries: int):
     from caselink.config import load_settings
     from eval.links import pairs_from_links
     from indexing.demo import demo_sources
@@ -78,19 +78,19 @@ def _demo_model():
         settings = load_settings(env={}, data_dir=tmp, encoder__model="use-m3")
         svc, _ = CaselinkService.build(settings, records=records)
         try:
-            return train(svc, pairs_from_links(records))
+            return train(svc, pairs_from_links(records), max_queries=max_queries)
         finally:
             svc.close()
 
 
-def latency_cost(requests: int, seed: int) -> dict:
+def latency_cost(requests: int, seed: int, *, sample: int, model_queries: int) -> dict:
     from bench.corpus import ensure_queries
     from bench.prepare import prepare_data_dir, settings_for
     from recommender.results import SearchQuery
     from recommender.service import CaselinkService
 
-    model = _demo_model()
-    d = prepare_data_dir(N_RECORDS, model="use-m3", sample=EMBED_SAMPLE)
+    model = _demo_model(model_queries)
+    d = prepare_data_dir(N_RECORDS, model="use-m3", sample=sample)
     svc = CaselinkService.open(settings_for(d, model="use-m3"))
     rng = random.Random(seed)
     texts = [q["text"] for q in ensure_queries(N_RECORDS, 7, 1000)]
@@ -100,7 +100,7 @@ def latency_cost(requests: int, seed: int) -> dict:
             "related": lambda i, mode: svc.related(f"BC-{i:07d}", k=10, mode=mode),
             "search": lambda i, mode: svc.search(SearchQuery(text=texts[i % len(texts)], k=10, mode=mode)),
         }
-        out = {"records": svc.indexed(), "factory": svc.stats().factory,
+        out = {"records": svc.indexed(), "factory": svc.stats().factory, "embed_sample": sample,
                "model_rounds": model.info["rounds"], "model_features": len(model.features),
                "load_before": _load()}
         for name, ask in asks.items():
@@ -142,7 +142,7 @@ def _markdown(res: dict, command: str) -> str:
                   f"{t['total_seconds']} | {t['load_before']} / {t['load_after']} |", ""]
     if "latency" in res:
         lat = res["latency"]
-        lines += [f"## Reranking on the 100k bench ({lat['records']:,} records, 10k real vectors + synthetic, {lat['factory']})", "",
+        lines += [f"## Reranking on the 100k bench ({lat['records']:,} records, {lat.get('embed_sample', EMBED_SAMPLE):,} real vectors + synthetic, {lat['factory']})", "",
                   f"In process, each request answered hybrid and learned back to back (alternating order); model: "
                   f"{lat['model_rounds']} trees over {lat['model_features']} features, trained on the demo links. "
                   f"Load average before / after: {lat['load_before']} / {lat['load_after']}.", "",
@@ -169,13 +169,17 @@ def main() -> None:
     ap.add_argument("--parts", default="train,latency")
     ap.add_argument("--requests", type=int, default=300, help="paired requests per kind (latency)")
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--embed-sample", type=int, default=EMBED_SAMPLE,
+                    help="records of the 100k corpus really embedded; the rest are those plus noise (bench.prepare)")
+    ap.add_argument("--model-queries", type=int, default=5000, help="demo queries the latency model is trained on")
     ap.add_argument("--cache", type=Path, default=REPO / "var" / "eval-cache" / "embeddings.sqlite")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "learned_cost.md")
     args = ap.parse_args()
     res: dict = json.loads(args.out.with_suffix(".json").read_text()) if args.out.with_suffix(".json").exists() else {}
     parts = args.parts.split(",")
     if "latency" in parts:
-        res["latency"] = latency_cost(args.requests, args.seed)
+        res["latency"] = latency_cost(args.requests, args.seed, sample=args.embed_sample,
+                                      model_queries=args.model_queries)
         print(json.dumps(res["latency"]), flush=True)
     if "train" in parts:
         res["train"] = train_cost(args.cache)

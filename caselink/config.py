@@ -92,7 +92,8 @@ class RankConfig(_Section):
     max_k: int = Field(100, ge=1, le=1000)
     learned: Literal["auto", "off"] = Field(
         "auto", description="auto: rerank hybrid results with the model `caselink train` saved next to the index, "
-        "when there is one and it passed its validation; off: today's hybrid ranking exactly. mode='learned' asks "
+        "when there is one whose held-out gain was credible (at least 50 validation queries, 95% interval of "
+        "the MRR@10 gain above 0); off: today's hybrid ranking exactly. mode='learned' asks "
         "for the model explicitly.")
     feedback: bool = Field(
         True, description="Records marked helpful for a record, or for the same search text, come first; those "
