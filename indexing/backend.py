@@ -17,6 +17,12 @@ Contract every backend keeps (the behavioural tests run against each):
   so 0-1 and comparable across queries and engines.
 - ``filters`` are :class:`indexing.facets.Filters` (case-insensitive equality, dates inclusive,
   ``open_only``, equality on the records' own ``attributes``); ``exclude`` is a collection of record ids never returned.
+- Ties are ordered by record id (code-point order), the same on every backend: hits whose scores
+  are within ``TIE_TOLERANCE`` of the hit ranked before them form one tie group, ordered by id and
+  reported with the group's best score (:func:`settle_ties`). The tolerance absorbs the last bits
+  in which engines' float32 sums differ for the same vectors (FAISS and Milvus: about 1e-7), and a
+  backend fetches ``TIE_SLACK`` hits beyond ``k`` first, so a group straddling ``k`` is cut at the
+  same ids everywhere (a group longer than the slack can still be cut differently).
 - ``applied_seq`` is the record store's change-log position whose changes are all in the
   backend (persisted with them), so after a crash the service replays the store's change log
   from there: a backend is derived state, the store is the truth.
@@ -34,7 +40,10 @@ import numpy as np
 from indexing.facets import Filters
 from indexing.records import Record
 
-__all__ = ["Entry", "Hits", "TermStats", "SearchBackend"]
+__all__ = ["Entry", "Hits", "TermStats", "SearchBackend", "TIE_SLACK", "TIE_TOLERANCE", "settle_ties"]
+
+TIE_TOLERANCE = 1e-5  # scores closer than this to the one ranked before them are a tie
+TIE_SLACK = 16  # hits fetched beyond k, so a tie group straddling k is seen whole
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,30 @@ class Hits:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def settle_ties(ids: Sequence[str], scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The final order of one side's hits: (positions into ``ids``, their scores), at most ``k``.
+
+    Scores best first; a hit within ``TIE_TOLERANCE`` of the hit before it joins that hit's tie
+    group (so groups are chains, not rounding buckets: two engines that differ by 1e-7 never land
+    either side of a bucket edge). A group is ordered by record id and every member reports the
+    group's first score, so fusion sees exact ties and breaks them by id too.
+
+    >>> order, s = settle_ties(["b", "a", "c"], np.array([0.9, 0.9000001, 0.5], np.float32), 2)
+    >>> order.tolist(), s.tolist() == [np.float32(0.9000001)] * 2
+    ([1, 0], True)
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    if len(scores) == 0:
+        return np.zeros(0, dtype=np.int64), scores
+    first = np.argsort(-scores, kind="stable")
+    ranked = scores[first]
+    opens = np.r_[True, ranked[:-1] - ranked[1:] > TIE_TOLERANCE]  # a hit that starts a new group
+    group = np.cumsum(opens) - 1
+    starts = np.flatnonzero(opens)
+    order = np.lexsort((np.asarray(ids, dtype=str)[first], group))[:k]
+    return first[order], ranked[starts][group[order]]
 
 
 @dataclass(frozen=True)

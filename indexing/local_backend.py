@@ -27,7 +27,7 @@ import numpy as np
 
 from caselink.config import Settings
 from caselink.errors import IndexFormatError
-from indexing.backend import Entry, Hits, TermStats
+from indexing.backend import TIE_SLACK, Entry, Hits, TermStats, settle_ties
 from indexing.bm25 import BM25Index
 from indexing.facets import FacetTable, Filters
 from indexing.index_dir import REBUILD_HINT, IndexDir
@@ -223,26 +223,30 @@ class LocalBackend:
         self._memo = (key, mask)
         return mask
 
-    def _hits(self, rows: np.ndarray, scores: np.ndarray) -> Hits:
+    def _hits(self, rows: np.ndarray, scores: np.ndarray, k: int) -> Hits:
+        """The top ``k`` of ``rows`` (fetched with ``TIE_SLACK`` to spare), ties in id order."""
         ids, codes = self.facets_.ids, self.facets_.codes
-        rows = rows.tolist()
-        return Hits(ids=[ids[r] for r in rows], scores=np.asarray(scores, dtype=np.float32),
-                    codes=[codes.get(r, ()) for r in rows])
+        found = [ids[r] for r in rows.tolist()]
+        order, scores = settle_ties(found, scores, k)
+        return Hits(ids=[found[i] for i in order.tolist()], scores=scores,
+                    codes=[codes.get(r, ()) for r in rows[order].tolist()])
 
     def search_dense(self, vector: np.ndarray, k: int, filters: Filters | None = None,
                      exclude: Collection[str] = ()) -> Hits:
         with self.lock:
             mask = self._mask(filters, exclude)
-            scores, rows = self.vectors_.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), k, mask)
+            scores, rows = self.vectors_.search(np.asarray(vector, dtype=np.float32).reshape(1, -1),
+                                                k + TIE_SLACK, mask)
             ok = rows[0] >= 0
-            return self._hits(rows[0][ok], scores[0][ok])
+            return self._hits(rows[0][ok], scores[0][ok], k)
 
     def search_keyword(self, terms: Sequence[str], k: int, filters: Filters | None = None,
                        exclude: Collection[str] = ()) -> Hits:
         with self.lock:
             mask = self._mask(filters, exclude)
-            rows, scores = self.bm25_.search(list(terms), k, None if mask is None else _keep(mask), normalize=True)
-            return self._hits(rows, scores)
+            rows, scores = self.bm25_.search(list(terms), k + TIE_SLACK, None if mask is None else _keep(mask),
+                                             normalize=True)
+            return self._hits(rows, scores, k)
 
     def score_keyword(self, terms: Sequence[str], ids: Sequence[str]) -> np.ndarray:
         with self.lock:

@@ -70,7 +70,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from caselink.errors import IndexFormatError, IndexNotReady
-from indexing.backend import Entry, Hits, TermStats
+from indexing.backend import TIE_SLACK, Entry, Hits, TermStats, settle_ties
 from indexing.facets import Filters
 from indexing.index_dir import REBUILD_HINT, IndexDir
 from indexing.facets import attribute_items
@@ -403,19 +403,23 @@ class MilvusBackend:
         if k <= 0:
             return Hits([], np.zeros(0, dtype=np.float32), [])
         with self._calls("search"):
-            res = self.client_.search(self.collection, data=[data], anns_field=field, limit=k,
+            res = self.client_.search(self.collection, data=[data], anns_field=field,
+                                      limit=min(k + TIE_SLACK, _MAX_TOPK),
                                       filter=filter_expression(filters, exclude), output_fields=["codes"],
                                       search_params={"metric_type": "IP", "params": params},
                                       consistency_level=self.consistency)[0]
-        hits = sorted(((float(h["distance"]), h["id"], h["entity"]["codes"]) for h in res), key=lambda x: -x[0])
-        if field == "kw":
-            hits = [h for h in hits if h[0] > 0]  # an exact sparse search may pad with records sharing no term
-        return Hits([h[1] for h in hits], np.asarray([h[0] for h in hits], dtype=np.float32),
-                    [tuple(h[2].split("\n")) if h[2] else () for h in hits])
+        scores = np.asarray([h["distance"] for h in res], dtype=np.float32)
+        if field == "kw":  # an exact sparse search may pad with records sharing no term
+            res = [h for h, s in zip(res, scores.tolist()) if s > 0]
+            scores = scores[scores > 0]
+        order, scores = settle_ties([h["id"] for h in res], scores, k)
+        hits = [res[i] for i in order.tolist()]
+        return Hits([h["id"] for h in hits], scores,
+                    [tuple(h["entity"]["codes"].split("\n")) if h["entity"]["codes"] else () for h in hits])
 
     def search_dense(self, vector: np.ndarray, k: int, filters: Filters | None = None,
                      exclude: Collection[str] = ()) -> Hits:
-        params = {"ef": max(int(k), 64)} if self.dense_index == "HNSW" else {}
+        params = {"ef": max(int(k) + TIE_SLACK, 64)} if self.dense_index == "HNSW" else {}  # ef >= limit
         return self._search("vec", np.asarray(vector, dtype=np.float32).ravel().tolist(), k, filters, exclude,
                             params)
 

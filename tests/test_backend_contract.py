@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from caselink.config import load_settings
-from indexing.backend import Entry, SearchBackend
+from indexing.backend import TIE_TOLERANCE, Entry, SearchBackend, settle_ties
 from indexing.backends import build_backend, open_backend
 from indexing.facets import Filters
 from indexing.index_dir import IndexDir
@@ -96,6 +96,49 @@ def test_a_write_is_searchable_when_it_returns_with_raw_scores(backend):
     assert kw.ids == ["C-2"] and 0.0 < kw.scores[0] <= 1.0
     assert dict(zip(backend.search_keyword(["e1023"], 10).ids, backend.search_keyword(["e1023"], 10).codes)) == {
         "C-1": ("e1023",), "PO-1": ("e1023",)}
+
+
+def _near(v: np.ndarray, cos_gap: float) -> np.ndarray:
+    """A unit vector whose cosine with unit ``v`` is ``1 - cos_gap`` (not the same float32 bits)."""
+    other = np.roll(v, 1) - v * float(np.dot(np.roll(v, 1), v))
+    w = v + np.sqrt(2 * cos_gap) * other / np.linalg.norm(other)
+    return (w / np.linalg.norm(w)).astype(np.float32)
+
+
+def test_ties_come_in_record_id_order_on_both_sides(backend):
+    """Records with word-for-word the same text share one vector and one keyword score (the
+    TV manual's and Hadoop's duplicates): every backend orders them by id, whatever order they
+    were written in, and a cut through them at k keeps the lowest ids."""
+    twins = ["T-3", "T-1", "T-4", "T-2"]  # written out of id order, in two writes
+    backend.write([entry(t, 11, ["gasket", "seal"]) for t in twins[:2]], seq=5)
+    backend.write([entry(t, 11, ["gasket", "seal"]) for t in twins[2:]], seq=6)
+    # Scores 1e-6 apart: what two engines' float32 sums give for one vector, still a tie.
+    v = _unit(11)
+    backend.write([Entry(id="T-0", vector=_near(v, 1e-6), terms=["gasket", "seal"], codes=(), kind="case")], seq=7)
+    tied = ["T-0", "T-1", "T-2", "T-3", "T-4"]
+    for k in (2, 3, 5, 20):
+        dense = backend.search_dense(v, k)
+        assert dense.ids[:5] == tied[:k], k
+        keyword = backend.search_keyword(["seal", "gasket"], k)
+        assert keyword.ids == tied[:k], k
+        # One tie group, one score: fusion then sees exact ties and breaks them by id as well.
+        assert len(set(dense.scores[:5].tolist())) == 1 and len(set(keyword.scores.tolist())) == 1
+    dense = backend.search_dense(v, 20)
+    assert list(dense.scores) == sorted(dense.scores, reverse=True) and len(dense) == len(ENTRIES) + 5
+    assert backend.search_dense(v, 3, exclude={"T-1"}).ids == ["T-0", "T-2", "T-3"]
+
+
+def test_tie_groups_are_chains_of_close_scores_not_rounding_buckets():
+    eps = TIE_TOLERANCE
+    # Either side of a rounding edge (0.5), less than the tolerance apart: one group, id order.
+    order, scores = settle_ties(["b", "a"], np.array([0.5 + eps / 4, 0.5 - eps / 4]), 2)
+    assert order.tolist() == [1, 0] and scores.tolist() == [np.float32(0.5 + eps / 4)] * 2
+    # Farther apart than the tolerance: score order stands whatever the ids.
+    order, _ = settle_ties(["b", "a", "c"], np.array([0.5, 0.5 - 3 * eps, 0.9]), 3)
+    assert order.tolist() == [2, 0, 1]
+    order, _ = settle_ties(["z", "y", "x"], np.array([0.3, 0.7, 0.3]), 1)
+    assert order.tolist() == [1]
+    assert settle_ties([], np.zeros(0), 5)[0].tolist() == []
 
 
 def test_writes_are_idempotent_and_updates_replace(backend):
