@@ -102,3 +102,63 @@ def test_centring_fitted_from_batches_is_bit_for_bit_the_whole_fit():
     for k in whole.means_:
         assert np.array_equal(batched.means_[k], whole.means_[k])
     assert batched.fitted_on_ == whole.fitted_on_ == len(vecs)
+
+
+def test_parquet_streams_batch_by_batch_as_read_parquet_loads_it(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from indexing.loaders import stream as stream_mod
+
+    monkeypatch.setattr(stream_mod, "PARQUET_BATCH", 3)  # several batches from 10 rows
+    frame = pd.DataFrame({
+        "工单号": ["C-1", "C-2", "C-3", "C-4", "C-5", "C-6", "C-7", "C-2", "C-9", "C-10"],
+        "标题": ["干泵跳停", "真空腔體壓力上升", "", "E1023 报警", "wafer drop", None, "汞燈", "again", "x", "y"],
+        "报警代码": ["E1023", None, None, "E1023,A-4410", None, None, None, None, "W3001", None],
+        "数量": [1.0, None, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0],  # an int column with a gap: floats
+        "创建时间": pd.to_datetime(["2024-01-0%d" % (i % 9 + 1) for i in range(10)]),
+    })
+    path = tmp_path / "cases.parquet"
+    frame.to_parquet(path, row_group_size=4)
+    mapping = mapping_from_dict({"columns": {"id": "工单号", "title": "标题", "error_codes": "报警代码",
+                                             "created": "创建时间"}, "attributes": {"qty": "数量"}})
+    stream, records = _same_as_whole(path, mapping)
+    assert stream.rows == 10
+    assert [r.id for r in records][:3] == ["C-1", "C-2", "C-4"]  # C-3 and C-6 have nothing to search
+    assert {s.row for s in stream.result.skipped} == {4, 7}  # spreadsheet rows, as load_table numbers them
+    assert records[0].attributes == {"qty": "1"} and records[0].created.isoformat().startswith("2024-01-01")
+
+
+def test_parquet_missing_column_is_refused_before_any_record_and_a_broken_file_loads_whole(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "cases.parquet"
+    pd.DataFrame({"id": ["C-1"], "title": ["干泵跳停"]}).to_parquet(path)
+    mapping = mapping_from_dict({"columns": {"id": "id", "title": "title", "text": "问题描述"}})
+    with pytest.raises(LoaderError) as whole:
+        load_table(path, mapping)
+    with pytest.raises(LoaderError) as streamed:
+        stream_table(path, mapping)
+    assert streamed.value.message == whole.value.message
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    assert stream_table(broken) is None
+    with pytest.raises(LoaderError):
+        load_table(broken)
+
+
+def test_a_named_encoding_is_decoded_as_the_file_is_read(tmp_path):
+    gbk = mapping_from_dict({"encoding": "gbk"})
+    csv_path = tmp_path / "gbk.csv"
+    csv_path.write_bytes("id,title,text\nC-1,真空腔体压力上升,干泵报警后停机\nC-2,刻蚀机,\"多行\n说明\"\n".encode("gbk"))
+    jsonl_path = tmp_path / "gbk.jsonl"
+    jsonl_path.write_bytes("\n".join(json.dumps({"id": f"C-{i}", "title": f"汞灯点不亮 {i}"}, ensure_ascii=False)
+                                     for i in range(5)).encode("gbk"))
+    for path in (csv_path, jsonl_path):
+        stream, records = _same_as_whole(path, gbk)
+        assert stream.encoding == "gbk" and records[0].title.startswith(("真空", "汞灯"))
+    # bytes GBK cannot decode: not streamed; the whole-file load names the offset
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes("id,title\nC-1,真空".encode("gbk") + b"\xff\xff\n")
+    assert stream_table(bad, gbk) is None
+    with pytest.raises(LoaderError, match="offset"):
+        load_table(bad, gbk)

@@ -1,12 +1,16 @@
-"""Table exports read a row at a time: a million-row JSONL or CSV is never held whole.
+"""Table exports read a row at a time: a million-row JSONL, CSV or Parquet file is never held whole.
 
-:func:`stream_table` reads a UTF-8 ``.jsonl``/``.ndjson``/``.csv``/``.tsv`` file twice. The
-first pass checks what :func:`~indexing.loaders.tabular.load_table` would refuse the whole file
-for (bytes that are not UTF-8, a mapped column the file lacks) and counts the rows, holding
+:func:`stream_table` reads a ``.jsonl``/``.ndjson``/``.csv``/``.tsv`` file twice, in UTF-8 or in
+the encoding the mapping names (``encoding = "gbk"``: decoded as it is read). The first pass
+checks what :func:`~indexing.loaders.tabular.load_table` would refuse the whole file for (bytes
+the encoding cannot decode, a mapped column the file lacks) and counts the rows, holding
 nothing; so a file that cannot be loaded raises before a single record is stored, as it always
 did. The second pass, :meth:`TableStream.records`, yields the records one by one, skipping and
-reporting bad rows exactly as ``load_table`` does. Other files (Excel, Parquet, a JSON array,
-SOP documents, a file in GBK or Big5) are loaded whole as before: ``stream_table`` returns None.
+reporting bad rows exactly as ``load_table`` does. A ``.parquet`` file is read a row group batch
+at a time (pyarrow's ``iter_batches``, each batch converted as ``pandas.read_parquet`` converts
+the whole file); its row count and columns come from its footer. Other files (Excel, a JSON
+array, SOP documents, a file whose encoding ``auto`` would have to detect from all of its bytes:
+GBK, Big5, UTF-16) are loaded whole as before: ``stream_table`` returns None.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from indexing.loaders.tabular import (_sniff_delimiter, _Table, delimited_rows, 
                                       mapped_rows)
 from indexing.records import Record
 
-STREAMED_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv")
+STREAMED_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".parquet")
+PARQUET_BATCH = 1000  # rows converted to Python at a time
 _EVIDENCE = 8  # non-ASCII characters plausible_utf8 looks at, at most
+_UTF8 = ("auto", "utf-8", "utf8", "utf-8-sig")
 
 
 @dataclass
@@ -43,9 +49,11 @@ class TableStream:
     path: Path
     mapping: Mapping
     rows: int
-    delimiter: str | None  # None: JSONL
+    delimiter: str | None  # None: JSONL (or Parquet)
     result: LoadResult
     loaded: int = 0
+    encoding: str = "utf-8-sig"  # of a text file
+    parquet: bool = False
 
     def records(self) -> Iterator[Record]:
         """Every valid record in file order; a later row with an id seen before is yielded too
@@ -54,21 +62,26 @@ class TableStream:
         table, skipped = _Table(), []
         seen: dict[str, int] = {}
         duplicates: list[str] = []
-        with self.path.open(encoding="utf-8-sig", newline="" if self.delimiter else "\n") as fh:
-            if self.delimiter:
-                rows = delimited_rows(csv.reader(fh, delimiter=self.delimiter), table, source)
-            else:  # lines split at \n only, as load_table splits them (U+2028 may sit inside a string)
-                rows = jsonl_rows(enumerate((line.rstrip("\n") for line in fh), start=1), table, source)
-            for number, record in mapped_rows(rows, self.mapping, source, skipped):
-                if record.id in seen:
-                    duplicates.append(f"{record.id!r} (rows {seen[record.id]} and {number})")
-                seen[record.id] = number
-                self.loaded = len(seen)  # distinct ids, as load_table counts them
-                yield record
+        for number, record in mapped_rows(self._raw_rows(table, source), self.mapping, source, skipped):
+            if record.id in seen:
+                duplicates.append(f"{record.id!r} (rows {seen[record.id]} and {number})")
+            seen[record.id] = number
+            self.loaded = len(seen)  # distinct ids, as load_table counts them
+            yield record
         self.result.warnings += table.warnings
         if duplicates:
             self.result.warnings.append(duplicates_warning(source, duplicates))
         self.result.skipped = sorted(table.skipped + skipped, key=lambda s: s.row or 0)
+
+    def _raw_rows(self, table: _Table, source: str) -> Iterator[tuple[int, dict]]:
+        if self.parquet:
+            yield from parquet_rows(self.path, table)
+            return
+        with self.path.open(encoding=self.encoding, newline="" if self.delimiter else "\n") as fh:
+            if self.delimiter:
+                yield from delimited_rows(csv.reader(fh, delimiter=self.delimiter), table, source)
+            else:  # lines split at \n only, as load_table splits them (U+2028 may sit inside a string)
+                yield from jsonl_rows(enumerate((line.rstrip("\n") for line in fh), start=1), table, source)
 
     def summary(self) -> str:
         """:meth:`LoadResult.summary`, once :meth:`records` is exhausted."""
@@ -76,8 +89,9 @@ class TableStream:
 
 
 def stream_table(path: str | Path, mapping: Mapping | None = None) -> TableStream | None:
-    """A :class:`TableStream` for a UTF-8 JSONL/CSV/TSV file, or None when the file is to be
-    loaded whole (:func:`~indexing.loaders.load_path`).
+    """A :class:`TableStream` for a JSONL/CSV/TSV file in UTF-8 or the mapping's explicit encoding,
+    or a Parquet file; None when the file is to be loaded whole (:func:`~indexing.loaders.load_path`,
+    which also gives the error for a file it cannot read).
 
     Raises:
         LoaderError: the file cannot be read, or lacks a column the mapping names (before any
@@ -87,27 +101,67 @@ def stream_table(path: str | Path, mapping: Mapping | None = None) -> TableStrea
     mapping = mapping or Mapping()
     if path.suffix.lower() not in STREAMED_SUFFIXES or not path.is_file():
         return None
-    if mapping.encoding.lower().replace("_", "-") not in ("auto", "utf-8", "utf8", "utf-8-sig"):
-        return None
     source = str(path)
-    first = _first_pass(path, source)
+    if path.suffix.lower() == ".parquet":
+        footer = _parquet_footer(path)
+        if footer is None:
+            return None
+        rows, columns = footer
+        warnings = mapping.check_columns(columns, source)
+        return TableStream(path, mapping, rows, None, LoadResult(files=[source], warnings=warnings), parquet=True)
+    # the mapping checked that a named encoding is a codec Python has
+    encoding = "utf-8-sig" if mapping.encoding.lower().replace("_", "-") in _UTF8 else mapping.encoding
+    first = _first_pass(path, source, encoding)
     if first is None:
         return None
     rows, columns, delimiter = first
     warnings = mapping.check_columns(columns, source)  # raises for a missing mapped column
-    return TableStream(path, mapping, rows, delimiter, LoadResult(files=[source], warnings=warnings))
+    return TableStream(path, mapping, rows, delimiter, LoadResult(files=[source], warnings=warnings),
+                       encoding=encoding)
 
 
-def _first_pass(path: Path, source: str) -> tuple[int, list[str], str | None] | None:
-    """(data rows, columns, CSV delimiter), or None when the bytes are not plainly UTF-8
-    (decode_bytes then decides on the whole file, as before). Holds one row at a time; raises
-    the LoaderError that load_table would for a file the csv module cannot read."""
-    delimited = path.suffix.lower() in (".csv", ".tsv")
+def _parquet_footer(path: Path) -> tuple[int, list[str]] | None:
+    """(rows, columns as pandas.read_parquet names them) from the file's footer, reading no data;
+    None for a file pyarrow cannot open (load_table then explains)."""
+    import pyarrow.parquet as pq
+
     try:
-        with path.open("rb") as fh:
-            if bom_encoding(fh.read(4)) not in (None, "utf-8-sig"):
-                return None
-        fh = path.open(encoding="utf-8-sig", newline="" if delimited else "\n")
+        pf = pq.ParquetFile(path)
+        columns = [str(c) for c in pf.schema_arrow.empty_table().to_pandas().columns]
+        return pf.metadata.num_rows, columns
+    except Exception:  # noqa: BLE001 - pyarrow raises several unrelated types for a bad file
+        return None
+
+
+def parquet_rows(path: Path, table: _Table) -> Iterator[tuple[int, dict]]:
+    """(row number, column -> cell) of a Parquet file, ``PARQUET_BATCH`` rows converted at a
+    time as ``pandas.read_parquet`` converts the whole file (row 1 is the header, as in a sheet)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    number = 2
+    for batch in pf.iter_batches(batch_size=PARQUET_BATCH):
+        frame = pa.Table.from_batches([batch], schema=pf.schema_arrow).to_pandas()
+        frame.columns = table.columns = [str(c) for c in frame.columns]
+        for row in frame.to_dict("records"):
+            yield number, row
+            number += 1
+
+
+def _first_pass(path: Path, source: str, encoding: str = "utf-8-sig") -> tuple[int, list[str], str | None] | None:
+    """(data rows, columns, CSV delimiter), or None when the bytes are not plainly UTF-8 (when
+    ``encoding`` is UTF-8) or not valid in ``encoding`` (decode_bytes then decides on the whole
+    file, as before). Holds one row at a time; raises the LoaderError that load_table would for
+    a file the csv module cannot read."""
+    delimited = path.suffix.lower() in (".csv", ".tsv")
+    utf8 = encoding == "utf-8-sig"
+    try:
+        if utf8:
+            with path.open("rb") as fh:
+                if bom_encoding(fh.read(4)) not in (None, "utf-8-sig"):
+                    return None
+        fh = path.open(encoding=encoding, newline="" if delimited else "\n")
     except OSError as exc:
         raise LoaderError(f"{source}: cannot read file ({exc.strerror})") from None
     evidence: list[str] = []  # the first non-ASCII characters: all plausible_utf8 reads
@@ -142,6 +196,6 @@ def _first_pass(path: Path, source: str) -> tuple[int, list[str], str | None] | 
                 columns = list(keys)
     except UnicodeDecodeError:
         return None
-    if not plausible_utf8("".join(evidence)):
+    if utf8 and not plausible_utf8("".join(evidence)):
         return None  # odd characters: maybe GBK or Big5 that happens to be valid UTF-8
     return rows, columns, delimiter
