@@ -68,7 +68,7 @@ def index(
 
         paths = demo_sources() + paths
     table_mapping = load_mapping(mapping) if mapping else None
-    # Every source is opened (a UTF-8 JSONL/CSV/TSV export checked and counted, streamed later;
+    # Every source is opened (a JSONL/CSV/TSV/Parquet export checked and counted, streamed later;
     # anything else loaded whole) before anything is stored: a source that cannot be read
     # stores nothing. Then the records go to the store in source order, a thousand at a time.
     documents = LoadResult()  # the whole SOP documents
