@@ -300,6 +300,21 @@ def test_mapping_rejects_unknown_field_key_and_values(tmp_path):
         mapping_from_dict({"encoding": "klingon"})
     with pytest.raises(ConfigError, match=r"columns.text: expected a column name or a list of column names, got \[\]"):
         mapping_from_dict({"columns": {"text": []}})
+    # [columns] and [attributes] share one reader: each error names its own table and field.
+    for data, message, name in (
+        ({"columns": ["id"]}, "mapping: columns: expected a table [columns], got ['id']", "columns"),
+        ({"attributes": "客户"}, "mapping: attributes: expected a table [attributes] of key = column, got '客户'",
+         "attributes"),
+        ({"columns": {"id": ["", "x"]}}, "mapping: columns.id: expected a column name or a list of column "
+         "names, got ['', 'x']", "columns.id"),
+        ({"attributes": {"site": [1]}}, "mapping: attributes.site: expected a column name or a list of column "
+         "names, got [1]", "attributes.site"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            mapping_from_dict(data)
+        assert (caught.value.message, caught.value.field) == (message, name)
+    assert mapping_from_dict({"columns": {"text": [" 现象 ", "原因"]}, "attributes": {"site": "Fab "}}).attributes \
+        == {"site": ("Fab",)}
     with pytest.raises(ConfigError, match="mapping file not found"):
         load_mapping(tmp_path / "none.toml")
 

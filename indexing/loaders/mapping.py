@@ -214,34 +214,34 @@ def mapping_from_dict(data: dict[str, Any], *, source: str = "mapping") -> Mappi
     for key in ("kind", "encoding", "date_format", "list_separator"):
         if key in data and not isinstance(data[key], str):
             raise ConfigError(f"{source}: {key}: expected a string, got {data[key]!r}", field=key)
-    raw_columns = data.get("columns", {})
-    if not isinstance(raw_columns, dict):
-        raise ConfigError(f"{source}: columns: expected a table [columns], got {raw_columns!r}", field="columns")
-    columns: dict[str, tuple[str, ...]] = {}
-    for name, value in raw_columns.items():
-        cols = [value] if isinstance(value, str) else value
-        if not isinstance(cols, list) or not cols or not all(isinstance(c, str) and c.strip() for c in cols):
-            raise ConfigError(
-                f"{source}: columns.{name}: expected a column name or a list of column names, got {value!r}",
-                field=f"columns.{name}",
-            )
-        columns[name] = tuple(c.strip() for c in cols)
-    raw_attributes = data.get("attributes", {})
-    if not isinstance(raw_attributes, dict):
-        raise ConfigError(f"{source}: attributes: expected a table [attributes] of key = column, got "
-                          f"{raw_attributes!r}", field="attributes")
-    attributes: dict[str, tuple[str, ...]] = {}
-    for key, value in raw_attributes.items():
-        cols = [value] if isinstance(value, str) else value
-        if not isinstance(cols, list) or not cols or not all(isinstance(c, str) and c.strip() for c in cols):
-            raise ConfigError(
-                f"{source}: attributes.{key}: expected a column name or a list of column names, got {value!r}",
-                field=f"attributes.{key}")
-        attributes[key] = tuple(c.strip() for c in cols)
+    columns = _column_table(source, data, "columns", "a table [columns]")
+    attributes = _column_table(source, data, "attributes", "a table [attributes] of key = column")
     settings: dict[str, Any] = {f.name: f.default for f in fields(Mapping) if f.name not in ("columns", "attributes")}
     settings.update({k: data[k] for k in settings if k in data})
     _check(**settings, columns=columns, source=source, attributes=attributes)  # here, so that errors name the file
     return Mapping(**settings, columns=columns, attributes=attributes)
+
+
+def _column_table(source: str, data: dict[str, Any], table: str, shape: str) -> dict[str, tuple[str, ...]]:
+    """``[columns]`` or ``[attributes]``: each name maps to one column name or a list of them.
+
+    Raises:
+        ConfigError: the table is not a table (``shape`` says what was expected), or an entry is
+            not a non-empty column name or list of them (the error names ``table.name``).
+    """
+    raw = data.get(table, {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {table}: expected {shape}, got {raw!r}", field=table)
+    out: dict[str, tuple[str, ...]] = {}
+    for name, value in raw.items():
+        cols = [value] if isinstance(value, str) else value
+        if not isinstance(cols, list) or not cols or not all(isinstance(c, str) and c.strip() for c in cols):
+            raise ConfigError(
+                f"{source}: {table}.{name}: expected a column name or a list of column names, got {value!r}",
+                field=f"{table}.{name}",
+            )
+        out[name] = tuple(c.strip() for c in cols)
+    return out
 
 
 def _check(
