@@ -10,6 +10,12 @@ writes it in its title or text.
 Cases are counted from one keyword search of at most ``rank.max_k`` results; a code carried by
 more cases says so (``case_count_capped``), and its ``last_seen`` is still exact: further
 searches ask only for cases created after the newest one seen, until none is left.
+
+A card keeps to the search's filters (kind, product, model, module, status, dates, open_only,
+attributes, exclude_ids): every search behind it is the request's own query with only the text,
+kind, mode and size replaced, so a filtered search never shows on its card a record it would not
+list itself; a kind the filter leaves out stays empty, and the counts are of records within the
+filters. ``min_score`` is left out: it bounds the request's scores, not those of the code alone.
 """
 
 from __future__ import annotations
@@ -59,27 +65,34 @@ class CodeCard(BaseModel):
     last_seen: date | None = Field(None, description="Creation date of the newest case carrying the code.")
 
 
-def code_cards(svc, text: str) -> list[CodeCard]:
-    """Cards for the codes ``text`` names that some stored record carries, in the query's order."""
+def code_cards(svc, q: SearchQuery) -> list[CodeCard]:
+    """Cards for the codes ``q.text`` names that some stored record within ``q``'s filters
+    carries, in the query's order."""
     cards = []
-    for code in svc.query_codes(text)[:MAX_CARDS]:
-        card = _card(svc, code)
+    for code in svc.query_codes(q.text)[:MAX_CARDS]:
+        card = _card(svc, q, code)
         if card is not None:
             cards.append(card)
     return cards
 
 
-def _carriers(svc, code: str, kind: str, k: int, created_from: date | None = None) -> list[SearchResult]:
-    """Records of ``kind`` carrying ``code``, best keyword match first (codes first puts them on top)."""
-    q = SearchQuery(text=code, kind=[kind], mode="keyword", k=k, created_from=created_from)
-    return [r for r in svc.search(q).results if r.explanation.matched_codes]
+def _carriers(svc, q: SearchQuery, code: str, kind: str, k: int, created_from: date | None = None
+              ) -> list[SearchResult]:
+    """Records of ``kind`` within ``q``'s filters carrying ``code``, best keyword match first (codes
+    first puts them on top); none when ``q``'s kind filter leaves ``kind`` out."""
+    if q.kind and kind not in q.kind:
+        return []
+    update = {"text": code, "kind": [kind], "mode": "keyword", "k": k, "min_score": 0.0, "grouped": False}
+    if created_from is not None and (q.created_from is None or created_from > q.created_from):
+        update["created_from"] = created_from
+    return [r for r in svc.search(q.model_copy(update=update)).results if r.explanation.matched_codes]
 
 
-def _card(svc, code: str) -> CodeCard | None:
+def _card(svc, q: SearchQuery, code: str) -> CodeCard | None:
     max_k = svc.settings.rank.max_k
-    sops = _carriers(svc, code, "sop", min(_POOL, max_k))
-    problems = _carriers(svc, code, "problem", min(_POOL, max_k))
-    cases = _carriers(svc, code, "case", max_k)
+    sops = _carriers(svc, q, code, "sop", min(_POOL, max_k))
+    problems = _carriers(svc, q, code, "problem", min(_POOL, max_k))
+    cases = _carriers(svc, q, code, "case", max_k)
     if not (sops or problems or cases):
         return None
     spelled = next(r.explanation.matched_codes[0] for r in (*sops, *problems, *cases))
@@ -95,7 +108,7 @@ def _card(svc, code: str) -> CodeCard | None:
     capped = len(cases) >= max_k
     last_seen = max((r.created for r in cases if r.created), default=None)
     while capped and last_seen is not None and last_seen < date.max:
-        newer = _carriers(svc, code, "case", max_k, created_from=last_seen + timedelta(days=1))
+        newer = _carriers(svc, q, code, "case", max_k, created_from=last_seen + timedelta(days=1))
         newest = max((r.created for r in newer if r.created), default=None)
         if newest is None:
             break

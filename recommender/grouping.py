@@ -84,7 +84,7 @@ def search_grouped(svc, q: SearchQuery) -> GroupedSearchResponse:
         groups[group] = results[:size]
         timings[group] = resp.timings_ms.get("total", 0.0)
     t = time.perf_counter()
-    cards = code_cards(svc, q.text) if codes else []
+    cards = code_cards(svc, q) if codes else []
     timings["code_cards"] = _ms(t)
     timings["total"] = _ms(t0)
     return GroupedSearchResponse(query=flat.query, mode=flat.mode, path=flat.path,

@@ -113,3 +113,35 @@ def test_the_query_is_encoded_once(srv, monkeypatch):
     resp = search_grouped(svc, SearchQuery(text="真空泵无法启动 抽真空超时", grouped=True))
     assert resp.path == "hybrid" and resp.sops and resp.cases
     assert calls == ["真空泵无法启动 抽真空超时"] and len(texts) == 1, texts
+
+
+def _card_ids(card: dict) -> set[str]:
+    return {p["id"] for p in card["procedures"]} | {p["id"] for p in card["problems"]}
+
+
+@pytest.mark.parametrize("filters,procedures,problems,cases,last_seen", [
+    ({"kind": ["case"]}, [], [], 3, "2025-02-14"),
+    ({"kind": ["problem", "sop"]}, ["SOP-VAC-01#3"], ["P-2001", "P-2009"], 0, None),
+    ({"open_only": True}, ["SOP-VAC-01#3"], ["P-2001"], 1, "2025-01-09"),  # C-1011 is the open case
+    ({"created_to": "2024-12-31"}, [], ["P-2001", "P-2009"], 1, "2024-03-05"),
+    ({"created_from": "2025-01-01"}, [], [], 2, "2025-02-14"),
+    ({"exclude_ids": ["P-2001", "C-1010"]}, ["SOP-VAC-01#3"], ["P-2009"], 2, "2025-01-09"),
+    ({"status": ["closed"]}, [], ["P-2009"], 2, "2025-02-14"),
+])
+def test_the_code_card_keeps_to_the_filters(client, filters, procedures, problems, cases, last_seen):
+    body = ok(client.post("/v1/search", json={"text": "E1023", "grouped": True, "k": 50, **filters,
+                                              "group_k": {"sops": 50, "problems": 50, "cases": 50}}))
+    card, = body["code_cards"]
+    assert [p["id"] for p in card["procedures"]] == procedures
+    assert [p["id"] for p in card["problems"]] == problems
+    assert (card["case_count"], card["last_seen"]) == (cases, last_seen)
+    # Nothing on the card that the same filtered search would not list itself.
+    listed = set(ids(body["results"])) | set(ids(body["sops"])) | set(ids(body["problems"]))
+    assert _card_ids(card) <= listed
+
+
+@pytest.mark.parametrize("filters", [{"product": ["HX-M100"]}, {"attributes": {"customer": "ACME"}},
+                                     {"module": ["主轴"]}, {"created_from": "2026-01-01"}])
+def test_no_code_card_when_the_filters_leave_no_carrier(client, filters):
+    body = ok(client.post("/v1/search", json={"text": "E1023", "grouped": True, **filters}))
+    assert body["code_cards"] == [], body["code_cards"]

@@ -348,6 +348,14 @@ def test_with_a_server_the_cli_asks_it_and_answers_as_locally(demo_dir, demo_ser
     for group in ("results", "sops", "problems", "cases"):
         assert ids(remote[group]) == ids(local[group]), group
     assert remote["code_cards"] == local["code_cards"] and remote["code_cards"][0]["code"] == "E1023"
+    # The code card keeps to the filters, on both paths: no procedure or problem order under
+    # --kind case, and only that customer's cases counted (3 of the 10 carrying E1023).
+    local, remote = both("search", "E1023", "--kind", "case", "--attr", "customer=东海晶圆")
+    card, = remote["code_cards"]
+    assert local["code_cards"] == remote["code_cards"] and card["procedures"] == card["problems"] == []
+    unfiltered, = json.loads(run("search", "E1023", "--json", data_dir=demo_dir).stdout)["code_cards"]
+    assert (card["case_count"], unfiltered["case_count"]) == (3, 10) and unfiltered["procedures"]
+    assert {r["kind"] for r in remote["cases"]} == {"case"} and remote["sops"] == remote["problems"] == []
     local, remote = both("search", "A-4410", "--flat", "-k", "5")
     assert ids(remote["results"]) == ids(local["results"]) and "sops" not in remote
     local, remote = both("related", "C-2023-00026", "--kind", "problem", "-k", "5")

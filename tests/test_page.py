@@ -203,6 +203,25 @@ def test_an_error_code_shows_its_card_procedure_and_known_problem_first(srv, bro
     assert not severe, severe
 
 
+def test_the_code_card_keeps_to_the_kind_and_open_only_filters(srv, browser):
+    from selenium.webdriver.common.by import By
+
+    def card():  # read in one script: the list may be replaced between two WebDriver calls
+        return browser.execute_script(
+            "const c = document.querySelector('#results .code-card'); return c && {seen: c.querySelector('.seen')"
+            ".textContent, ids: [...c.querySelectorAll('.procedure, .known-problem')].map(e => e.dataset.id)}")
+
+    _search(browser, srv.url, "E1023")
+    assert card() == {"seen": "1 case · last seen 2024-03-05", "ids": ["SOP-VAC-01#3", "P-2001"]}
+    browser.find_element(By.CSS_SELECTOR, 'input[name="kind"][value="case"]').click()
+    browser.find_element(By.ID, "search-btn").click()
+    _wait(browser).until(lambda d: (card() or {}).get("ids") == [])  # cases only: no procedure, no problem order
+    assert card()["seen"] == "1 case · last seen 2024-03-05"
+    browser.find_element(By.ID, "open-only").click()
+    browser.find_element(By.ID, "search-btn").click()
+    _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .empty") and card() is None)
+
+
 def test_record_text_is_escaped(srv, browser):
     from selenium.webdriver.common.by import By
 
