@@ -51,6 +51,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def merge_manifest(base: dict, extra: dict) -> dict:
+    """``base`` with ``extra`` merged in, nested dicts merged key by key (a backend's manifest
+    fields over the service's sidecar fields)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge_manifest(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 class IndexDir:
     """Creates, publishes, finds and verifies index snapshots under ``root``."""
 

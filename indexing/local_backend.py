@@ -30,7 +30,7 @@ from caselink.errors import IndexFormatError
 from indexing.backend import TIE_SLACK, Entry, Hits, TermStats, settle_ties
 from indexing.bm25 import BM25Index
 from indexing.facets import FacetTable, Filters
-from indexing.index_dir import REBUILD_HINT, IndexDir
+from indexing.index_dir import REBUILD_HINT, IndexDir, merge_manifest
 from indexing.vectors import VectorIndex
 
 __all__ = ["LocalBackend", "Sidecar"]
@@ -43,14 +43,6 @@ class Sidecar(Protocol):
         """(manifest fields, a writer of the service's own files into a snapshot folder); called
         under the backend's lock, so it only takes what is immutable or copied."""
         ...
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    """``base`` with ``extra`` merged in, nested dicts merged key by key."""
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def _lookup(keys: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -354,7 +346,7 @@ class LocalBackend:
                 self._write(tmp, state)
                 if write_extra is not None:
                     write_extra(tmp)
-                manifest = _merge({"created": state["created"], **extra}, state["manifest"])
+                manifest = merge_manifest({"created": state["created"], **extra}, state["manifest"])
                 path = self.dir.publish(tmp, manifest)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)

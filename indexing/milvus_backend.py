@@ -3,18 +3,11 @@
 The same ``MilvusClient(uri=..., token=...)`` talks to a Milvus Lite server, a standalone Milvus
 or a distributed cluster. What lives where:
 
-- ``<collection>``: one entity per record. ``id`` (primary key), ``vec`` (FLOAT_VECTOR, IP: the
-  index-space vectors are unit length, so IP = cosine), ``kw`` (SPARSE_FLOAT_VECTOR, IP: the
-  record's BM25L term weights), the filter fields ``kind``/``product``/``model``/``module``/
-  ``status`` (case-folded, so equality is case-insensitive as in ``local``), ``closed`` (status is
-  closed-like, for ``open_only``), ``created`` (days since 1970, -1 when unknown), ``codes``
-  (canonical codes joined by newlines), ``attributes`` (JSON: the record's own fields, values
-  case-folded, filtered as ``attributes["customer"] == "acme"`` with key and values quoted), and
-  what re-weighing needs: ``dl`` (document length), ``aw`` and ``bm`` (the mean length and the
-  k1/b/delta the weights were computed with).
-- ``<collection>_stats``: one meta entity (key -1: change-log position applied, BM25 parameters
-  of the stored weights) and, while a write is under way, one marker per write naming the ids it
-  is changing (negative keys below -1).
+- ``<collection>``: one entity per record: its dense vector, its BM25L term weights as a sparse
+  vector, the filter fields and what re-weighing needs (fields in :mod:`indexing.milvus_schema`).
+- ``<collection>_stats``: one meta entity (change-log position applied, BM25 parameters of the
+  stored weights) and, while a write is under way, one marker per write naming the ids it is
+  changing (:mod:`indexing.milvus_collections` keeps both, and the connection).
 - In the **record store** (:mod:`indexing.store_terms`): each record's distinct term ids and
   length, the document frequencies and the corpus totals (N, total length, the mean length the
   stored weights use). Every caselink process reads them from there, so every replica scores a
@@ -55,26 +48,22 @@ the store rolled back.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
-import secrets
 import shutil
 import threading
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from caselink.errors import IndexFormatError, IndexNotReady
+from caselink.errors import IndexFormatError
 from indexing.backend import TIE_SLACK, Entry, Hits, TermStats, settle_ties
-from indexing.facets import Filters
-from indexing.index_dir import REBUILD_HINT, IndexDir
-from indexing.facets import attribute_items
-from indexing.milvus_schema import ATTRIBUTES, BM25LWeights, create_collections, day, filter_expression, term_id
+from indexing.facets import Filters, attribute_items
+from indexing.index_dir import REBUILD_HINT, IndexDir, merge_manifest
+from indexing.milvus_collections import BATCH, FORMAT, MilvusCollections
+from indexing.milvus_schema import ATTRIBUTES, BM25LWeights, day, filter_expression, term_id
 from indexing.records import is_closed_status
 from indexing.store import RecordStore
 from indexing.store_terms import Corpus, WriteTx
@@ -82,14 +71,11 @@ from indexing.store_terms import Corpus, WriteTx
 __all__ = ["MilvusBackend"]
 
 log = logging.getLogger("caselink.milvus")
-_META_KEY = -1
-FORMAT = 2  # 2: term statistics in the record store (1 kept them in <collection>_stats)
 REWEIGH_DRIFT = 0.01  # re-weigh every record when the mean length moved more than 1% from the stored weights'
-_BATCH = 1000  # entities per upsert / ids per "in" expression: well under gRPC's message limit
 _MAX_TOPK = 16384  # Milvus's limit on one search's results
 
 
-def _chunks(items: Sequence, n: int = _BATCH) -> Iterator[Sequence]:
+def _chunks(items: Sequence, n: int = BATCH) -> Iterator[Sequence]:
     for start in range(0, len(items), n):
         yield items[start:start + n]
 
@@ -116,10 +102,9 @@ class MilvusBackend:
                  k1: float = 1.2, b: float = 0.75, delta: float = 0.5, consistency: str = "Strong",
                  dense_index: str = "FLAT", timeout: float = 30.0, root: Path | None = None, sidecar=None,
                  owns_store: bool = False):
-        self.uri = uri
-        self._token = token
+        self.milvus = MilvusCollections(uri=uri, token=token, collection=collection, dim=dim, consistency=consistency,
+                                        dense_index=dense_index, timeout=timeout)
         self.collection = collection
-        self.stats_collection = f"{collection}_stats"
         self.dim = dim
         self.store = store
         self._owns_store = owns_store
@@ -127,11 +112,9 @@ class MilvusBackend:
         self.weights = BM25LWeights(k1=k1, b=b, delta=delta)
         self.consistency = consistency
         self.dense_index = dense_index
-        self.timeout = timeout
         self.dir = IndexDir(root) if root is not None else None  # where the service's side is snapshotted
         self.sidecar = sidecar
         self.snapshot_: Path | None = None
-        self.client_ = None
         self.meta_: dict = {}
         self.reweigh_on_write_ = True
         self.lock_ = threading.Lock()
@@ -165,11 +148,11 @@ class MilvusBackend:
         return backend
 
     def _finish_build(self, tx: WriteTx, seq: int) -> None:
-        with self.lock_, self._calls("write"):
-            self.meta_ = self._read_meta()
+        with self.lock_, self.milvus.calls("write"):
+            self.meta_ = self.milvus.read_meta()
             self.meta_["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             self.meta_["applied_seq"] = max(int(self.meta_["applied_seq"]), seq)
-            self._save_meta()
+            self.milvus.save_meta(self.meta_)
         c = tx.corpus()
         if c.n and abs(c.mean - c.avgdl) > 1e-6 * c.avgdl:
             self._reweigh(tx)
@@ -202,112 +185,36 @@ class MilvusBackend:
         return backend
 
     def connect(self, *, fresh: bool = False) -> None:
-        from pymilvus import MilvusClient
-
-        with self._calls("connect"):
-            # No keepalive pings on an idle channel: Milvus Lite's gRPC server (Python grpc defaults)
-            # answers them with GOAWAY "too_many_pings" after a few; calls still ping while they run.
-            # A dedicated channel: pymilvus shares one per address and token, whatever its options.
-            self.client_ = MilvusClient(uri=self.uri, token=self._token, timeout=self.timeout, dedicated=True,
-                                        grpc_options={"grpc.keepalive_permit_without_calls": 0})
-            if fresh:
-                for name in (self.collection, self.stats_collection):
-                    if self.client_.has_collection(name):
-                        self.client_.drop_collection(name)
-            if not self.client_.has_collection(self.collection):
-                create_collections(self.client_, self.collection, self.stats_collection, dim=self.dim,
-                                   dense_index=self.dense_index, consistency=self.consistency)
-                self.meta_ = {"format": FORMAT, "applied_seq": 0, "params": self.weights.params, "fresh": True}
-                self._save_meta()
-            self._check_dim()
-            for name in (self.collection, self.stats_collection):
-                self.client_.load_collection(name)  # a reopened collection is not searchable until loaded
-            self.meta_ = self._read_meta()
+        self.meta_ = self.milvus.connect(fresh=fresh, meta={"format": FORMAT, "applied_seq": 0,
+                                                            "params": self.weights.params, "fresh": True})
         self.store.transaction(self._reconcile)
 
     def _reconcile(self, tx: WriteTx) -> None:
         """Under the store's write lock: a new collection starts the statistics afresh; one whose
         records the statistics do not count (a collection of format 1, or a store that lost them)
         is counted into the store from Milvus; drifted weights are re-weighed."""
-        with self.lock_, self._calls("open"):
-            self.meta_ = m = self._read_meta()
+        with self.lock_, self.milvus.calls("open"):
+            self.meta_ = m = self.milvus.read_meta()
             if m.pop("fresh", False):
                 tx.reset_terms()
-            elif m.get("format", 1) < FORMAT or tx.corpus().n != self._count():
+            elif m.get("format", 1) < FORMAT or tx.corpus().n != self.milvus.count():
                 log.warning("counting the records of Milvus collection %s into the record store's term statistics",
                             self.collection)
                 self._recount(tx)
             m["format"] = FORMAT
-            self._save_meta()
+            self.milvus.save_meta(m)
         if self._drifted(tx.corpus()):
             self._reweigh(tx)
-
-    def _check_dim(self) -> None:
-        fields = self.client_.describe_collection(self.collection)["fields"]
-        if not any(f["name"] == ATTRIBUTES for f in fields):
-            raise IndexFormatError(
-                f"Milvus collection '{self.collection}' was created before records had attributes",
-                hint="run 'caselink index --rebuild' to rebuild it from the record store")
-        dim = next((int(f["params"]["dim"]) for f in fields if f["name"] == "vec"), None)
-        if dim != self.dim:
-            raise IndexFormatError(
-                f"Milvus collection '{self.collection}' holds {dim}-d vectors, the configured model gives {self.dim}-d",
-                hint="run 'caselink index --rebuild' to rebuild it from the record store")
-
-    @contextmanager
-    def _calls(self, what: str):
-        """Milvus failures as caselink's IndexNotReady (503 on the API), naming the server, never the token."""
-        from pymilvus.exceptions import MilvusException
-
-        try:
-            yield
-        except MilvusException as exc:
-            raise IndexNotReady(f"Milvus at {self._safe_uri()} failed to {what}: {exc.message}",
-                                hint="check backend.uri and that Milvus is running") from None
-
-    def _safe_uri(self) -> str:
-        parts = urlsplit(self.uri)
-        if parts.username or parts.password:  # user:password@host: keep the host only
-            parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
-        return urlunsplit(parts)
-
-    # -- meta and write markers ---------------------------------------------------------------
-    def _read_meta(self) -> dict:
-        rows = self.client_.get(self.stats_collection, ids=[_META_KEY], output_fields=["meta"])
-        if not rows:
-            raise IndexFormatError(f"Milvus collection '{self.stats_collection}' has no meta entity",
-                                   hint="run 'caselink index --rebuild' to rebuild it from the record store")
-        return json.loads(rows[0]["meta"])
-
-    def _save_meta(self) -> None:
-        self.client_.upsert(self.stats_collection, [{"key": _META_KEY, "df": 0, "v": [0.0, 0.0],
-                                                    "meta": json.dumps(self.meta_)}])
-
-    def _mark(self, ids: Sequence[str]) -> int:
-        """Name the ids a write is about to change; removed once the store has committed it."""
-        key = -2 - secrets.randbits(62)
-        self.client_.upsert(self.stats_collection, [{"key": key, "df": 0, "v": [0.0, 0.0], "meta": json.dumps(list(ids))}])
-        return key
-
-    def _unmark(self, keys: Sequence[int]) -> None:
-        try:
-            with self._calls("clear a write marker"):
-                self.client_.delete(self.stats_collection, ids=list(keys))
-        except IndexNotReady as exc:  # the next writer finds the marker and rewrites those ids: harmless
-            log.warning("%s", exc.message)
 
     def unfinished(self) -> dict[int, list[str]]:
         """Writes that changed Milvus but may not have committed in the store (a failure or a crash
         between the two): marker key -> the ids they touched. Call under the store's write lock."""
-        with self._calls("read write markers"):
-            rows = self.client_.query(self.stats_collection, filter=f"key < {_META_KEY}", output_fields=["key", "meta"],
-                                      consistency_level=self.consistency)
-        return {int(r["key"]): json.loads(r["meta"]) for r in rows}
+        return self.milvus.markers()
 
     def finished(self, keys: Sequence[int]) -> None:
         """Drop the markers of writes whose ids have been rewritten from the store."""
         if keys:
-            self._unmark(keys)
+            self.milvus.unmark(keys)
 
     def _drifted(self, c: Corpus) -> bool:
         if not c.n:
@@ -335,11 +242,12 @@ class MilvusBackend:
             return self.store.transaction(lambda t: self.write(upserts, deletes, seq=seq, tx=t))
         entries = list({e.id: e for e in upserts}.values())  # the last entry per id wins
         gone = sorted(set(deletes) - {e.id for e in entries})
-        with self.lock_, self._calls("write"):
-            self.meta_ = m = self._read_meta()  # another process may have moved it
+        client = self.milvus.client
+        with self.lock_, self.milvus.calls("write"):
+            self.meta_ = m = self.milvus.read_meta()  # another process may have moved it
             if entries or gone:
-                marker = self._mark([e.id for e in entries] + gone)
-                tx.after_commit.append(lambda: self._unmark([marker]))
+                marker = self.milvus.mark([e.id for e in entries] + gone)
+                tx.after_commit.append(lambda: self.milvus.unmark([marker]))
                 counts = [BM25LWeights.counts(e.terms) for e in entries]
                 corpus = tx.apply_terms([(e.id, float(sum(c.values())), list(c)) for e, c in zip(entries, counts)],
                                         gone)
@@ -350,51 +258,42 @@ class MilvusBackend:
                     m["params"] = self.weights.params
                 rows = [self._row(e, c, avgdl) for e, c in zip(entries, counts)]
                 for part in _chunks(rows):
-                    self.client_.upsert(self.collection, list(part))
+                    client.upsert(self.collection, list(part))
                 for part in _chunks(gone):
-                    self.client_.delete(self.collection, ids=list(part))
+                    client.delete(self.collection, ids=list(part))
             if seq > m["applied_seq"] or entries or gone:
                 m["applied_seq"] = max(int(m["applied_seq"]), seq)
-                self._save_meta()
+                self.milvus.save_meta(m)
         if self.reweigh_on_write_ and (entries or gone) and self._drifted(tx.corpus()):
             self._reweigh(tx)
-
-    def _scan(self, fields: list[str]) -> Iterator[list[dict]]:
-        it = self.client_.query_iterator(self.collection, batch_size=_BATCH, filter="", output_fields=fields,
-                                         consistency_level=self.consistency)
-        try:
-            while batch := it.next():
-                yield batch
-        finally:
-            it.close()
 
     def _recount(self, tx: WriteTx) -> None:
         """The store's term statistics counted again from the records in Milvus (their weights'
         keys are their distinct terms, ``dl`` their length)."""
         tx.reset_terms()
         avgdl = 0.0
-        for batch in self._scan(["id", "kw", "dl", "aw"]):
+        for batch in self.milvus.scan(["id", "kw", "dl", "aw"]):
             tx.apply_terms([(r["id"], float(r["dl"]), [int(k) for k in r["kw"]]) for r in batch])
             avgdl = avgdl or float(batch[0]["aw"])
         tx.set_avgdl(avgdl or tx.corpus().mean)
 
     def _reweigh(self, tx: WriteTx) -> None:
         """Recompute every record's weights with today's mean length and BM25 parameters."""
-        with self.lock_, self._calls("re-weigh keyword terms"):
+        with self.lock_, self.milvus.calls("re-weigh keyword terms"):
             c = tx.corpus()
             avgdl = c.mean
             log.info("re-weighing %d records in Milvus collection %s (mean length %.1f -> %.1f, params %s -> %s)",
                      c.n, self.collection, c.avgdl, avgdl, self.meta_.get("params"), self.weights.params)
-            for batch in self._scan(["*"]):
+            for batch in self.milvus.scan(["*"]):
                 for row in batch:
                     tf = BM25LWeights.tf_of(row["kw"], float(row["dl"]), float(row["aw"]), row["bm"])
                     row["kw"] = self.weights.document(tf, float(row["dl"]), avgdl)
                     row["aw"], row["bm"] = avgdl, self.weights.params
-                self.client_.upsert(self.collection, batch)
+                self.milvus.client.upsert(self.collection, batch)
             tx.set_avgdl(avgdl)
-            self.meta_ = self._read_meta()
+            self.meta_ = self.milvus.read_meta()
             self.meta_["params"] = self.weights.params
-            self._save_meta()
+            self.milvus.save_meta(self.meta_)
 
     # -- reads --------------------------------------------------------------------------------
     def _search(self, field: str, data, k: int, filters: Filters | None, exclude: Collection[str],
@@ -402,8 +301,8 @@ class MilvusBackend:
         k = min(int(k), _MAX_TOPK)
         if k <= 0:
             return Hits([], np.zeros(0, dtype=np.float32), [])
-        with self._calls("search"):
-            res = self.client_.search(self.collection, data=[data], anns_field=field,
+        with self.milvus.calls("search"):
+            res = self.milvus.client.search(self.collection, data=[data], anns_field=field,
                                       limit=min(k + TIE_SLACK, _MAX_TOPK),
                                       filter=filter_expression(filters, exclude), output_fields=["codes"],
                                       search_params={"metric_type": "IP", "params": params},
@@ -443,9 +342,9 @@ class MilvusBackend:
         if not q or not len(ids):
             return out
         kw = {}
-        with self._calls("read records"):
+        with self.milvus.calls("read records"):
             for part in _chunks(list(dict.fromkeys(ids))):
-                for row in self.client_.get(self.collection, ids=list(part), output_fields=["kw"]):
+                for row in self.milvus.client.get(self.collection, ids=list(part), output_fields=["kw"]):
                     kw[row["id"]] = row["kw"]
         for i, rid in enumerate(ids):
             w = kw.get(rid)
@@ -462,27 +361,22 @@ class MilvusBackend:
                exclude: Collection[str] = ()) -> set[str]:
         wanted = [i for i in dict.fromkeys(ids) if i not in set(exclude)]
         out: set[str] = set()
-        with self._calls("filter records"):
+        with self.milvus.calls("filter records"):
             for part in _chunks(wanted):
-                rows = self.client_.query(self.collection, filter=filter_expression(filters, (), ids=part),
+                rows = self.milvus.client.query(self.collection, filter=filter_expression(filters, (), ids=part),
                                           output_fields=["id"], consistency_level=self.consistency)
                 out.update(r["id"] for r in rows)
         return out
 
     def count(self) -> int:
-        with self._calls("count records"):
-            return self._count()
-
-    def _count(self) -> int:
-        rows = self.client_.query(self.collection, filter="", output_fields=["count(*)"],
-                                  consistency_level=self.consistency)
-        return int(rows[0]["count(*)"])
+        with self.milvus.calls("count records"):
+            return self.milvus.count()
 
     def applied_seq(self) -> int:
         """The change-log position this collection holds, read from Milvus (another process may
         have written since)."""
-        with self.lock_, self._calls("read its change-log position"):
-            self.meta_ = self._read_meta()
+        with self.lock_, self.milvus.calls("read its change-log position"):
+            self.meta_ = self.milvus.read_meta()
             return int(self.meta_["applied_seq"])
 
     def describe(self) -> dict:
@@ -491,7 +385,7 @@ class MilvusBackend:
         m = self.meta_
         _, corpus = self.store.term_stats(())
         return {"backend": "milvus", "factory": f"milvus:{self.dense_index}", "built_at": m.get("built_at", ""),
-                "uri": self._safe_uri(), "collection": self.collection,
+                "uri": self.milvus.safe_uri(), "collection": self.collection,
                 "consistency": self.consistency, "dense_index": self.dense_index, "records": self.count(),
                 "applied_seq": int(m.get("applied_seq", 0)), "mean_length": round(corpus.avgdl, 3),
                 "bm25": {"k1": self.k1, "b": self.b, "delta": self.delta}, "pymilvus": pymilvus.__version__}
@@ -500,9 +394,7 @@ class MilvusBackend:
         """Flush both collections (sealed segments, durable in Milvus's own storage) and publish a snapshot of
         the service's side (tokeniser, model, centring: the sidecar) naming this collection and
         the change-log position it holds."""
-        with self._calls("flush"):
-            for name in (self.collection, self.stats_collection):
-                self.client_.flush(name)
+        self.milvus.flush()
         if self.dir is None:
             return
         self.dir.root.mkdir(parents=True, exist_ok=True)
@@ -515,7 +407,7 @@ class MilvusBackend:
             try:
                 if write_extra is not None:
                     write_extra(tmp)
-                self.snapshot_ = self.dir.publish(tmp, _merge(extra, own))
+                self.snapshot_ = self.dir.publish(tmp, merge_manifest(extra, own))
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -524,22 +416,12 @@ class MilvusBackend:
         m = self.meta_
         return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "change_seq": int(m["applied_seq"]),
                 "backend": "milvus",
-                "milvus": {"collection": self.collection, "uri": self._safe_uri(), "dim": self.dim},
-                "counts": {"records": self._count()},
+                "milvus": {"collection": self.collection, "uri": self.milvus.safe_uri(), "dim": self.dim},
+                "counts": {"records": self.milvus.count()},
                 "params": {"bm25": {"k1": self.k1, "b": self.b, "delta": self.delta},
                            "vectors": {"factory": f"milvus:{self.dense_index}"}}}
 
     def close(self) -> None:
-        if self.client_ is not None:
-            self.client_.close()
-            self.client_ = None
+        self.milvus.close()
         if self._owns_store:
             self.store.close()
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    """``base`` with ``extra`` merged in, nested dicts merged key by key."""
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out

@@ -3,6 +3,17 @@ on both sides of the inner product, and filter expressions with every value esca
 
 Pure functions and one schema builder, so :mod:`indexing.milvus_backend` is only the I/O. See
 that module's docstring for the design.
+
+The records' collection, one entity per record: ``id`` (primary key), ``vec`` (FLOAT_VECTOR, IP:
+the index-space vectors are unit length, so IP = cosine), ``kw`` (SPARSE_FLOAT_VECTOR, IP: the
+record's BM25L term weights), the filter fields ``kind``/``product``/``model``/``module``/
+``status`` (case-folded, so equality is case-insensitive as in ``local``), ``closed`` (status is
+closed-like, for ``open_only``), ``created`` (days since 1970, -1 when unknown), ``codes``
+(canonical codes joined by newlines), ``attributes`` (JSON: the record's own fields, values
+case-folded, filtered as ``attributes["customer"] == "acme"`` with key and values quoted), and
+what re-weighing needs: ``dl`` (document length), ``aw`` and ``bm`` (the mean length and the
+k1/b/delta the weights were computed with). ``<collection>_stats`` holds the meta entity and
+the write markers (:mod:`indexing.milvus_collections`).
 """
 
 from __future__ import annotations

@@ -120,13 +120,13 @@ def test_an_attribute_filter_quotes_key_and_values_and_a_collection_without_them
     f = Filters(attributes=Filters.attribute_pairs({"customer": ['ACME" or 1==1', "Globex"], "site": "F12"}))
     assert filter_expression(f) == ('(attributes["customer"] == "acme\\" or 1==1" or attributes["customer"] == '
                                     '"globex") and (attributes["site"] == "f12")')
-    import indexing.milvus_backend as backend
+    import indexing.milvus_collections as collections
     import indexing.milvus_schema as schema
     from caselink.errors import IndexFormatError
 
     settings = load_settings(env={}, data_dir=tmp_path / "data", backend__kind="milvus", backend__uri=milvus_uri,
                              backend__collection=f"t{next(_names)}")
-    for module in (schema, backend):  # a collection as created before attributes
+    for module in (schema, collections):  # a collection as created before attributes
         monkeypatch.setattr(module, "ATTRIBUTES", "not_attributes")
     MilvusBackend.open(settings, DIM).close()
     monkeypatch.undo()
@@ -156,8 +156,7 @@ def test_applied_seq_survives_a_reopen_and_statistics_of_an_older_collection_are
     assert milvus.applied_seq() == 7
     milvus.persist()
     # a collection written by format 1 (statistics in Milvus, none in the store): opening it counts them
-    milvus.meta_.update(format=1)
-    milvus._save_meta()
+    milvus.milvus.save_meta({**milvus.milvus.read_meta(), "format": 1})
     milvus.store.transaction(lambda tx: tx.reset_terms())
     assert milvus.term_stats(["pump"]).n_docs == 0
     settings = load_settings(env={}, data_dir=tmp_path / "data", backend__kind="milvus", backend__uri=milvus_uri,
