@@ -7,12 +7,16 @@ Serves the demo index (built once into bench/work/data/demo) with ``caselink ser
 demo cases' titles and error codes to POST /v1/search one at a time (k = 10, hybrid). With
 ``--source``, a second caselink source tree (an older commit's worktree, say) is served from the
 same data too, and the two are driven in alternating rounds, so a noisy machine weighs on both
-alike; compare their ratios, not their milliseconds.
+alike; compare their ratios, not their milliseconds. With ``--source``, every tree's answers are
+also compared (searches as timed, grouped, dense and keyword; related by id and drafts; timings
+left out): a change to the query path must not change a byte of what it answers, and the run
+fails when one does.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +25,7 @@ import httpx
 
 from bench.common import REPO
 from bench.demo_latency import demo_dir, requests
+from bench.load import Req
 from bench.machine import header
 from bench.server import Server
 
@@ -39,6 +44,30 @@ def drive(server: Server, reqs, totals: dict[str, list[float]]) -> None:
             totals["fetch"].append(t["fetch"])
             totals["total"].append(t["total"])
             totals["http"].append(wall - t["total"])
+
+
+def answers(server: Server) -> list[str]:
+    """Every comparison answer as canonical JSON, timings left out (they differ run to run)."""
+    search, related, drafts = requests()
+    reqs = list(search)
+    reqs += [Req(r.method, r.path, {**r.body, "grouped": True}) for r in search[:120]]
+    reqs += [Req(r.method, r.path, {**r.body, "mode": m}) for r in search[:80] for m in ("dense", "keyword")]
+    reqs += related + drafts
+    out = []
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for r in reqs:
+            resp = client.request(r.method, r.path, json=r.body)
+            out.append(json.dumps([r.path, r.body, resp.status_code, _untimed(resp.json())], ensure_ascii=False,
+                                  sort_keys=True))
+    return out
+
+
+def _untimed(v):
+    if isinstance(v, dict):
+        return {k: _untimed(x) for k, x in v.items() if k != "timings_ms"}
+    if isinstance(v, list):
+        return [_untimed(x) for x in v]
+    return v
 
 
 def summary(name: str, t: dict[str, list[float]]) -> str:
@@ -66,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.rounds):
             for server, t in zip(servers, totals):
                 drive(server, search, t)
+        compared = [answers(server) for server in servers] if len(servers) > 1 else []
     finally:
         for server in servers:
             server.stop()
@@ -76,10 +106,20 @@ def main(argv: list[str] | None = None) -> None:
              "| source | searches | encode p50 | fetch p50 | fetch/encode | server total p50 | http p50 |",
              "|---|---|---|---|---|---|---|"]
     lines += [summary(str(src), t) for src, t in zip(sources, totals)]
+    differ = []
+    if compared:
+        first = compared[0]
+        differ = [(str(src), sum(a != b for a, b in zip(first, other)))
+                  for src, other in zip(sources[1:], compared[1:])]
+        lines += ["", f"Answers compared with {sources[0]} ({len(first)} each: searches, 120 grouped, 160 dense or "
+                      "keyword, related by id, drafts; timings left out): "
+                  + "; ".join(f"{src}: {n} differ" for src, n in differ)]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
+    if any(n for _, n in differ):
+        raise SystemExit("answers differ between the source trees (see above)")
 
 
 if __name__ == "__main__":

@@ -339,9 +339,13 @@ class RecordStore:
         return self._read(lambda c: {int(num): record_from_json(body) for part in _chunks(nums)
                                      for num, body in c.execute(SQL["get_many"], {"nums": part})})
 
-    def records(self, record_ids: Iterable[str]) -> dict[str, Record]:
+    def records(self, record_ids: Iterable[str], *, shared: bool = False) -> dict[str, Record]:
         """The stored ones of ``record_ids`` by id, in one query per CHUNK ids. What every search
-        reads for its results: bodies parsed before are not validated again (:func:`_parsed`)."""
+        reads for its results: bodies parsed before are not validated again (:func:`_parsed`).
+
+        Each record is the caller's own copy, unless ``shared``: then it is the parse cache's
+        record itself, the same object for the same stored body, which the caller must not change
+        (the search path, which only reads, and keys what it prepares per record on that object)."""
         ids = list(dict.fromkeys(record_ids))
         if not ids:
             return {}
@@ -365,7 +369,10 @@ class RecordStore:
                         rows = cur.fetchall()
                     except dbapi.Error as exc:
                         raise sa.exc.DBAPIError.instance(sql, part, exc, dbapi.Error) from exc
-                    out.update((rid, _parsed(body).model_copy()) for rid, body in rows)
+                    if shared:
+                        out.update((rid, _parsed(body)) for rid, body in rows)
+                    else:  # deep: a shallow copy shares error_codes, links and attributes with the cache
+                        out.update((rid, _parsed(body).model_copy(deep=True)) for rid, body in rows)
                 cur.close()
             finally:
                 conn.close()  # back to the pool, rolled back
@@ -480,8 +487,8 @@ class RecordStore:
 # Validating a stored body was half of what fetching a search's results cost (bench/query_path.md):
 # a record shown again (the same problem order for many tickets) is parsed once. Keyed by the body
 # itself, so an edited record is parsed afresh and never served stale; the body is still read
-# from the store on every call. Callers get a shallow copy: setting a field on it cannot reach
-# the cache. 4096 demo-sized records are about 20 MB.
+# from the store on every call. Callers get a deep copy (RecordStore.records), unless they ask for
+# the shared record and promise not to change it. 4096 demo-sized records are about 20 MB.
 @functools.lru_cache(maxsize=4096)
 def _parsed(body: str) -> Record:
     return record_from_json(body)

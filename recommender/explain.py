@@ -57,11 +57,84 @@ def _folded(values: tuple[str, ...], title: str, tokenizer: Tokenizer) -> Folded
                         title=fields["title"] if title == values[0] else fold(title, opencc=opencc))
 
 
-def _display_code(code: str, record: Record, folded: FoldedRecord) -> str:
-    """Show a canonical code the way the record writes it (E-1023 stays E-1023)."""
-    for c in record.error_codes:
-        if canonical_code(c) == code:
-            return c
+class ShownRecord:
+    """What showing a stored record needs that no query changes, prepared once per record: its
+    fold, the result fields copied from it, which field the snippet comes from, its codes as
+    written, and (on first need) its codes as the index reads them. Profiled on the demo, this
+    per-record work was a third of building a search's results, repeated for every search that
+    showed the record. Get one with :func:`prepare`; the record must not be changed afterwards."""
+
+    __slots__ = ("record", "folded", "result", "snippet_field", "declared", "_codes", "_folded_codes")
+
+    def __init__(self, record: Record, tokenizer: Tokenizer):
+        self.record = record
+        self.folded = FoldedRecord.of(record, tokenizer=tokenizer)
+        # The fields a SearchResult takes as they are; the caller adds score, snippet and explanation.
+        self.result = MappingProxyType(dict(
+            id=record.id, kind=record.kind, title=record.display_title(), product=record.product, model=record.model,
+            module=record.module, status=record.status, error_codes=record.error_codes, created=record.created,
+            doc_id=record.doc_id, doc_title=record.doc_title, section=record.section, attributes=record.attributes))
+        self.snippet_field = next((f for f in ("text", "resolution", "cause", "workaround") if getattr(record, f)),
+                                  "text")
+        declared: dict[str, str] = {}  # canonical -> the first declared code with that canonical form
+        for c in record.error_codes:
+            declared.setdefault(canonical_code(c), c)
+        self.declared = MappingProxyType(declared)
+        self._codes: frozenset[str] | None = None
+        self._folded_codes: dict[str, str] = {}
+
+    def codes(self, docs) -> frozenset[str]:
+        """``docs.codes(record)`` (a :class:`~indexing.document.DocumentBuilder`), computed once."""
+        if self._codes is None:
+            self._codes = docs.codes(self.record)
+        return self._codes
+
+    def folded_code(self, code: str, opencc) -> str:
+        """A code as shown (:func:`_display_code`), folded as the record's fields are."""
+        out = self._folded_codes.get(code)
+        if out is None:
+            out = self._folded_codes[code] = fold(code, opencc=opencc)
+        return out
+
+
+class _Same:
+    """A cache key that is one object (held, so its id cannot be reused while the entry lives)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: object):
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.obj is self.obj
+
+
+def prepare(record: Record, *, tokenizer: Tokenizer) -> ShownRecord:
+    """``record`` prepared for showing, from a cache keyed by the record object itself: the
+    store's parse cache hands back the same object for the same stored body
+    (``RecordStore.records(shared=True)``), so an edited record is a new object, never stale."""
+    return _prepare(_Same(record), tokenizer)
+
+
+@functools.lru_cache(maxsize=4096)
+def _prepare(key: _Same, tokenizer: Tokenizer) -> ShownRecord:
+    return ShownRecord(key.obj, tokenizer)
+
+
+def _display_code(code: str, record: Record, folded: FoldedRecord,
+                  declared: Mapping[str, str] | None = None) -> str:
+    """Show a canonical code the way the record writes it (E-1023 stays E-1023); ``declared``:
+    :attr:`ShownRecord.declared`, when prepared."""
+    if declared is not None:
+        if code in declared:
+            return declared[code]
+    else:
+        for c in record.error_codes:
+            if canonical_code(c) == code:
+                return c
     pattern = re.compile("[-_./]?".join(re.escape(ch) for ch in code))
     for field in ("title", "section", "text"):
         m = pattern.search(folded.fields[field])
@@ -83,14 +156,17 @@ def explain(record: Record, *, query_words: list[str], query_codes: set[str], re
 def explanation_fields(record: Record, *, query_words: list[str], query_codes: set[str],
                        record_codes: frozenset[str], tokenizer: Tokenizer, dense: tuple[int, float] | None,
                        keyword: tuple[int, float] | None, verdict: Verdict | None = None,
-                       judged: str = "this record", folded: FoldedRecord | None = None) -> dict:
+                       judged: str = "this record", folded: FoldedRecord | None = None,
+                       prepared: ShownRecord | None = None) -> dict:
     """:func:`explain`'s fields as a dict, for a caller that validates a whole answer at once
-    (one pydantic call for ten results costs half of ten calls)."""
-    folded = folded or FoldedRecord.of(record, tokenizer=tokenizer)
+    (one pydantic call for ten results costs half of ten calls); ``prepared``: :func:`prepare` of
+    ``record``, when the caller has it."""
+    declared = prepared.declared if prepared is not None else None
+    folded = prepared.folded if prepared is not None else folded or FoldedRecord.of(record, tokenizer=tokenizer)
     # Substring tests on the normalised text instead of segmenting every result with jieba: the
     # query's words are already normalised, and a stem ('fail') is a prefix of its word ('failed').
     text = folded.joined
-    matched_codes = [_display_code(c, record, folded) for c in sorted(query_codes & record_codes)]
+    matched_codes = [_display_code(c, record, folded, declared) for c in sorted(query_codes & record_codes)]
     shown = folded.surfaces
     matched = [shown.get(w, w) for w in dict.fromkeys(query_words) if w not in query_codes and w in text]
     parts = []
@@ -118,11 +194,18 @@ def explanation_fields(record: Record, *, query_words: list[str], query_codes: s
     )
 
 
-def snippet_and_highlights(record: Record, terms: list[str], *, folded: FoldedRecord) -> tuple[str, list[str]]:
+def snippet_and_highlights(record: Record, terms: list[str], *, folded: FoldedRecord | None = None,
+                           prepared: ShownRecord | None = None) -> tuple[str, list[str]]:
     """A window of the record's text around the first matched term, and the original-script
     substrings (of snippet or title) that match ``terms``, for highlighting; ``folded`` is
-    ``record`` folded (:meth:`FoldedRecord.of`)."""
-    field = next((f for f in ("text", "resolution", "cause", "workaround") if getattr(record, f)), "text")
+    ``record`` folded (:meth:`FoldedRecord.of`), or ``prepared`` is :func:`prepare` of it."""
+    if prepared is not None:
+        field, folded, title = prepared.snippet_field, prepared.folded, prepared.result["title"]
+    else:
+        field = next((f for f in ("text", "resolution", "cause", "workaround") if getattr(record, f)), "text")
+        title = record.display_title()
+    if folded is None:
+        raise TypeError("snippet_and_highlights needs folded or prepared")
     body, norm = getattr(record, field) or "", folded.fields[field]
     start = 0
     if terms:
@@ -135,7 +218,6 @@ def snippet_and_highlights(record: Record, terms: list[str], *, folded: FoldedRe
     if start + SNIPPET_CHARS < len(body):
         snippet, snippet_norm = snippet + "…", snippet_norm + "…"
     highlights: list[str] = []
-    title = record.display_title()
     for source, src_norm in ((snippet, snippet_norm), (title, folded.title)):
         for t in terms:
             pos = src_norm.find(t)

@@ -30,10 +30,9 @@ from caselink.errors import EncoderUnavailable, InvalidQuery
 from indexing.centering import blocks_of
 from indexing.facets import Filters
 from indexing.live import LiveIndex
-from indexing.normalize import fold
 from indexing.records import Record
 from indexing.store import RecordStore
-from recommender.explain import FoldedRecord, explanation_fields, snippet_and_highlights
+from recommender.explain import explanation_fields, prepare, snippet_and_highlights
 from recommender.features import QueryFacts, feature_matrix
 from recommender.fusion import Fused, codes_first, fuse, single
 from recommender.learned import RankerModel, RankerSlot, factors, rerank
@@ -194,10 +193,11 @@ class Ranking:
                  learned: tuple[RankerModel, Mapping[str, np.ndarray]] | None = None) -> list[SearchResult]:
         # Compared as shown (4 decimals): a client that passes a score it was shown as min_score
         # keeps that result, even when the float behind it rounded up.
-        keep = list(itertools.islice(((str(k), float(sc)) for k, sc in zip(fused.keys.tolist(), fused.scores.tolist())
-                                      if round(sc, SCORE_DECIMALS) >= q.min_score), q.k))
-        records = self.store.records([k for k, _ in keep])
+        keep = _kept(fused, q.k, q.min_score)
+        # The parse cache's own records: read here, never changed, and what prepare() keys on.
+        records = self.store.records([k for k, _ in keep], shared=True)
         docs = self.index.documents
+        tokenizer, opencc = docs.tokenizer, docs.tokenizer.opencc
         moved: dict[str, list[str]] = {}
         if learned is not None:  # the learned score and what moved it, for the first records shown
             model, rows = learned
@@ -211,22 +211,36 @@ class Ranking:
             rec = records.get(key)
             if rec is None:  # deleted between ranking and fetch
                 continue
-            folded = FoldedRecord.of(rec, tokenizer=docs.tokenizer)
+            prepared = prepare(rec, tokenizer=tokenizer)
             ex = explanation_fields(
                 rec, query_words=words, query_codes=query_codes,
-                record_codes=frozenset(codes.get(key, ()) or docs.codes(rec)), tokenizer=docs.tokenizer,
+                record_codes=frozenset(codes.get(key, ())) or prepared.codes(docs), tokenizer=tokenizer,
                 dense=fused.dense.get(key), keyword=fused.keyword.get(key), verdict=verdicts.get(key),
-                judged=judged, folded=folded)
+                judged=judged, prepared=prepared)
             if learned is not None and key in learned[1]:
                 ex["learned_score"], ex["learned_factors"] = round(score, SCORE_DECIMALS), moved.get(key, [])
-            terms = ex["matched_terms"] + [fold(c, opencc=docs.tokenizer.opencc) for c in ex["matched_codes"]]
-            snippet, highlights = snippet_and_highlights(rec, terms, folded=folded)
-            out.append(dict(
-                id=rec.id, kind=rec.kind, title=rec.display_title(), score=round(score, SCORE_DECIMALS), snippet=snippet,
-                highlights=highlights, product=rec.product, model=rec.model, module=rec.module, status=rec.status,
-                error_codes=rec.error_codes, created=rec.created, doc_id=rec.doc_id, doc_title=rec.doc_title,
-                section=rec.section, attributes=rec.attributes, explanation=ex))
-        return _RESULTS.validate_python(out)  # one validation for the whole answer
+            terms = ex["matched_terms"] + [prepared.folded_code(c, opencc) for c in ex["matched_codes"]]
+            snippet, highlights = snippet_and_highlights(rec, terms, prepared=prepared)
+            out.append({**prepared.result, "score": round(score, SCORE_DECIMALS), "snippet": snippet,
+                        "highlights": highlights, "explanation": ex})
+        # One validation for the whole answer; it copies the lists and dicts taken from the shared
+        # records, so nothing a caller does to an answer can reach them.
+        return _RESULTS.validate_python(out)
+
+
+def _kept(fused: Fused, k: int, min_score: float) -> list[tuple[str, float]]:
+    """The first ``k`` of ``fused`` scoring at least ``min_score`` as shown (4 decimals), as
+    (id, score). Read from a prefix first: the whole candidate list (hundreds) as Python objects
+    cost more than the rest of choosing ten."""
+    n = len(fused.keys)
+    out: list[tuple[str, float]] = []
+    start, size = 0, 2 * k
+    while start < n and len(out) < k:
+        keys, scores = fused.keys[start:start + size].tolist(), fused.scores[start:start + size].tolist()
+        out += itertools.islice(((str(key), float(sc)) for key, sc in zip(keys, scores)
+                                 if round(sc, SCORE_DECIMALS) >= min_score), k - len(out))
+        start, size = start + size, n
+    return out
 
 
 def elapsed_ms(t0: float) -> float:

@@ -81,6 +81,22 @@ def test_results_explain_themselves(svc):
     assert r.explanation.reason
 
 
+def test_a_caller_changing_a_result_changes_nothing_the_next_search_shows(svc):
+    q = SearchQuery(text="曝光功率偏低 更换了 PN-7731-02 还是报警", k=3)
+    first = svc.search(q)
+    top = first.results[0]
+    # Results are built from records the store and the search path share between searches.
+    top.error_codes.append("X-1")
+    top.attributes["site"] = "nowhere"
+    top.highlights.clear()
+    top.explanation.matched_codes.clear()
+    again = svc.search(q)
+    assert again.model_dump(exclude={"timings_ms"}) != first.model_dump(exclude={"timings_ms"})
+    assert "X-1" not in again.results[0].error_codes and "site" not in again.results[0].attributes
+    assert again.results[0].highlights and again.results[0].explanation.matched_codes == ["PN-7731-02"]
+    assert svc.records([top.id])[top.id].error_codes == again.results[0].error_codes
+
+
 def test_sop_results_name_document_and_section(svc):
     r = svc.search(SearchQuery(text="E1023 冷却水流量", kind=["sop"], k=1)).results[0]
     assert (r.id, r.doc_id, r.section) == ("SOP-VAC#2", "SOP-VAC", "2. E1023 报警处理")

@@ -325,3 +325,20 @@ def test_two_processes_updating_keyword_statistics_at_once_lose_no_increment(sto
                 recount[int(k)] = recount.get(int(k), 0) + 1
         df, corpus = store.term_stats(range(300))
         assert df == recount and corpus.n == len(rows) and corpus.total_len == sum(dl for dl, _ in rows)
+
+
+def test_records_are_the_callers_own_copy_unless_shared(store):
+    store.upsert([case("C-1", error_codes=["E1023"], attributes={"site": "F12"}, links=["PO-1"])])
+    mine = store.records(["C-1"])["C-1"]
+    mine.error_codes.append("W3001")  # nested fields too: a shallow copy would share these with the cache
+    mine.attributes["site"] = "F14"
+    mine.links.clear()
+    again = store.records(["C-1"])["C-1"]
+    assert (again.error_codes, again.attributes, again.links) == (["E1023"], {"site": "F12"}, ["PO-1"])
+    # shared: the parse cache's record itself, the same object while the stored body is unchanged,
+    # a new one once it changes (an edit is never served stale).
+    shared = store.records(["C-1"], shared=True)["C-1"]
+    assert store.records(["C-1"], shared=True)["C-1"] is shared and shared is not again
+    store.upsert([case("C-1", "干泵跳停", error_codes=["E1023"])])
+    edited = store.records(["C-1"], shared=True)["C-1"]
+    assert edited is not shared and edited.title == "干泵跳停" and shared.title == "干泵异常停机 E1023"

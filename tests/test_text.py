@@ -110,3 +110,42 @@ def test_a_folded_record_is_cut_back_into_its_own_fields_and_follows_edits():
     ex = explain(edited, query_words=["pump", "trip"], query_codes=set(), record_codes=frozenset(), tokenizer=tok,
                  dense=None, keyword=None)
     assert ex.matched_terms == ["pump", "tripped"]
+
+
+def test_a_prepared_record_explains_snippets_and_highlights_as_the_record_itself_does():
+    from indexing.records import Record
+    from recommender.explain import (FoldedRecord, explanation_fields, prepare, snippet_and_highlights)
+
+    tok = Tokenizer()
+    # Traditional script, full-width code, a code written apart from its declared form, a long text
+    # (the snippet window moves) and a title the display title replaces (an SOP section).
+    rec = Record(id="SOP-1#2", kind="sop", doc_title="乾泵維護手冊", section="2. 報警 Ｅ１０２３ 處理",
+                 text="開機後。" * 40 + "乾泵跳停，報 E-1023，冷卻水流量偏低；更換 PN-7731-02 後恢復。",
+                 error_codes=["e-1023"], resolution="更換冷卻水過濾器")
+    prepared = prepare(rec, tokenizer=tok)
+    assert prepare(rec, tokenizer=tok) is prepared  # one preparation per record object
+    assert prepare(rec.model_copy(), tokenizer=tok) is not prepared
+    words, codes = ["干泵", "跳停", "冷却水", "pn", "e1023"], {"e1023", "pn773102"}
+    common = dict(query_words=words, query_codes=codes, record_codes=prepared.codes(docs=_docs(tok)),
+                  tokenizer=tok, dense=(3, 0.61234), keyword=(1, 0.9))
+    folded = FoldedRecord.of(rec, tokenizer=tok)
+    ex = explanation_fields(rec, **common, prepared=prepared)
+    assert ex == explanation_fields(rec, **common, folded=folded)
+    assert ex["matched_codes"] == ["e-1023", "PN-7731-02"] and "干泵" in ex["matched_terms"]
+    terms = ex["matched_terms"] + [prepared.folded_code(c, tok.opencc) for c in ex["matched_codes"]]
+    assert prepared.folded_code("PN-7731-02", tok.opencc) == fold("PN-7731-02")
+    snippet, highlights = snippet_and_highlights(rec, terms, prepared=prepared)
+    assert (snippet, highlights) == snippet_and_highlights(rec, terms, folded=folded)
+    # The window starts before the first match, and each highlight is the record's own script and
+    # width, cut at the folded match's offsets.
+    assert snippet.startswith("…") and "乾泵跳停" in snippet
+    assert {"乾泵", "跳停", "冷卻水", "E-1023", "PN-7731-02"} <= set(highlights)
+    for h in highlights:
+        assert h in snippet or h in rec.display_title()
+    assert prepared.result["title"] == "乾泵維護手冊 / 2. 報警 Ｅ１０２３ 處理" and prepared.snippet_field == "text"
+
+
+def _docs(tok):
+    from indexing.document import DocumentBuilder
+
+    return DocumentBuilder(tok)
