@@ -86,7 +86,7 @@ async def _lifespan(app: FastAPI):
     async def start() -> bool:
         nonlocal stop_sources
         try:
-            app.state.service = await run_in_threadpool(_open_service, settings)
+            app.state.service = await _open_or_close(settings)
             app.state.startup_error = None
             log.info("index open: %d records from %s", app.state.service.indexed(), settings.data_dir)
         except CaselinkError as exc:  # serve /healthz and 503s that say why, instead of dying
@@ -106,14 +106,34 @@ async def _lifespan(app: FastAPI):
     try:
         yield
     finally:
-        follow.cancel()
-        if reconnect is not None:
-            reconnect.cancel()
+        # Cancelled tasks are waited for before anything is closed: a store read in a worker
+        # thread finishes first, and a service the reconnect loop was opening is closed by it
+        # (see _open_or_close) rather than left open after shutdown.
+        tasks = [t for t in (follow, reconnect) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if stop_sources is not None:
             await run_in_threadpool(stop_sources)
         svc, app.state.service = app.state.service, None
         if svc is not None:
             await run_in_threadpool(svc.close)
+
+
+async def _open_or_close(settings: Settings):
+    """:func:`_open_service` in a worker thread. A thread cannot be stopped, so when the caller is
+    cancelled (the server shutting down while the reconnect loop opens the service) the open is
+    waited for and what it built is closed, before the cancellation goes on."""
+    opening = asyncio.ensure_future(run_in_threadpool(_open_service, settings))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        try:
+            svc = await opening
+        except Exception:  # noqa: BLE001 - it failed to open: nothing was built to close
+            raise asyncio.CancelledError from None
+        await run_in_threadpool(svc.close)
+        raise
 
 
 async def _reconnect(start, every: float) -> None:
