@@ -29,8 +29,9 @@ removed with the shredder leave no trace to follow: a full reconciliation (``cas
 --full``, and once when ``caselink serve`` starts) compares the ticket ids RT has with those
 synced.
 
-Here: what to ask RT and when (checks, the walk, deletions, notes). ``rt_client.py`` talks to RT
-(token, retries, errors); ``rt_record.py`` maps a ticket to a record.
+Here: what to ask RT and when (checks, the walk, deletions, notes). ``rt_fetch.py`` reads one
+page's tickets and messages; ``rt_client.py`` talks to RT (token, retries, errors);
+``rt_record.py`` maps a ticket to a record.
 """
 
 from __future__ import annotations
@@ -49,16 +50,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from caselink.config import RTSourceConfig
 from indexing.records import MAX_ATTRIBUTES, attribute_key_error
-from indexing.sources import NOTE_MARK, Batch, Change, SourceError
+from indexing.sources import Batch, Change, SourceError
 from indexing.sources.rt_client import API, RTClient
-from indexing.sources.rt_record import html_text, record_id, ticket_record
+from indexing.sources.rt_fetch import read_messages, read_tickets
+from indexing.sources.rt_record import record_id, ticket_record
 
 log = logging.getLogger("caselink.sources.rt")
 
 # RT stores whole seconds and its clock and ours may differ a little: look this far back.
 MARGIN = timedelta(seconds=2)
 UNSETTLED = "~"  # appended to a version read within RT's one-second resolution of its update (_settled)
-_NOTE_RE = re.compile(NOTE_MARK + r" ([0-9a-f]{12})")
 _TICKET_URI = re.compile(r"/ticket/(\d+)$")  # the end of an RT link URI: fsck.com-rt://<rtname>/ticket/42
 
 
@@ -282,8 +283,8 @@ class RTSource:
                 out[sid] = Change(sid, self._rid(sid), it.get("LastUpdated", ""), None)
             else:
                 fetch.append(it)
-        tickets, merged = self._tickets([int(it["id"]) for it in fetch]) if fetch else ({}, {})
-        texts, notes = self._messages(sorted(tickets, key=int), merged)
+        tickets, merged = read_tickets(self.client, self.config, [int(it["id"]) for it in fetch]) if fetch else ({}, {})
+        texts, notes = read_messages(self.client, sorted(tickets, key=int), merged)
         for it in fetch:
             sid, version = str(it["id"]), it.get("LastUpdated", "")
             ticket = tickets.get(sid)
@@ -300,67 +301,6 @@ class RTSource:
                               created=ticket.get("Created", ""), notes=frozenset(notes.get(sid, ())),
                               warnings=tuple(warnings))
         return [_settled(out[str(it["id"])], upto) for it in items]
-
-    def _tickets(self, ids: list[int]) -> tuple[dict[str, dict], dict[str, str]]:
-        """Tickets by number, with every field a record needs, in one search (runs of consecutive
-        numbers as ranges: a first sync asks for whole pages); and the tickets merged into them
-        (merged ticket -> the one kept), whose messages RT shows on the one kept."""
-        fields = "Subject,Queue,Status,Priority,Created,Resolved,LastUpdated,EffectiveId"
-        if self.config.fields or self.config.attributes:
-            fields += ",CustomFields"
-        if self.config.links:
-            fields += ",_hyperlinks"
-        out: dict[str, dict] = {}
-        merged: dict[str, str] = {}
-        for t in self.client.pages("/tickets", {"query": _id_query(ids, "EffectiveId"), "orderby": "id",
-                                                "fields": fields, "fields[Queue]": "Name"}):
-            sid, kept = str(t["id"]), t.get("EffectiveId", t["id"])
-            kept = str(kept.get("id", sid) if isinstance(kept, dict) else kept)
-            if kept == sid:
-                out[sid] = t
-            else:
-                merged[sid] = kept
-        return out, merged
-
-    def _messages(self, sids: list[str], merged: dict[str, str]) -> tuple[dict[str, str], dict[str, set[str]]]:
-        """Per ticket: the text of its create message and correspondence, its merged tickets'
-        included (one body per message: its plain text, else its HTML as text), and the hashes of
-        the caselink notes among its comments."""
-        if not sids:
-            return {}, {}
-        owner = {**{s: s for s in sids}, **{m: k for m, k in merged.items() if k in sids}}
-        txns: dict[str, tuple[str, str]] = {}  # transaction id -> (ticket kept, type)
-        for t in self.client.pages("/transactions", {"fields": "ObjectId,Type", "orderby": "id"}, query=[
-                {"field": "ObjectType", "value": "RT::Ticket"},
-                {"field": "ObjectId", "operator": "IN", "value": sorted(int(s) for s in owner)},
-                {"field": "Type", "operator": "IN", "value": ["Create", "Correspond", "Comment"]}]):
-            txns[str(t["id"])] = (owner.get(str(t.get("ObjectId")), ""), str(t.get("Type")))
-        parts: dict[str, dict[str, list[tuple[str, str]]]] = {}
-        notes: dict[str, set[str]] = {}
-        ids = [int(t) for t in txns]
-        for i in range(0, len(ids), 500):
-            for att in self.client.pages("/attachments", {"fields": "ContentType,Content,TransactionId,Filename",
-                                                          "orderby": "id"},
-                                         query=[{"field": "TransactionId", "operator": "IN", "value": ids[i:i + 500]}]):
-                txn = str(att.get("TransactionId"))
-                sid, txn_type = txns.get(txn, ("", ""))
-                content = att.get("Content") or ""
-                if not sid or not isinstance(content, str):
-                    continue
-                if txn_type == "Comment":
-                    notes.setdefault(sid, set()).update(_NOTE_RE.findall(content))
-                    continue
-                ctype = (att.get("ContentType") or "").lower()
-                if not att.get("Filename") and ctype in ("text/plain", "text/html"):
-                    parts.setdefault(sid, {}).setdefault(txn, []).append((ctype, content))
-        texts = {}
-        for sid, messages in parts.items():
-            bodies = []
-            for pieces in messages.values():
-                plain = [b for t, b in pieces if t == "text/plain"]
-                bodies.append("\n".join(plain) if plain else "\n".join(html_text(b) for _, b in pieces))
-            texts[sid] = "\n\n".join(b.strip() for b in bodies if b.strip())
-        return texts, notes
 
     # -- writing -----------------------------------------------------------------------------
     def post_note(self, source_id: str, html_body: str) -> None:
@@ -396,18 +336,6 @@ def _settled(change: Change, upto: str) -> Change:
     if change.version[:1].isdigit() and change.version >= upto:
         return dataclasses.replace(change, version=change.version + UNSETTLED)
     return change
-
-
-def _id_query(ids: list[int], field: str = "id") -> str:
-    """TicketSQL for these ticket numbers: ``id >= a AND id <= b`` per run of consecutive ones.
-    On ``EffectiveId`` it also finds the tickets merged into them (RT leaves those out otherwise)."""
-    runs: list[list[int]] = []
-    for n in sorted(set(ids)):
-        if runs and n == runs[-1][1] + 1:
-            runs[-1][1] = n
-        else:
-            runs.append([n, n])
-    return " OR ".join(f"{field} = {a}" if a == b else f"({field} >= {a} AND {field} <= {b})" for a, b in runs)
 
 
 def _iso(dt: datetime) -> str:
