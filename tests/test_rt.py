@@ -268,7 +268,13 @@ def test_note_shows_on_rt_ticket_page_in_chromium(rt, api, synced, tmp_path):
         driver.find_element(By.NAME, "user").send_keys("root")
         driver.find_element(By.NAME, "pass").send_keys(ROOT_PASSWORD)
         driver.find_element(By.NAME, "pass").submit()
-        WebDriverWait(driver, WAIT_S).until(lambda d: "caselink: related records" in d.page_source)
+        # RT loads a ticket's history after the page (Ticket/Elements/DelayShowHistory: jQuery
+        # .load), then hides it and slides it open over 400 ms: the note is in the page source
+        # before it is shown, and WebDriver finds links and reads text only where they are shown.
+        # So wait for the note and for the slide to be over, read in one script.
+        WebDriverWait(driver, WAIT_S).until(lambda d: d.execute_script(
+            "return document.body.textContent.includes('caselink: related records')"
+            " && !!window.jQuery && jQuery(':animated').length === 0"))
         link = driver.find_element(By.PARTIAL_LINK_TEXT, "open in caselink")
         assert link.get_attribute("href") == f"{syncer.page_url}/?related=RT-{number}"
         assert "C-1004" in driver.find_element(By.TAG_NAME, "body").text
