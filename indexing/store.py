@@ -44,7 +44,8 @@ from caselink.errors import CaselinkError
 from indexing.normalize import normalize
 from indexing.records import Record, record_from_json
 from indexing.store_db import (CORPUS_ROWS, FEEDBACK, INDEXES, POSTGRES_SCHEMA, RECORDS, SQLITE_SCHEMA, WRITE_LOCK_KEY,
-                               SQL, Location, hold_shared, make_engine, retrying, translated)
+                               SQL, Location, SqliteReaders, hold_shared, make_engine, retrying,
+                               translated)
 from indexing.store_writes import (CHUNK, UpsertResult, delete_ids, driver_sql, insert_rows, insert_votes,
                                    runs_of_distinct_ids, upsert_part)
 from indexing.store_terms import Corpus, WriteTx, read_term_stats
@@ -98,6 +99,7 @@ class RecordStore:
         self._lock = threading.RLock()  # one writer at a time in this process (others wait here, not in the database)
         self._engine: Engine | None = None
         self._use: int | None = None  # SQLite: the shared lock on lock_path(path) while open
+        self._readers: SqliteReaders | None = None  # SQLite: the search path's read connections
         self._driver_sql = driver_sql(self.location.dialect)
         self.store_id_ = ""
 
@@ -120,6 +122,8 @@ class RecordStore:
                         self._use = hold_shared(self.path)
                     self._engine = make_engine(self.location)
                     self.store_id_ = self._write(self._setup)
+                    if self.path is not None:  # after _setup: the file is in WAL mode by now
+                        self._readers = SqliteReaders(self.path)
                 except BaseException:
                     self.close()  # not left half-open for the next call to use
                     raise
@@ -177,6 +181,9 @@ class RecordStore:
 
     def close(self) -> None:
         with self._lock:
+            if self._readers is not None:
+                self._readers.close()
+                self._readers = None
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
@@ -352,31 +359,37 @@ class RecordStore:
         if self._engine is None:
             self.open()
 
-        def run() -> dict[str, Record]:
-            # A pooled driver connection and its own cursor: SQLAlchemy's statement handling
-            # (expanding IN, events, result objects) cost three times the query itself here, on
-            # every search. One SELECT per chunk, each a consistent read; the driver's errors
-            # become SQLAlchemy's, so they are translated as every other read's are.
+        def fetch(cur) -> dict[str, Record]:
             out: dict[str, Record] = {}
-            dbapi = self._engine.dialect.loaded_dbapi  # type: ignore[union-attr]
-            conn = self._engine.raw_connection()  # type: ignore[union-attr]
-            try:
-                cur = conn.cursor()
-                for part in _chunks(ids):
-                    sql = self._driver_sql(f"SELECT id, body FROM records WHERE id IN ({','.join('?' * len(part))})")
-                    try:
-                        cur.execute(sql, part)
-                        rows = cur.fetchall()
-                    except dbapi.Error as exc:
-                        raise sa.exc.DBAPIError.instance(sql, part, exc, dbapi.Error) from exc
-                    if shared:
-                        out.update((rid, _parsed(body)) for rid, body in rows)
-                    else:  # deep: a shallow copy shares error_codes, links and attributes with the cache
-                        out.update((rid, _parsed(body).model_copy(deep=True)) for rid, body in rows)
-                cur.close()
-            finally:
-                conn.close()  # back to the pool, rolled back
+            for part in _chunks(ids):
+                cur.execute(self._driver_sql(f"SELECT id, body FROM records WHERE id IN ({','.join('?' * len(part))})"),
+                            part)
+                if shared:
+                    out.update((rid, _parsed(body)) for rid, body in cur.fetchall())
+                else:  # deep: a shallow copy shares error_codes, links and attributes with the cache
+                    out.update((rid, _parsed(body).model_copy(deep=True)) for rid, body in cur.fetchall())
             return out
+
+        def run() -> dict[str, Record]:
+            # The driver's own cursor: SQLAlchemy's statement handling (expanding IN, events,
+            # result objects) cost three times the query itself here, on every search; on SQLite
+            # a connection held open for the store's lifetime (SqliteReaders), as the pool's
+            # checkout and return cost as much again. One SELECT per chunk, each a consistent
+            # read; the driver's errors become SQLAlchemy's, so they are translated as every
+            # other read's are.
+            dbapi = self._engine.dialect.loaded_dbapi  # type: ignore[union-attr]
+            readers = self._readers
+            try:
+                if readers is not None:
+                    return readers.read(fetch)
+                conn = self._engine.raw_connection()  # type: ignore[union-attr]
+                try:
+                    return fetch(conn.cursor())
+                finally:
+                    conn.close()  # back to the pool, rolled back
+            except dbapi.Error as exc:
+                raise sa.exc.DBAPIError.instance("SELECT id, body FROM records WHERE id IN (...)", ids, exc,
+                                                 dbapi.Error) from exc
         return self._guarded(run)
 
     def iter_records(self, batch: int = 2000) -> Iterator[StoredRecord]:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -223,6 +225,71 @@ def hold_shared(store_path: Path) -> int:
         raise CaselinkError(f"the record store {store_path} is being restored from a backup",
                             hint="try again when caselink restore has finished") from None
     return fd
+
+
+class SqliteReaders:
+    """Read-only SQLite connections for the search path's one read, kept open for the store's
+    lifetime and lent to one thread at a time.
+
+    Checking a connection out of SQLAlchemy's pool and handing it back (queue, fairy, events, the
+    rollback on return) cost as much as the query itself, on every search (bench/query_path.md).
+    A connection here runs in autocommit (no BEGIN): each SELECT reads the newest committed state
+    as WAL gives it, so a write acknowledged before a search is seen by it. ``query_only`` makes
+    the database refuse any write through them. A connection that failed is closed, not lent
+    again; one given back after :meth:`close` is closed; a forked child opens its own (SQLite
+    connections must not cross a fork) and leaves the parent's alone.
+    """
+
+    IDLE = 8  # idle connections kept; more threads at once get one each, closed when given back
+
+    def __init__(self, path: Path):
+        # mode=rw: a store file removed meanwhile is an error, never a new empty database
+        self._uri = f"{path.resolve().as_uri()}?mode=rw"
+        self._mutex = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._inherited: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._closed = False
+
+    def read(self, fn: Callable[[sqlite3.Cursor], T]) -> T:
+        """``fn`` on a cursor of a connection lent to this thread alone until it returns."""
+        conn = self._take()
+        try:
+            out = fn(conn.cursor())
+        except BaseException:
+            self._give(conn, broken=True)  # whatever state it is in, it is not lent again
+            raise
+        self._give(conn)
+        return out
+
+    def _take(self) -> sqlite3.Connection:
+        with self._mutex:
+            if self._pid != os.getpid():  # kept, never closed here: they are the parent's
+                self._inherited, self._idle, self._pid = self._idle, [], os.getpid()
+            if self._closed:
+                raise sqlite3.ProgrammingError("the record store is closed")
+            if self._idle:
+                return self._idle.pop()
+        conn = sqlite3.connect(self._uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA query_only=1")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _give(self, conn: sqlite3.Connection, *, broken: bool = False) -> None:
+        with self._mutex:
+            if not (broken or self._closed or self._pid != os.getpid() or len(self._idle) >= self.IDLE):
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._mutex:
+            idle, self._idle, self._closed = self._idle, [], True
+        for conn in idle:
+            conn.close()
 
 
 def make_engine(loc: Location) -> Engine:
