@@ -45,19 +45,6 @@ class Sidecar(Protocol):
         ...
 
 
-def _lookup(keys: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``scores`` at ``rows`` (0 where a row is not among ``keys``), by sorted search, not a dict."""
-    out = np.zeros(len(rows), dtype=np.float32)
-    if len(keys) == 0:
-        return out
-    order = np.argsort(keys)
-    keys, scores = keys[order], scores[order]
-    pos = np.clip(np.searchsorted(keys, rows), 0, len(keys) - 1)
-    hit = keys[pos] == rows
-    out[hit] = scores[pos[hit]]
-    return out
-
-
 def _keep(mask: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """BM25's keep-mask over rows from a filter mask (rows past its end were added after it)."""
     def allow(rows: np.ndarray) -> np.ndarray:
@@ -283,8 +270,7 @@ class LocalBackend:
             codes = self.facets_.codes
             out["codes"] = [codes.get(int(r), ()) for r in rows]
             if terms is not None:
-                keys, scores = self.titles_.score(list(terms), normalize=True)
-                out["title_bm25"] = _lookup(keys, scores, rows)
+                out["title_bm25"] = self.titles_.score_keys(list(terms), rows, normalize=True)
             if vectors:
                 out["vectors"] = self.vectors_.reconstruct(rows)
         return out

@@ -58,44 +58,38 @@ class RankerModel:
     calibration_y: list[float]
     info: dict = field(default_factory=dict)
     features: tuple[str, ...] = FEATURES
-    _booster: object = field(default=None, repr=False)
-    _cx: np.ndarray | None = field(default=None, repr=False)
-    _cy: np.ndarray | None = field(default=None, repr=False)
+    _compiled: "_Compiled | None" = field(default=None, repr=False)
 
     @property
     def passed(self) -> bool:
         """Whether validation found it at least as good as the hybrid ranking it reranks."""
         return bool(self.info.get("validation", {}).get("passed", False))
 
-    def _ready(self) -> None:
-        if self._booster is None:
-            import lightgbm as lgb
-
-            self._booster = lgb.Booster(model_str=self.booster_text)
-            self._cx = np.asarray(self.calibration_x, dtype=np.float64)
-            self._cy = np.asarray(self.calibration_y, dtype=np.float64)
+    def _ready(self) -> "_Compiled":
+        # Built whole, then published in one assignment: a server's threads never see half of it.
+        if self._compiled is None:
+            self._compiled = _Compiled.of(self)
+        return self._compiled
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         """The booster's ranking score per row (higher = more relevant)."""
         if len(X) == 0:
             return np.zeros(0, dtype=np.float64)
-        self._ready()
-        return np.asarray(self._booster.predict(X, num_threads=1), dtype=np.float64)
+        return np.asarray(self._ready().booster.predict(X, num_threads=1), dtype=np.float64)
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         """Estimated probability of relevance for raw scores (monotone non-decreasing)."""
-        self._ready()
-        if len(self._cx) == 0:
+        c = self._ready()
+        if len(c.cx) == 0:
             return np.clip(1.0 / (1.0 + np.exp(-raw)), 0.0, 1.0)
-        return np.clip(np.interp(raw, self._cx, self._cy), 0.0, 1.0)
+        return np.clip(np.interp(raw, c.cx, c.cy), 0.0, 1.0)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Per-feature contributions to the raw score (SHAP values, LightGBM ``pred_contrib``),
         shape (rows, features); the bias column is dropped."""
         if len(X) == 0:
             return np.zeros((0, len(self.features)))
-        self._ready()
-        return np.asarray(self._booster.predict(X, pred_contrib=True, num_threads=1))[:, :-1]
+        return np.asarray(self._ready().booster.predict(X, pred_contrib=True, num_threads=1))[:, :-1]
 
     # -- persistence ------------------------------------------------------------------------
     def to_json(self) -> dict:
@@ -205,6 +199,22 @@ class RankerSlot:
                 except IndexFormatError as exc:
                     self._model, self.error = None, str(exc)
             return self._model
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A model made ready to score: the booster and the calibration as arrays."""
+
+    booster: object
+    cx: np.ndarray
+    cy: np.ndarray
+
+    @classmethod
+    def of(cls, model: RankerModel) -> "_Compiled":
+        import lightgbm as lgb
+
+        return cls(lgb.Booster(model_str=model.booster_text), np.asarray(model.calibration_x, dtype=np.float64),
+                   np.asarray(model.calibration_y, dtype=np.float64))
 
 
 def rerank(model: RankerModel, fused: Fused, X: np.ndarray) -> tuple[Fused, np.ndarray]:

@@ -243,3 +243,26 @@ def test_any_sequence_of_writes_saves_and_loads_scores_like_the_formula(tmp_path
         for q in (["t0"], ["t1", "t2", "t2"], _VOCAB[5:9]):
             keys, scores = idx.score(q)
             assert dict(zip(keys.tolist(), scores.tolist())) == pytest.approx(reference(docs, q), rel=1e-4)
+            _assert_score_keys_is_score(idx, q)
+
+
+def _assert_score_keys_is_score(idx, query):
+    """score_keys gives each asked key what score gives it (to float32 rounding), 0 when score
+    leaves it out; unknown, negative and repeated keys included."""
+    for normalize in (False, True):
+        keys, scores = idx.score(query, normalize=normalize)
+        want = dict(zip(keys.tolist(), scores.tolist()))
+        asked = [*sorted(want, reverse=True), -1, 10_000, *list(want)[:2], 0, 3]
+        got = idx.score_keys(query, asked, normalize=normalize)
+        assert got.dtype == np.float32 and got.shape == (len(asked),)
+        assert got.tolist() == pytest.approx([want.get(k, 0.0) for k in asked], rel=1e-6, abs=0)
+
+
+@pytest.mark.parametrize("query", [["vacuum"], ["alarm", "vacuum", "vacuum"], ["laser", "drop", "unseen"], []])
+def test_score_keys_is_score_of_those_keys_only(query):
+    idx = build(delta=0.5)
+    _assert_score_keys_is_score(idx, query)
+    idx.add([9, 2], [["vacuum", "laser"], ["alarm"]])  # in the delta, and a replaced document
+    idx.delete([3])
+    _assert_score_keys_is_score(idx, query)
+    assert idx.score_keys(query, []).shape == (0,)

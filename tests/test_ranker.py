@@ -250,6 +250,25 @@ def test_the_service_uses_a_saved_model_and_off_is_todays_ranking(demo, tmp_path
     path.unlink()
 
 
+def test_serving_ranks_by_the_very_features_training_reads(demo):
+    """What `caselink train` learns from (ranking_features) is what a learned request ranks by:
+    each served result is the model's choice over those rows, with that row's calibrated score."""
+    svc, model, test_pairs = demo
+    svc.set_ranker(model)
+    try:
+        for q in labeled_queries(test_pairs)[:6]:
+            ids, _, X = svc.ranking_features(q.query_id)
+            served = svc.related(q.query_id, k=10, mode="learned")
+            assert served.path == "learned" and len(ids) > 10
+            raw = model.raw(X)
+            order = np.lexsort((np.arange(len(raw)), -raw))[:10]
+            assert [r.id for r in served.results] == [ids[i] for i in order]
+            want = np.minimum.accumulate(model.calibrate(raw[order]))
+            assert [r.score for r in served.results] == [round(float(p), 4) for p in want]
+    finally:
+        svc.set_ranker(None)
+
+
 def test_a_damaged_model_file_is_refused_with_the_command_that_fixes_it(demo, tmp_path):
     _, model, _ = demo
     path = model.save(tmp_path / "ranker.json")
