@@ -225,6 +225,8 @@ def verdict(learned_rr: np.ndarray, hybrid_rr: np.ndarray, comps: np.ndarray, *,
     gain = float(diff.mean())
     if n < min_queries:
         reason = f"{n} held-out queries, fewer than the {min_queries} a credible verdict needs"
+    elif hi < 0:
+        reason = f"gain {gain:+.4f} MRR@10, 95% interval [{lo:+.4f}, {hi:+.4f}] below 0: hybrid ranks better"
     elif lo <= 0:
         reason = f"gain {gain:+.4f} MRR@10, 95% interval [{lo:+.4f}, {hi:+.4f}] includes 0"
     else:

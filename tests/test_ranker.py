@@ -146,6 +146,8 @@ def test_the_verdict_wants_enough_queries_and_an_interval_above_zero():
     assert ok["passed"] and ok["gain_ci"][0] > 0 and "above 0" in ok["reason"]
     level = verdict(hybrid[::-1].copy(), hybrid, comps)  # same spread, no systematic gain
     assert not level["passed"] and level["gain_ci"][0] <= 0 <= level["gain_ci"][1]
+    worse = verdict(hybrid, better, comps)  # a real loss: the message must not say "includes 0"
+    assert not worse["passed"] and worse["gain_ci"][1] < 0 and "below 0: hybrid ranks better" in worse["reason"]
     few = verdict(better[:40], hybrid[:40], comps[:40])  # a real gain, on too few queries
     assert not few["passed"] and "fewer than the 50" in few["reason"]
 
@@ -168,7 +170,7 @@ def test_a_model_that_does_not_gain_is_refused_and_auto_does_not_use_it(tmp_path
     rng = np.random.default_rng(5)
     level = fit(_synthetic(rng, 400, hybrid_knows=True), rounds=60)
     v = level.info["validation"]
-    assert v["mrr@10_hybrid"] == 1.0 and not v["passed"] and "includes 0" in v["reason"]
+    assert v["mrr@10_hybrid"] == 1.0 and not v["passed"] and ("includes 0" in v["reason"] or "below 0" in v["reason"])
     gains = fit(_synthetic(rng, 400, hybrid_knows=False), rounds=60)
     assert gains.info["validation"]["passed"], gains.info["validation"]
     slot = RankerSlot(tmp_path / "ranker.json")
