@@ -193,6 +193,37 @@ def rss_of(pid: int) -> dict[str, float]:
     return out
 
 
+def listening_pid(url: str) -> int | None:
+    """The process listening on ``url``'s loopback port (a Milvus server this run did not start)."""
+    from urllib.parse import urlsplit
+
+    import psutil
+
+    port = urlsplit(url).port
+    for c in psutil.net_connections(kind="tcp"):
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+            return c.pid
+    return None
+
+
+def tree_rss_mb(pid: int) -> dict[str, float]:
+    """Resident size of ``pid`` and its children (a server that forks workers), now and the sum of
+    their peaks (VmHWM; an upper bound of the tree's peak)."""
+    import psutil
+
+    out = {"rss_mb": 0.0, "peak_mb": 0.0}
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return {"rss_mb": float("nan"), "peak_mb": float("nan")}
+    for p in procs:
+        r = rss_of(p.pid)
+        if r["rss_mb"] == r["rss_mb"]:
+            out["rss_mb"] += r["rss_mb"]
+            out["peak_mb"] += r["peak_mb"]
+    return out
+
+
 def dir_size_mb(path: Path, *, follow: bool = False) -> float:
     total = 0
     for root, _dirs, files in os.walk(path, followlinks=follow):

@@ -224,9 +224,52 @@ def vector_tag(n: int, sample: int, noise: float) -> str:
     return "real" if sample >= n else f"syn{size_label(sample)}-noise{noise:g}"
 
 
-def data_dir_for(n: int, *, seed: int, model: str, sample: int, noise: float, quantizer: str = "flat") -> Path:
-    suffix = "" if quantizer == "flat" else f"-{quantizer}"
+def data_dir_for(n: int, *, seed: int, model: str, sample: int, noise: float, quantizer: str = "flat",
+                 backend: str = "local", milvus_index: str = "FLAT") -> Path:
+    suffix = "" if quantizer == "flat" or backend != "local" else f"-{quantizer}"
+    if backend != "local":
+        suffix += f"-{backend}-{milvus_index.lower()}"
     return WORK / "data" / f"{size_label(n)}-s{seed}-{model}-{vector_tag(n, sample, noise)}{suffix}"
+
+
+def milvus_index_for(n: int, choice: str = "auto") -> str:
+    """The Milvus dense index for ``n`` records: as ``local`` goes from exact vectors to an
+    approximate index at ``vectors.exact_below``, 'auto' goes from FLAT to HNSW there."""
+    if choice != "auto":
+        return choice
+    from caselink.config import VectorConfig
+
+    return "FLAT" if n < VectorConfig().exact_below else "HNSW"
+
+
+def backend_overrides(data_dir: Path, backend: str, uri: str = "", milvus_index: str = "FLAT") -> dict:
+    """caselink settings (``backend__*`` overrides) that put ``data_dir``'s index on ``backend``;
+    a Milvus collection is named after the directory, so several sizes share one server."""
+    if backend == "local":
+        return {}
+    return {"backend__kind": backend, "backend__uri": uri, "backend__dense_index": milvus_index,
+            "backend__collection": "bench_" + re.sub(r"[^A-Za-z0-9]+", "_", data_dir.name)}
+
+
+def milvus_rows(uri: str, collection: str) -> int:
+    """Rows of ``collection`` on the Milvus at ``uri`` (0 when it has no such collection)."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri, timeout=60)
+    try:
+        if not client.has_collection(collection):
+            return 0
+        return int(client.get_collection_stats(collection).get("row_count", 0))
+    finally:
+        client.close()
+
+
+def server_config(data_dir: Path) -> dict:
+    """The ``[backend]`` section a server on ``data_dir`` needs ({} for local), from its bench.json."""
+    info = json.loads((data_dir / "bench.json").read_text()) if (data_dir / "bench.json").is_file() else {}
+    o = backend_overrides(data_dir, info.get("backend", "local"), info.get("backend_uri", ""),
+                          info.get("milvus_index", "FLAT"))
+    return {"backend": {k.removeprefix("backend__"): v for k, v in o.items()}} if o else {}
 
 
 def manifest(data_dir: Path) -> dict | None:
@@ -254,15 +297,29 @@ def incompatible(m: dict, settings) -> str:
 
 def prepare_data_dir(n: int, *, seed: int = 7, model: str = "use-m3", sample: int | None = None,
                      noise: float = 0.02, threads: int = 0, python: str | None = None,
-                     quantizer: str = "flat") -> Path:
+                     quantizer: str = "flat", backend: str = "local", backend_uri: str = "",
+                     milvus_index: str = "auto") -> Path:
     """A built data directory for the ``n``-record corpus, built in a subprocess when missing.
 
     ``quantizer`` is caselink's ``vectors.quantizer`` for the build (it matters from
-    ``vectors.exact_below`` records up); the directory name says which.
+    ``vectors.exact_below`` records up); the directory name says which. ``backend`` "milvus"
+    builds into a collection on the Milvus at ``backend_uri`` (dense index ``milvus_index``,
+    see :func:`milvus_index_for`); such a directory is reused only against the same URI.
     """
     sample = n if sample is None else sample
-    d = data_dir_for(n, seed=seed, model=model, sample=sample, noise=noise, quantizer=quantizer)
+    milvus_index = milvus_index_for(n, milvus_index)
+    d = data_dir_for(n, seed=seed, model=model, sample=sample, noise=noise, quantizer=quantizer, backend=backend,
+                     milvus_index=milvus_index)
     m = manifest(d)
+    if m is not None and backend != "local":
+        # The collection lives in the Milvus server: the directory is reusable only where it is.
+        info = json.loads((d / "bench.json").read_text()) if (d / "bench.json").is_file() else {}
+        o = backend_overrides(d, backend, backend_uri, milvus_index)
+        if info.get("backend_uri") != backend_uri and milvus_rows(backend_uri, o["backend__collection"]) >= n:
+            info["backend_uri"] = backend_uri  # the same server's data on another port
+            (d / "bench.json").write_text(json.dumps(info))
+        if info.get("backend_uri") != backend_uri:
+            m = None
     if m is not None and m.get("counts", {}).get("records", -1) >= n:
         why = incompatible(m, settings_for(d, model=model, threads=threads))
         if not why:
@@ -271,7 +328,8 @@ def prepare_data_dir(n: int, *, seed: int = 7, model: str = "use-m3", sample: in
     log(f"building data directory {d.name} (in a subprocess)")
     report = run_measured("bench.prepare:build_dir", {"n": n, "seed": seed, "model": model, "sample": sample,
                                                       "noise": noise, "threads": threads, "data_dir": str(d),
-                                                      "quantizer": quantizer},
+                                                      "quantizer": quantizer, "backend": backend,
+                                                      "backend_uri": backend_uri, "milvus_index": milvus_index},
                           python=python)
     log(f"built {d.name}: {report['records']:,} records in {report['build_seconds']:.1f} s, "
         f"peak RSS {report['peak_rss_mb']:.0f} MB")
@@ -301,15 +359,20 @@ def iter_corpus(path: Path, n: int, chunk: int):
 SEED_BLOCK = 50_000
 
 
+def seeded_cache_path(n: int, *, seed: int, model: str, sample: int, noise: float) -> Path:
+    return WORK / "seeded" / f"{size_label(n)}-s{seed}-{model}-{vector_tag(n, sample, noise)}.sqlite"
+
+
 def seed_cache(settings, corpus: Path, *, n: int, sample: int, noise: float, seed: int, model: str,
-               threads: int) -> None:
-    """Fill the data directory's own embedding cache with real (sample) + synthetic vectors."""
+               threads: int, path: Path | None = None) -> None:
+    """Fill an embedding cache (``path``, default the data directory's own) with real (sample) +
+    synthetic vectors."""
     from indexing.embedding_cache import EmbeddingCache, text_hash
 
     vecs = embedded_sample(sample, seed=seed, model=model, threads=threads, corpus_size=n)
     docs = doc_builder(settings)
     model_id = cache_key(make_encoder(settings))
-    cache = EmbeddingCache(settings.cache_path)
+    cache = EmbeddingCache(path or settings.cache_path)
     try:
         blocks = synthetic_blocks(vecs, n, noise=noise, seed=seed, block=SEED_BLOCK)
         for (start, block), (start2, records) in zip(blocks, iter_corpus(corpus, n, SEED_BLOCK), strict=True):
@@ -321,7 +384,8 @@ def seed_cache(settings, corpus: Path, *, n: int, sample: int, noise: float, see
 
 
 def build_dir(n: int, seed: int, model: str, sample: int, noise: float, threads: int, data_dir: str,
-              quantizer: str = "flat") -> dict:
+              quantizer: str = "flat", backend: str = "local", backend_uri: str = "",
+              milvus_index: str = "FLAT") -> dict:
     """Subprocess body: build ``data_dir`` like ``caselink index`` would (store, index, snapshot)."""
     from indexing.loaders import stream_table
     from recommender.service import CaselinkService
@@ -330,13 +394,23 @@ def build_dir(n: int, seed: int, model: str, sample: int, noise: float, threads:
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True)
-    settings = settings_for(d, model=model, threads=threads, vectors__quantizer=quantizer)
+    settings = settings_for(d, model=model, threads=threads, vectors__quantizer=quantizer,
+                            **backend_overrides(d, backend, backend_uri, milvus_index))
     corpus = ensure_corpus(n, seed)
     if sample >= n:
         SHARED_CACHE.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(SHARED_CACHE.resolve(), settings.cache_path)
     else:
-        seed_cache(settings, corpus, n=n, sample=sample, noise=noise, seed=seed, model=model, threads=threads)
+        # One seeded cache per (size, vectors), linked by every data directory of that corpus
+        # (local and milvus, any quantizer): seeding a million vectors costs 4 GB and minutes.
+        seeded = seeded_cache_path(n, seed=seed, model=model, sample=sample, noise=noise)
+        if not (seeded.with_name(seeded.name + ".done")).is_file():
+            seeded.parent.mkdir(parents=True, exist_ok=True)
+            seeded.unlink(missing_ok=True)
+            seed_cache(settings, corpus, n=n, sample=sample, noise=noise, seed=seed, model=model, threads=threads,
+                       path=seeded)
+            seeded.with_name(seeded.name + ".done").write_text("")
+        os.symlink(seeded.resolve(), settings.cache_path)
     t0 = time.perf_counter()
     how = "stream_table + CaselinkService.build (what caselink index does)"
     stream = stream_table(corpus)
@@ -347,5 +421,6 @@ def build_dir(n: int, seed: int, model: str, sample: int, noise: float, threads:
     svc.close()
     (d / "bench.json").write_text(json.dumps({"n": n, "seed": seed, "model": model, "sample": sample,
                                               "noise": noise, "vectors": vector_tag(n, sample, noise),
-                                              "quantizer": quantizer, "built_with": how}))
+                                              "quantizer": quantizer, "built_with": how, "backend": backend,
+                                              "backend_uri": backend_uri, "milvus_index": milvus_index}))
     return {"records": n, "embedded": embedded, "build_seconds": seconds, "factory": factory}
