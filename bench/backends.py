@@ -81,8 +81,10 @@ def writes(servers: dict[str, Server], records: list[dict], batch: int) -> dict[
     clients = {k: httpx.Client(base_url=s.url, timeout=600) for k, s in servers.items()}
     try:
         for start in range(0, len(records), batch):
-            part = records[start:start + batch]
             for kind, client in clients.items():
+                # a title of each engine's own: the servers share the embedding cache, so the same
+                # text would be embedded by the first and read from the cache by the second
+                part = [dict(r, title=f"{r['title']} [{kind}]") for r in records[start:start + batch]]
                 t = time.perf_counter()
                 resp = client.post("/v1/records:batch", json={"records": part})
                 out[kind]["seconds"] += time.perf_counter() - t
@@ -203,7 +205,7 @@ def report(a, results: list[dict], uri: str) -> str:
             "\n## Build, memory and writes\n",
             "Build: `caselink index`'s path (streamed JSONL -> store -> index) in its own process; peak = its "
             "VmHWM. Serving RSS: the `caselink serve` process after the load; writes/s: records through "
-            f"`POST /v1/records:batch`, {a.write_batch} a call, embedded by the server. Milvus server RSS: "
+            f"`POST /v1/records:batch`, {a.write_batch} a call, each a new text embedded by the server, the two servers taking turns batch by batch (then deleted). Milvus server RSS: "
             "the separate milvus-lite process holding every size's collection built so far.\n",
             md_table(["size", "engine", "build s", "build peak RSS", "start s", "RSS ready", "RSS after load",
                       "serving peak RSS", "writes/s", "write errors", "Milvus server RSS"], size_rows)]

@@ -136,7 +136,7 @@ def run(a, uri: str) -> None:
                       "embedding cache"], disk_rows),
             "\n## Targets\n", targets_table(targets) if targets else "The 1M size was not measured.\n"]
     if milvus:
-        body[1:1] = ["\n## Milvus server (a separate process; its memory is not caselink's)\n",
+        body[2:2] = ["\n## Milvus server (a separate process; its memory is not caselink's)\n",
                      f"{'Started by this run' if not a.backend_uri else 'Given by --backend-uri'}: the peak "
                      f"covers {'every build and serve of this run' if not a.backend_uri else 'its whole life'}.\n",
                      md_table(["size", "pid", "RSS after build", "RSS after warm-up", "peak RSS"], milvus_rows)]
