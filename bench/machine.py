@@ -60,6 +60,11 @@ def load_average() -> tuple[float, float, float]:
         return (float("nan"),) * 3
 
 
+# Read when a benchmark imports this module, i.e. as its run begins: the header is written at the
+# end, when the run itself has raised the load, so it reports both.
+STARTED_LOAD = load_average()
+
+
 def versions() -> dict[str, str]:
     out = {}
     for name in LIBRARIES:
@@ -119,8 +124,8 @@ def newest_source() -> str:
 def header(title: str, *, command: str = "", notes: list[str] | None = None) -> str:
     """Markdown lines: title, date, machine, versions, load, and optional notes."""
     cores = usable_cores()
-    load = load_average()
-    busy = load[0] > cores
+    load, end = STARTED_LOAD, load_average()
+    busy = max(load[0], end[0]) > cores
     v = versions()
     lines = [
         f"# {title}",
@@ -131,7 +136,8 @@ def header(title: str, *, command: str = "", notes: list[str] | None = None) -> 
         f"{platform.system()} {platform.release()}",
         f"- python: {platform.python_version()} ({platform.python_implementation()})",
         "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val != "-"),
-        f"- load average at start: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min)"
+        f"- load average at start: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}, at the end: "
+        f"{end[0]:.2f} / {end[1]:.2f} / {end[2]:.2f} (1/5/15 min)"
         + (" -- **busy machine: figures are provisional**" if busy else ""),
     ]
     if command:
