@@ -57,6 +57,11 @@ def _folded(values: tuple[str, ...], title: str, tokenizer: Tokenizer) -> Folded
                         title=fields["title"] if title == values[0] else fold(title, opencc=opencc))
 
 
+def _snippet_field(record: Record) -> str:
+    """The field a result's snippet is cut from: the first of these the record fills."""
+    return next((f for f in ("text", "resolution", "cause", "workaround") if getattr(record, f)), "text")
+
+
 class ShownRecord:
     """What showing a stored record needs that no query changes, prepared once per record: its
     fold, the result fields copied from it, which field the snippet comes from, its codes as
@@ -74,8 +79,7 @@ class ShownRecord:
             id=record.id, kind=record.kind, title=record.display_title(), product=record.product, model=record.model,
             module=record.module, status=record.status, error_codes=record.error_codes, created=record.created,
             doc_id=record.doc_id, doc_title=record.doc_title, section=record.section, attributes=record.attributes))
-        self.snippet_field = next((f for f in ("text", "resolution", "cause", "workaround") if getattr(record, f)),
-                                  "text")
+        self.snippet_field = _snippet_field(record)
         declared: dict[str, str] = {}  # canonical -> the first declared code with that canonical form
         for c in record.error_codes:
             declared.setdefault(canonical_code(c), c)
@@ -202,7 +206,7 @@ def snippet_and_highlights(record: Record, terms: list[str], *, folded: FoldedRe
     if prepared is not None:
         field, folded, title = prepared.snippet_field, prepared.folded, prepared.result["title"]
     else:
-        field = next((f for f in ("text", "resolution", "cause", "workaround") if getattr(record, f)), "text")
+        field = _snippet_field(record)
         title = record.display_title()
     if folded is None:
         raise TypeError("snippet_and_highlights needs folded or prepared")
