@@ -33,15 +33,18 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import multiprocessing as mp
+import os
 import random
 import re
 import sys
+import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -356,20 +359,40 @@ def write_corpus(n: int, out: Path | None = None, *, seed: int = 7, english_shar
     out.parent.mkdir(parents=True, exist_ok=True)
     vocab = Vocabulary.from_demo()
     t0 = time.perf_counter()
-    tmp = out.with_suffix(".tmp")
     nbytes = 0
-    with tmp.open("w", encoding="utf-8") as fh:
+    with replacing(out) as fh:
         for block in generate(n, seed=seed, english_share=english_share, workers=workers):
             fh.write(block)
             nbytes += len(block.encode("utf-8"))
-    tmp.replace(out)
     seconds = time.perf_counter() - t0
     meta = {"records": n, "seed": seed, "english_share": english_share, "chunk": CHUNK,
             "demo_sha256": vocab.sources, "vocab_digest": vocab.digest(), "seconds": round(seconds, 2),
             "records_per_s": round(n / seconds), "bytes": nbytes,
             "templates": {k: len(v) for k, v in vocab.templates.items()}}
-    meta_path(out).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    with replacing(meta_path(out)) as fh:
+        fh.write(json.dumps(meta, indent=2))
     return meta
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Any]:
+    """A text file to write that becomes ``path`` only once the block ends without an error.
+
+    The file has a name of its own in ``path``'s directory (a fixed ``.tmp`` name was shared by two
+    runs writing the same corpus: the second truncated the first's file, and the first's rename
+    left the second nothing to rename), and is renamed over ``path``, atomic on one filesystem, so
+    a reader sees the old file or a whole new one. On an error it is removed.
+    """
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(name, 0o644)  # mkstemp's 0600 would make a shared corpus unreadable to others
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yield fh
+        os.replace(name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+        raise
 
 
 def meta_path(path: Path) -> Path:
@@ -458,7 +481,8 @@ def ensure_queries(n_records: int, seed: int = 7, n: int = 1000) -> list[dict]:
     corpus = ensure_corpus(n_records, seed)
     records = read_records(corpus, limit=min(n_records, 200_000))
     queries = make_queries(records, n, seed=seed + 4)
-    path.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in queries), encoding="utf-8")
+    with replacing(path) as fh:
+        fh.write("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in queries))
     return queries
 
 
@@ -500,7 +524,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.queries:
         qs = make_queries(read_records(out, limit=200_000), a.queries, seed=a.seed + 4)
         qpath = out.with_name(out.stem + f".queries-{a.queries}.jsonl")
-        qpath.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in qs), encoding="utf-8")
+        with replacing(qpath) as fh:
+            fh.write("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in qs))
         print(f"wrote {len(qs)} queries to {qpath}", file=sys.stderr)
 
 
