@@ -2,11 +2,13 @@
 
     python -m bench.relevance [--sets zh_bq_dev,...] [--out bench/relevance.md] [--no-baselines]
                               [--model use-m3+e5-small] [--config variant.toml]
-                              [--backend milvus --backend-uri http://127.0.0.1:PORT]
+                              [--backend milvus --backend-uri http://127.0.0.1:PORT --collection NAME]
 
 Runs the protocol of ../shared/benchmarks/README.md (via eval.runner.evaluate) on each set with
 default settings (or another ``encoder.model``, or a caselink config file's settings), and writes one Markdown table with every metric plus the issue's target metric
-per set. Embeddings are cached in var/eval-cache/ so a rerun only re-ranks.
+per set. Embeddings are cached in var/eval-cache/ so a rerun only re-ranks. Each set is built into
+the Milvus collection ``--collection`` (default: the settings', ``caselink``) and replaces what it
+held: runs sharing one Milvus server need a collection each.
 Benchmarks are located by CASELINK_BENCHMARKS, default ../shared/benchmarks next to the repo.
 """
 
@@ -17,8 +19,12 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.machine import REPO, header
+
+if TYPE_CHECKING:
+    from caselink.config import Settings
 
 SETS = ("zh_bq_dev", "zh_afqmc_dev", "en_emanual_tv_remote", "en_openoffice_dups", "en_gitbugs_hadoop")
 # The issue's reference figures and targets for caselink hybrid (metric, TF-IDF, USE, naive RRF, target).
@@ -32,20 +38,25 @@ TARGETS = {
 METRICS = ("hit@1", "hit@10", "recall@10", "mrr@10", "ndcg@10")
 
 
-def run_set(folder: Path, baselines: bool, model: str | None = None, config: Path | None = None,
-            backend: str | None = None, backend_uri: str | None = None) -> dict:
+CACHE = REPO / "var" / "eval-cache" / "embeddings.sqlite"
+
+
+def settings_for(config: Path | None = None, model: str | None = None, backend: str | None = None,
+                 backend_uri: str | None = None, collection: str | None = None) -> Settings:
+    """Default settings, or a config file's, with the command line's changes, checked as a config
+    file is: :class:`ConfigError` names the setting at fault (``backend.collection``)."""
     from caselink.config import load_settings
+
+    return load_settings(config, env={}, encoder__model=model, backend__kind=backend, backend__uri=backend_uri,
+                         backend__collection=collection)
+
+
+def run_set(folder: Path, baselines: bool, settings: Settings, cache_path: Path = CACHE) -> dict:
     from eval.baselines import NaiveRRFRetriever, TfidfRetriever, UseDenseRetriever
     from eval.caselink_retriever import CaselinkEngine, CaselinkRetriever
     from eval.runner import evaluate_benchmark
 
-    settings = load_settings(config, env={})
-    if model:
-        settings = settings.model_copy(update={"encoder": settings.encoder.model_copy(update={"model": model})})
-    if backend:  # the same ranking on another engine (a Milvus server at backend_uri for "milvus")
-        upd = {"kind": backend, **({"uri": backend_uri} if backend_uri else {})}
-        settings = settings.model_copy(update={"backend": settings.backend.model_copy(update=upd)})
-    engine = CaselinkEngine(settings, cache_path=REPO / "var" / "eval-cache" / "embeddings.sqlite")
+    engine = CaselinkEngine(settings, cache_path=cache_path)
     retrievers = {m: CaselinkRetriever(engine, m) for m in ("hybrid", "dense", "keyword")}
     if baselines:
         tfidf, use = TfidfRetriever(), UseDenseRetriever()
@@ -124,14 +135,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--backend", choices=("local", "milvus"), default=None,
                     help="search backend (default: the settings', local)")
     ap.add_argument("--backend-uri", default=None, help="Milvus address for --backend milvus")
+    ap.add_argument("--collection", default=None,
+                    help="Milvus collection each set is built into, replacing what it held (default: the "
+                    "settings', caselink); give runs sharing one Milvus server a collection each")
     args = ap.parse_args(argv)
+    from caselink.errors import ConfigError
     from eval.reference import benchmarks_dir
 
+    try:  # checked before the first set, which takes minutes
+        settings = settings_for(args.config, args.model, args.backend, args.backend_uri, args.collection)
+    except ConfigError as exc:
+        ap.error(str(exc))
     root = benchmarks_dir()
+    missing = [name for name in args.sets.split(",") if not (root / name / "pairs.tsv").is_file()]
+    if missing:
+        ap.error(f"--sets: no benchmark {', '.join(missing)} under {root} (a folder with records.jsonl and "
+                 "pairs.tsv; CASELINK_BENCHMARKS names another root)")
     results = []
     for name in args.sets.split(","):
-        res = run_set(root / name, baselines=not args.no_baselines, model=args.model, config=args.config,
-                      backend=args.backend, backend_uri=args.backend_uri)
+        res = run_set(root / name, baselines=not args.no_baselines, settings=settings)
         print(json.dumps({k: res[k] for k in ("dataset", "queries", "modes")}), flush=True)
         results.append(res)
     command = "python -m bench.relevance " + " ".join(argv if argv is not None else sys.argv[1:])
