@@ -21,11 +21,13 @@ __all__ = ["build_backend", "open_backend"]
 
 
 def build_backend(settings: Settings, *, dim: int, total: int, batches: Iterable[Sequence[Entry]],
-                  sample: np.ndarray, seq: int, sidecar: Sidecar | None = None, store=None) -> SearchBackend:
+                  sample: np.ndarray, seq: int, sidecar: Sidecar | None = None, store=None,
+                  term_total: int | None = None) -> SearchBackend:
     """A fresh backend of ``settings.backend.kind`` holding ``batches`` (about ``total`` entries;
     ``sample``: vectors like theirs for engines that train a quantizer), at change ``seq``.
     ``store``: the record store a shared backend keeps its keyword statistics in (None: the
-    settings' store)."""
+    settings' store). ``term_total``: the summed number of terms of those ``total`` entries, for
+    an engine that stores weights depending on the mean length (None: not counted)."""
     kind = settings.backend.kind
     if kind == "local":
         return LocalBackend.build(settings, dim=dim, total=total, batches=batches, sample=sample, seq=seq,
@@ -34,7 +36,7 @@ def build_backend(settings: Settings, *, dim: int, total: int, batches: Iterable
         from indexing.milvus_backend import MilvusBackend  # pymilvus: the 'milvus' extra
 
         return MilvusBackend.build(settings, dim=dim, total=total, batches=batches, sample=sample, seq=seq,
-                                   sidecar=sidecar, store=store)
+                                   sidecar=sidecar, store=store, term_total=term_total)
     raise ValueError(f"unknown backend.kind '{kind}'")
 
 

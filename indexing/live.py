@@ -126,6 +126,10 @@ class LiveIndex:
         sample_kinds: list[str] = [""] * len(picked)
         sums = KindSums(encoder.dim)
         done = embedded = 0
+        # Milvus stores each record's keyword weights, which bake in the corpus's mean length:
+        # summing the lengths here (one more tokenisation, 1.4 ms a record) lets it write every row
+        # once with the final mean instead of writing each row again when the build ends.
+        term_total = 0 if settings.backend.kind == "milvus" else None
         for batch in _batched(store.iter_records(BUILD_BATCH), BUILD_BATCH):
             recs = [sr.record for sr in batch]
             v, n = cache.encode(encoder, [docs.embedding_text(r) for r in recs],
@@ -135,6 +139,8 @@ class LiveIndex:
             nums[done:done + len(batch)] = [sr.num for sr in batch]
             kinds = [r.kind for r in recs]
             sums.add(v, kinds)
+            if term_total is not None:
+                term_total += sum(len(docs.tokens(r)) for r in recs)
             lo, hi = np.searchsorted(picked[order], [done, done + len(batch)])
             rows = order[lo:hi]  # the sample rows whose vector is in this batch
             sample[rows] = v[picked[rows] - done]
@@ -178,7 +184,7 @@ class LiveIndex:
                     progress("tokenise", len(batch), total)
 
         idx.backend = build_backend(settings, dim=encoder.dim, total=done, batches=batches(), sample=sample,
-                                    seq=seq, sidecar=idx, store=store)
+                                    seq=seq, sidecar=idx, store=store, term_total=term_total)
         sample = nums = None
         idx.embedded_ = embedded
         snap = idx.snapshot()

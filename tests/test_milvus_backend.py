@@ -221,6 +221,44 @@ def test_a_build_from_batches_scores_with_the_final_mean_length_and_a_write_that
         backend.close()
 
 
+def test_a_build_told_the_term_total_writes_each_row_once_with_the_weights_of_the_two_write_build(
+        milvus_uri, tmp_path, monkeypatch):
+    from pymilvus import MilvusClient
+
+    written: dict[str, int] = {}
+    upsert = MilvusClient.upsert
+
+    def counted(self, collection_name, data, *args, **kwargs):  # observes, changes nothing
+        written[collection_name] = written.get(collection_name, 0) + len(data)
+        return upsert(self, collection_name, data, *args, **kwargs)
+
+    monkeypatch.setattr(MilvusClient, "upsert", counted)
+    local = BM25Index(k1=1.2, b=0.75, delta=0.5)
+    local.add(range(len(DOCS)), [d.terms for d in DOCS])
+    queries = (["pump", "vacuum"], ["step", "filter", "e1023"], ["laser", "pump", "pump"])
+    total = sum(len(d.terms) for d in DOCS)
+    built = {}
+    # None: today's path (first batch's mean, re-weighed at the end); total - 7: a count that no
+    # longer matches the entries (records written between the passes), which must re-weigh too.
+    for how, term_total in (("once", total), ("twice", None), ("stale count", total - 7)):
+        settings = load_settings(env={}, data_dir=tmp_path / how, backend__kind="milvus", backend__uri=milvus_uri,
+                                 backend__collection=f"t{next(_names)}")
+        backend = MilvusBackend.build(settings, dim=DIM, total=len(DOCS), batches=[DOCS[:2], DOCS[2:]], seq=3,
+                                      term_total=term_total)
+        try:
+            weights = {r["id"]: r["kw"] for batch in backend.milvus.scan(["id", "kw"]) for r in batch}
+            scores = [dict(zip(h.ids, h.scores.tolist())) for h in (backend.search_keyword(q, 10) for q in queries)]
+            built[how] = (written.get(backend.collection, 0), weights, scores)
+        finally:
+            backend.close()
+    assert [built[how][0] for how in ("once", "twice", "stale count")] == [5, 10, 10]
+    assert built["once"][1] == built["twice"][1] == built["stale count"][1]  # the same float32 weights
+    assert built["once"][2] == built["twice"][2] == built["stale count"][2]
+    for query, got in zip(queries, built["once"][2]):
+        keys, want = local.score(query, normalize=True)
+        assert got == pytest.approx({DOCS[k].id: s for k, s in zip(keys.tolist(), want.tolist())}, rel=1e-5)
+
+
 class _Side:
     """The service's side of a snapshot, as the seam's Sidecar protocol hands it over."""
 
