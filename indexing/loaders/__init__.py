@@ -13,9 +13,9 @@ Tables (``tabular``): .csv .tsv .jsonl .ndjson .json .parquet .xlsx .xlsm, one r
 columns mapped by a TOML mapping (``mapping``). SOPs (``sop``): .md .markdown .txt .html .htm
 .pdf .docx, one record per section. Bad rows are skipped and reported, never fatal; a file that
 cannot be read at all raises LoaderError when loaded alone and is reported when part of a folder.
-``stream_table`` reads a JSONL/CSV/TSV export (UTF-8 or a named encoding) or a Parquet file a
-row at a time (``stream``): what ``caselink index`` does with such a file, so a million rows are
-never held at once.
+``stream_table`` reads a JSONL/CSV/TSV export (in any encoding: named, or detected by ``auto`` on
+a bounded sample) or a Parquet file a row at a time (``stream``): what ``caselink index`` does
+with such a file, so a million rows are never held at once.
 """
 
 from __future__ import annotations

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import charset_normalizer
 
@@ -44,6 +46,10 @@ _MIN_MARGIN = 0.2  # how far ahead of the other Chinese decoding it must be (wro
 _MIN_CHARS = 4  # fewer non-ASCII characters than this cannot tell GBK from Big5
 _MAX_CHAOS = 0.1  # charset-normalizer's mess ratio above which its guess is not trusted
 _CLEARLY_LESS_MESSY = 0.05  # mess-ratio lead another encoding needs to overrule a Chinese reading
+SAMPLE_BYTES = 1 << 20  # a streamed file's encoding is judged on its first MiB of lines...
+_SAMPLE_NON_ASCII = 4096  # ...and, when those hold fewer non-ASCII bytes, on later lines that have some
+_SAMPLE_CAP = 4 << 20  # at most this much in all
+_ASCII = bytes(range(128))
 _MIN_UTF8_EVIDENCE = 8  # this many non-ASCII characters that decode as UTF-8 make it UTF-8
 # Characters a short real UTF-8 export contains: Latin-1, punctuation and symbols, CJK
 # punctuation, kana, full-width forms, emoji (and common Chinese characters, checked apart).
@@ -135,13 +141,73 @@ def _strict(data: bytes, encoding: str, source: str) -> str:
     except LookupError:
         raise LoaderError(f"{source}: unknown encoding {encoding!r}", field="encoding") from None
     except UnicodeDecodeError as exc:
-        bad = data[exc.start:exc.start + 4].hex(" ")
-        raise LoaderError(
-            f"{source}: expected {encoding} text, got bytes it cannot decode ({bad}) at offset {exc.start}",
-            field="encoding",
-            hint="set the file's real encoding (gbk or gb18030, big5 or cp950, utf-8) or 'auto' to detect it",
-        ) from None
+        line = data[:exc.start].decode(encoding, errors="replace").count("\n") + 1
+        raise undecodable(source, encoding, exc.start, data[exc.start:exc.start + 4], line) from None
     return text.removeprefix("\ufeff")
+
+
+def undecodable(source: str, encoding: str, offset: int, bad: bytes, line: int, detected_on: int | None = None,
+                ) -> LoaderError:
+    """The error for bytes ``encoding`` cannot decode, at byte ``offset`` on ``line`` (1-based);
+    ``detected_on``: the size of the sample ``auto`` chose ``encoding`` by, when it did."""
+    how = f" (chosen by 'auto' on a {detected_on:,}-byte sample of it)" if detected_on is not None else ""
+    return LoaderError(
+        f"{source}: expected {encoding} text{how}, got bytes it cannot decode ({bad.hex(' ')}) "
+        f"at offset {offset} (line {line})",
+        field="encoding",
+        hint="set the file's real encoding (gbk or gb18030, big5 or cp950, utf-8) or 'auto' to detect it",
+    )
+
+
+def ascii_compatible(encoding: str) -> bool:
+    """True when ``encoding`` writes ASCII as ASCII (GBK, Big5, UTF-8...: a b"\\n" byte is a line
+    end, never part of a character), False for UTF-16/32."""
+    return "\n,\"".encode(encoding).removeprefix(codecs.BOM_UTF8) == b"\n,\""
+
+
+def detection_sample(lines: Iterable[bytes]) -> bytes:
+    """What ``auto`` judges a file it streams by: its first lines up to ``SAMPLE_BYTES``, then,
+    while they hold fewer than ``_SAMPLE_NON_ASCII`` non-ASCII bytes, later lines that hold any
+    (an all-ASCII line is evidence for no encoding), up to ``_SAMPLE_CAP``.
+
+    ``lines``: the file's bytes split after each b"\\n" (iterating a binary file), so no
+    multi-byte character is cut (none of GBK, Big5, UTF-8 has a \\n byte inside a character).
+    A file smaller than ``SAMPLE_BYTES`` is its own sample: judged exactly as when loaded whole.
+    """
+    parts: list[bytes] = []
+    size = non_ascii = 0
+    for line in lines:
+        if size >= _SAMPLE_CAP or (size >= SAMPLE_BYTES and non_ascii >= _SAMPLE_NON_ASCII):
+            break
+        if size < SAMPLE_BYTES or not line.isascii():
+            parts.append(line)
+            size += len(line)
+            non_ascii += len(line.translate(None, _ASCII))
+    return b"".join(parts)
+
+
+def locate_undecodable(path: Path, encoding: str) -> tuple[int, bytes, int] | None:
+    """(byte offset, the bytes from there, line) of the first bytes of ``path`` that ``encoding``
+    cannot decode; None when it decodes. Reads a line at a time for an ASCII-compatible encoding
+    (lines decode independently), the whole file otherwise."""
+    with path.open("rb") as fh:
+        if not ascii_compatible(encoding):
+            data = fh.read()
+            try:
+                data.decode(encoding)
+            except UnicodeDecodeError as exc:
+                line = data[:exc.start].decode(encoding, errors="replace").count("\n") + 1
+                return exc.start, data[exc.start:exc.start + 4], line
+            return None
+        offset = 0
+        for number, line in enumerate(fh, start=1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError as exc:
+                bad = line[exc.start:exc.start + 4]
+                return offset + exc.start, bad + fh.read(4 - len(bad)), number  # 4 bytes, as _strict shows
+            offset += len(line)
+    return None
 
 
 def _chinese(data: bytes) -> list[tuple[str, tuple[str, float, int]]]:

@@ -1,16 +1,19 @@
-"""Table exports read a row at a time: a million-row JSONL, CSV or Parquet file is never held whole.
+"""Table exports read a row at a time: a million-row export is never held whole.
 
-:func:`stream_table` reads a ``.jsonl``/``.ndjson``/``.csv``/``.tsv`` file twice, in UTF-8 or in
-the encoding the mapping names (``encoding = "gbk"``: decoded as it is read). The first pass
+:func:`stream_table` reads a ``.jsonl``/``.ndjson``/``.csv``/``.tsv`` file twice. The first pass
 checks what :func:`~indexing.loaders.tabular.load_table` would refuse the whole file for (bytes
 the encoding cannot decode, a mapped column the file lacks) and counts the rows, holding
 nothing; so a file that cannot be loaded raises before a single record is stored, as it always
 did. The second pass, :meth:`TableStream.records`, yields the records one by one, skipping and
-reporting bad rows exactly as ``load_table`` does. A ``.parquet`` file is read a row group batch
-at a time (pyarrow's ``iter_batches``, each batch converted as ``pandas.read_parquet`` converts
-the whole file); its row count and columns come from its footer. Other files (Excel, a JSON
-array, SOP documents, a file whose encoding ``auto`` would have to detect from all of its bytes:
-GBK, Big5, UTF-16) are loaded whole as before: ``stream_table`` returns None.
+reporting bad rows exactly as ``load_table`` does. The text is decoded as it is read: in the
+encoding the mapping names, or under ``encoding = "auto"`` in the one a BOM names or else the one
+:func:`~indexing.loaders.encoding.decode_bytes` detects on a bounded sample of the file
+(:func:`~indexing.loaders.encoding.detection_sample`); the first pass then confirms that the
+whole file decodes, and names the offset and line where it does not. A ``.parquet`` file is read
+a row group batch at a time (pyarrow's ``iter_batches``, each batch converted as
+``pandas.read_parquet`` converts the whole file); its row count and columns come from its footer.
+Other files (Excel, a JSON array, SOP documents, UTF-16/32 text without a BOM) are loaded whole
+as before: ``stream_table`` returns None.
 """
 
 from __future__ import annotations
@@ -23,17 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from caselink.errors import LoaderError
-from indexing.loaders.encoding import bom_encoding, plausible_utf8
+from indexing.loaders.encoding import (ascii_compatible, bom_encoding, decode_bytes, detection_sample,
+                                       locate_undecodable, undecodable)
 from indexing.loaders.mapping import Mapping
 from indexing.loaders.result import LoadResult
-from indexing.loaders.tabular import (_sniff_delimiter, _Table, delimited_rows, duplicates_warning, jsonl_rows,
-                                      mapped_rows)
+from indexing.loaders.tabular import (ENCODING_HINT, _sniff_delimiter, _Table, delimited_rows, detected_warning,
+                                      duplicates_warning, jsonl_rows, mapped_rows)
 from indexing.records import Record
 
 STREAMED_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".parquet")
 PARQUET_BATCH = 1000  # rows converted to Python at a time
-_EVIDENCE = 8  # non-ASCII characters plausible_utf8 looks at, at most
-_UTF8 = ("auto", "utf-8", "utf8", "utf-8-sig")
+_UTF8 = ("utf-8", "utf8", "utf-8-sig")
 
 
 @dataclass
@@ -54,6 +57,7 @@ class TableStream:
     loaded: int = 0
     encoding: str = "utf-8-sig"  # of a text file
     parquet: bool = False
+    sampled: int | None = None  # bytes ``auto`` chose the encoding on (None: named or a BOM)
 
     def records(self) -> Iterator[Record]:
         """Every valid record in file order; a later row with an id seen before is yielded too
@@ -77,11 +81,14 @@ class TableStream:
         if self.parquet:
             yield from parquet_rows(self.path, table)
             return
-        with self.path.open(encoding=self.encoding, newline="" if self.delimiter else "\n") as fh:
-            if self.delimiter:
-                yield from delimited_rows(csv.reader(fh, delimiter=self.delimiter), table, source)
-            else:  # lines split at \n only, as load_table splits them (U+2028 may sit inside a string)
-                yield from jsonl_rows(enumerate((line.rstrip("\n") for line in fh), start=1), table, source)
+        try:
+            with self.path.open(encoding=self.encoding, newline="" if self.delimiter else "\n") as fh:
+                if self.delimiter:
+                    yield from delimited_rows(csv.reader(fh, delimiter=self.delimiter), table, source)
+                else:  # lines split at \n only, as load_table splits them (U+2028 may sit inside a string)
+                    yield from jsonl_rows(enumerate((line.rstrip("\n") for line in fh), start=1), table, source)
+        except UnicodeDecodeError:  # the file changed since the first pass checked it
+            raise _undecodable(self.path, source, self.encoding, self.sampled) from None
 
     def summary(self) -> str:
         """:meth:`LoadResult.summary`, once :meth:`records` is exhausted."""
@@ -89,13 +96,13 @@ class TableStream:
 
 
 def stream_table(path: str | Path, mapping: Mapping | None = None) -> TableStream | None:
-    """A :class:`TableStream` for a JSONL/CSV/TSV file in UTF-8 or the mapping's explicit encoding,
-    or a Parquet file; None when the file is to be loaded whole (:func:`~indexing.loaders.load_path`,
-    which also gives the error for a file it cannot read).
+    """A :class:`TableStream` for a JSONL/CSV/TSV file or a Parquet file; None when the file is to
+    be loaded whole (:func:`~indexing.loaders.load_path`, which also gives the error for a file it
+    cannot read).
 
     Raises:
-        LoaderError: the file cannot be read, or lacks a column the mapping names (before any
-            record is yielded, so nothing is stored).
+        LoaderError: the file cannot be read or decoded, ``auto`` cannot tell its encoding, or it
+            lacks a column the mapping names (before any record is yielded, so nothing is stored).
     """
     path = Path(path)
     mapping = mapping or Mapping()
@@ -109,15 +116,48 @@ def stream_table(path: str | Path, mapping: Mapping | None = None) -> TableStrea
         rows, columns = footer
         warnings = mapping.check_columns(columns, source)
         return TableStream(path, mapping, rows, None, LoadResult(files=[source], warnings=warnings), parquet=True)
-    # the mapping checked that a named encoding is a codec Python has
-    encoding = "utf-8-sig" if mapping.encoding.lower().replace("_", "-") in _UTF8 else mapping.encoding
-    first = _first_pass(path, source, encoding)
-    if first is None:
+    chosen = _text_encoding(path, mapping, source)
+    if chosen is None:
         return None
-    rows, columns, delimiter = first
-    warnings = mapping.check_columns(columns, source)  # raises for a missing mapped column
+    encoding, warnings, sampled = chosen
+    rows, columns, delimiter = _first_pass(path, source, encoding, sampled)
+    warnings += mapping.check_columns(columns, source)  # raises for a missing mapped column
     return TableStream(path, mapping, rows, delimiter, LoadResult(files=[source], warnings=warnings),
-                       encoding=encoding)
+                       encoding=encoding, sampled=sampled)
+
+
+def _text_encoding(path: Path, mapping: Mapping, source: str) -> tuple[str, list[str], int | None] | None:
+    """(codec to read ``path`` with, warnings, size of the sample ``auto`` judged or None), or None
+    for a file to load whole (``auto`` found an encoding in which a \\n byte is no line end).
+
+    Raises:
+        LoaderError: the file cannot be read, or ``auto`` cannot tell its encoding (the error
+            ``decode_bytes`` gives the whole file; for a file under ``SAMPLE_BYTES`` the very same).
+    """
+    named = mapping.encoding  # the mapping checked that a named encoding is a codec Python has
+    if named.lower() != "auto":
+        return ("utf-8-sig" if named.lower().replace("_", "-") in _UTF8 else named), [], None
+    try:
+        with path.open("rb") as fh:
+            bom = bom_encoding(fh.read(4))
+            if bom is not None:
+                return bom, [], None
+            fh.seek(0)
+            sample = detection_sample(fh)
+    except OSError as exc:
+        raise LoaderError(f"{source}: cannot read file ({exc.strerror})") from None
+    decoded = decode_bytes(sample, "auto", source=source, hint=ENCODING_HINT)
+    if not ascii_compatible(decoded.encoding):
+        return None
+    warnings = [detected_warning(source, decoded.encoding)] if decoded.detected else []
+    return decoded.encoding, warnings, len(sample)
+
+
+def _undecodable(path: Path, source: str, encoding: str, sampled: int | None) -> LoaderError:
+    where = locate_undecodable(path, encoding)
+    if where is None:  # decodes now: it changed under us
+        return LoaderError(f"{source}: changed while it was read; index it again", field="encoding")
+    return undecodable(source, encoding, *where, detected_on=sampled)
 
 
 def _parquet_footer(path: Path) -> tuple[int, list[str]] | None:
@@ -149,41 +189,28 @@ def parquet_rows(path: Path, table: _Table) -> Iterator[tuple[int, dict]]:
             number += 1
 
 
-def _first_pass(path: Path, source: str, encoding: str = "utf-8-sig") -> tuple[int, list[str], str | None] | None:
-    """(data rows, columns, CSV delimiter), or None when the bytes are not plainly UTF-8 (when
-    ``encoding`` is UTF-8) or not valid in ``encoding`` (decode_bytes then decides on the whole
-    file, as before). Holds one row at a time; raises the LoaderError that load_table would for
-    a file the csv module cannot read."""
+def _first_pass(path: Path, source: str, encoding: str, sampled: int | None) -> tuple[int, list[str], str | None]:
+    """(data rows, columns, CSV delimiter). Holds one row at a time; raises the LoaderError that
+    load_table would for a file the csv module cannot read, and for bytes ``encoding`` cannot
+    decode (naming the offset and line)."""
     delimited = path.suffix.lower() in (".csv", ".tsv")
-    utf8 = encoding == "utf-8-sig"
     try:
-        if utf8:
-            with path.open("rb") as fh:
-                if bom_encoding(fh.read(4)) not in (None, "utf-8-sig"):
-                    return None
         fh = path.open(encoding=encoding, newline="" if delimited else "\n")
     except OSError as exc:
         raise LoaderError(f"{source}: cannot read file ({exc.strerror})") from None
-    evidence: list[str] = []  # the first non-ASCII characters: all plausible_utf8 reads
-
-    def seen(line: str) -> str:
-        if len(evidence) < _EVIDENCE and not line.isascii():
-            evidence.extend([c for c in line if c > "\x7f"][:_EVIDENCE - len(evidence)])
-        return line
-
     rows, columns, delimiter = 0, [], None
     try:
         with fh:
             if delimited:
-                first = seen(fh.readline())
+                first = fh.readline()
                 delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(first)
                 table = _Table()
-                reader = csv.reader(itertools.chain([first], map(seen, fh)), delimiter=delimiter)
+                reader = csv.reader(itertools.chain([first], fh), delimiter=delimiter)
                 rows = sum(1 for _ in delimited_rows(reader, table, source))  # raises LoaderError like load_table
                 columns = table.columns
             else:
                 keys: dict[str, None] = {}
-                for line in map(seen, fh):
+                for line in fh:
                     if not line.strip():
                         continue
                     rows += 1
@@ -195,7 +222,5 @@ def _first_pass(path: Path, source: str, encoding: str = "utf-8-sig") -> tuple[i
                         keys.update(dict.fromkeys(item))
                 columns = list(keys)
     except UnicodeDecodeError:
-        return None
-    if utf8 and not plausible_utf8("".join(evidence)):
-        return None  # odd characters: maybe GBK or Big5 that happens to be valid UTF-8
+        raise _undecodable(path, source, encoding, sampled) from None
     return rows, columns, delimiter

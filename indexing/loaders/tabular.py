@@ -27,7 +27,7 @@ from indexing.loaders.result import LoadResult, SkippedRow
 from indexing.loaders.values import clean_cell
 from indexing.records import Record
 
-_ENCODING_HINT = 'set encoding = "gbk" (or "big5", "utf-8" ...) in the mapping TOML'
+ENCODING_HINT = 'set encoding = "gbk" (or "big5", "utf-8" ...) in the mapping TOML'
 _DELIMITERS = (",", ";", "\t", "|")
 
 
@@ -225,11 +225,12 @@ def _decode(path: Path, mapping: Mapping, source: str) -> tuple[str, list[str]]:
         data = path.read_bytes()
     except OSError as exc:
         raise LoaderError(f"{source}: cannot read file ({exc.strerror})") from None
-    decoded = decode_bytes(data, mapping.encoding, source=source, hint=_ENCODING_HINT)
-    warnings = []
-    if decoded.detected:
-        warnings.append(f"{source}: not UTF-8; decoded as {decoded.encoding} (detected; {_ENCODING_HINT} to override)")
-    return decoded.text, warnings
+    decoded = decode_bytes(data, mapping.encoding, source=source, hint=ENCODING_HINT)
+    return decoded.text, [detected_warning(source, decoded.encoding)] if decoded.detected else []
+
+
+def detected_warning(source: str, encoding: str) -> str:
+    return f"{source}: not UTF-8; decoded as {encoding} (detected; {ENCODING_HINT} to override)"
 
 
 def _sniff_delimiter(text: str) -> str:
