@@ -12,6 +12,7 @@ import pytest
 from caselink.errors import LoaderError
 from indexing.centering import KindSums, VectorCentering
 from indexing.loaders import load_mapping, load_table, mapping_from_dict, stream_table
+from indexing.loaders.tabular import _Table
 
 DATA = Path(__file__).parent / "data" / "loaders"
 
@@ -258,3 +259,89 @@ def test_a_named_encoding_is_decoded_as_the_file_is_read(tmp_path):
     with pytest.raises(LoaderError) as whole:
         load_table(bad, gbk)
     assert str(streamed.value) == str(whole.value)
+
+
+# --- Excel ------------------------------------------------------------------------------------
+
+def _pandas_sheet(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """The rows as load_table read a workbook before it streamed (pandas, openpyxl engine)."""
+    import pandas as pd
+
+    with pd.ExcelFile(path, engine="openpyxl") as book:
+        frame = pd.read_excel(book, sheet_name=book.sheet_names[0], dtype=str, na_filter=False)
+    columns = ["" if str(c).startswith("Unnamed: ") else str(c).strip() for c in frame.columns]
+    frame.columns = columns
+    return columns, [(i + 2, row) for i, row in enumerate(frame.to_dict("records"))]
+
+
+def _tricky_workbook(path: Path) -> Path:
+    import datetime as dt
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "工单"
+    sheet.append(["工单号", "标题", None, "工单号", 2024, "创建时间", "时刻", "flag", " 比例 ", "报警代码", None])
+    sheet.append(["0012", "干泵跳停", "x", "dup", 3, dt.datetime(2024, 1, 5), dt.time(8, 30), True, 0.25, "E1023"])
+    sheet.append([None] * 6)  # a blank row in the middle keeps its number
+    sheet.append([12, None, None, None, 3.5, dt.date(2024, 2, 1), None, False, 1e20, "E1023,A-4410"])
+    sheet.append(["C-3", "=1+1", None, None, -0.0, dt.datetime(2024, 1, 5, 13, 4, 5, 123000), None, None, 1 / 3])
+    sheet.append([])
+    sheet.append(["C-4", "NA", "#N/A", None, 10 ** 16, None, None, None, None, None, None, "wide"])
+    sheet.append(["C-5", "  真空腔體壓力上升  ", None, None, None, "not a date"])
+    sheet.append([None])
+    sheet.append([None])  # trailing blank rows: not rows at all
+    book.create_sheet("其他").append(["a"])
+    book.save(path)
+    return path
+
+
+def test_the_read_only_sheet_reader_gives_the_cells_pandas_gave(tmp_path):
+    from indexing.loaders.excel import excel_rows, sheet_shape
+
+    path = _tricky_workbook(tmp_path / "tricky.xlsx")
+    columns, rows = _pandas_sheet(path)
+    shape = sheet_shape(path, str(path))
+    streamed = list(excel_rows(path, str(path), shape))
+    assert shape.columns == columns and shape.rows == len(rows) == 7
+    assert [n for n, _ in streamed] == [n for n, _ in rows]
+    for (_, ours), (_, theirs) in zip(streamed, rows):
+        assert set(ours) == set(theirs)  # "" stands for the two unnamed columns in both
+        for key, value in theirs.items():
+            if isinstance(value, float):  # the #N/A cell
+                assert isinstance(ours[key], float) and np.isnan(ours[key]) and np.isnan(value)
+            else:
+                assert ours[key] == value, key
+    assert streamed[0][1]["创建时间"] == "2024-01-05 00:00:00" and streamed[0][1]["2024"] == "3"
+
+
+def test_a_workbook_streams_as_it_loads(tmp_path, monkeypatch):
+    path = _tricky_workbook(tmp_path / "tricky.xlsx")
+    mapping = mapping_from_dict({"columns": {"id": "工单号", "title": "标题", "error_codes": "报警代码",
+                                             "created": "创建时间"}, "attributes": {"qty": "2024"}})
+    stream, records = _same_as_whole(path, mapping)
+    assert stream.rows == 7 and stream.sheet is not None
+    assert [r.id for r in records] == ["0012", "12", "C-4"]
+    assert records[0].created.isoformat().startswith("2024-01-05") and records[0].attributes == {"qty": "3"}
+    assert any("ignored sheets: 其他" in w for w in stream.result.warnings)
+    assert [(s.row, s.field) for s in stream.result.skipped] == [(5, "text"), (8, "created")]
+    # the rows pandas gave: the same records
+    monkeypatch.setattr("indexing.loaders.tabular._read_excel",
+                        lambda p, m, s: _Table(*_pandas_sheet(p), warnings=["?"]))
+    # (the records only: pandas left the sheet warnings to load_table)
+    assert load_table(path, mapping).records == list({r.id: r for r in records}.values())
+
+
+def test_an_unreadable_or_unmapped_workbook_is_refused_before_any_record(tmp_path):
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"PK\x03\x04 not a workbook")
+    path = _tricky_workbook(tmp_path / "tricky.xlsx")
+    missing = mapping_from_dict({"columns": {"id": "工单号", "title": "标题", "text": "问题描述"}})
+    for file, mapping in ((broken, None), (path, missing)):
+        with pytest.raises(LoaderError) as whole:
+            load_table(file, mapping)
+        with pytest.raises(LoaderError) as streamed:
+            stream_table(file, mapping)
+        assert streamed.value.message == whole.value.message
+

@@ -12,8 +12,9 @@ encoding the mapping names, or under ``encoding = "auto"`` in the one a BOM name
 whole file decodes, and names the offset and line where it does not. A ``.parquet`` file is read
 a row group batch at a time (pyarrow's ``iter_batches``, each batch converted as
 ``pandas.read_parquet`` converts the whole file); its row count and columns come from its footer.
-Other files (Excel, a JSON array, SOP documents, UTF-16/32 text without a BOM) are loaded whole
-as before: ``stream_table`` returns None.
+An ``.xlsx``/``.xlsm`` workbook's first sheet is read a row at a time by openpyxl in read-only
+mode, twice likewise (``excel``). Other files (a JSON array, SOP documents, UTF-16/32 text without
+a BOM) are loaded whole as before: ``stream_table`` returns None.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from pathlib import Path
 from caselink.errors import LoaderError
 from indexing.loaders.encoding import (ascii_compatible, bom_encoding, decode_bytes, detection_sample,
                                        locate_undecodable, undecodable)
+from indexing.loaders.excel import SheetShape, excel_rows, sheet_shape
 from indexing.loaders.mapping import Mapping
 from indexing.loaders.result import LoadResult
 from indexing.loaders.tabular import (ENCODING_HINT, _sniff_delimiter, _Table, delimited_rows, detected_warning,
-                                      duplicates_warning, jsonl_rows, mapped_rows)
+                                      duplicates_warning, jsonl_rows, mapped_rows, sheet_warnings)
 from indexing.records import Record
 
-STREAMED_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".parquet")
+STREAMED_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".xlsx", ".xlsm")
 PARQUET_BATCH = 1000  # rows converted to Python at a time
 _UTF8 = ("utf-8", "utf8", "utf-8-sig")
 
@@ -58,6 +60,7 @@ class TableStream:
     encoding: str = "utf-8-sig"  # of a text file
     parquet: bool = False
     sampled: int | None = None  # bytes ``auto`` chose the encoding on (None: named or a BOM)
+    sheet: SheetShape | None = None  # of a workbook
 
     def records(self) -> Iterator[Record]:
         """Every valid record in file order; a later row with an id seen before is yielded too
@@ -80,6 +83,9 @@ class TableStream:
     def _raw_rows(self, table: _Table, source: str) -> Iterator[tuple[int, dict]]:
         if self.parquet:
             yield from parquet_rows(self.path, table)
+            return
+        if self.sheet is not None:
+            yield from excel_rows(self.path, source, self.sheet)
             return
         try:
             with self.path.open(encoding=self.encoding, newline="" if self.delimiter else "\n") as fh:
@@ -116,6 +122,11 @@ def stream_table(path: str | Path, mapping: Mapping | None = None) -> TableStrea
         rows, columns = footer
         warnings = mapping.check_columns(columns, source)
         return TableStream(path, mapping, rows, None, LoadResult(files=[source], warnings=warnings), parquet=True)
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        sheet = sheet_shape(path, source)  # raises for a workbook that cannot be read to its end
+        warnings = sheet_warnings(source, sheet) + mapping.check_columns(sheet.columns, source)
+        return TableStream(path, mapping, sheet.rows, None, LoadResult(files=[source], warnings=warnings),
+                           sheet=sheet)
     chosen = _text_encoding(path, mapping, source)
     if chosen is None:
         return None

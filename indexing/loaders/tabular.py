@@ -3,7 +3,7 @@
 CSV and TSV are read with the ``csv`` module rather than pandas: every cell stays a string,
 a row with too many cells becomes one skipped row instead of failing the file, and row numbers
 are exactly the spreadsheet rows a user would look at (a cell with line breaks is still one
-row). Parquet and XLSX go through pandas. JSON and JSONL are read with ``json`` so that list
+row). Parquet goes through pandas, XLSX through openpyxl's read-only mode (``excel``). JSON and JSONL are read with ``json`` so that list
 values stay lists and a broken line costs only that line.
 """
 
@@ -22,6 +22,7 @@ import pandas as pd
 
 from caselink.errors import InvalidRecord, LoaderError
 from indexing.loaders.encoding import decode_bytes
+from indexing.loaders.excel import SheetShape, excel_rows, sheet_shape
 from indexing.loaders.mapping import Mapping
 from indexing.loaders.result import LoadResult, SkippedRow
 from indexing.loaders.values import clean_cell
@@ -188,18 +189,16 @@ def _read_parquet(path: Path, mapping: Mapping, source: str) -> _Table:
 
 
 def _read_excel(path: Path, mapping: Mapping, source: str) -> _Table:
-    try:
-        with pd.ExcelFile(path, engine="openpyxl") as book:
-            sheets = book.sheet_names
-            # dtype=str and no NA filter: ids like 0012 and the text "NA" stay as typed
-            frame = pd.read_excel(book, sheet_name=sheets[0], dtype=str, na_filter=False)
-    except Exception as exc:  # openpyxl/zipfile raise many types for a broken workbook
-        raise LoaderError(f"{source}: expected an .xlsx workbook, got an unreadable one ({exc})") from None
-    warnings = []
-    if len(sheets) > 1:
-        warnings.append(f"{source}: read only the first sheet {sheets[0]!r}; ignored sheets: {', '.join(sheets[1:])}")
-    frame.columns = ["" if str(c).startswith("Unnamed: ") else str(c).strip() for c in frame.columns]
-    return _from_frame(frame, warnings)
+    shape = sheet_shape(path, source)
+    return _Table(columns=shape.columns, rows=list(excel_rows(path, source, shape)),
+                  warnings=sheet_warnings(source, shape))
+
+
+def sheet_warnings(source: str, shape: SheetShape) -> list[str]:
+    if len(shape.sheets) < 2:
+        return []
+    first, *others = shape.sheets
+    return [f"{source}: read only the first sheet {first!r}; ignored sheets: {', '.join(others)}"]
 
 
 def _from_frame(frame: pd.DataFrame, warnings: list[str]) -> _Table:
