@@ -359,38 +359,40 @@ class RecordStore:
         if self._engine is None:
             self.open()
 
-        def fetch(cur) -> dict[str, Record]:
+        def select(cur, keys: list[str]) -> dict[str, Record]:
             out: dict[str, Record] = {}
-            for part in _chunks(ids):
+            for part in _chunks(keys):
                 cur.execute(self._driver_sql(f"SELECT id, body FROM records WHERE id IN ({','.join('?' * len(part))})"),
                             part)
-                if shared:
-                    out.update((rid, _parsed(body)) for rid, body in cur.fetchall())
-                else:  # deep: a shallow copy shares error_codes, links and attributes with the cache
-                    out.update((rid, _parsed(body).model_copy(deep=True)) for rid, body in cur.fetchall())
+                out.update((rid, _parsed(body)) for rid, body in cur.fetchall())
             return out
 
         def run() -> dict[str, Record]:
             # The driver's own cursor: SQLAlchemy's statement handling (expanding IN, events,
             # result objects) cost three times the query itself here, on every search; on SQLite
-            # a connection held open for the store's lifetime (SqliteReaders), as the pool's
-            # checkout and return cost as much again. One SELECT per chunk, each a consistent
-            # read; the driver's errors become SQLAlchemy's, so they are translated as every
-            # other read's are.
+            # connections held open for the store's lifetime (SqliteReaders), as the pool's
+            # checkout and return cost as much again, which also remember what they read until
+            # anything is committed. One SELECT per chunk, each a consistent read; the driver's
+            # errors become SQLAlchemy's, so they are translated as every other read's are.
             dbapi = self._engine.dialect.loaded_dbapi  # type: ignore[union-attr]
             readers = self._readers
             try:
                 if readers is not None:
-                    return readers.read(fetch)
+                    return readers.lookup(ids, select)
                 conn = self._engine.raw_connection()  # type: ignore[union-attr]
                 try:
-                    return fetch(conn.cursor())
+                    return select(conn.cursor(), ids)
                 finally:
                     conn.close()  # back to the pool, rolled back
             except dbapi.Error as exc:
                 raise sa.exc.DBAPIError.instance("SELECT id, body FROM records WHERE id IN (...)", ids, exc,
                                                  dbapi.Error) from exc
-        return self._guarded(run)
+
+        found = self._guarded(run)
+        if shared:
+            return found
+        # deep: a shallow copy shares error_codes, links and attributes with the caches
+        return {rid: rec.model_copy(deep=True) for rid, rec in found.items()}
 
     def iter_records(self, batch: int = 2000) -> Iterator[StoredRecord]:
         last = 0
