@@ -206,6 +206,8 @@ class Ranking:
             shown = [k for k, _ in keep if k in rows][:_LEARNED_FACTORS_SHOWN]
             if shown:
                 moved = dict(zip(shown, factors(model, np.stack([rows[k] for k in shown]))))
+        # A hit's codes are the index's own (DocumentBuilder.codes, as stored), none included: only a
+        # record admitted by its verdict alone, not ranked, has its codes found here.
         out = []
         for key, score in keep:
             rec = records.get(key)
@@ -214,7 +216,7 @@ class Ranking:
             prepared = prepare(rec, tokenizer=tokenizer)
             ex = explanation_fields(
                 rec, query_words=words, query_codes=query_codes,
-                record_codes=frozenset(codes.get(key, ())) or prepared.codes(docs), tokenizer=tokenizer,
+                record_codes=frozenset(codes[key]) if key in codes else prepared.codes(docs), tokenizer=tokenizer,
                 dense=fused.dense.get(key), keyword=fused.keyword.get(key), verdict=verdicts.get(key),
                 judged=judged, prepared=prepared)
             if learned is not None and key in learned[1]:
