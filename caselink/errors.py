@@ -43,6 +43,10 @@ class IndexNotReady(CaselinkError):
     """No index has been built yet, or it is being rebuilt."""
 
 
+class ServiceClosed(IndexNotReady):
+    """The service was closed (a server shutting down): nothing is read or written through it any more."""
+
+
 class IndexFormatError(CaselinkError):
     """The index on disk is from another version, another model, or corrupt."""
 

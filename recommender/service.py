@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from caselink.config import Settings
-from caselink.errors import CaselinkError, InvalidQuery, RecordNotFound
+from caselink.errors import CaselinkError, InvalidQuery, RecordNotFound, ServiceClosed
 from indexing.document import DocumentBuilder
 from indexing.embedding_cache import EmbeddingCache
 from indexing.encoders import Encoder, load_encoder
@@ -142,9 +142,18 @@ class CaselinkService:
         return self._ranking.encoder_error
 
     def close(self) -> None:
-        self.index.close()
-        self.index.cache.close()
-        self.store.close()
+        """Close the index, the embedding cache and the store; a second call does nothing.
+
+        Every later call raises :class:`ServiceClosed` (503 over HTTP): a closed SQLite store
+        otherwise reopened itself for some reads and raised sqlite3's own error for others.
+        """
+        index, store = self.index, self.store
+        if isinstance(index, _Closed):
+            return
+        self.index = self.store = self._ranking = _Closed()  # every read and write goes through one of them
+        index.close()
+        index.cache.close()
+        store.close()
 
     # -- reads ------------------------------------------------------------------------------
     def get(self, record_id: str) -> Record:
@@ -395,6 +404,16 @@ class CaselinkService:
                      built_at=engine.get("built_at", ""), change_seq=idx.backend.applied_seq(),
                      centering=idx.centred_kinds, feedback=self.store.feedback_count(),
                      backend=idx.backend.name)
+
+
+class _Closed:
+    """What a closed service holds instead of its store, index and ranking."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):  # copy, pickle and hasattr probe dunders: they must see AttributeError
+            raise AttributeError(name)
+        raise ServiceClosed("the service is closed (the server is shutting down); nothing more is read or written",
+                            hint="retry on a running server, or open the service again")
 
 
 def _stale_sections(store: RecordStore, documents: Mapping[str, Collection[str]]) -> list[str]:
