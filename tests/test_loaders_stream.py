@@ -345,3 +345,90 @@ def test_an_unreadable_or_unmapped_workbook_is_refused_before_any_record(tmp_pat
             stream_table(file, mapping)
         assert streamed.value.message == whole.value.message
 
+
+
+# --- JSON array -------------------------------------------------------------------------------
+
+def test_a_json_array_streams_as_it_loads(tmp_path, monkeypatch):
+    from indexing.loaders import json_array
+
+    items = [{"id": "C-1", "title": "干泵跳停", "error_codes": ["E1023", "A-4410"], "n": 12345678901234567890},
+             ["a list"], 3, None,
+             {"id": "C-2", "title": ""},  # nothing to search: a skipped row
+             {"id": "C-3", "title": "真空腔體壓力上升", "text": "a\u2028b", "attributes": {"site": "F12"}, "x": 1.5e-7},
+             {"id": "C-1", "title": "干泵跳停 again", "created": "2024-13-01"}]
+    path = tmp_path / "cases.json"
+    path.write_text("[\r\n" + ",\n  ".join(json.dumps(i, ensure_ascii=False) for i in items) + "\n]\n", encoding="utf-8")
+    for chunk in (1, 7, 65536):  # elements and numbers cut across reads
+        monkeypatch.setattr(json_array, "CHUNK", chunk)
+        stream, records = _same_as_whole(path)
+        assert [r.id for r in records] == ["C-1", "C-3"] and stream.rows == 7
+        assert [s.row for s in stream.result.skipped] == [2, 3, 4, 5, 7]
+    gbk = tmp_path / "gbk.json"
+    gbk.write_bytes(json.dumps([{"id": f"C-{i}", "title": f"汞灯报警后停机，检查冷却水流量 {i}"} for i in range(30)],
+                               ensure_ascii=False).encode("gbk"))
+    stream, records = _same_as_whole(gbk)
+    assert stream.encoding == "gb18030" and len(records) == 30
+    from indexing.loaders import encoding as encoding_mod
+
+    monkeypatch.setattr(encoding_mod, "_SAMPLE_NON_ASCII", 60)
+    for size in range(100, 131, 3):  # one long line: the sample is cut after an ASCII byte, never in a character
+        monkeypatch.setattr(encoding_mod, "SAMPLE_BYTES", size)
+        stream, records = _same_as_whole(gbk)
+        assert stream.encoding == "gb18030" and stream.sampled < 600 and len(records) == 30
+
+
+@pytest.mark.parametrize("text", [
+    '[{"id": "C-1", "title": "x"},\n {"id": "C-2" "title": "y"}]',  # a missing comma
+    '[{"id": "C-1", "title": "x"},\n {"id": "C-2", "title": "y"},\n]',  # a trailing comma
+    '[{"id": "C-1", "title": "x"}\n {"id": "C-2"}]',
+    '[{"id": "C-1", "title": "x"}]\n[]',  # extra data
+    '[{"id": "C-1", "title": "unterminated}]',
+    '[{"id": "C-1", "title": "x"}, 1' + "2" * 5000 + ']',  # a number over the 4,300-digit limit
+    '[' + '[' * 50_000 + ']' * 50_000 + ']',  # nesting too deep
+    '[{"id": "C-1", "title": "x"},\n 1.5e',
+])
+def test_a_malformed_json_array_gives_the_whole_file_error_before_any_record(tmp_path, monkeypatch, text):
+    from indexing.loaders import json_array
+
+    path = tmp_path / "bad.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(LoaderError) as whole:
+        load_table(path)
+    for chunk in (3, 65536):
+        monkeypatch.setattr(json_array, "CHUNK", chunk)
+        with pytest.raises(LoaderError) as streamed:
+            stream_table(path)
+        assert streamed.value.message == whole.value.message
+
+
+def test_json_that_is_no_array_is_loaded_whole(tmp_path):
+    for text in ('{"id": "C-1"}', "", '"x"'):
+        path = tmp_path / "obj.json"
+        path.write_text(text, encoding="utf-8")
+        assert stream_table(path) is None
+        with pytest.raises(LoaderError, match="expected"):
+            load_table(path)
+
+
+def test_a_streamed_json_array_is_never_held_whole(tmp_path, monkeypatch):
+    import tracemalloc
+
+    from indexing.loaders import encoding as encoding_mod
+
+    monkeypatch.setattr(encoding_mod, "SAMPLE_BYTES", 1 << 16)  # a sample well under the file, one line long
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps([{"id": f"C-{i}", "title": f"真空腔体压力上升 {i}", "text": "干泵报警后停机，检查冷却水流量与排气压力"}
+                                for i in range(20_000)], ensure_ascii=False), encoding="utf-8")
+    tracemalloc.start()
+    try:
+        n = sum(1 for _ in stream_table(path).records())
+        _, streamed_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        whole = load_table(path)
+        _, whole_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    print(f"file {path.stat().st_size:,} B; peak {streamed_peak:,} B streamed, {whole_peak:,} B whole")
+    assert n == len(whole.records) == 20_000
+    assert streamed_peak * 8 < whole_peak  # what grows when streamed is the ids seen (duplicates warning)

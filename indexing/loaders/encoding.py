@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import charset_normalizer
 
@@ -50,6 +51,7 @@ SAMPLE_BYTES = 1 << 20  # a streamed file's encoding is judged on its first MiB 
 _SAMPLE_NON_ASCII = 4096  # ...and, when those hold fewer non-ASCII bytes, on later lines that have some
 _SAMPLE_CAP = 4 << 20  # at most this much in all
 _ASCII = bytes(range(128))
+_CUTS = bytes(0 if b < 0x40 else 1 for b in range(256))  # translate: a byte after which a sample may be cut
 _MIN_UTF8_EVIDENCE = 8  # this many non-ASCII characters that decode as UTF-8 make it UTF-8
 # Characters a short real UTF-8 export contains: Latin-1, punctuation and symbols, CJK
 # punctuation, kana, full-width forms, emoji (and common Chinese characters, checked apart).
@@ -165,25 +167,43 @@ def ascii_compatible(encoding: str) -> bool:
     return "\n,\"".encode(encoding).removeprefix(codecs.BOM_UTF8) == b"\n,\""
 
 
-def detection_sample(lines: Iterable[bytes]) -> bytes:
-    """What ``auto`` judges a file it streams by: its first lines up to ``SAMPLE_BYTES``, then,
-    while they hold fewer than ``_SAMPLE_NON_ASCII`` non-ASCII bytes, later lines that hold any
-    (an all-ASCII line is evidence for no encoding), up to ``_SAMPLE_CAP``.
+def detection_sample(fh: BinaryIO) -> bytes:
+    """What ``auto`` judges a file it streams by: its first ``SAMPLE_BYTES``, then, while they hold
+    fewer than ``_SAMPLE_NON_ASCII`` non-ASCII bytes, later blocks that hold any (ASCII is evidence
+    for no encoding), up to ``_SAMPLE_CAP`` in all; read from ``fh`` (binary), holding no more.
 
-    ``lines``: the file's bytes split after each b"\\n" (iterating a binary file), so no
-    multi-byte character is cut (none of GBK, Big5, UTF-8 has a \\n byte inside a character).
-    A file smaller than ``SAMPLE_BYTES`` is its own sample: judged exactly as when loaded whole.
+    Blocks are cut after a byte below 0x40 (ASCII digits, punctuation, spaces, line ends), which
+    is never the second byte of a GBK, Big5, Shift-JIS or EUC character nor part of a UTF-8 one,
+    so no character is cut, even in a file that is one long line. A file smaller than
+    ``SAMPLE_BYTES`` is its own sample: judged exactly as when it is loaded whole.
     """
     parts: list[bytes] = []
     size = non_ascii = 0
-    for line in lines:
+    for piece in _pieces(fh, min(1 << 16, SAMPLE_BYTES)):
         if size >= _SAMPLE_CAP or (size >= SAMPLE_BYTES and non_ascii >= _SAMPLE_NON_ASCII):
             break
-        if size < SAMPLE_BYTES or not line.isascii():
-            parts.append(line)
-            size += len(line)
-            non_ascii += len(line.translate(None, _ASCII))
+        if size < SAMPLE_BYTES or not piece.isascii():
+            parts.append(piece)
+            size += len(piece)
+            non_ascii += len(piece.translate(None, _ASCII))
     return b"".join(parts)
+
+
+def _pieces(fh: BinaryIO, block: int) -> Iterator[bytes]:
+    """``fh``'s bytes in pieces of about ``block``, each ending after a byte below 0x40 (or where a
+    run without one grows past ``_SAMPLE_CAP``: no text looks like that)."""
+    carry = b""
+    while data := fh.read(block):
+        data = carry + data
+        cut = data.translate(_CUTS).rfind(b"\0") + 1
+        if cut == 0 and len(data) <= _SAMPLE_CAP:
+            carry = data
+            continue
+        cut = cut or len(data)
+        yield data[:cut]
+        carry = data[cut:]
+    if carry:
+        yield carry
 
 
 def locate_undecodable(path: Path, encoding: str) -> tuple[int, bytes, int] | None:

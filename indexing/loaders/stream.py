@@ -1,6 +1,6 @@
 """Table exports read a row at a time: a million-row export is never held whole.
 
-:func:`stream_table` reads a ``.jsonl``/``.ndjson``/``.csv``/``.tsv`` file twice. The first pass
+:func:`stream_table` reads a ``.jsonl``/``.ndjson``/``.json``/``.csv``/``.tsv`` file twice. The first pass
 checks what :func:`~indexing.loaders.tabular.load_table` would refuse the whole file for (bytes
 the encoding cannot decode, a mapped column the file lacks) and counts the rows, holding
 nothing; so a file that cannot be loaded raises before a single record is stored, as it always
@@ -8,13 +8,14 @@ did. The second pass, :meth:`TableStream.records`, yields the records one by one
 reporting bad rows exactly as ``load_table`` does. The text is decoded as it is read: in the
 encoding the mapping names, or under ``encoding = "auto"`` in the one a BOM names or else the one
 :func:`~indexing.loaders.encoding.decode_bytes` detects on a bounded sample of the file
-(:func:`~indexing.loaders.encoding.detection_sample`); the first pass then confirms that the
+(:func:`~indexing.loaders.encoding.detection_sample`, read in blocks); the first pass then confirms that the
 whole file decodes, and names the offset and line where it does not. A ``.parquet`` file is read
 a row group batch at a time (pyarrow's ``iter_batches``, each batch converted as
 ``pandas.read_parquet`` converts the whole file); its row count and columns come from its footer.
 An ``.xlsx``/``.xlsm`` workbook's first sheet is read a row at a time by openpyxl in read-only
-mode, twice likewise (``excel``). Other files (a JSON array, SOP documents, UTF-16/32 text without
-a BOM) are loaded whole as before: ``stream_table`` returns None.
+mode, twice likewise (``excel``); a ``.json`` array an element at a time (``json_array``). Other
+files (SOP documents, a .json file that holds no array, UTF-16/32 text without a BOM) are loaded
+whole as before: ``stream_table`` returns None.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from caselink.errors import LoaderError
 from indexing.loaders.encoding import (ascii_compatible, bom_encoding, decode_bytes, detection_sample,
                                        locate_undecodable, undecodable)
 from indexing.loaders.excel import SheetShape, excel_rows, sheet_shape
+from indexing.loaders.json_array import NotAnArray, json_array_items
 from indexing.loaders.mapping import Mapping
 from indexing.loaders.result import LoadResult
-from indexing.loaders.tabular import (ENCODING_HINT, _sniff_delimiter, _Table, delimited_rows, detected_warning,
-                                      duplicates_warning, jsonl_rows, mapped_rows, sheet_warnings)
+from indexing.loaders.tabular import (ENCODING_HINT, _sniff_delimiter, _Table, add_object, delimited_rows,
+                                      detected_warning, duplicates_warning, jsonl_rows, mapped_rows, sheet_warnings)
 from indexing.records import Record
 
-STREAMED_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".xlsx", ".xlsm")
+STREAMED_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".xlsx", ".xlsm")
 PARQUET_BATCH = 1000  # rows converted to Python at a time
 _UTF8 = ("utf-8", "utf8", "utf-8-sig")
 
@@ -61,6 +63,7 @@ class TableStream:
     parquet: bool = False
     sampled: int | None = None  # bytes ``auto`` chose the encoding on (None: named or a BOM)
     sheet: SheetShape | None = None  # of a workbook
+    array: bool = False  # a JSON array
 
     def records(self) -> Iterator[Record]:
         """Every valid record in file order; a later row with an id seen before is yielded too
@@ -91,6 +94,9 @@ class TableStream:
             with self.path.open(encoding=self.encoding, newline="" if self.delimiter else "\n") as fh:
                 if self.delimiter:
                     yield from delimited_rows(csv.reader(fh, delimiter=self.delimiter), table, source)
+                elif self.array:
+                    yield from ((n, item) for n, item in json_array_items(fh, source)
+                                if add_object(table, n, item, source))
                 else:  # lines split at \n only, as load_table splits them (U+2028 may sit inside a string)
                     yield from jsonl_rows(enumerate((line.rstrip("\n") for line in fh), start=1), table, source)
         except UnicodeDecodeError:  # the file changed since the first pass checked it
@@ -131,10 +137,13 @@ def stream_table(path: str | Path, mapping: Mapping | None = None) -> TableStrea
     if chosen is None:
         return None
     encoding, warnings, sampled = chosen
-    rows, columns, delimiter = _first_pass(path, source, encoding, sampled)
+    first = _first_pass(path, source, encoding, sampled)
+    if first is None:
+        return None
+    rows, columns, delimiter = first
     warnings += mapping.check_columns(columns, source)  # raises for a missing mapped column
     return TableStream(path, mapping, rows, delimiter, LoadResult(files=[source], warnings=warnings),
-                       encoding=encoding, sampled=sampled)
+                       encoding=encoding, sampled=sampled, array=path.suffix.lower() == ".json")
 
 
 def _text_encoding(path: Path, mapping: Mapping, source: str) -> tuple[str, list[str], int | None] | None:
@@ -200,16 +209,19 @@ def parquet_rows(path: Path, table: _Table) -> Iterator[tuple[int, dict]]:
             number += 1
 
 
-def _first_pass(path: Path, source: str, encoding: str, sampled: int | None) -> tuple[int, list[str], str | None]:
-    """(data rows, columns, CSV delimiter). Holds one row at a time; raises the LoaderError that
-    load_table would for a file the csv module cannot read, and for bytes ``encoding`` cannot
-    decode (naming the offset and line)."""
+def _first_pass(path: Path, source: str, encoding: str, sampled: int | None,
+                ) -> tuple[int, list[str], str | None] | None:
+    """(data rows, columns, CSV delimiter), or None for a .json file that holds no array (loaded
+    whole: load_table explains). Holds one row at a time; raises the LoaderError that load_table
+    would for a file the csv or json module cannot read, and for bytes ``encoding`` cannot decode
+    (naming the offset and line)."""
     delimited = path.suffix.lower() in (".csv", ".tsv")
     try:
         fh = path.open(encoding=encoding, newline="" if delimited else "\n")
     except OSError as exc:
         raise LoaderError(f"{source}: cannot read file ({exc.strerror})") from None
     rows, columns, delimiter = 0, [], None
+    keys: dict[str, None] = {}  # of the JSON objects, in order
     try:
         with fh:
             if delimited:
@@ -219,8 +231,16 @@ def _first_pass(path: Path, source: str, encoding: str, sampled: int | None) -> 
                 reader = csv.reader(itertools.chain([first], fh), delimiter=delimiter)
                 rows = sum(1 for _ in delimited_rows(reader, table, source))  # raises LoaderError like load_table
                 columns = table.columns
+            elif path.suffix.lower() == ".json":
+                try:
+                    for _, item in json_array_items(fh, source):  # raises LoaderError like load_table
+                        rows += 1
+                        if isinstance(item, dict):
+                            keys.update(dict.fromkeys(item))
+                except NotAnArray:
+                    return None
+                columns = list(keys)
             else:
-                keys: dict[str, None] = {}
                 for line in fh:
                     if not line.strip():
                         continue

@@ -159,7 +159,7 @@ def jsonl_rows(lines: Iterable[tuple[int, str]], table: _Table, source: str) -> 
         except (ValueError, RecursionError) as exc:  # a number over 4,300 digits, nesting too deep
             table.skipped.append(SkippedRow(source, number, None, f"expected a JSON object, got unreadable JSON ({exc})"))
             continue
-        if _add_object(table, number, item, source):
+        if add_object(table, number, item, source):
             yield number, item
 
 
@@ -176,7 +176,7 @@ def _read_json(path: Path, mapping: Mapping, source: str) -> _Table:
                           hint="use .jsonl for one object per line")
     table = _Table(warnings=warnings)
     table.rows = [(number, item) for number, item in enumerate(items, start=1)
-                  if _add_object(table, number, item, source)]
+                  if add_object(table, number, item, source)]
     return table
 
 
@@ -208,7 +208,7 @@ def _from_frame(frame: pd.DataFrame, warnings: list[str]) -> _Table:
     return _Table(columns=columns, rows=rows, warnings=warnings)
 
 
-def _add_object(table: _Table, number: int, item: Any, source: str) -> bool:
+def add_object(table: _Table, number: int, item: Any, source: str) -> bool:
     """Note ``item``'s keys among the columns; False (and a skipped row) when it is no object."""
     if not isinstance(item, dict):
         table.skipped.append(SkippedRow(source, number, None, f"expected a JSON object, got {type(item).__name__}"))
