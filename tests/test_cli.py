@@ -180,6 +180,36 @@ def test_index_reports_bad_rows_and_keeps_the_rest(tmp_path):
     assert "row 7: field 'text'" in proc.stderr and "nothing to search" in proc.stderr
 
 
+def test_index_streams_a_folder_and_stores_nothing_when_a_later_byte_cannot_be_decoded(tmp_path):
+    import openpyxl
+
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "array.json").write_text(json.dumps([{"id": "J-1", "title": "干泵跳停 E1023"},
+                                                   {"id": "J-2", "title": "wafer drop"}]), encoding="utf-8")
+    book = openpyxl.Workbook()
+    book.active.append(["id", "title", "created"])
+    book.active.append(["X-1", "真空腔体压力上升", "2024-01-02"])
+    book.save(folder / "book.xlsx")
+    (folder / "gbk.csv").write_bytes("id,title\nG-1,干泵报警后停机，检查冷却水流量\n".encode("gbk"))
+    proc = run("index", str(folder), data_dir=tmp_path / "data")
+    assert "indexed 4 records" in proc.stdout and "decoded as gb18030 (detected" in proc.stderr
+    assert run("search", "冷却水", "--json", data_dir=tmp_path / "data").stdout.count('"G-1"') >= 1
+
+    good = tmp_path / "good.csv"
+    good.write_text("id,title\nOK-1,机械手报错\n", encoding="utf-8")
+    bad = tmp_path / "bad.csv"  # GBK, then, far past the part auto judges the encoding on, bytes GBK lacks
+    bad.write_bytes(("id,title\n" + "".join(f"B-{i},真空腔体压力上升{i}\n" for i in range(60_000))).encode("gbk")
+                    + b"B-x,\xff\xff\n")
+    proc = run("index", str(good), str(bad), data_dir=tmp_path / "data2", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert re.search(r"bad\.csv: expected gb18030 text \(chosen by 'auto' on a [0-9,]+-byte sample of it\), "
+                     r"got bytes it cannot decode \(ff ff 0a\) at offset \d+ \(line 60002\)",
+                     " ".join(proc.stderr.split()))  # rich wraps long lines
+    stats = run("stats", "--json", data_dir=tmp_path / "data2", check=False)
+    assert stats.returncode != 0 or json.loads(stats.stdout)["records"] == {}  # nothing stored, not even OK-1
+
+
 def test_eval_on_the_demo_history(demo_dir):
     out = json.loads(run("eval", "--demo", "--max-queries", "60", "--json", data_dir=demo_dir).stdout)
     assert out["dataset"] == "demo" and out["queries"] == 60

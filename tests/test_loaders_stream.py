@@ -432,3 +432,68 @@ def test_a_streamed_json_array_is_never_held_whole(tmp_path, monkeypatch):
     print(f"file {path.stat().st_size:,} B; peak {streamed_peak:,} B streamed, {whole_peak:,} B whole")
     assert n == len(whole.records) == 20_000
     assert streamed_peak * 8 < whole_peak  # what grows when streamed is the ids seen (duplicates warning)
+
+
+# --- folders ----------------------------------------------------------------------------------
+
+def test_a_folder_streams_file_by_file_as_load_path_loads_it(tmp_path):
+    import openpyxl
+
+    from indexing.loaders import FolderStream, load_path, stream_path
+
+    (tmp_path / "sops").mkdir()
+    (tmp_path / "sops" / "SOP-VAC-003.md").write_bytes((DATA / "SOP-VAC-003.md").read_bytes())
+    (tmp_path / "sops" / "copy.md").write_text("---\ndoc_id: SOP-VAC-003\n---\n# Copy\n## A\ntext\n", "utf-8")
+    (tmp_path / "sops" / "broken.pdf").write_bytes(b"%PDF-1.4 this is not a pdf")
+    (tmp_path / "sops" / "photo.png").write_bytes(b"\x89PNG")
+    (tmp_path / ".hidden.csv").write_text("id,title\nH-1,x\n", encoding="utf-8")
+    (tmp_path / "a-cases.csv").write_text("id,title\nC-1,一\nC-2,二\n,缺\nC-1,一又\n", encoding="utf-8")
+    (tmp_path / "b-more.jsonl").write_text('{"id": "C-2", "title": "新二"}\n{"id": "C-5", "title": "五"}\n', "utf-8")
+    (tmp_path / "c-gbk.csv").write_bytes("id,title\nC-5,真空腔体压力上升\nC-6,干泵报警后停机检查\n".encode("gbk"))
+    (tmp_path / "d-array.json").write_text('[{"id": "C-1", "title": "一再"}, 7]', encoding="utf-8")
+    (tmp_path / "e-object.json").write_text('{"id": "C-9"}', encoding="utf-8")  # not an array: loaded whole, refused
+    (tmp_path / "f-old.xls").write_bytes(b"\xd0\xcf\x11\xe0")
+    (tmp_path / "g-missing.csv").write_text("工单号\nC-7\n", encoding="utf-8")  # no column feeds a record
+    book = openpyxl.Workbook()
+    book.active.append(["id", "title"])
+    book.active.append(["C-8", "汞灯"])
+    book.active.append(["C-2", "新新二"])
+    book.save(tmp_path / "h-book.xlsx")
+    (tmp_path / "mapping.toml").write_text('kind = "case"\n', encoding="utf-8")
+
+    whole = load_path(tmp_path)
+    stream = stream_path(tmp_path)
+    assert isinstance(stream, FolderStream) and stream.rows == 17
+    assert stream.result.documents == whole.documents  # complete before a record is read
+    records = list(stream.records())
+    latest = {r.id: r for r in records}  # a later record replaces the earlier one when stored
+    assert list(latest.values()) == whole.records  # and in the same order
+    assert latest["C-2"].title == "新新二" and latest["C-1"].title == "一再"
+    assert stream.result.skipped == whole.skipped
+    assert stream.result.warnings == whole.warnings  # the same, in the same order
+    assert stream.result.files == whole.files
+    assert stream.summary() == whole.summary()
+    assert len(whole.skipped) == 7 and any("also loaded from" in w for w in whole.warnings)
+
+
+def test_a_folder_stream_holds_one_file_at_a_time(tmp_path):
+    import tracemalloc
+
+    from indexing.loaders import load_path, stream_path
+
+    for k in range(5):
+        with (tmp_path / f"part-{k}.csv").open("w", encoding="utf-8") as fh:
+            fh.write("id,title,text\n")
+            fh.writelines(f"C-{k}-{i},真空腔体压力上升 {i},干泵报警后停机，检查冷却水流量与排气压力\n" for i in range(3000))
+    tracemalloc.start()
+    try:
+        n = sum(1 for _ in stream_path(tmp_path).records())
+        _, streamed_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        whole = load_path(tmp_path)
+        _, whole_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    print(f"peak {streamed_peak:,} B streamed, {whole_peak:,} B whole")
+    assert n == len(whole.records) == 15_000
+    assert streamed_peak * 8 < whole_peak

@@ -55,7 +55,7 @@ def index(
     then the index is built from scratch and the reason is printed. With no sources, the index is
     brought up to date with the records already stored.
     """
-    from indexing.loaders import LoadResult, load_mapping, load_path, stream_table
+    from indexing.loaders import LoadResult, load_mapping, load_path, stream_path
     from recommender.service import CaselinkService
 
     settings = _settings(config, data_dir, encoder__model=model, backend__kind=backend)
@@ -65,16 +65,17 @@ def index(
 
         paths = demo_sources() + paths
     table_mapping = load_mapping(mapping) if mapping else None
-    # Every source is opened (a JSONL/CSV/TSV/Parquet export checked and counted, streamed later;
-    # anything else loaded whole) before anything is stored: a source that cannot be read
-    # stores nothing. Then the records go to the store in source order, a thousand at a time.
+    # Every source is opened (a table export checked and counted, streamed later; a folder's files
+    # likewise, one after the other; an SOP document loaded whole) before anything is stored: a
+    # source that cannot be read stores nothing. Then the records go to the store in source
+    # order, a thousand at a time.
     documents = LoadResult()  # the whole SOP documents
     sources_read = []
     skipped = 0
     for path in paths:
         if not path.exists():
             raise CaselinkError(f"source {path} does not exist", field="sources")
-        stream = stream_table(path, table_mapping) if path.is_file() else None
+        stream = stream_path(path, table_mapping)
         if stream is None:
             result = load_path(path, mapping=table_mapping)
             documents.merge_documents(result)
@@ -82,6 +83,7 @@ def index(
             skipped += len(result.skipped)
             sources_read.append(result.records)
         else:
+            documents.merge_documents(stream.result)  # a folder's SOP documents, read whole
             sources_read.append(stream)
 
     def records():

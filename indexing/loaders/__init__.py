@@ -15,7 +15,8 @@ columns mapped by a TOML mapping (``mapping``). SOPs (``sop``): .md .markdown .t
 cannot be read at all raises LoaderError when loaded alone and is reported when part of a folder.
 ``stream_table`` reads a JSONL/CSV/TSV export (in any encoding: named, or detected by ``auto`` on
 a bounded sample) or a Parquet file a row at a time (``stream``): what ``caselink index`` does
-with such a file, so a million rows are never held at once.
+with such a file, so a million rows are never held at once; ``stream_folder`` reads a folder file
+by file (``folder_stream``), ``stream_path`` picks between them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from caselink.errors import LoaderError
-from indexing.loaders.folders import files_under, is_visible, load_files
+from indexing.loaders.folder_stream import LOADED_SUFFIXES, FolderStream, ignored_files_warning, stream_folder
+from indexing.loaders.folders import files_under, load_files
 from indexing.loaders.mapping import Mapping, load_mapping, mapping_from_dict
 from indexing.loaders.result import LoadResult, SkippedRow
 from indexing.loaders.sop import SOP_SUFFIXES, UniqueDocIds, load_sop_bytes, load_sop_file, load_sop_folder
@@ -33,11 +35,8 @@ from indexing.loaders.tabular import TABLE_SUFFIXES, load_table
 __all__ = [
     "LoadResult", "SkippedRow", "Mapping", "load_path", "load_mapping", "mapping_from_dict", "load_table",
     "load_sop_bytes", "load_sop_file", "load_sop_folder", "TABLE_SUFFIXES", "SOP_SUFFIXES", "TableStream",
-    "stream_table",
+    "stream_table", "stream_folder", "stream_path", "FolderStream",
 ]
-
-_QUIET = frozenset({".toml"})  # mapping files live next to the exports; not worth a warning
-
 
 def load_path(path: str | Path, mapping: Mapping | None = None) -> LoadResult:
     """Load a file or every loadable file under a folder.
@@ -74,6 +73,20 @@ def load_path(path: str | Path, mapping: Mapping | None = None) -> LoadResult:
     )
 
 
+def stream_path(path: str | Path, mapping: Mapping | None = None) -> TableStream | FolderStream | None:
+    """What ``caselink index`` reads a source with: a folder file by file (:func:`stream_folder`),
+    a table file a row at a time (:func:`stream_table`); None for a file to load whole with
+    :func:`load_path` (an SOP document, a file ``stream_table`` leaves whole, a missing path).
+
+    Raises:
+        LoaderError: as ``stream_table`` (a folder reports its files' errors as skipped instead).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return stream_folder(path, mapping)
+    return stream_table(path, mapping)
+
+
 def _load_folder(folder: Path, mapping: Mapping | None) -> LoadResult:
     unique = UniqueDocIds()
 
@@ -82,13 +95,6 @@ def _load_folder(folder: Path, mapping: Mapping | None) -> LoadResult:
             return unique(file, load_sop_file(file))
         return load_table(file, mapping)
 
-    # .xls is listed so that it is reported with the reason (not supported, save as .xlsx)
-    result = load_files(files_under(folder, (*SOP_SUFFIXES, *TABLE_SUFFIXES, ".xls")), load_one)
-    known = {*SOP_SUFFIXES, *TABLE_SUFFIXES, ".xls", *_QUIET}
-    others = sorted(
-        str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() not in known and is_visible(p, folder)
-    )
-    if others:
-        more = f" and {len(others) - 10} more" if len(others) > 10 else ""
-        result.warnings.append(f"{folder}: ignored files of unsupported types: {', '.join(others[:10])}{more}")
+    result = load_files(files_under(folder, LOADED_SUFFIXES), load_one)
+    result.warnings += ignored_files_warning(folder)
     return result
