@@ -36,6 +36,7 @@ from indexing.index_dir import REBUILD_HINT, IndexDir
 from indexing.records import Record
 from indexing.store import RecordStore, UpsertResult
 from indexing.store_terms import WriteTx
+from indexing.term_stash import TermStash
 from indexing.snapshot_state import capture_state
 from indexing.staleness import check_store, rebuild_reason
 from indexing.tokenize import Tokenizer, is_cjk_char, read_user_dict, text_params
@@ -44,6 +45,13 @@ from indexing.vectors import training_rows
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
 log = logging.getLogger("caselink.index")
 BUILD_BATCH = 2000  # records per step of a build or a replay: large enough for the encoder's batches
+
+
+def _terms(docs: DocumentBuilder, record: Record) -> tuple[list[str], frozenset[str], list[str]]:
+    """A record's keyword terms, codes and title terms: what an Entry takes besides the record and vector."""
+    # One object per distinct term (interned): a stashed batch pickles each term once.
+    return ([sys.intern(t) for t in docs.tokens(record)], docs.codes(record),
+            [sys.intern(t) for t in docs.title_tokens(record)])
 
 
 def _batched(items: Iterable, n: int) -> Iterator[list]:
@@ -127,9 +135,12 @@ class LiveIndex:
         sums = KindSums(encoder.dim)
         done = embedded = 0
         # Milvus stores each record's keyword weights, which bake in the corpus's mean length:
-        # summing the lengths here (one more tokenisation, 1.4 ms a record) lets it write every row
-        # once with the final mean instead of writing each row again when the build ends.
-        term_total = 0 if settings.backend.kind == "milvus" else None
+        # tokenising here and summing the lengths lets it write every row once with the final
+        # mean (instead of each row again when the build ends); the terms wait on disk for the
+        # second pass, so nothing is tokenised twice and no more than a batch is held.
+        stash = TermStash(settings.data_dir if settings.data_dir.is_dir() else None) \
+            if settings.backend.kind == "milvus" else None
+        term_total = 0 if stash is not None else None
         for batch in _batched(store.iter_records(BUILD_BATCH), BUILD_BATCH):
             recs = [sr.record for sr in batch]
             v, n = cache.encode(encoder, [docs.embedding_text(r) for r in recs],
@@ -139,8 +150,10 @@ class LiveIndex:
             nums[done:done + len(batch)] = [sr.num for sr in batch]
             kinds = [r.kind for r in recs]
             sums.add(v, kinds)
-            if term_total is not None:
-                term_total += sum(len(docs.tokens(r)) for r in recs)
+            if stash is not None:
+                terms = [_terms(docs, r) for r in recs]
+                term_total += sum(len(t[0]) for t in terms)
+                stash.put([sr.num for sr in batch], terms)
             lo, hi = np.searchsorted(picked[order], [done, done + len(batch)])
             rows = order[lo:hi]  # the sample rows whose vector is in this batch
             sample[rows] = v[picked[rows] - done]
@@ -178,13 +191,18 @@ class LiveIndex:
                 if new:
                     embedded += idx.embedded_
                     idx.embedded_ = 0
-                yield [Entry.of(r, next(old) if k else next(extra), docs.tokens(r), docs.codes(r), docs.title_tokens(r))
-                       for r, k in zip(recs, known)]
+                yield [Entry.of(r, next(old) if k else next(extra),
+                                *((stash.take(sr.num) if stash is not None and k else None) or _terms(docs, r)))
+                       for r, k, sr in zip(recs, known, batch)]
                 if progress:
                     progress("tokenise", len(batch), total)
 
-        idx.backend = build_backend(settings, dim=encoder.dim, total=done, batches=batches(), sample=sample,
-                                    seq=seq, sidecar=idx, store=store, term_total=term_total)
+        try:
+            idx.backend = build_backend(settings, dim=encoder.dim, total=done, batches=batches(), sample=sample,
+                                        seq=seq, sidecar=idx, store=store, term_total=term_total)
+        finally:
+            if stash is not None:
+                stash.close()
         sample = nums = None
         idx.embedded_ = embedded
         snap = idx.snapshot()

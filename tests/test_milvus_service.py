@@ -45,6 +45,28 @@ def test_the_service_on_milvus_answers_as_on_local(both):
     assert answers["milvus"] == answers["local"]
 
 
+def test_a_build_writes_each_record_to_milvus_once_and_answers_as_local(both, tmp_path, milvus_uri, use_encoder,
+                                                                       monkeypatch):
+    from pymilvus import MilvusClient
+
+    _, answers = both
+    written: dict[str, int] = {}
+    upsert = MilvusClient.upsert
+
+    def counted(self, collection_name, data, *args, **kwargs):  # observes, changes nothing
+        written[collection_name] = written.get(collection_name, 0) + len(data)
+        return upsert(self, collection_name, data, *args, **kwargs)
+
+    monkeypatch.setattr(MilvusClient, "upsert", counted)
+    settings = _settings(tmp_path, "milvus", milvus_uri)
+    svc, report = CaselinkService.build(settings, encoder=use_encoder, records=demo_records())
+    try:
+        assert written[settings.backend.collection] == report.records == len(demo_records())
+        assert _answers(svc) == answers["local"]
+    finally:
+        svc.close()
+
+
 def test_reopened_from_milvus_it_keeps_its_answers_and_a_write_is_searchable_at_once(both, milvus_uri, use_encoder):
     tmp, answers = both
     settings = _settings(tmp, "milvus", milvus_uri)
