@@ -497,3 +497,40 @@ def test_a_folder_stream_holds_one_file_at_a_time(tmp_path):
     print(f"peak {streamed_peak:,} B streamed, {whole_peak:,} B whole")
     assert n == len(whole.records) == 15_000
     assert streamed_peak * 8 < whole_peak
+
+
+def test_json_array_errors_and_values_are_json_loads_own_wherever_the_reads_fall():
+    import io
+
+    from indexing.loaders import json_array
+
+    def whole(text):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return f"s: expected JSON, got {exc.msg} at line {exc.lineno} column {exc.colno}"
+        return value if isinstance(value, list) else "not an array"
+
+    def streamed(text):
+        try:
+            return [item for _, item in json_array.json_array_items(io.StringIO(text), "s")]
+        except json_array.NotAnArray:
+            return "not an array"
+        except LoaderError as exc:
+            return exc.message
+
+    base = ('[{"id": "C-1", "title": "干泵\\n跳停", "n": 12345, "f": 1.5e3},\n {"l": [1, 2, {"a": null}]} ,\r\n'
+            '\t 3, true, "x", -0.5 , [] ]\n')
+    cases = [base]
+    for i in range(len(base) + 1):  # every cut, every dropped character, a stray character anywhere
+        cases += [base[:i], base[:i] + base[i + 1:]] + [base[:i] + junk + base[i:] for junk in ',]}"[{1: \\']
+    original = json_array.CHUNK
+    try:
+        for chunk in (1, 2, 5, 64):
+            json_array.CHUNK = chunk
+            for text in cases:
+                ours = streamed(text)
+                if ours != "not an array":  # such a file is loaded whole: json.loads's error by definition
+                    assert ours == whole(text), (chunk, text)
+    finally:
+        json_array.CHUNK = original
