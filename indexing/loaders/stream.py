@@ -56,7 +56,7 @@ class TableStream:
     path: Path
     mapping: Mapping
     rows: int
-    delimiter: str | None  # None: JSONL (or Parquet)
+    delimiter: str | None  # of a CSV/TSV file; None for the other kinds
     result: LoadResult
     loaded: int = 0
     encoding: str = "utf-8-sig"  # of a text file
@@ -108,13 +108,14 @@ class TableStream:
 
 
 def stream_table(path: str | Path, mapping: Mapping | None = None) -> TableStream | None:
-    """A :class:`TableStream` for a JSONL/CSV/TSV file or a Parquet file; None when the file is to
-    be loaded whole (:func:`~indexing.loaders.load_path`, which also gives the error for a file it
-    cannot read).
+    """A :class:`TableStream` for a CSV/TSV/JSONL file, a JSON array, a workbook or a Parquet file;
+    None when the file is to be loaded whole (:func:`~indexing.loaders.load_path`, which also
+    gives the error for a file it cannot read).
 
     Raises:
-        LoaderError: the file cannot be read or decoded, ``auto`` cannot tell its encoding, or it
-            lacks a column the mapping names (before any record is yielded, so nothing is stored).
+        LoaderError: the file cannot be read, decoded or parsed to its end, ``auto`` cannot tell
+            its encoding, or it lacks a column the mapping names (before any record is yielded,
+            so nothing is stored).
     """
     path = Path(path)
     mapping = mapping or Mapping()
