@@ -13,6 +13,10 @@
 
     python -m bench.learned_cost                          # both parts, writes bench/learned_cost.md
     python -m bench.learned_cost --parts latency --requests 200
+    python -m bench.learned_cost --parts depth --sets demo,zh_bq_dev --depths 30,50,100,0
+
+- ``depth``: MRR@10 of the learned ranker trained and served at each ``rank.learned_depth``
+  (:func:`depth_relevance`).
 
 Runs are bounded by ``--requests`` (latency) and the trainer's query cap (training).
 """
@@ -129,6 +133,107 @@ def latency_cost(requests: int, seed: int, *, sample: int, model_queries: int) -
         svc.close()
 
 
+def _reranked_at(raw: np.ndarray, groups: np.ndarray, depth: int) -> np.ndarray:
+    """Scores whose order per list is the model's over the first ``depth`` candidates and the
+    fused order after them (what serving with ``rank.learned_depth = depth`` shows)."""
+    out = np.empty(len(raw), dtype=np.float64)
+    start = 0
+    for g in groups:
+        head = raw[start:start + min(g, depth)]
+        out[start:start + len(head)] = head
+        if g > depth:
+            floor = float(head.min()) if len(head) else 0.0
+            out[start + depth:start + g] = floor - 1.0 - np.arange(1, g - depth + 1)
+        start += g
+    return out
+
+
+def _first(data, depth: int):
+    """``data`` (a :class:`recommender.training.Gathered`) with each list cut to its first
+    ``depth`` candidates, lists left with no relevant candidate dropped: what training gathers
+    when serving reranks that deep."""
+    from recommender.training import Gathered
+
+    rows, groups, keep = [], [], []
+    start = 0
+    for g in data.groups:
+        n = min(int(g), depth)
+        has = bool(data.y[start:start + n].any())
+        keep.append(has)
+        if has:
+            rows.append(np.arange(start, start + n))
+            groups.append(n)
+        start += g
+    rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    return Gathered(data.X[rows], data.y[rows], data.fused[rows], np.asarray(groups, dtype=np.int64),
+                    data.components[np.asarray(keep)], 0, data.names)
+
+
+def _mrr_ci(rr: np.ndarray, seed: int, draws: int = 2000) -> list[float]:
+    pick = np.random.default_rng(seed).integers(0, len(rr), size=(draws, len(rr)))
+    return [round(float(x), 4) for x in np.percentile(rr[pick].mean(axis=1), [2.5, 97.5])]
+
+
+def depth_relevance(name: str, depths: list[int], cache: Path, *, split: float = 0.5, seed: int = 13) -> dict:
+    """MRR@10 of the learned ranker trained and served at each candidate depth, on the test half
+    of ``name`` (split by component as :mod:`bench.learned`), over the same test queries.
+
+    The lists are gathered once, whole (``rank.learned_depth = 0``); a depth's training data
+    is each training list's first ``depth`` candidates (every feature of a candidate is the same
+    whatever the depth: they read the two sides' whole lists, not the fused list's length), and
+    its test ranking is the model over each test list's first ``depth``, the fused order after.
+    0 = the whole list (the depth before this setting existed).
+    """
+    from bench.learned import _load as load_set
+    from caselink.config import load_settings
+    from eval.caselink_retriever import CaselinkEngine
+    from eval.learned import held_back
+    from eval.protocol import QUESTION
+    from recommender.training import fit, gather, labeled_queries, reciprocal_ranks, split_by_component, verdict
+
+    records, full, pairs = load_set(name)
+    pairs = [(p[0], p[1], int(p[2])) for p in pairs]
+    train_pairs, test_pairs = split_by_component(pairs, split, seed)
+    test_pairs = held_back(test_pairs, train_pairs)
+    engine = CaselinkEngine(load_settings(env={}, rank__learned_depth=0), cache_path=cache, full_records=full)
+    try:
+        svc = engine.fit(records)
+        kw, kinds = {}, None
+        if any(r.kind == QUESTION for r in records):  # as the protocol: questions ask, every other kind answers
+            kw = {"query_ids": [r.id for r in records if r.kind == QUESTION],
+                  "candidate_ids": [r.id for r in records if r.kind != QUESTION]}
+            kinds = ["sop"]
+        train_queries = labeled_queries(train_pairs, **kw)
+        if len(train_queries) > 5000:  # the trainer's cap, drawn as bench.learned draws it
+            pick = np.sort(np.random.default_rng(seed).permutation(len(train_queries))[:5000])
+            train_queries = [train_queries[i] for i in pick]
+        t0 = time.perf_counter()
+        train_data = gather(svc, train_queries, kinds=kinds)
+        test_data = gather(svc, labeled_queries(test_pairs, **kw), kinds=kinds)
+        gather_seconds = time.perf_counter() - t0
+    finally:
+        engine.close()
+    hybrid_rr = reciprocal_ranks(test_data.fused, test_data.y, test_data.groups)
+    full_depth = int(test_data.groups.max()) if len(test_data.groups) else 0
+    rows, rr_of = [], {}
+    for depth in depths:
+        d = depth or max(full_depth, int(train_data.groups.max()))
+        model = fit(_first(train_data, d), seed=seed)
+        rr = reciprocal_ranks(_reranked_at(model.raw(test_data.X), test_data.groups, d), test_data.y,
+                              test_data.groups)
+        rr_of[depth] = rr
+        rows.append({"depth": depth, "mrr@10": round(float(rr.mean()), 4), "ci": _mrr_ci(rr, seed),
+                     "rounds": model.info["rounds"]})
+    base = depths[-1]
+    for row in rows:
+        v = verdict(rr_of[row["depth"]], rr_of[base], test_data.components, seed=seed, min_queries=1)
+        row["vs_whole"] = {"gain": v["gain"], "gain_ci": v["gain_ci"]}
+    return {"set": name, "test_queries": int(len(test_data.groups)), "train_queries": int(len(train_data.groups)),
+            "mean_list": round(float(test_data.groups.mean()), 1) if len(test_data.groups) else 0,
+            "hybrid_mrr@10": round(float(hybrid_rr.mean()), 4), "hybrid_ci": _mrr_ci(hybrid_rr, seed),
+            "depths": rows, "gather_seconds": round(gather_seconds, 1), "load": _load()}
+
+
 def _markdown(res: dict, command: str) -> str:
     lines = ["# What the learned ranker costs", "", f"`{command}` at commit {_commit()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
              "Two cores shared with other sessions: compare within a row, never across tables.", ""]
@@ -140,6 +245,20 @@ def _markdown(res: dict, command: str) -> str:
                   f"| {t['pairs']:,} ({t['related_pairs']:,}) | {t['queries']:,} of {t['labeled_queries']:,} | "
                   f"{t['candidates']:,} | {t['gather_seconds']} | {t['fit_seconds']} ({t['rounds']}) | "
                   f"{t['total_seconds']} | {t['load_before']} / {t['load_after']} |", ""]
+    if res.get("depth"):
+        lines += ["## Candidate depth (rank.learned_depth): MRR@10 on the test half", "",
+                  "Trained and served at each depth (0 = the whole fused list), over the test queries whose "
+                  "whole list holds a relevant record; 95% intervals over queries, the gain against the whole "
+                  "list paired, over components.", "",
+                  "| set | test queries (mean list) | hybrid | depth | learned [95%] | vs whole list [95%] | trees |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for r in res["depth"]:
+            for d in r["depths"]:
+                v = d["vs_whole"]
+                lines.append(f"| {r['set']} | {r['test_queries']} ({r['mean_list']}) | {r['hybrid_mrr@10']:.4f} | "
+                             f"{d['depth'] or 'whole'} | {d['mrr@10']:.4f} [{d['ci'][0]:.4f}, {d['ci'][1]:.4f}] | "
+                             f"{v['gain']:+.4f} [{v['gain_ci'][0]:+.4f}, {v['gain_ci'][1]:+.4f}] | {d['rounds']} |")
+        lines.append("")
     if "latency" in res:
         lat = res["latency"]
         lines += [f"## Reranking on the 100k bench ({lat['records']:,} records, {lat.get('embed_sample', EMBED_SAMPLE):,} real vectors + synthetic, {lat['factory']})", "",
@@ -172,6 +291,8 @@ def main() -> None:
     ap.add_argument("--embed-sample", type=int, default=EMBED_SAMPLE,
                     help="records of the 100k corpus really embedded; the rest are those plus noise (bench.prepare)")
     ap.add_argument("--model-queries", type=int, default=5000, help="demo queries the latency model is trained on")
+    ap.add_argument("--sets", default="demo,en_openoffice_dups,zh_bq_dev", help="sets of the depth part")
+    ap.add_argument("--depths", default="50,100,0", help="candidate depths of the depth part (0 = the whole list, last)")
     ap.add_argument("--cache", type=Path, default=REPO / "var" / "eval-cache" / "embeddings.sqlite")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "learned_cost.md")
     args = ap.parse_args()
@@ -181,6 +302,12 @@ def main() -> None:
         res["latency"] = latency_cost(args.requests, args.seed, sample=args.embed_sample,
                                       model_queries=args.model_queries)
         print(json.dumps(res["latency"]), flush=True)
+    if "depth" in parts:
+        rows = {r["set"]: r for r in res.get("depth", [])}
+        for name in args.sets.split(","):
+            rows[name] = depth_relevance(name, [int(x) for x in args.depths.split(",")], args.cache)
+            print(json.dumps(rows[name]), flush=True)
+        res["depth"] = list(rows.values())
     if "train" in parts:
         res["train"] = train_cost(args.cache)
         print(json.dumps(res["train"]), flush=True)

@@ -95,6 +95,12 @@ class RankConfig(_Section):
         "when there is one whose held-out gain was credible (at least 50 validation queries, 95% interval of "
         "the MRR@10 gain above 0); off: today's hybrid ranking exactly. mode='learned' asks "
         "for the model explicitly.")
+    learned_depth: int = Field(
+        50, ge=0, le=10000, description="The learned ranker reorders this many of the fused list's first "
+        "candidates (at least k); the rest follow in fused order. 0 = the whole list (~200). `caselink train` "
+        "gathers the same depth, so a model is trained at the depth it serves: retrain after changing it. "
+        "50 ranked as well as the whole list on the sets measured and costs a quarter of the features "
+        "(bench/learned_cost.md).")
     feedback: bool = Field(
         True, description="Records marked helpful for a record, or for the same search text, come first; those "
         "marked not helpful last (see recommender/verdicts.py).")

@@ -263,12 +263,15 @@ class LocalBackend:
         ``title_bm25``: their BM25L on each record's title alone, as a share of the terms' own
         score; with ``vectors``, ``vectors``: each record's index-space vector (NaN rows for an
         index that cannot give them back: IVF)."""
+        # Python str and int keys: numpy scalars hash and compare at twice the cost per lookup.
+        ids = ids.tolist() if isinstance(ids, np.ndarray) else ids
         with self.lock:
-            rows = np.asarray([self.row_of_.get(i, -1) for i in ids], dtype=np.int64)
+            row_of = self.row_of_
+            rows = np.fromiter((row_of.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
             out = self.facets_.columns(rows)
             out["length"] = self.bm25_.lengths(rows)
             codes = self.facets_.codes
-            out["codes"] = [codes.get(int(r), ()) for r in rows]
+            out["codes"] = [codes.get(r, ()) for r in rows.tolist()]
             if terms is not None:
                 out["title_bm25"] = self.titles_.score_keys(list(terms), rows, normalize=True)
             if vectors:

@@ -143,16 +143,18 @@ class Ranking:
             fused = single(keyword.ids, keyword.scores, "keyword")
         learned_rows = None
         if path == "hybrid" and (model is not None or collect is not None):
-            # The learned ranker reorders the fused list before the hard rules (codes, verdicts).
+            # The learned ranker reorders the fused list's head before the hard rules (codes, verdicts).
+            head, tail = _split(fused, s.learned_depth and max(s.learned_depth, q.k))
             blocks = blocks_of(self.index.encoder)
-            X = feature_matrix(fused, facts or QueryFacts(codes=frozenset(query_codes), length=len(tokens)),
-                               self.index.candidate_facts(fused.keys, terms=tokens, vectors=len(blocks) > 1),
+            X = feature_matrix(head, facts or QueryFacts(codes=frozenset(query_codes), length=len(tokens)),
+                               self.index.candidate_facts(head.keys, terms=tokens, vectors=len(blocks) > 1),
                                qvec=qvec[0], blocks=blocks)
             if collect is not None:
-                collect.append((fused, X))
+                collect.append((head, X))
             if model is not None:
-                fused, X = rerank(model, fused, X)
-                learned_rows = dict(zip(fused.keys.tolist(), X))
+                head, X = rerank(model, head, X)
+                learned_rows = dict(zip(head.keys.tolist(), X))
+                fused = _after(head, tail)
                 path = "learned"
         codes = {}  # each candidate's exact codes, as the backend returned them
         for hits in (dense, keyword):
@@ -228,6 +230,25 @@ class Ranking:
         # One validation for the whole answer; it copies the lists and dicts taken from the shared
         # records, so nothing a caller does to an answer can reach them.
         return _RESULTS.validate_python(out)
+
+
+def _split(fused: Fused, depth: int) -> tuple[Fused, np.ndarray]:
+    """The first ``depth`` of ``fused`` (all when 0) and the keys after them."""
+    if not depth or len(fused.keys) <= depth:
+        return fused, fused.keys[:0]
+    return Fused(fused.keys[:depth], fused.scores[:depth], fused.dense, fused.keyword), fused.keys[depth:]
+
+
+def _after(head: Fused, tail: np.ndarray) -> Fused:
+    """``head`` (reranked, scores the model's probabilities) and then ``tail`` in fused order.
+
+    The model did not score the tail: its records get 0, below every estimate, as a record a
+    verdict adds does; a rule that lifts one of them (an exact code) lifts its score with it.
+    """
+    if not len(tail):
+        return head
+    return Fused(np.concatenate([head.keys, tail]),
+                 np.concatenate([head.scores, np.zeros(len(tail), dtype=head.scores.dtype)]), head.dense, head.keyword)
 
 
 def _kept(fused: Fused, k: int, min_score: float) -> list[tuple[str, float]]:

@@ -271,6 +271,28 @@ def test_serving_ranks_by_the_very_features_training_reads(demo):
         svc.set_ranker(None)
 
 
+def test_the_model_reorders_the_first_learned_depth_candidates_as_trained(demo):
+    """rank.learned_depth: training reads, and serving reorders, the fused list's first ``depth``
+    candidates (at least k); a candidate's features do not depend on the depth."""
+    svc, model, test_pairs = demo
+    at = {d: CaselinkService(load_settings(env={}, data_dir=svc.settings.data_dir, rank__learned_depth=d),
+                             svc.store, svc.index) for d in (0, 12)}
+    for s in at.values():
+        s.set_ranker(model)
+    for q in labeled_queries(test_pairs)[:4]:
+        whole_ids, whole_fused, whole_X = at[0].ranking_features(q.query_id)
+        ids, fused, X = at[12].ranking_features(q.query_id)
+        assert len(whole_ids) > 30 and ids == whole_ids[:12]
+        assert np.array_equal(X, whole_X[:12]) and np.array_equal(fused, whole_fused[:12])
+        for k, depth in ((10, 12), (30, 30)):  # k above the depth: the first k are all reranked
+            served = at[12].related(q.query_id, k=k, mode="learned")
+            raw = model.raw(whole_X[:depth])
+            order = np.lexsort((np.arange(depth), -raw))[:k]
+            assert served.path == "learned" and [r.id for r in served.results] == [whole_ids[i] for i in order]
+            want = np.minimum.accumulate(model.calibrate(raw[order]))
+            assert [r.score for r in served.results] == [round(float(p), 4) for p in want]
+
+
 def test_a_damaged_model_file_is_refused_with_the_command_that_fixes_it(demo, tmp_path):
     _, model, _ = demo
     path = model.save(tmp_path / "ranker.json")
