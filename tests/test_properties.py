@@ -19,7 +19,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from caselink.errors import CaselinkError, InvalidRecord, LoaderError
-from indexing.loaders import load_path
+from indexing.loaders import load_path, stream_table
 from indexing.normalize import fold, normalize
 from indexing.records import Record, parse_record, record_from_json, record_to_json
 from indexing.tokenize import Tokenizer, canonical_code
@@ -179,6 +179,37 @@ def test_loaders_raise_only_loader_errors_on_arbitrary_bytes(workdir, data, suff
     if result is not None:
         assert all(isinstance(r, Record) for r in result.records)
         assert result.summary()
+
+
+JSON_ARRAY = st.lists(JSONISH | st.fixed_dictionaries({"id": CODE_TEXT, "kind": st.just("case")},
+                                                     optional={"title": JSONISH, "created": JSONISH}),
+                      max_size=5).map(lambda items: json.dumps(items, ensure_ascii=False, indent=1))
+
+
+@FILES
+@given(data=LOADER_INPUT | JSON_ARRAY.map(lambda t: t.encode("utf-8")) | st.binary(max_size=300).map(
+           lambda b: b"[" + b), suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".json"]))
+@example(data=b'[{"id": "C-1", "title": "x"}, 1', suffix=".json")
+def test_a_streamed_load_is_the_whole_load_on_arbitrary_bytes(workdir, data, suffix):
+    """stream_table either leaves the file whole (None), or refuses it as load_path does, or yields
+    the records load_path returns, with its skipped rows; it raises nothing but LoaderErrors."""
+    path = workdir / f"input{suffix}"
+    path.write_bytes(data)
+    try:
+        whole = load_path(path)
+    except CaselinkError as exc:
+        whole = exc
+    try:
+        stream = stream_table(path)
+        if stream is None:
+            return
+        latest = {r.id: r for r in stream.records()}
+    except LoaderError as exc:
+        assert isinstance(whole, LoaderError), (exc, whole)
+        return
+    assert not isinstance(whole, Exception), whole
+    assert list(latest.values()) == whole.records
+    assert stream.result.skipped == whole.skipped and stream.summary() == whole.summary()
 
 
 @pytest.mark.parametrize("name,data", [
