@@ -13,11 +13,9 @@ from the store on open, so no acknowledged write is lost.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,58 +25,22 @@ from caselink.errors import IndexFormatError, IndexNotReady
 from indexing.backend import Entry, SearchBackend
 from indexing.backends import build_backend, open_backend
 from indexing.bm25 import BM25Index, select_terms
-from indexing.centering import KindSums, VectorCentering, blocks_of
+from indexing.centering import VectorCentering, blocks_of
 from indexing.document import DocumentBuilder
 from indexing.embedding_cache import EmbeddingCache
 from indexing.encoders import Encoder
 from indexing.facets import FacetTable
 from indexing.index_dir import REBUILD_HINT, IndexDir
+from indexing.live_build import BUILD_BATCH, BuildReport, Progress, StreamingBuild, dictionary
 from indexing.records import Record
 from indexing.store import RecordStore, UpsertResult
 from indexing.store_terms import WriteTx
-from indexing.term_stash import TermStash
 from indexing.snapshot_state import capture_state
 from indexing.staleness import check_store, rebuild_reason
-from indexing.tokenize import Tokenizer, is_cjk_char, read_user_dict, text_params
-from indexing.vectors import training_rows
+from indexing.tokenize import Tokenizer, is_cjk_char, text_params
 
-Progress = Callable[[str, int, int], None]  # (stage, advance, total)
+__all__ = ["BUILD_BATCH", "BuildReport", "LiveIndex", "Progress"]  # BuildReport, Progress: callers import them here
 log = logging.getLogger("caselink.index")
-BUILD_BATCH = 2000  # records per step of a build or a replay: large enough for the encoder's batches
-
-
-def _terms(docs: DocumentBuilder, record: Record) -> tuple[list[str], frozenset[str], list[str]]:
-    """A record's keyword terms, codes and title terms: what an Entry takes besides the record and vector."""
-    # One object per distinct term (interned): a stashed batch pickles each term once.
-    return ([sys.intern(t) for t in docs.tokens(record)], docs.codes(record),
-            [sys.intern(t) for t in docs.title_tokens(record)])
-
-
-def _batched(items: Iterable, n: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-@dataclass
-class BuildReport:
-    records: int
-    embedded: int
-    seconds: float
-    snapshot: Path
-    factory: str
-    applied: int | None = None  # records re-indexed in place; None for a build from scratch
-    rebuilt_because: str | None = None  # why an in-place update was not possible
-    removed: list[str] = field(default_factory=list)  # SOP sections no longer in their documents, deleted
-
-    @property
-    def records_per_s(self) -> float:
-        return self.records / self.seconds if self.seconds else 0.0
 
 
 class LiveIndex:
@@ -109,112 +71,33 @@ class LiveIndex:
     @classmethod
     def build(cls, settings: Settings, store: RecordStore, encoder: Encoder, cache: EmbeddingCache,
               progress: Progress | None = None) -> tuple["LiveIndex", BuildReport]:
-        """Index every record in the store from scratch and publish the snapshot atomically.
-
-        Two streaming passes over the store in batches of ``BUILD_BATCH`` records. The first
-        embeds into the embedding cache, sums the vectors for the centring and keeps the ones an
-        approximate index trains on; the second reads each batch's vectors back from the cache,
-        centres them and tokenises the batch into backend entries, which the backend takes in and
-        drops. So peak memory is the backend's own structures plus one batch and the training
-        sample, not every record's vector (2 GB at a million) nor its text and tokens.
-        """
+        """Index every record in the store from scratch and publish the snapshot atomically: two
+        streaming passes over the store (:class:`~indexing.live_build.StreamingBuild`), so peak
+        memory is the backend's own structures plus one batch and the training sample."""
         t0 = time.perf_counter()
         idx = cls(settings, store, encoder, cache)
         seq = store.last_seq()  # read first: anything written during the build is replayed later
         facets = store.facets()
-        idx.docs_ = docs = idx._make_docs(cls._dictionary(settings, facets))
-        total = len(facets)
+        idx.docs_ = docs = idx._make_docs(dictionary(settings, facets))
+        run = StreamingBuild(settings, store, encoder, cache, docs, idx.centering_, total=len(facets),
+                             progress=progress)
         del facets
-        nums = np.zeros(total, dtype=np.int64)
-        # The vectors an approximate index trains on, in the order it takes them (VectorIndex.prepare).
-        # (Only the local backend trains an index; Milvus builds its own from the entries.)
-        picked = training_rows(total) if settings.backend.kind == "local" else np.zeros(0, dtype=np.int64)
-        order = np.argsort(picked)
-        sample = np.zeros((len(picked), encoder.dim), dtype=np.float32)
-        sample_kinds: list[str] = [""] * len(picked)
-        sums = KindSums(encoder.dim)
-        done = embedded = 0
-        # Milvus stores each record's keyword weights, which bake in the corpus's mean length:
-        # tokenising here and summing the lengths lets it write every row once with the final
-        # mean (instead of each row again when the build ends); the terms wait on disk for the
-        # second pass, so nothing is tokenised twice and no more than a batch is held.
-        stash = TermStash(settings.data_dir if settings.data_dir.is_dir() else None) \
-            if settings.backend.kind == "milvus" else None
-        term_total = 0 if stash is not None else None
-        for batch in _batched(store.iter_records(BUILD_BATCH), BUILD_BATCH):
-            recs = [sr.record for sr in batch]
-            v, n = cache.encode(encoder, [docs.embedding_text(r) for r in recs],
-                                progress=(lambda k: progress("embed", k, total)) if progress else None)
-            if done + len(batch) > len(nums):  # records stored while the build runs
-                nums = np.concatenate([nums, np.zeros(len(batch), dtype=np.int64)])
-            nums[done:done + len(batch)] = [sr.num for sr in batch]
-            kinds = [r.kind for r in recs]
-            sums.add(v, kinds)
-            if stash is not None:
-                terms = [_terms(docs, r) for r in recs]
-                term_total += sum(len(t[0]) for t in terms)
-                stash.put([sr.num for sr in batch], terms)
-            lo, hi = np.searchsorted(picked[order], [done, done + len(batch)])
-            rows = order[lo:hi]  # the sample rows whose vector is in this batch
-            sample[rows] = v[picked[rows] - done]
-            for row in rows:
-                sample_kinds[row] = sys.intern(kinds[picked[row] - done])
-            done += len(batch)
-            embedded += n
-        nums = nums[:done]
-        if done < total:  # records deleted while the build ran: their sample rows were never filled
-            keep = picked < done
-            sample, sample_kinds = sample[keep], [k for k, ok in zip(sample_kinds, keep) if ok]
-        if settings.vectors.center:
-            idx.centering_.fit_sums(sums)
-            idx.centering_.transform(sample, sample_kinds, out=sample)
-        del sums
 
-        def batches():
-            nonlocal embedded
-            # The store is read again in num order; a record stored between the passes is
-            # embedded now, one deleted is simply not there, one changed is replayed after ``seq``.
-            for batch in _batched(store.iter_records(BUILD_BATCH), BUILD_BATCH):
-                recs = [sr.record for sr in batch]
-                pos = np.searchsorted(nums, [sr.num for sr in batch])
-                known = [p < len(nums) and nums[p] == sr.num for p, sr in zip(pos, batch)]
-                seen = [r for r, k in zip(recs, known) if k]
-                # Every one was embedded by the first pass: read back from the cache (n is 0
-                # unless the cache lost them meanwhile).
-                v, n = cache.encode(encoder, [docs.embedding_text(r) for r in seen])
-                if settings.vectors.center:
-                    idx.centering_.transform(v, [r.kind for r in seen], out=v)
-                embedded += n
-                old = iter(v)
-                new = [r for r, k in zip(recs, known) if not k]
-                extra = iter(idx._embed_records(new)[0]) if new else iter(())
-                if new:
-                    embedded += idx.embedded_
-                    idx.embedded_ = 0
-                yield [Entry.of(r, next(old) if k else next(extra),
-                                *((stash.take(sr.num) if stash is not None and k else None) or _terms(docs, r)))
-                       for r, k, sr in zip(recs, known, batch)]
-                if progress:
-                    progress("tokenise", len(batch), total)
+        def embed_new(recs: list[Record]) -> tuple[np.ndarray, int]:
+            vecs, _ = idx._embed_records(recs)
+            n, idx.embedded_ = idx.embedded_, 0
+            return vecs, n
 
         try:
-            idx.backend = build_backend(settings, dim=encoder.dim, total=done, batches=batches(), sample=sample,
-                                        seq=seq, sidecar=idx, store=store, term_total=term_total)
+            run.embed_all()
+            idx.backend = build_backend(settings, dim=encoder.dim, total=run.done, batches=run.entries(embed_new),
+                                        sample=run.sample, seq=seq, sidecar=idx, store=store,
+                                        term_total=run.term_total)
         finally:
-            if stash is not None:
-                stash.close()
-        sample = nums = None
-        idx.embedded_ = embedded
+            run.close()
+        idx.embedded_ = run.embedded
         snap = idx.snapshot()
-        return idx, BuildReport(done, embedded, time.perf_counter() - t0, snap, idx.factory)
-
-    @staticmethod
-    def _dictionary(settings: Settings, facets: list[tuple]) -> list[str]:
-        """Terms jieba must keep whole: stored product, model and module names plus the user dictionary."""
-        words = {v for row in facets for v in row[3:6] if v}
-        if settings.text.user_dict is not None:
-            words.update(read_user_dict(settings.text.user_dict))
-        return sorted(words)
+        return idx, BuildReport(run.done, run.embedded, time.perf_counter() - t0, snap, idx.factory)
 
     @classmethod
     def refresh(cls, settings: Settings, store: RecordStore, encoder: Encoder, cache: EmbeddingCache,
@@ -231,7 +114,7 @@ class LiveIndex:
             _, manifest = IndexDir(settings.index_root).read_manifest(verify=False)
             reason = rebuild_reason(manifest, settings=settings, model_id=encoder.model_id, dim=encoder.dim,
                                     cache_key=getattr(encoder, "cache_key", encoder.model_id),
-                                    user_words=cls._dictionary(settings, store.facets()), records=store.total())
+                                    user_words=dictionary(settings, store.facets()), records=store.total())
         except IndexNotReady:
             reason = "no index has been built yet"
         except IndexFormatError as exc:
