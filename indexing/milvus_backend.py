@@ -54,6 +54,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,7 @@ __all__ = ["MilvusBackend"]
 log = logging.getLogger("caselink.milvus")
 REWEIGH_DRIFT = 0.01  # re-weigh every record when the mean length moved more than 1% from the stored weights'
 _MAX_TOPK = 16384  # Milvus's limit on one search's results
+_SEARCH_THREADS = 8  # keyword searches under way at once for search_keyword_soon (one per request being ranked)
 
 
 def _chunks(items: Sequence, n: int = BATCH) -> Iterator[Sequence]:
@@ -118,6 +120,8 @@ class MilvusBackend:
         self.meta_: dict = {}
         self.reweigh_on_write_ = True
         self.lock_ = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None  # search_keyword_soon's threads, started on first use
+        self._pool_lock = threading.Lock()
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -350,6 +354,18 @@ class MilvusBackend:
             return Hits([], np.zeros(0, dtype=np.float32), [])
         return self._search("kw", q, k, filters, exclude, {})
 
+    def search_keyword_soon(self, terms: Sequence[str], k: int, filters: Filters | None = None,
+                            exclude: Collection[str] = ()) -> "Future[Hits]":
+        """:meth:`search_keyword` on a thread of this backend's, as a future: the caller encodes the
+        query and searches the dense side while Milvus answers this one (each side is a round trip
+        to another process, so the two overlap instead of adding up). ``result()`` gives the same
+        :class:`Hits`, or raises what :meth:`search_keyword` would."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_SEARCH_THREADS, thread_name_prefix="milvus-keyword")
+            pool = self._pool
+        return pool.submit(self.search_keyword, list(terms), k, filters, frozenset(exclude))
+
     def score_keyword(self, terms: Sequence[str], ids: Sequence[str]) -> np.ndarray:
         out = np.zeros(len(ids), dtype=np.float32)
         q = self._query_weights(terms)
@@ -436,6 +452,10 @@ class MilvusBackend:
                            "vectors": {"factory": f"milvus:{self.dense_index}"}}}
 
     def close(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)  # searches under way finish before their client closes
         self.milvus.close()
         if self._owns_store:
             self.store.close()

@@ -112,7 +112,12 @@ class Ranking:
         path, reason = ("hybrid", learned_reason) if mode == "learned" else (mode, None)
         if mode != "keyword" and query_codes and len(words) <= CODE_QUERY_MAX_WORDS:
             path, reason = "keyword", "the query is essentially a code: exact keyword matches answer"
-        dense = keyword = None
+        dense = keyword = keyword_soon = None
+        # A backend in another process (Milvus) searches the keyword side while this thread encodes
+        # the query and searches the dense side: two round trips at once instead of one after the other.
+        soon = getattr(backend, "search_keyword_soon", None) if path == "hybrid" else None
+        if soon is not None:
+            keyword_soon = soon(tokens, n_cand, filters, exclude)
         if path != "keyword":
             try:
                 t = time.perf_counter()
@@ -127,8 +132,9 @@ class Ranking:
                 path, reason = "keyword", f"the encoder is unavailable ({exc.message})"
         if path != "dense":
             t = time.perf_counter()
-            keyword = backend.search_keyword(tokens, n_cand, filters, exclude)
-            timings["bm25"] = elapsed_ms(t)
+            keyword = (keyword_soon.result() if keyword_soon is not None
+                       else backend.search_keyword(tokens, n_cand, filters, exclude))
+            timings["bm25"] = elapsed_ms(t)  # with keyword_soon: the wait left after the dense side
         if (path == "hybrid" and dense is not None and len(keyword)
                 and (len(dense) == 0 or float(dense.scores[0]) < s.dense_floor)):
             path, reason = "keyword", f"best semantic match is below dense_floor {s.dense_floor}"

@@ -90,6 +90,22 @@ def test_keyword_scores_are_caselinks_normalised_bm25l(milvus):
     assert milvus.term_stats(["pump"]).n_docs == 5
 
 
+def test_a_keyword_search_started_early_gives_what_the_search_gives_and_raises_what_it_raises(milvus):
+    milvus.write(DOCS, seq=1)
+    f = Filters(product=("hx-etch 500",))
+    for args in ((["pump", "trip"], 10), (["pump", "filter"], 2, f, {"C-2"}), (["nothing"], 5)):
+        soon = [milvus.search_keyword_soon(*args) for _ in range(3)]  # under way at once
+        want = milvus.search_keyword(*args)
+        for future in soon:
+            got = future.result(timeout=60)
+            assert (got.ids, got.scores.tolist(), got.codes) == (want.ids, want.scores.tolist(), want.codes)
+    from caselink.errors import IndexNotReady
+
+    milvus.milvus.client.drop_collection(milvus.collection)  # Milvus refuses the search: caselink's error
+    with pytest.raises(IndexNotReady, match="failed to search"):
+        milvus.search_keyword_soon(["pump"], 5).result(timeout=60)
+
+
 def test_dense_search_filters_exclusions_and_codes(milvus):
     milvus.write(DOCS, seq=1)
     hits = milvus.search_dense(_vec(0), 3)
