@@ -142,7 +142,8 @@ def run_set(name: str, split: float, seed: int, cache: Path) -> dict:
             "hybrid_candidate_mrr@10": round(mrr_at_10(test_data.fused, test_data.y, test_data.groups), 4),
             "train_seconds": round(gather_seconds + fit_seconds, 1), "fit_seconds": round(fit_seconds, 1),
             "train_queries": int(len(train_data.groups)), "validation": model.info["validation"],
-            "test_verdict": test_verdict, "features": len(model.features),
+            "test_verdict": test_verdict, "features": len(model.features), "trees": model.info["rounds"],
+            "prior": model.info["prior"],
             "validation_queries": model.info["valid_queries"],
         }
     finally:
@@ -173,15 +174,17 @@ def _markdown(rows: list[dict], split: float, seed: int) -> str:
     lines += ["", "## The verdict: would `rank.learned = auto` use the model?", "",
               "Validation = the quarter of the training components kept back inside training (what `auto` "
               "decides on: at least 50 queries and the 95% interval of the MRR@10 gain above 0, components "
-              "resampled). Test half = the same rule applied to the paired gain on the test queries' candidate "
-              "lists (what a customer would see). `auto` = MRR@10 a user gets by default: learned if used, "
-              "else hybrid.", "",
-              "| set | validation queries | validation gain [95%] | used by auto? | test-half gain [95%] | "
-              "test verdict | auto MRR@10 |", "|---|---:|---:|---|---:|---|---:|"]
+              "resampled). Trees = how many the model kept on top of the hybrid ranking it starts from (0: "
+              "validation could not tell their gain from noise, so the model ranks as hybrid). Test half = the "
+              "same rule applied to the paired gain on the test queries' candidate lists (what a customer "
+              "would see). `auto` = MRR@10 a user gets by default: learned if used, else hybrid.", "",
+              "| set | validation queries | trees | validation gain [95%] | used by auto? | test-half gain [95%] | "
+              "test verdict | auto MRR@10 |", "|---|---:|---:|---:|---|---:|---|---:|"]
     for r in rows:
         v, t, m = r["validation"], r["test_verdict"], r["modes"]
         auto = m["learned"]["mrr@10"] if v["passed"] else m["hybrid"]["mrr@10"]
-        lines.append(f"| {r['set']} | {r.get('validation_queries', '–')} | {v['gain']:+.4f} [{v['gain_ci'][0]:+.4f}, "
+        lines.append(f"| {r['set']} | {r.get('validation_queries', '–')} | {r.get('trees', '–')} | "
+                     f"{v['gain']:+.4f} [{v['gain_ci'][0]:+.4f}, "
                      f"{v['gain_ci'][1]:+.4f}] | {'yes' if v['passed'] else 'no'}: {v['reason']} | {t['gain']:+.4f} "
                      f"[{t['gain_ci'][0]:+.4f}, {t['gain_ci'][1]:+.4f}] | {'pass' if t['passed'] else 'refuse'} | "
                      f"{auto:.3f} |")

@@ -7,9 +7,16 @@ rest of the file guards it. No pickle. It is written to a temporary file and ren
 place, so a server never reads half a model; a wrong format version, a bad checksum or
 different features are refused with the command that makes a new one.
 
-``score`` maps the booster's raw output to the estimated probability that the candidate is
-relevant (isotonic regression fitted on held-out labeled components, so monotone: ranking by
-the probability is ranking by the raw score).
+**Prior.** Boosting starts from the hybrid ranking (format 2): a candidate's raw score is
+``scale * its fused score`` plus the trees' output, so the trees learn corrections to hybrid,
+and a model with no trees (validation could not tell the trees' gain from noise) ranks exactly
+as hybrid. The prior's kind and scale are saved with the model and added at serving as
+at training (LightGBM's ``init_score`` is not part of its model: the caller adds it back).
+Format 1 files (trees alone, no prior) still load and rank as they did.
+
+``calibrate`` maps the raw score to the estimated probability that the candidate is relevant
+(isotonic regression fitted on held-out labeled components, so monotone: ranking by the
+probability is ranking by the raw score).
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from caselink.errors import IndexFormatError
 from recommender.features import FEATURES
 from recommender.fusion import Fused
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # 1: the trees alone, no prior
 FILE_NAME = "ranker.json"
 RETRAIN_HINT = "train a new one with: caselink train"
 
@@ -42,12 +50,51 @@ def _checksum(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
+PRIOR_KINDS = ("none", "hybrid_score")
+PRIOR_LABEL = "hybrid ranking"  # the prior's line among a result's learned factors
+
+
+@dataclass(frozen=True)
+class Prior:
+    """The ranking boosting starts from: ``none``, or ``hybrid_score``, ``scale * fused_score``,
+    whose order is the hybrid order exactly (ties keep the fused order when reranked).
+
+    ``baseline`` is the prior's mean over the training candidates: an explanation shows a
+    candidate's prior against it, as SHAP shows each feature against the trees' average.
+    """
+
+    kind: str = "none"
+    scale: float = 0.0
+    baseline: float = 0.0
+
+    def scores(self, X: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
+        """The prior's raw score per row of ``X`` (zeros for ``none``)."""
+        if self.kind == "none" or len(X) == 0:
+            return np.zeros(len(X), dtype=np.float64)
+        return self.scale * np.asarray(X[:, features.index("fused_score")], dtype=np.float64)
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "scale": self.scale, "baseline": self.baseline}
+
+    @classmethod
+    def from_json(cls, data, where: str) -> "Prior":
+        if not isinstance(data, dict) or data.get("kind") not in PRIOR_KINDS:
+            got = data.get("kind") if isinstance(data, dict) else data
+            raise IndexFormatError(f"ranker model {where}: expected a prior of kind {' or '.join(PRIOR_KINDS)}, "
+                                   f"got {got!r}", hint=RETRAIN_HINT)
+        try:
+            return cls(data["kind"], float(data.get("scale", 0.0)), float(data.get("baseline", 0.0)))
+        except (TypeError, ValueError):
+            raise IndexFormatError(f"ranker model {where}: the prior's scale and baseline must be numbers, got "
+                                   f"{data.get('scale')!r}, {data.get('baseline')!r}", hint=RETRAIN_HINT) from None
+
+
 @dataclass
 class RankerModel:
     """A trained ranker. Build with :func:`recommender.training.train` or :meth:`load`.
 
     Attributes:
-        booster_text: LightGBM's text model.
+        booster_text: LightGBM's text model; '' for none (no tree beat the prior on validation).
         calibration_x, calibration_y: isotonic thresholds, raw score -> probability.
         info: training size, date, settings and validation figures (what ``caselink train`` prints).
         features: the feature names, in column order.
@@ -58,6 +105,7 @@ class RankerModel:
     calibration_y: list[float]
     info: dict = field(default_factory=dict)
     features: tuple[str, ...] = FEATURES
+    prior: Prior = Prior()
     _compiled: "_Compiled | None" = field(default=None, repr=False)
 
     @property
@@ -72,10 +120,14 @@ class RankerModel:
         return self._compiled
 
     def raw(self, X: np.ndarray) -> np.ndarray:
-        """The booster's ranking score per row (higher = more relevant)."""
+        """The ranking score per row (higher = more relevant): the prior plus the trees."""
         if len(X) == 0:
             return np.zeros(0, dtype=np.float64)
-        return np.asarray(self._ready().booster.predict(X, num_threads=1), dtype=np.float64)
+        out = self.prior.scores(X, self.features)
+        booster = self._ready().booster
+        if booster is not None:
+            out = out + np.asarray(booster.predict(X, num_threads=1), dtype=np.float64)
+        return out
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         """Estimated probability of relevance for raw scores (monotone non-decreasing)."""
@@ -85,17 +137,26 @@ class RankerModel:
         return np.clip(np.interp(raw, c.cx, c.cy), 0.0, 1.0)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        """Per-feature contributions to the raw score (SHAP values, LightGBM ``pred_contrib``),
-        shape (rows, features); the bias column is dropped."""
-        if len(X) == 0:
-            return np.zeros((0, len(self.features)))
-        return np.asarray(self._ready().booster.predict(X, pred_contrib=True, num_threads=1))[:, :-1]
+        """Per-feature contributions of the trees to the raw score (SHAP values, LightGBM
+        ``pred_contrib``), shape (rows, features); the bias column is dropped. The prior's share
+        is :meth:`prior_contribution`."""
+        booster = self._ready().booster
+        if len(X) == 0 or booster is None:
+            return np.zeros((len(X), len(self.features)))
+        return np.asarray(booster.predict(X, pred_contrib=True, num_threads=1))[:, :-1]
+
+    def prior_contribution(self, X: np.ndarray) -> np.ndarray:
+        """What the hybrid ranking (the prior) adds to each row's raw score against the
+        training candidates' average (zeros without a prior)."""
+        if self.prior.kind == "none":
+            return np.zeros(len(X))
+        return self.prior.scores(X, self.features) - self.prior.baseline
 
     # -- persistence ------------------------------------------------------------------------
     def to_json(self) -> dict:
         body = {"format": FORMAT_VERSION, "features": list(self.features), "info": self.info,
                 "calibration": {"x": self.calibration_x, "y": self.calibration_y},
-                "lightgbm": self.booster_text}
+                "prior": self.prior.to_json(), "lightgbm": self.booster_text}
         return {**body, "sha256": _checksum(body)}
 
     def save(self, path: Path) -> Path:
@@ -118,10 +179,10 @@ class RankerModel:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise IndexFormatError(f"ranker model {path} cannot be read: {exc}", hint=RETRAIN_HINT) from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
+        if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
             got = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise IndexFormatError(f"ranker model {path}: expected format {FORMAT_VERSION}, got {got}",
-                                   hint=RETRAIN_HINT)
+            raise IndexFormatError(f"ranker model {path}: expected format "
+                                   f"{' or '.join(map(str, READABLE_FORMATS))}, got {got}", hint=RETRAIN_HINT)
         body = {k: v for k, v in data.items() if k != "sha256"}
         if data.get("sha256") != _checksum(body):
             raise IndexFormatError(f"ranker model {path}: checksum mismatch (the file was changed or cut short)",
@@ -129,9 +190,13 @@ class RankerModel:
         if tuple(data["features"]) != tuple(features):
             raise IndexFormatError(f"ranker model {path} was trained on other features than this caselink computes",
                                    hint=RETRAIN_HINT)
+        prior = Prior.from_json(data.get("prior"), str(path)) if data["format"] >= 2 else Prior()
+        if prior.kind != "none" and "fused_score" not in data["features"]:
+            raise IndexFormatError(f"ranker model {path}: its prior reads fused_score, not among its features",
+                                   hint=RETRAIN_HINT)
         cal = data["calibration"]
         return cls(booster_text=data["lightgbm"], calibration_x=list(cal["x"]), calibration_y=list(cal["y"]),
-                   info=data.get("info", {}), features=tuple(data["features"]))
+                   info=data.get("info", {}), features=tuple(data["features"]), prior=prior)
 
 
 class RankerSlot:
@@ -203,9 +268,9 @@ class RankerSlot:
 
 @dataclass(frozen=True)
 class _Compiled:
-    """A model made ready to score: the booster and the calibration as arrays."""
+    """A model made ready to score: the booster (None: no trees) and the calibration as arrays."""
 
-    booster: object
+    booster: object | None
     cx: np.ndarray
     cy: np.ndarray
 
@@ -213,7 +278,8 @@ class _Compiled:
     def of(cls, model: RankerModel) -> "_Compiled":
         import lightgbm as lgb
 
-        return cls(lgb.Booster(model_str=model.booster_text), np.asarray(model.calibration_x, dtype=np.float64),
+        booster = lgb.Booster(model_str=model.booster_text) if model.booster_text else None
+        return cls(booster, np.asarray(model.calibration_x, dtype=np.float64),
                    np.asarray(model.calibration_y, dtype=np.float64))
 
 
@@ -231,10 +297,13 @@ def rerank(model: RankerModel, fused: Fused, X: np.ndarray) -> tuple[Fused, np.n
 
 
 def factors(model: RankerModel, X: np.ndarray, top: int = 3) -> list[list[str]]:
-    """For each row, the ``top`` features that moved its raw score most, as 'name +0.42'."""
+    """For each row, the ``top`` features that moved its raw score most, as 'name +0.42'; the
+    prior, when the model has one, competes as one more line, 'hybrid ranking +0.42'."""
     if len(X) == 0:
         return []
-    contrib = model.contributions(X)
-    idx = np.argsort(-np.abs(contrib), axis=1)[:, :top]
-    names = model.features
+    contrib = np.column_stack([model.contributions(X), model.prior_contribution(X)])
+    names = (*model.features, PRIOR_LABEL)
+    if model.prior.kind == "none":
+        contrib, names = contrib[:, :-1], names[:-1]
+    idx = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top]
     return [[f"{names[j]} {contrib[i, j]:+.2f}" for j in row] for i, row in enumerate(idx)]

@@ -31,7 +31,7 @@ from scipy.sparse.csgraph import connected_components
 
 from caselink.errors import InvalidQuery
 from recommender.features import FEATURES
-from recommender.learned import RankerModel
+from recommender.learned import Prior, RankerModel
 
 Pair = tuple[str, str, int]
 Progress = Callable[[int, int], None]
@@ -197,13 +197,14 @@ VERDICT_DRAWS = 2000
 
 
 def verdict(learned_rr: np.ndarray, hybrid_rr: np.ndarray, comps: np.ndarray, *, seed: int = 13,
-            min_queries: int = MIN_VERDICT_QUERIES, draws: int = VERDICT_DRAWS) -> dict:
+            min_queries: int = MIN_VERDICT_QUERIES, draws: int = VERDICT_DRAWS, level: float = 0.95) -> dict:
     """Whether a model's gain over hybrid on held-out queries is credible.
 
     The gain is the mean of the per-query differences of reciprocal rank (MRR@10); its 95%
     interval is a bootstrap over connected components (queries of one component share their
     relevant records, so they are not independent draws; with fewer than 10 components, over
     queries). Passed: at least ``min_queries`` queries and the interval's lower end above 0.
+    ``level`` is the interval's (the figures in ``reason`` name it when it is not 95%).
     """
     diff = np.asarray(learned_rr, dtype=np.float64) - np.asarray(hybrid_rr, dtype=np.float64)
     n = len(diff)
@@ -221,16 +222,18 @@ def verdict(learned_rr: np.ndarray, hybrid_rr: np.ndarray, comps: np.ndarray, *,
     for start in range(0, draws, step):
         pick = rng.integers(0, len(sums), size=(min(step, draws - start), len(sums)))
         means[start:start + len(pick)] = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
-    lo, hi = (float(x) for x in np.percentile(means, [2.5, 97.5]))
+    tail = 50.0 * (1.0 - level)
+    lo, hi = (float(x) for x in np.percentile(means, [tail, 100.0 - tail]))
     gain = float(diff.mean())
+    pct = f"{100 * level:g}%"
     if n < min_queries:
         reason = f"{n} held-out queries, fewer than the {min_queries} a credible verdict needs"
     elif hi < 0:
-        reason = f"gain {gain:+.4f} MRR@10, 95% interval [{lo:+.4f}, {hi:+.4f}] below 0: hybrid ranks better"
+        reason = f"gain {gain:+.4f} MRR@10, {pct} interval [{lo:+.4f}, {hi:+.4f}] below 0: hybrid ranks better"
     elif lo <= 0:
-        reason = f"gain {gain:+.4f} MRR@10, 95% interval [{lo:+.4f}, {hi:+.4f}] includes 0"
+        reason = f"gain {gain:+.4f} MRR@10, {pct} interval [{lo:+.4f}, {hi:+.4f}] includes 0"
     else:
-        reason = f"gain {gain:+.4f} MRR@10, 95% interval [{lo:+.4f}, {hi:+.4f}] above 0"
+        reason = f"gain {gain:+.4f} MRR@10, {pct} interval [{lo:+.4f}, {hi:+.4f}] above 0"
     return {"queries": int(n), "gain": round(gain, 4), "gain_ci": [round(lo, 4), round(hi, 4)],
             "passed": bool(n >= min_queries and lo > 0), "reason": reason}
 
@@ -259,9 +262,43 @@ def top10(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return keep
 
 
+# Boosting starts from the hybrid ranking (recommender.learned.Prior): raw = PRIOR_SCALE * fused
+# score + trees. Fused scores are 0-1, a list's top and middle some 0.2-0.4 apart: at 5 that is a
+# pair probability of 0.7-0.9 in lambdarank's sigmoid, a firm start that a few trees can still
+# overturn where the labels disagree. Chosen over the fused position (-log(1 + rank)) and over
+# scales 3 and 8 on the training halves' own data (bench/learned.md, "Choosing the prior").
+PRIOR_SCALE = 5.0
+# The trees are kept when the validation components say, with 80% one-sided confidence (the 60%
+# interval's lower end above 0) over at least 30 queries, that they beat the ranking they start
+# from; else none (hybrid order). Looser than the verdict (95%, 50 queries), which decides
+# whether auto uses a model at all: a kept correction only has to be more likely right than wrong.
+KEEP_MIN_QUERIES = 30
+KEEP_LEVEL = 0.6
+PARAMS = {"objective": "lambdarank", "metric": "ndcg", "ndcg_eval_at": [10], "learning_rate": 0.05,
+          "num_leaves": 15, "min_data_in_leaf": 20, "feature_fraction": 0.9, "lambdarank_truncation_level": 20,
+          "num_threads": 1, "deterministic": True, "force_row_wise": True, "verbose": -1}
+
+
+def split_validation(data: Gathered, valid_fraction: float = 0.25, seed: int = 13) -> tuple[Gathered, Gathered]:
+    """(fit, validation) parts of ``data``: about ``valid_fraction`` of its components, drawn with ``seed``."""
+    comps = np.unique(data.components)
+    rng = np.random.default_rng(seed)
+    n_valid = max(1, int(round(valid_fraction * len(comps))))
+    is_valid = np.isin(data.components, rng.permutation(comps)[:n_valid])
+    if is_valid.all() or not is_valid.any():
+        is_valid = np.arange(len(data.groups)) % 4 == 3  # one component: validate on a quarter of its queries
+    return data.take(~is_valid), data.take(is_valid)
+
+
 def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds: int = 300,
-        info: dict | None = None) -> RankerModel:
+        prior_scale: float | None = PRIOR_SCALE, params: dict | None = None, info: dict | None = None) -> RankerModel:
     """Fit lambdarank on part of ``data``'s components, calibrate and validate on the rest.
+
+    With ``prior_scale`` (the default) boosting starts from the hybrid ranking and the trees
+    learn corrections: early stopping on the validation components picks how many, and none are
+    kept unless they beat the hybrid ranking there credibly enough (:data:`KEEP_LEVEL`); the
+    model then ranks as hybrid. ``None`` learns from scratch (format 1's models). ``params``
+    override LightGBM's (:data:`PARAMS`).
 
     Raises:
         InvalidQuery: fewer than 4 queries had a relevant record among their candidates.
@@ -273,45 +310,54 @@ def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds:
     if n_q < 4:
         raise InvalidQuery(f"expected at least 4 labeled queries whose relevant records the hybrid ranking finds, "
                            f"got {n_q}", field="pairs")
-    comps = np.unique(data.components)
-    rng = np.random.default_rng(seed)
-    n_valid = max(1, int(round(valid_fraction * len(comps))))
-    valid_comps = set(rng.permutation(comps)[:n_valid].tolist())
-    is_valid = np.isin(data.components, list(valid_comps))
-    if is_valid.all() or not is_valid.any():
-        is_valid = np.arange(n_q) % 4 == 3  # one component: validate on a quarter of its queries
-    tr, va = data.take(~is_valid), data.take(is_valid)
+    tr, va = split_validation(data, valid_fraction, seed)
+    names = tuple(data.names)
+    prior = Prior() if prior_scale is None else Prior("hybrid_score", float(prior_scale))
+    if prior.kind != "none":
+        prior = Prior(prior.kind, prior.scale, round(float(prior.scores(tr.X, names).mean()), 6))
+    init_tr, init_va = prior.scores(tr.X, names), prior.scores(va.X, names)
     # One thread: on a shared 2-core machine two OpenMP threads spin-waited and fitted 6x slower
     # than one (81 s against 12 s for the same 100 rounds under load); one is also deterministic.
-    params = {"objective": "lambdarank", "metric": "ndcg", "ndcg_eval_at": [10], "learning_rate": 0.05,
-              "num_leaves": 15, "min_data_in_leaf": 20, "feature_fraction": 0.9, "lambdarank_truncation_level": 20,
-              "num_threads": 1, "deterministic": True, "force_row_wise": True, "seed": seed, "verbose": -1}
+    params = {**PARAMS, "seed": seed, **(params or {})}
     t0 = time.perf_counter()
-    train_set = lgb.Dataset(tr.X, tr.y, group=tr.groups, feature_name=list(data.names), free_raw_data=False)
-    valid_set = lgb.Dataset(va.X, va.y, group=va.groups, reference=train_set)
+    # init_score is the prior: LightGBM boosts from it but does not keep it, so raw() adds it back.
+    train_set = lgb.Dataset(tr.X, tr.y, group=tr.groups, init_score=init_tr, feature_name=list(names),
+                            free_raw_data=False)
+    valid_set = lgb.Dataset(va.X, va.y, group=va.groups, init_score=init_va, reference=train_set)
     booster = lgb.train(params, train_set, num_boost_round=rounds, valid_sets=[valid_set],
                         callbacks=[lgb.early_stopping(30, verbose=False)])
     fit_seconds = time.perf_counter() - t0
-    raw_va = booster.predict(va.X, num_iteration=booster.best_iteration)
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw_va, va.y)
-    model = RankerModel(booster_text=booster.model_to_string(num_iteration=booster.best_iteration),
-                        calibration_x=[float(x) for x in iso.X_thresholds_],
-                        calibration_y=[float(y) for y in iso.y_thresholds_], features=tuple(data.names))
-    learned_rr = reciprocal_ranks(raw_va, va.y, va.groups)
+    trees = int(booster.best_iteration or rounds)
+    raw_va = init_va + booster.predict(va.X, num_iteration=trees)
     hybrid_rr = reciprocal_ranks(va.fused, va.y, va.groups)
-    learned_mrr, hybrid_mrr = float(learned_rr.mean()), float(hybrid_rr.mean())
+    trees_rr = reciprocal_ranks(raw_va, va.y, va.groups)
+    start_rr = reciprocal_ranks(init_va, va.y, va.groups) if prior.kind != "none" else hybrid_rr
+    judged = verdict(trees_rr, start_rr, va.components, seed=seed)
+    judged.pop("queries")
+    keep = verdict(trees_rr, start_rr, va.components, seed=seed, min_queries=KEEP_MIN_QUERIES, level=KEEP_LEVEL)
+    if prior.kind != "none" and not keep["passed"]:
+        # Corrections that validation cannot tell from noise are not kept: the model is the prior
+        # alone and ranks as hybrid. Few labels -> no credible gain -> hybrid, never worse.
+        trees, raw_va = 0, init_va
+        judged["reason"] += f"; no tree kept ({keep['reason']}): ranks as hybrid"
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw_va, va.y)
+    model = RankerModel(booster_text=booster.model_to_string(num_iteration=trees) if trees else "",
+                        calibration_x=[float(x) for x in iso.X_thresholds_],
+                        calibration_y=[float(y) for y in iso.y_thresholds_], features=names, prior=prior)
+    learned_rr = reciprocal_ranks(raw_va, va.y, va.groups)
     shown = top10(raw_va, va.groups)
     model.info = {
         **(info or {}),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "queries": int(n_q), "fit_queries": int(len(tr.groups)), "valid_queries": int(len(va.groups)),
         "candidates": int(len(data.y)), "positives": int(data.y.sum()),
-        "rounds": int(booster.best_iteration or rounds), "fit_seconds": round(fit_seconds, 2),
+        "rounds": trees, "prior": prior.to_json(), "fit_seconds": round(fit_seconds, 2),
         "validation": {
-            "mrr@10_learned": round(learned_mrr, 4), "mrr@10_hybrid": round(hybrid_mrr, 4),
+            "mrr@10_learned": round(float(learned_rr.mean()), 4), "mrr@10_hybrid": round(float(hybrid_rr.mean()), 4),
+            "mrr@10_trees": round(float(trees_rr.mean()), 4),
             "ece@10": round(float(expected_calibration_error(model.calibrate(raw_va[shown]), va.y[shown])), 4),
-            # Passed: a credible gain over the hybrid ranking it reorders (see verdict).
-            **{k: v for k, v in verdict(learned_rr, hybrid_rr, va.components, seed=seed).items() if k != "queries"},
+            # Passed: the trees' gain over the ranking they start from is credible (see verdict).
+            **judged,
         },
     }
     return model

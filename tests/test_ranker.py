@@ -161,6 +161,10 @@ def _synthetic(rng, n_queries: int, *, hybrid_knows: bool) -> Gathered:
     X = rng.normal(size=(len(y), len(FEATURES))).astype(np.float32)
     X[:, 0] += 2.0 * y
     fused = y + 0.01 * rng.random(len(y)) if hybrid_knows else rng.random(len(y))
+    # The fused columns as feature_matrix fills them: the score, and the position in the fused order.
+    X[:, F["fused_score"]] = fused
+    position = np.argsort(np.argsort(-fused.reshape(n_queries, g), axis=1, kind="stable"), axis=1) + 1
+    X[:, F["fused_log_rank"]] = np.log1p(position.ravel())
     return Gathered(X, y, fused, np.full(n_queries, g), np.arange(n_queries) // 2, 0)
 
 
@@ -171,6 +175,8 @@ def test_a_model_that_does_not_gain_is_refused_and_auto_does_not_use_it(tmp_path
     level = fit(_synthetic(rng, 400, hybrid_knows=True), rounds=60)
     v = level.info["validation"]
     assert v["mrr@10_hybrid"] == 1.0 and not v["passed"] and ("includes 0" in v["reason"] or "below 0" in v["reason"])
+    # Nothing to correct: no tree is kept, and the model ranks exactly as the hybrid ranking.
+    assert level.info["rounds"] == 0 and level.booster_text == "" and "no tree kept" in v["reason"]
     gains = fit(_synthetic(rng, 400, hybrid_knows=False), rounds=60)
     assert gains.info["validation"]["passed"], gains.info["validation"]
     slot = RankerSlot(tmp_path / "ranker.json")
@@ -180,6 +186,60 @@ def test_a_model_that_does_not_gain_is_refused_and_auto_does_not_use_it(tmp_path
         chosen, _ = slot.for_request("auto", asked=None, mode="hybrid")
         assert (chosen is not None) is used
         assert slot.for_request("auto", asked="learned", mode="learned")[0] is not None  # asked for: any model
+
+
+def _rewrite(path: Path, data: dict) -> None:
+    """Write a model file's JSON with a checksum that matches it (as an older caselink wrote it)."""
+    import hashlib
+
+    body = {k: v for k, v in data.items() if k != "sha256"}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    path.write_text(json.dumps({**body, "sha256": digest}))
+
+
+def test_boosting_starts_from_the_hybrid_ranking_and_the_file_keeps_the_prior(tmp_path):
+    import lightgbm as lgb
+
+    from recommender.learned import PRIOR_LABEL, factors
+
+    rng = np.random.default_rng(7)
+    model = fit(_synthetic(rng, 400, hybrid_knows=False), rounds=60)
+    assert model.info["rounds"] > 0 and model.prior.kind == "hybrid_score" and model.passed
+    X = _synthetic(rng, 30, hybrid_knows=False).X
+    trees = lgb.Booster(model_str=model.booster_text).predict(X)
+    # The raw score is the prior (the fused score) plus the trees, at serving as in training.
+    assert np.allclose(model.raw(X), model.prior.scale * X[:, F["fused_score"]].astype(np.float64) + trees)
+    loaded = RankerModel.load(model.save(tmp_path / "ranker.json"))
+    assert loaded.prior == model.prior and np.array_equal(loaded.raw(X), model.raw(X))
+
+    # A model without trees ranks every list in its fused order, and says the hybrid ranking moved it.
+    level = fit(_synthetic(rng, 400, hybrid_knows=True), rounds=60)
+    data = _synthetic(rng, 50, hybrid_knows=False)
+    raw, start = level.raw(data.X), 0
+    for g in data.groups:
+        assert np.array_equal(np.argsort(-raw[start:start + g], kind="stable"),
+                              np.argsort(-data.fused[start:start + g], kind="stable"))
+        start += g
+    lines = factors(RankerModel.load(level.save(tmp_path / "level.json")), data.X[:2])
+    assert [line[0].rsplit(" ", 1)[0] for line in lines] == [PRIOR_LABEL] * 2
+
+
+def test_a_format_1_model_still_loads_and_a_bad_prior_is_refused(tmp_path):
+    rng = np.random.default_rng(9)
+    scratch = fit(_synthetic(rng, 200, hybrid_knows=False), rounds=30, prior_scale=None)
+    assert scratch.prior.kind == "none"
+    X = _synthetic(rng, 10, hybrid_knows=False).X
+    old = {k: v for k, v in scratch.to_json().items() if k != "prior"}
+    path = tmp_path / "ranker.json"
+    _rewrite(path, {**old, "format": 1})  # a file from before the prior: trees alone
+    assert np.array_equal(RankerModel.load(path).raw(X), scratch.raw(X))
+    _rewrite(path, {**scratch.to_json(), "prior": {"kind": "bm25", "scale": 1.0}})
+    with pytest.raises(IndexFormatError, match="prior of kind") as exc:
+        RankerModel.load(path)
+    assert "caselink train" in exc.value.hint
+    _rewrite(path, {**scratch.to_json(), "prior": {"kind": "hybrid_score", "scale": "big"}})
+    with pytest.raises(IndexFormatError, match="scale"):
+        RankerModel.load(path)
 
 
 # -- on the demo history ---------------------------------------------------------------------------
@@ -240,7 +300,7 @@ def test_the_service_uses_a_saved_model_and_off_is_todays_ranking(demo, tmp_path
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
     top = after.results[0].explanation
     assert top.learned_score == after.results[0].score and len(top.learned_factors) == 3
-    assert top.learned_factors[0].split()[0] in FEATURES
+    assert top.learned_factors[0].rsplit(" ", 1)[0] in (*FEATURES, "hybrid ranking")
     assert svc.related(query, k=10, mode="hybrid").path == "hybrid"  # asking for hybrid gets hybrid
 
     off = load_settings(env={}, data_dir=svc.settings.data_dir, rank__learned="off")
