@@ -173,6 +173,11 @@ def explanation_fields(record: Record, *, query_words: list[str], query_codes: s
     matched_codes = [_display_code(c, record, folded, declared) for c in sorted(query_codes & record_codes)]
     shown = folded.surfaces
     matched = [shown.get(w, w) for w in dict.fromkeys(query_words) if w not in query_codes and w in text]
+    return _explanation(matched_codes, matched, dense, keyword, verdict, judged)
+
+
+def _explanation(matched_codes: list[str], matched: list[str], dense: tuple[int, float] | None,
+                 keyword: tuple[int, float] | None, verdict: Verdict | None, judged: str) -> dict:
     parts = []
     if verdict is not None and verdict.net:
         said = "helpful" if verdict.net > 0 else "not helpful"
@@ -210,7 +215,11 @@ def snippet_and_highlights(record: Record, terms: list[str], *, folded: FoldedRe
         title = record.display_title()
     if folded is None:
         raise TypeError("snippet_and_highlights needs folded or prepared")
-    body, norm = getattr(record, field) or "", folded.fields[field]
+    return _cut(getattr(record, field) or "", folded.fields[field], title, folded.title, terms)
+
+
+def _cut(body: str, norm: str, title: str, title_norm: str, terms: list[str]) -> tuple[str, list[str]]:
+    """:func:`snippet_and_highlights` of a field ``body`` folded as ``norm`` and a title."""
     start = 0
     if terms:
         positions = [p for p in (norm.find(t) for t in terms) if p >= 0]
@@ -222,10 +231,47 @@ def snippet_and_highlights(record: Record, terms: list[str], *, folded: FoldedRe
     if start + SNIPPET_CHARS < len(body):
         snippet, snippet_norm = snippet + "…", snippet_norm + "…"
     highlights: list[str] = []
-    for source, src_norm in ((snippet, snippet_norm), (title, folded.title)):
+    for source, src_norm in ((snippet, snippet_norm), (title, title_norm)):
         for t in terms:
             pos = src_norm.find(t)
             while pos >= 0 and t:
                 highlights.append(source[pos:pos + len(t)])
                 pos = src_norm.find(t, pos + len(t))
     return snippet, list(dict.fromkeys(h for h in highlights if h.strip()))
+
+
+class Showing:
+    """Showing prepared records (:func:`prepare`) as one query's results: what depends on the
+    query alone (its words without duplicates or codes) is worked out once, not once a result,
+    and each result is built in one call: its explanation, snippet and highlights exactly as
+    :func:`explanation_fields` and :func:`snippet_and_highlights` give them."""
+
+    __slots__ = ("words", "codes", "judged", "opencc")
+
+    def __init__(self, query_words: list[str], query_codes: set[str], *, tokenizer: Tokenizer,
+                 judged: str = "this record"):
+        self.words = [w for w in dict.fromkeys(query_words) if w not in query_codes]
+        self.codes = query_codes
+        self.judged = judged
+        self.opencc = tokenizer.opencc
+
+    def result(self, prepared: ShownRecord, score: float, record_codes: frozenset[str] | tuple[str, ...],
+               dense: tuple[int, float] | None, keyword: tuple[int, float] | None,
+               verdict: Verdict | None) -> dict:
+        """The fields of a :class:`~recommender.results.SearchResult`, ``score`` as given, the
+        explanation as a dict (the caller may add the learned ranker's fields to it)."""
+        record, folded = prepared.record, prepared.folded
+        common = self.codes.intersection(record_codes)
+        matched_codes = ([_display_code(c, record, folded, prepared.declared) for c in sorted(common)]
+                         if common else [])
+        text, shown = folded.joined, folded.surfaces
+        matched = [shown.get(w, w) for w in self.words if w in text]
+        ex = _explanation(matched_codes, matched, dense, keyword, verdict, self.judged)
+        terms = matched[:20]
+        if matched_codes:
+            terms += [prepared.folded_code(c, self.opencc) for c in matched_codes]
+        field = prepared.snippet_field
+        result = prepared.result
+        snippet, highlights = _cut(getattr(record, field) or "", folded.fields[field], result["title"], folded.title,
+                                   terms)
+        return {**result, "score": score, "snippet": snippet, "highlights": highlights, "explanation": ex}

@@ -32,7 +32,7 @@ from indexing.facets import Filters
 from indexing.live import LiveIndex
 from indexing.records import Record
 from indexing.store import RecordStore
-from recommender.explain import explanation_fields, prepare, snippet_and_highlights
+from recommender.explain import Showing, prepare
 from recommender.features import QueryFacts, feature_matrix
 from recommender.fusion import Fused, codes_first, fuse, single
 from recommender.learned import RankerModel, RankerSlot, factors, rerank
@@ -205,7 +205,7 @@ class Ranking:
         # The parse cache's own records: read here, never changed, and what prepare() keys on.
         records = self.store.records([k for k, _ in keep], shared=True)
         docs = self.index.documents
-        tokenizer, opencc = docs.tokenizer, docs.tokenizer.opencc
+        tokenizer = docs.tokenizer
         moved: dict[str, list[str]] = {}
         if learned is not None:  # the learned score and what moved it, for the first records shown
             model, rows = learned
@@ -214,6 +214,8 @@ class Ranking:
             shown = [k for k, _ in keep if k in rows][:_LEARNED_FACTORS_SHOWN]
             if shown:
                 moved = dict(zip(shown, factors(model, np.stack([rows[k] for k in shown]))))
+        showing = Showing(words, query_codes, tokenizer=tokenizer, judged=judged)
+        dense, keyword = fused.dense, fused.keyword
         # A hit's codes are the index's own (DocumentBuilder.codes, as stored), none included: only a
         # record admitted by its verdict alone, not ranked, has its codes found here.
         out = []
@@ -222,17 +224,13 @@ class Ranking:
             if rec is None:  # deleted between ranking and fetch
                 continue
             prepared = prepare(rec, tokenizer=tokenizer)
-            ex = explanation_fields(
-                rec, query_words=words, query_codes=query_codes,
-                record_codes=frozenset(codes[key]) if key in codes else prepared.codes(docs), tokenizer=tokenizer,
-                dense=fused.dense.get(key), keyword=fused.keyword.get(key), verdict=verdicts.get(key),
-                judged=judged, prepared=prepared)
+            result = showing.result(prepared, round(score, SCORE_DECIMALS),
+                                    codes[key] if key in codes else prepared.codes(docs),
+                                    dense.get(key), keyword.get(key), verdicts.get(key))
             if learned is not None and key in learned[1]:
+                ex = result["explanation"]
                 ex["learned_score"], ex["learned_factors"] = round(score, SCORE_DECIMALS), moved.get(key, [])
-            terms = ex["matched_terms"] + [prepared.folded_code(c, opencc) for c in ex["matched_codes"]]
-            snippet, highlights = snippet_and_highlights(rec, terms, prepared=prepared)
-            out.append({**prepared.result, "score": round(score, SCORE_DECIMALS), "snippet": snippet,
-                        "highlights": highlights, "explanation": ex})
+            out.append(result)
         # One validation for the whole answer; it copies the lists and dicts taken from the shared
         # records, so nothing a caller does to an answer can reach them.
         return _RESULTS.validate_python(out)

@@ -144,6 +144,25 @@ def test_a_prepared_record_explains_snippets_and_highlights_as_the_record_itself
         assert h in snippet or h in rec.display_title()
     assert prepared.result["title"] == "乾泵維護手冊 / 2. 報警 Ｅ１０２３ 處理" and prepared.snippet_field == "text"
 
+    # A search's results are built by Showing, one call a result: the same explanation, snippet
+    # and highlights as the two functions give, with and without codes, words or a verdict.
+    from recommender.explain import Showing
+    from recommender.verdicts import Verdict
+
+    for query_words, query_codes, verdict in ((words, codes, None), (words + words, set(), Verdict(2, 1)),
+                                              ([], {"e1023"}, Verdict(0, 1)), (["无关"], set(), None)):
+        showing = Showing(query_words, query_codes, tokenizer=tok, judged="this search")
+        for record_codes in (prepared.codes(docs=_docs(tok)), ("e1023",), ()):
+            got = showing.result(prepared, 0.5, record_codes, (3, 0.61234), None, verdict)
+            ex = explanation_fields(rec, query_words=query_words, query_codes=query_codes,
+                                    record_codes=frozenset(record_codes), tokenizer=tok, dense=(3, 0.61234),
+                                    keyword=None, verdict=verdict, judged="this search", prepared=prepared)
+            terms = ex["matched_terms"] + [prepared.folded_code(c, tok.opencc) for c in ex["matched_codes"]]
+            snippet, highlights = snippet_and_highlights(rec, terms, prepared=prepared)
+            assert got == {**prepared.result, "score": 0.5, "snippet": snippet, "highlights": highlights,
+                           "explanation": ex}
+            assert list(got) == [*prepared.result, "score", "snippet", "highlights", "explanation"]
+
 
 def _docs(tok):
     from indexing.document import DocumentBuilder
