@@ -1,20 +1,29 @@
-"""The representation lever in Chinese: a linear adapter on frozen sentence vectors, from labeled pairs.
+"""The representation lever in Chinese: a linear adapter on frozen sentence vectors, measured through hybrid.
 
 The learned ranker combines what caselink already scores; on the Chinese question sets both
 sides agree and combining gains nothing (bench/learned.md). The issue's other lever is the
 representation: learn, from the same training pairs, a linear map W (d x d, started at the
 identity) so that f(x) = normalize(x W) of related questions come closer than those of the other
 pairs in a batch (InfoNCE with in-batch negatives, both directions, temperature 0.05, a pull
-back toward the identity so few pairs cannot wreck the space). Everything is measured on the
-split bench.learned uses (labeled pairs split 0.5 by connected component, seed 13):
+back toward the identity so few pairs cannot wreck the space).
 
-- the epoch is chosen on a quarter of the *training* components kept back (never on the test half);
-- the figure is dense retrieval MRR@10 of the test half's queries (the benchmark protocol:
-  every other record is a candidate, at most 2,000 queries) with and without the adapter, over
-  caselink's encoder (use-m3) on the text caselink embeds, both without centring; 95% bootstrap
-  interval of the paired difference over queries.
+Measured on the split bench.learned uses (labeled pairs split 0.5 by connected component, seed
+13, the test half's pairs held back from every trained id), through caselink itself:
+
+- W is trained on the encoder's own vectors of the text caselink embeds (``embedding_text``),
+  the epoch chosen by dense MRR@10 on a quarter of the *training* components kept back;
+- the set is indexed twice by caselink's real pipeline (store, centring as configured, FAISS,
+  BM25, fusion): once with the plain encoder, once with :class:`AdaptedEncoder`, the encoder
+  wrapped so that records and queries both pass the map (the embedding cache keeps the plain
+  vectors; the map is applied on the way out, before centring);
+- hybrid, dense and keyword of the plain index and hybrid and dense of the adapted one are
+  evaluated on the same test queries (the benchmark protocol, at most 2,000 queries), and the
+  paired MRR@10 gain per query gets two 95% bootstrap intervals: over queries, and over
+  connected components (queries of one component share their relevant records; the rule
+  :func:`recommender.training.verdict` applies before ``auto`` uses a model).
 
     python -m bench.adapter                      # zh_bq_dev and zh_afqmc_dev, writes bench/adapter.md
+    python -m bench.adapter --sets en_emanual_tv_remote --rows /tmp/a.jsonl --out /tmp/a.md
 """
 
 from __future__ import annotations
@@ -22,7 +31,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,17 +42,52 @@ REPO = Path(__file__).resolve().parents[1]
 SETS = ("zh_bq_dev", "zh_afqmc_dev")
 
 
-def _embed(records, cache: Path) -> np.ndarray:
-    from indexing.embedding_cache import EmbeddingCache
-    from indexing.encoders import load_encoder
-    from indexing.normalize import normalize
+class AdaptedEncoder:
+    """``inner``'s vectors through the map ``W``: normalize(inner(x) @ W), for records and queries alike.
 
-    enc = load_encoder("use-m3")
-    store = EmbeddingCache(cache)
-    try:
-        return store.encode(enc, [normalize(r.full_text()) for r in records])[0]
-    finally:
-        store.close()
+    It presents itself to caselink as a one-part composite (``parts``/``combine``, the contract
+    :class:`indexing.encoders.EnsembleEncoder` defines): the embedding cache stores and serves the
+    inner encoder's vectors under their own key, so indexing with a new map re-embeds nothing, and
+    the centring sees one block of the full dimension, as for the plain encoder.
+    """
+
+    def __init__(self, inner, W: np.ndarray, *, tag: str = "adapter"):
+        if W.shape != (inner.dim, inner.dim):
+            raise ValueError(f"expected a {inner.dim} x {inner.dim} map, got {W.shape}")
+        self.parts = [inner]
+        self.weights = np.ones(1)
+        self.W = np.ascontiguousarray(W, dtype=np.float32)
+        self.dim = inner.dim
+        self.model_id = f"{inner.model_id}|{tag}"
+        self.spec = inner.spec
+        self.cache_key = f"{getattr(inner, 'cache_key', inner.model_id)}|{tag}"
+
+    def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        return self.combine([self.parts[0].encode(texts, progress=progress)])
+
+    def combine(self, part_vectors: Sequence[np.ndarray]) -> np.ndarray:
+        return _unit(np.asarray(part_vectors[0], dtype=np.float32) @ self.W)
+
+    def part_progress(self, progress: Callable[[int], None] | None) -> Callable[[int], None] | None:
+        return progress
+
+
+class _RankOnly:
+    """A caselink mode without ``score_pairs``: the harness then skips the pair scores, which this
+    benchmark does not report and which would rank every labeled pair's first record once more."""
+
+    def __init__(self, inner, name: str):
+        self.inner, self.name = inner, name
+
+    def fit(self, records) -> None:
+        self.inner.fit(records)
+
+    def rank(self, queries, k, candidate_ids=None):
+        return self.inner.rank(queries, k, candidate_ids)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)).astype(np.float32)
 
 
 def _queries(pairs, pos: dict[str, int], limit: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -69,10 +115,6 @@ def reciprocal_ranks(V: np.ndarray, rows: np.ndarray, relevant: list[np.ndarray]
             hit = np.flatnonzero(np.isin(order[j], relevant[q]))
             out[q] = 1.0 / (hit[0] + 1) if len(hit) else 0.0
     return out
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
 
 
 def train_adapter(X: np.ndarray, pos_pairs: np.ndarray, valid: tuple, *, epochs: int = 30, batch: int = 128,
@@ -111,62 +153,135 @@ def train_adapter(X: np.ndarray, pos_pairs: np.ndarray, valid: tuple, *, epochs:
     return best_W, curve
 
 
+def _paired(diff: np.ndarray, comps: np.ndarray, seed: int) -> dict:
+    """Mean of ``diff`` with 95% bootstrap intervals over queries and over components."""
+    from recommender.training import verdict
+
+    boots = np.random.default_rng(seed).integers(0, len(diff), size=(2000, len(diff)))
+    lo, hi = np.percentile(diff[boots].mean(axis=1), [2.5, 97.5])
+    by_comp = verdict(diff, np.zeros(len(diff)), comps, seed=seed)
+    return {"gain": round(float(diff.mean()), 4), "ci_queries": [round(float(lo), 4), round(float(hi), 4)],
+            "ci_components": [round(x, 4) for x in by_comp["gain_ci"]]}
+
+
 def run_set(name: str, seed: int, cache: Path) -> dict:
+    from caselink.config import load_settings
+    from eval.caselink_retriever import CaselinkEngine, CaselinkRetriever
     from eval.datasets import load_benchmark
     from eval.learned import held_back
     from eval.reference import benchmarks_dir
-    from recommender.training import split_by_component
+    from eval.runner import evaluate
+    from indexing.encoders import load_encoder
+    from recommender.training import components, split_by_component
 
+    t_start = time.perf_counter()
     records, pairs = load_benchmark(benchmarks_dir() / name)
     pairs = [(p[0], p[1], int(p[2])) for p in pairs]
     train_pairs, test_pairs = split_by_component(pairs, 0.5, seed)
     test_pairs = held_back(test_pairs, train_pairs)
     fit_pairs, valid_pairs = split_by_component(train_pairs, 0.75, seed)
-    pos = {r.id: n for n, r in enumerate(records)}
-    t0 = time.perf_counter()
-    X = _unit(_embed(records, cache))
-    embed_s = time.perf_counter() - t0
-    rel = np.asarray([(pos[a], pos[b]) for a, b, label in fit_pairs if label == 1])
-    valid = _queries(valid_pairs, pos, 2000, seed)
-    t0 = time.perf_counter()
-    W, curve = train_adapter(X, rel, valid, seed=seed)
-    train_s = time.perf_counter() - t0
-    rows, relevant = _queries(test_pairs, pos, 2000, seed)
-    base = reciprocal_ranks(X, rows, relevant)
-    adapted = reciprocal_ranks(_unit(X @ W), rows, relevant)
-    diff = adapted - base
-    boots = np.random.default_rng(seed).integers(0, len(diff), size=(2000, len(diff)))
-    lo, hi = np.percentile(diff[boots].mean(axis=1), [2.5, 97.5])
-    return {"set": name, "train_pairs": int(len(rel)), "test_queries": int(len(rows)),
-            "dense_mrr@10": round(float(base.mean()), 4), "adapted_mrr@10": round(float(adapted.mean()), 4),
-            "gain": round(float(diff.mean()), 4), "gain_ci": [round(float(lo), 4), round(float(hi), 4)],
-            "valid_curve": curve, "best_epoch": int(np.argmax(curve)) + 1, "embed_seconds": round(embed_s, 1),
-            "train_seconds": round(train_s, 1), "load_average": [round(x, 2) for x in os.getloadavg()]}
+    settings = load_settings(env={})
+    plain = CaselinkEngine(settings, cache_path=cache)
+    adapted = None
+    try:
+        svc = plain.fit(records)
+        stored = svc.records(r.id for r in records)
+        texts = [svc.documents.embedding_text(stored[r.id]) for r in records]
+        X = _unit(svc.encode(texts))  # the encoder's own vectors, as the adapter will see them
+        pos = {r.id: n for n, r in enumerate(records)}
+        rel = np.asarray([(pos[a], pos[b]) for a, b, label in fit_pairs if label == 1])
+        valid = _queries(valid_pairs, pos, 2000, seed)
+        t0 = time.perf_counter()
+        W, curve = train_adapter(X, rel, valid, seed=seed)
+        train_s = time.perf_counter() - t0
+        e = settings.encoder
+        inner = load_encoder(svc.model_spec, threads=e.threads, batch_size=e.batch_size, chunk_chars=e.chunk_chars,
+                             lead_weight=e.lead_weight)
+        adapted = CaselinkEngine(settings, cache_path=cache, encoder=AdaptedEncoder(inner, W))
+        retrievers = {m: _RankOnly(CaselinkRetriever(plain, m), m) for m in ("hybrid", "dense", "keyword")}
+        retrievers |= {f"{m}+adapter": _RankOnly(CaselinkRetriever(adapted, m), f"{m}+adapter")
+                       for m in ("hybrid", "dense")}
+        result = evaluate(records, test_pairs, retrievers, dataset=name, seed=seed)
+        comp = components(test_pairs)
+        comps = np.asarray([comp[q] for q in result.queries])
+        per = {m: r.per_query["mrr@10"] for m, r in result.modes.items()}
+        modes = {m: {"mrr@10": round(float(r.metrics["mrr@10"]), 4),
+                     "ci": [round(x, 4) for x in r.ci["mrr@10"]],
+                     "ms_per_query": round(1000 * r.rank_seconds / max(result.n_queries, 1), 2)}
+                 for m, r in result.modes.items()}
+        return {"set": name, "model": svc.model_id, "centred": svc.stats().centering,
+                "train_pairs": int(len(rel)), "queries": result.n_queries, "modes": modes,
+                "hybrid_gain": _paired(per["hybrid+adapter"] - per["hybrid"], comps, seed),
+                "dense_gain": _paired(per["dense+adapter"] - per["dense"], comps, seed),
+                "valid_curve": curve, "best_epoch": int(np.argmax(curve)) + 1, "train_seconds": round(train_s, 1),
+                "seconds": round(time.perf_counter() - t_start), "load_average": [round(x, 2) for x in os.getloadavg()]}
+    finally:
+        plain.close()
+        if adapted is not None:
+            adapted.close()
+
+
+def _markdown(rows: list[dict], commit: str) -> str:
+    lines = ["# A linear adapter on the frozen sentence vectors, measured through hybrid", "",
+             "`python -m bench.adapter` (split 0.5 by connected component, seed 13, the test queries of "
+             "bench/learned.py; default settings, centring as configured). Each set is indexed twice by "
+             "caselink's pipeline, with the plain encoder and with the encoder wrapped by the adapter (records "
+             "and queries both mapped); MRR@10 on the test half's queries with its 95% bootstrap interval, and "
+             "the paired gain per query with 95% intervals resampling queries and resampling components.", "",
+             "| set | test queries | train pairs | keyword | dense | dense + adapter | dense gain [queries] "
+             "[components] | hybrid | hybrid + adapter | hybrid gain [queries] [components] |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def cell(m: dict) -> str:
+        return f"{m['mrr@10']:.4f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"
+
+    def gain(g: dict) -> str:
+        q, c = g["ci_queries"], g["ci_components"]
+        return f"{g['gain']:+.4f} [{q[0]:+.4f}, {q[1]:+.4f}] [{c[0]:+.4f}, {c[1]:+.4f}]"
+
+    for r in rows:
+        m = r["modes"]
+        lines.append(f"| {r['set']} | {r['queries']} | {r['train_pairs']} | {cell(m['keyword'])} | {cell(m['dense'])} | "
+                     f"{cell(m['dense+adapter'])} | {gain(r['dense_gain'])} | {cell(m['hybrid'])} | "
+                     f"{cell(m['hybrid+adapter'])} | {gain(r['hybrid_gain'])} |")
+    lines += ["", "| set | model | centred kinds | best epoch (validation MRR@10 by epoch) | train s | run s | "
+              "hybrid ms/query plain / adapted | load average at the end (1/5/15) |",
+              "|---|---|---|---|---:|---:|---|---|"]
+    for r in rows:
+        m = r["modes"]
+        lines.append(f"| {r['set']} | {r['model']} | {', '.join(r['centred']) or 'none'} | {r['best_epoch']} "
+                     f"({', '.join(str(x) for x in r['valid_curve'])}) | {r['train_seconds']} | {r['seconds']} | "
+                     f"{m['hybrid']['ms_per_query']} / {m['hybrid+adapter']['ms_per_query']} | "
+                     f"{' / '.join(str(x) for x in r['load_average'])} |")
+    lines += ["", f"Measured at commit {commit}."]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--seed", type=int, default=13)
-    ap.add_argument("--cache", type=Path, default=REPO / "var" / "eval-cache" / "adapter.sqlite")
+    ap.add_argument("--cache", type=Path, default=REPO / "var" / "eval-cache" / "embeddings.sqlite")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "adapter.md")
+    ap.add_argument("--rows", type=Path, default=REPO / "bench" / "adapter.jsonl",
+                    help="Each set's figures, one JSON line per set; a rerun of a set replaces its line.")
+    ap.add_argument("--render", action="store_true", help="Only write --out from --rows.")
     args = ap.parse_args()
-    rows = []
-    for name in args.sets.split(","):
-        rows.append(run_set(name, args.seed, args.cache))
-        print(json.dumps(rows[-1]), flush=True)
-    lines = ["# A linear adapter on the frozen sentence vectors (Chinese sets)", "",
-             f"`python -m bench.adapter --sets {args.sets}` (split 0.5 by component, seed {args.seed}; use-m3, no "
-             "centring; the epoch chosen on a quarter of the training components). Dense retrieval MRR@10 on the "
-             "test half's queries, 95% bootstrap interval of the paired gain over queries.", "",
-             "| set | training pairs | test queries | dense | dense + adapter | gain [95%] | best epoch | train s | "
-             "load average (1/5/15) |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
-        lines.append(f"| {r['set']} | {r['train_pairs']} | {r['test_queries']} | {r['dense_mrr@10']:.4f} | "
-                     f"{r['adapted_mrr@10']:.4f} | {r['gain']:+.4f} [{r['gain_ci'][0]:+.4f}, {r['gain_ci'][1]:+.4f}] | "
-                     f"{r['best_epoch']} | {r['train_seconds']} | {' / '.join(map(str, r['load_average']))} |")
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for name in [] if args.render else args.sets.split(","):
+        row = run_set(name, args.seed, args.cache)
+        print(json.dumps(row), flush=True)
+        rows = [r for r in _read(args.rows) if r["set"] != name] + [row]
+        args.rows.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()
+    args.out.write_text(_markdown(_read(args.rows), commit), encoding="utf-8")
     print(f"wrote {args.out}")
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from caselink.config import Settings, load_settings
 from eval.datasets import EvalRecord
 from eval.protocol import QUESTION
 from eval.retrievers import Ranked
+from indexing.encoders import Encoder
 from indexing.records import Record
 from recommender.results import SearchQuery
 from recommender.service import CaselinkService
@@ -54,12 +55,14 @@ class CaselinkEngine:
     settings : caselink settings; ``data_dir`` is replaced by ``workdir``.
     workdir : folder for the store and index (a temporary folder when None).
     cache_path : embedding cache to reuse across runs (``settings.cache_path`` when None).
+    encoder : the encoder to index and search with (the configured one when None).
     """
 
     def __init__(self, settings: Settings | None = None, *, workdir: Path | None = None,
                  cache_path: Path | None = None, progress: Callable[[str, int, int], None] | None = None,
-                 full_records: dict[str, Record] | None = None):
+                 full_records: dict[str, Record] | None = None, encoder: Encoder | None = None):
         self.settings = settings or load_settings(env={})
+        self.encoder = encoder  # None: the configured one (``encoder.model``, ``auto`` resolved)
         self.workdir = workdir
         # Evaluating caselink's own records: index them whole (product, module, codes, links),
         # not just the id/title/text the harness passes around.
@@ -89,7 +92,7 @@ class CaselinkEngine:
                 link.symlink_to(self.cache_path.resolve())
         question_set = any(r.kind == QUESTION for r in records)
         recs = [self.full_records.get(r.id) or to_record(r, question_set=question_set) for r in records]
-        self.service_, _ = CaselinkService.build(settings, records=recs, progress=self.progress)
+        self.service_, _ = CaselinkService.build(settings, encoder=self.encoder, records=recs, progress=self.progress)
         self._fitted = key
         return self.service_
 

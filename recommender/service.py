@@ -342,6 +342,11 @@ class CaselinkService:
         return self.index.encoder.model_id
 
     @property
+    def model_spec(self) -> str:
+        """The spec that loads this index's encoder again (``load_encoder(spec)``): ``auto`` resolved."""
+        return self.index.encoder.spec
+
+    @property
     def documents(self) -> DocumentBuilder:
         """How records are tokenised and turned into codes and embedding text here."""
         return self.index.documents
