@@ -118,9 +118,12 @@ def reciprocal_ranks(V: np.ndarray, rows: np.ndarray, relevant: list[np.ndarray]
 
 
 def train_adapter(X: np.ndarray, pos_pairs: np.ndarray, valid: tuple, *, epochs: int = 30, batch: int = 128,
-                  lr: float = 1e-3, temperature: float = 0.05, pull: float = 0.1, seed: int = 13
-                  ) -> tuple[np.ndarray, list[float]]:
-    """W trained on ``pos_pairs`` (rows of related records); the epoch with the best validation MRR@10."""
+                  lr: float = 1e-3, temperature: float = 0.05, pull: float = 0.1, seed: int = 13,
+                  negatives: np.ndarray | None = None) -> tuple[np.ndarray, list[float]]:
+    """W trained on ``pos_pairs`` (rows of related records); the epoch with the best validation MRR@10.
+
+    ``negatives``: per pair, rows its first record must rank below its partner besides the batch's
+    other partners (hard negatives: what hybrid ranks highest for it and is not related)."""
     import torch
 
     torch.manual_seed(seed)
@@ -131,17 +134,23 @@ def train_adapter(X: np.ndarray, pos_pairs: np.ndarray, valid: tuple, *, epochs:
     opt = torch.optim.Adam([W], lr=lr)
     eye = torch.eye(d)
     rng = np.random.default_rng(seed)
-    best, best_W, curve = -1.0, np.eye(d, dtype=np.float32), []
+    # Epoch 0 is the identity: a map that never beats it on validation is not kept.
+    best = float(reciprocal_ranks(_unit(X), *valid).mean())
+    best_W, curve = np.eye(d, dtype=np.float32), [round(best, 4)]
     for _ in range(epochs):
         order = rng.permutation(len(pos_pairs))
         for start in range(0, len(pos_pairs), batch):
-            idx = pos_pairs[order[start:start + batch]]
+            pick = order[start:start + batch]
+            idx = pos_pairs[pick]
             a = torch.nn.functional.normalize(Xt[idx[:, 0]] @ W, dim=1)
             b = torch.nn.functional.normalize(Xt[idx[:, 1]] @ W, dim=1)
             logits = a @ b.T / temperature
             target = torch.arange(len(idx))
-            loss = (torch.nn.functional.cross_entropy(logits, target)
-                    + torch.nn.functional.cross_entropy(logits.T, target)) / 2 + pull * ((W - eye) ** 2).sum()
+            back = torch.nn.functional.cross_entropy(logits.T, target)
+            if negatives is not None:
+                n = torch.nn.functional.normalize(Xt[torch.from_numpy(negatives[pick])] @ W, dim=2)
+                logits = torch.cat([logits, torch.einsum("bd,bhd->bh", a, n) / temperature], dim=1)
+            loss = (torch.nn.functional.cross_entropy(logits, target) + back) / 2 + pull * ((W - eye) ** 2).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -151,6 +160,28 @@ def train_adapter(X: np.ndarray, pos_pairs: np.ndarray, valid: tuple, *, epochs:
         if score > best:
             best, best_W = score, Wn
     return best_W, curve
+
+
+def _hard_negatives(svc, fit_pairs, rel: np.ndarray, pos: dict[str, int], records, hard: int, *,
+                    exclude) -> np.ndarray:
+    """Per training pair, the first ``hard`` records hybrid ranks for its first record that are not in
+    its component (and not in any test pair: the test half stays unseen), as rows."""
+    from recommender.training import labeled_queries
+
+    related = {q.query_id: q.relevant for q in labeled_queries(fit_pairs)}
+    unseen = {str(i) for p in exclude for i in p[:2]}
+    ids = [r.id for r in records]
+    out = np.zeros((len(rel), hard), dtype=np.int64)
+    lists: dict[int, list[int]] = {}
+    for n, (a, _) in enumerate(rel):
+        if a not in lists:
+            q = ids[a]
+            resp = svc.related(q, k=hard + 30, mode="hybrid")
+            got = [pos[r.id] for r in resp.results if r.id not in related.get(q, ()) and r.id not in unseen]
+            lists[a] = (got or [a])[:hard]
+        row = lists[a]
+        out[n] = (row * hard)[:hard]  # fewer than asked: repeat (a repeated negative is still a negative)
+    return out
 
 
 def _paired(diff: np.ndarray, comps: np.ndarray, seed: int) -> dict:
@@ -164,7 +195,7 @@ def _paired(diff: np.ndarray, comps: np.ndarray, seed: int) -> dict:
             "ci_components": [round(x, 4) for x in by_comp["gain_ci"]]}
 
 
-def run_set(name: str, seed: int, cache: Path) -> dict:
+def run_set(name: str, seed: int, cache: Path, pulls: Sequence[float] = (0.1,), hard: int = 0) -> dict:
     from caselink.config import load_settings
     from eval.caselink_retriever import CaselinkEngine, CaselinkRetriever
     from eval.datasets import load_benchmark
@@ -191,8 +222,12 @@ def run_set(name: str, seed: int, cache: Path) -> dict:
         pos = {r.id: n for n, r in enumerate(records)}
         rel = np.asarray([(pos[a], pos[b]) for a, b, label in fit_pairs if label == 1])
         valid = _queries(valid_pairs, pos, 2000, seed)
+        negatives = _hard_negatives(svc, fit_pairs, rel, pos, records, hard, exclude=test_pairs) if hard else None
         t0 = time.perf_counter()
-        W, curve = train_adapter(X, rel, valid, seed=seed)
+        # The identity's pull chosen on validation too: the strongest pull keeps most of the space.
+        tried = {p: train_adapter(X, rel, valid, seed=seed, pull=p, negatives=negatives) for p in pulls}
+        pull = max(tried, key=lambda p: max(tried[p][1]))
+        W, curve = tried[pull]
         train_s = time.perf_counter() - t0
         e = settings.encoder
         inner = load_encoder(svc.model_spec, threads=e.threads, batch_size=e.batch_size, chunk_chars=e.chunk_chars,
@@ -213,7 +248,9 @@ def run_set(name: str, seed: int, cache: Path) -> dict:
                 "train_pairs": int(len(rel)), "queries": result.n_queries, "modes": modes,
                 "hybrid_gain": _paired(per["hybrid+adapter"] - per["hybrid"], comps, seed),
                 "dense_gain": _paired(per["dense+adapter"] - per["dense"], comps, seed),
-                "valid_curve": curve, "best_epoch": int(np.argmax(curve)) + 1, "train_seconds": round(train_s, 1),
+                "hard_negatives": hard, "valid_curve": curve, "best_epoch": int(np.argmax(curve)), "pull": pull,
+                "valid_best_by_pull": {str(p): max(c) for p, (_, c) in tried.items()},
+                "train_seconds": round(train_s, 1),
                 "seconds": round(time.perf_counter() - t_start), "load_average": [round(x, 2) for x in os.getloadavg()]}
     finally:
         plain.close()
@@ -228,9 +265,10 @@ def _markdown(rows: list[dict], commit: str) -> str:
              "caselink's pipeline, with the plain encoder and with the encoder wrapped by the adapter (records "
              "and queries both mapped); MRR@10 on the test half's queries with its 95% bootstrap interval, and "
              "the paired gain per query with 95% intervals resampling queries and resampling components.", "",
-             "| set | test queries | train pairs | keyword | dense | dense + adapter | dense gain [queries] "
+             "| set | pulls tried | hard negatives | test queries | train pairs | keyword | dense | dense + adapter | "
+             "dense gain [queries] "
              "[components] | hybrid | hybrid + adapter | hybrid gain [queries] [components] |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def cell(m: dict) -> str:
         return f"{m['mrr@10']:.4f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"
@@ -241,15 +279,22 @@ def _markdown(rows: list[dict], commit: str) -> str:
 
     for r in rows:
         m = r["modes"]
-        lines.append(f"| {r['set']} | {r['queries']} | {r['train_pairs']} | {cell(m['keyword'])} | {cell(m['dense'])} | "
+        pulls = ", ".join(str(p) for p in r.get("pulls", [0.1]))
+        lines.append(f"| {r['set']} | {pulls} | {r.get('hard_negatives', 0)} | {r['queries']} | {r['train_pairs']} | "
+                     f"{cell(m['keyword'])} | "
+                     f"{cell(m['dense'])} | "
                      f"{cell(m['dense+adapter'])} | {gain(r['dense_gain'])} | {cell(m['hybrid'])} | "
                      f"{cell(m['hybrid+adapter'])} | {gain(r['hybrid_gain'])} |")
-    lines += ["", "| set | model | centred kinds | best epoch (validation MRR@10 by epoch) | train s | run s | "
+    lines += ["", "| set | model | centred kinds | pull (best validation MRR@10 by pull) | "
+              "best epoch (validation MRR@10 by "
+              "epoch; 0 = the identity where measured) | train s | run s | "
               "hybrid ms/query plain / adapted | load average at the end (1/5/15) |",
-              "|---|---|---|---|---:|---:|---|---|"]
+              "|---|---|---|---|---|---:|---:|---|---|"]
     for r in rows:
         m = r["modes"]
-        lines.append(f"| {r['set']} | {r['model']} | {', '.join(r['centred']) or 'none'} | {r['best_epoch']} "
+        lines.append(f"| {r['set']} | {r['model']} | {', '.join(r['centred']) or 'none'} | {r.get('pull', 0.1)} "
+                     f"({', '.join(f'{p}: {v}' for p, v in r.get('valid_best_by_pull', {}).items()) or '-'}) | "
+                     f"{r['best_epoch']} "
                      f"({', '.join(str(x) for x in r['valid_curve'])}) | {r['train_seconds']} | {r['seconds']} | "
                      f"{m['hybrid']['ms_per_query']} / {m['hybrid+adapter']['ms_per_query']} | "
                      f"{' / '.join(str(x) for x in r['load_average'])} |")
@@ -266,11 +311,17 @@ def main() -> None:
     ap.add_argument("--rows", type=Path, default=REPO / "bench" / "adapter.jsonl",
                     help="Each set's figures, one JSON line per set; a rerun of a set replaces its line.")
     ap.add_argument("--render", action="store_true", help="Only write --out from --rows.")
+    ap.add_argument("--hard", type=int, default=0, help="Hard negatives per training pair: the records hybrid "
+                                                          "ranks highest for its first record that are not related.")
+    ap.add_argument("--pulls", default="0.1", help="Pulls toward the identity to train with; the one with the best "
+                                                    "validation MRR@10 is kept (comma-separated).")
     args = ap.parse_args()
     for name in [] if args.render else args.sets.split(","):
-        row = run_set(name, args.seed, args.cache)
+        row = run_set(name, args.seed, args.cache, [float(p) for p in args.pulls.split(',')], args.hard)
         print(json.dumps(row), flush=True)
-        rows = [r for r in _read(args.rows) if r["set"] != name] + [row]
+        row["pulls"] = [float(p) for p in args.pulls.split(",")]
+        row["hard_negatives"] = args.hard
+        rows = [r for r in _read(args.rows) if _key(r) != _key(row)] + [row]
         args.rows.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip()
@@ -278,10 +329,16 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
+def _key(row: dict) -> tuple:
+    """A row is a set measured with a choice of pulls: a rerun replaces only the same choice."""
+    return row["set"], tuple(row.get("pulls", [0.1])), row.get("hard_negatives", 0)
+
+
 def _read(path: Path) -> list[dict]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return sorted(rows, key=lambda r: (SETS.index(r["set"]) if r["set"] in SETS else len(SETS), _key(r)))
 
 
 if __name__ == "__main__":
