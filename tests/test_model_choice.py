@@ -119,6 +119,7 @@ def test_auto_chooses_at_build_and_keeps_the_index_model_until_rebuild(tmp_path)
     try:
         assert svc.stats().model == "use-m3+st:all-MiniLM-L6-v2" and svc.stats().dim == 896
         assert "English" in svc.model_reason
+        assert svc.model_spec == ENGLISH  # auto resolved: what loads this encoder again
         hits = svc.search(SearchQuery(text="paper gets stuck when printing on both sides", k=3, mode="dense"))
         assert hits.results[0].id == "en0"
     finally:
@@ -144,7 +145,7 @@ def test_auto_chooses_at_build_and_keeps_the_index_model_until_rebuild(tmp_path)
     svc, report = CaselinkService.build(settings, rebuild=True)
     try:
         assert svc.stats().model == "use-m3" and svc.stats().dim == 512
-        assert "not English" in svc.model_reason
+        assert "not English" in svc.model_reason and svc.model_spec == MULTILINGUAL
     finally:
         svc.close()
     assert _manifest(settings)["model"]["spec"] == MULTILINGUAL
