@@ -167,13 +167,21 @@ def explanation_fields(record: Record, *, query_words: list[str], query_codes: s
     ``record``, when the caller has it."""
     declared = prepared.declared if prepared is not None else None
     folded = prepared.folded if prepared is not None else folded or FoldedRecord.of(record, tokenizer=tokenizer)
+    words = [w for w in dict.fromkeys(query_words) if w not in query_codes]
+    matched_codes, matched = _matches(words, query_codes, record_codes, record, folded, declared)
+    return _explanation(matched_codes, matched, dense, keyword, verdict, judged)
+
+
+def _matches(words: list[str], query_codes: set[str], record_codes, record: Record, folded: FoldedRecord,
+             declared) -> tuple[list[str], list[str]]:
+    """(the query's codes the record holds, as written in it; the query's ``words`` found in it,
+    in its own script). ``words``: the query's words, each once, codes left out."""
+    common = query_codes.intersection(record_codes)
+    matched_codes = [_display_code(c, record, folded, declared) for c in sorted(common)] if common else []
     # Substring tests on the normalised text instead of segmenting every result with jieba: the
     # query's words are already normalised, and a stem ('fail') is a prefix of its word ('failed').
-    text = folded.joined
-    matched_codes = [_display_code(c, record, folded, declared) for c in sorted(query_codes & record_codes)]
-    shown = folded.surfaces
-    matched = [shown.get(w, w) for w in dict.fromkeys(query_words) if w not in query_codes and w in text]
-    return _explanation(matched_codes, matched, dense, keyword, verdict, judged)
+    text, shown = folded.joined, folded.surfaces
+    return matched_codes, [shown.get(w, w) for w in words if w in text]
 
 
 def _explanation(matched_codes: list[str], matched: list[str], dense: tuple[int, float] | None,
@@ -260,18 +268,12 @@ class Showing:
                verdict: Verdict | None) -> dict:
         """The fields of a :class:`~recommender.results.SearchResult`, ``score`` as given, the
         explanation as a dict (the caller may add the learned ranker's fields to it)."""
-        record, folded = prepared.record, prepared.folded
-        common = self.codes.intersection(record_codes)
-        matched_codes = ([_display_code(c, record, folded, prepared.declared) for c in sorted(common)]
-                         if common else [])
-        text, shown = folded.joined, folded.surfaces
-        matched = [shown.get(w, w) for w in self.words if w in text]
+        record = prepared.record
+        matched_codes, matched = _matches(self.words, self.codes, record_codes, record, prepared.folded,
+                                          prepared.declared)
         ex = _explanation(matched_codes, matched, dense, keyword, verdict, self.judged)
         terms = matched[:20]
         if matched_codes:
             terms += [prepared.folded_code(c, self.opencc) for c in matched_codes]
-        field = prepared.snippet_field
-        result = prepared.result
-        snippet, highlights = _cut(getattr(record, field) or "", folded.fields[field], result["title"], folded.title,
-                                   terms)
-        return {**result, "score": score, "snippet": snippet, "highlights": highlights, "explanation": ex}
+        snippet, highlights = snippet_and_highlights(record, terms, prepared=prepared)
+        return {**prepared.result, "score": score, "snippet": snippet, "highlights": highlights, "explanation": ex}

@@ -96,6 +96,23 @@ def milvus_uri(tmp_path_factory) -> Iterator[str]:
         yield uri
 
 
+@pytest.fixture
+def milvus_upserts(monkeypatch) -> dict[str, int]:
+    """Rows written to each Milvus collection through ``MilvusClient.upsert`` during the test
+    (the calls go through unchanged): how a test sees whether a build writes a row once or twice."""
+    from pymilvus import MilvusClient
+
+    written: dict[str, int] = {}
+    upsert = MilvusClient.upsert
+
+    def counted(self, collection_name, data, *args, **kwargs):
+        written[collection_name] = written.get(collection_name, 0) + len(data)
+        return upsert(self, collection_name, data, *args, **kwargs)
+
+    monkeypatch.setattr(MilvusClient, "upsert", counted)
+    return written
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """A throwaway PostgreSQL cluster for the session (throwaway/postgres.py); ``postgres.new_database()``

@@ -17,6 +17,24 @@ from indexing.loaders.tabular import _Table
 DATA = Path(__file__).parent / "data" / "loaders"
 
 
+def _peaks(open_stream, load_whole):
+    """(the stream, its records counted, the peak bytes traced while opening and reading it, the
+    whole load, its peak): ``open_stream()`` and then ``load_whole()`` measured one after the other."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        stream = open_stream()
+        n = sum(1 for _ in stream.records())
+        _, streamed_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        whole = load_whole()
+        _, whole_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return stream, n, streamed_peak, whole, whole_peak
+
+
 def _same_as_whole(path: Path, mapping=None):
     whole = load_table(path, mapping)
     stream = stream_table(path, mapping)
@@ -152,8 +170,6 @@ def test_an_encoding_auto_cannot_tell_is_refused_with_the_whole_file_error(tmp_p
 
 
 def test_a_streamed_gbk_file_is_never_held_whole(tmp_path, monkeypatch):
-    import tracemalloc
-
     from indexing.loaders import encoding as encoding_mod
 
     monkeypatch.setattr(encoding_mod, "SAMPLE_BYTES", 1 << 14)  # a sample well under the file
@@ -163,16 +179,7 @@ def test_a_streamed_gbk_file_is_never_held_whole(tmp_path, monkeypatch):
         for i in range(8_000):
             fh.write(f"C-{i},真空腔体压力上升 {i},干泵报警后停机，检查冷却水流量与排气压力 {i}\n".encode("gbk"))
     size = path.stat().st_size
-    tracemalloc.start()
-    try:
-        stream = stream_table(path)
-        n = sum(1 for _ in stream.records())
-        _, streamed_peak = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        whole = load_table(path)
-        _, whole_peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    stream, n, streamed_peak, whole, whole_peak = _peaks(lambda: stream_table(path), lambda: load_table(path))
     assert n == len(whole.records) == 8_000 and stream.encoding == "gb18030"
     assert whole_peak > 5 * size  # the bytes, the text and every row and record
     print(f"file {size:,} B; peak {streamed_peak:,} B streamed, {whole_peak:,} B whole")
@@ -411,23 +418,13 @@ def test_json_that_is_no_array_is_loaded_whole(tmp_path):
 
 
 def test_a_streamed_json_array_is_never_held_whole(tmp_path, monkeypatch):
-    import tracemalloc
-
     from indexing.loaders import encoding as encoding_mod
 
     monkeypatch.setattr(encoding_mod, "SAMPLE_BYTES", 1 << 16)  # a sample well under the file, one line long
     path = tmp_path / "big.json"
     path.write_text(json.dumps([{"id": f"C-{i}", "title": f"真空腔体压力上升 {i}", "text": "干泵报警后停机，检查冷却水流量与排气压力"}
                                 for i in range(8_000)], ensure_ascii=False), encoding="utf-8")
-    tracemalloc.start()
-    try:
-        n = sum(1 for _ in stream_table(path).records())
-        _, streamed_peak = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        whole = load_table(path)
-        _, whole_peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    _, n, streamed_peak, whole, whole_peak = _peaks(lambda: stream_table(path), lambda: load_table(path))
     print(f"file {path.stat().st_size:,} B; peak {streamed_peak:,} B streamed, {whole_peak:,} B whole")
     assert n == len(whole.records) == 8_000
     assert streamed_peak * 8 < whole_peak  # what grows when streamed is the ids seen (duplicates warning)
@@ -476,23 +473,13 @@ def test_a_folder_streams_file_by_file_as_load_path_loads_it(tmp_path):
 
 
 def test_a_folder_stream_holds_one_file_at_a_time(tmp_path):
-    import tracemalloc
-
     from indexing.loaders import load_path, stream_path
 
     for k in range(5):
         with (tmp_path / f"part-{k}.csv").open("w", encoding="utf-8") as fh:
             fh.write("id,title,text\n")
             fh.writelines(f"C-{k}-{i},真空腔体压力上升 {i},干泵报警后停机，检查冷却水流量与排气压力\n" for i in range(1500))
-    tracemalloc.start()
-    try:
-        n = sum(1 for _ in stream_path(tmp_path).records())
-        _, streamed_peak = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        whole = load_path(tmp_path)
-        _, whole_peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    _, n, streamed_peak, whole, whole_peak = _peaks(lambda: stream_path(tmp_path), lambda: load_path(tmp_path))
     print(f"peak {streamed_peak:,} B streamed, {whole_peak:,} B whole")
     assert n == len(whole.records) == 7_500
     assert streamed_peak * 8 < whole_peak

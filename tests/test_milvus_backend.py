@@ -238,17 +238,8 @@ def test_a_build_from_batches_scores_with_the_final_mean_length_and_a_write_that
 
 
 def test_a_build_told_the_term_total_writes_each_row_once_with_the_weights_of_the_two_write_build(
-        milvus_uri, tmp_path, monkeypatch):
-    from pymilvus import MilvusClient
-
-    written: dict[str, int] = {}
-    upsert = MilvusClient.upsert
-
-    def counted(self, collection_name, data, *args, **kwargs):  # observes, changes nothing
-        written[collection_name] = written.get(collection_name, 0) + len(data)
-        return upsert(self, collection_name, data, *args, **kwargs)
-
-    monkeypatch.setattr(MilvusClient, "upsert", counted)
+        milvus_uri, tmp_path, milvus_upserts):
+    written = milvus_upserts
     local = BM25Index(k1=1.2, b=0.75, delta=0.5)
     local.add(range(len(DOCS)), [d.terms for d in DOCS])
     queries = (["pump", "vacuum"], ["step", "filter", "e1023"], ["laser", "pump", "pump"])

@@ -46,18 +46,9 @@ def test_the_service_on_milvus_answers_as_on_local(both):
 
 
 def test_a_build_writes_each_record_to_milvus_once_and_answers_as_local(both, tmp_path, milvus_uri, use_encoder,
-                                                                       monkeypatch):
-    from pymilvus import MilvusClient
-
+                                                                       milvus_upserts):
     _, answers = both
-    written: dict[str, int] = {}
-    upsert = MilvusClient.upsert
-
-    def counted(self, collection_name, data, *args, **kwargs):  # observes, changes nothing
-        written[collection_name] = written.get(collection_name, 0) + len(data)
-        return upsert(self, collection_name, data, *args, **kwargs)
-
-    monkeypatch.setattr(MilvusClient, "upsert", counted)
+    written = milvus_upserts
     settings = _settings(tmp_path, "milvus", milvus_uri)
     svc, report = CaselinkService.build(settings, encoder=use_encoder, records=demo_records())
     try:

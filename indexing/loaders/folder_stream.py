@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from caselink.errors import LoaderError
-from indexing.loaders.folders import files_under, id_list, is_visible
+from indexing.loaders.folders import add_outcome, files_under, is_visible
 from indexing.loaders.mapping import Mapping
 from indexing.loaders.result import LoadResult, SkippedRow
 from indexing.loaders.sop import SOP_SUFFIXES, UniqueDocIds, load_sop_file
@@ -69,14 +69,7 @@ class FolderStream:
                 origin[record.id] = source
                 self.loaded = len(origin)
                 yield record
-            done = part.result if isinstance(part, TableStream) else part
-            result.skipped.extend(done.skipped)
-            result.warnings.extend(done.warnings)
-            result.warnings.extend(
-                f"{source}: {id_list(ids)} also loaded from {earlier}; kept the records from {source}"
-                for earlier, ids in replaced.items()
-            )
-            result.files.extend(done.files)
+            add_outcome(result, part.result if isinstance(part, TableStream) else part, source, replaced)
         result.warnings.extend(self.ignored)
         self.result = result
 

@@ -53,15 +53,22 @@ def load_files(files: Iterable[Path], load_one: Callable[[Path], LoadResult]) ->
             else:
                 origin[record.id] = (len(merged.records), source)
                 merged.records.append(record)
-        merged.skipped.extend(part.skipped)
-        merged.warnings.extend(part.warnings)
-        merged.warnings.extend(
-            f"{source}: {id_list(ids)} also loaded from {earlier}; kept the records from {source}"
-            for earlier, ids in replaced.items()
-        )
-        merged.files.extend(part.files)
+        add_outcome(merged, part, source, replaced)
         merged.merge_documents(part)
     return merged
+
+
+def add_outcome(merged: LoadResult, part: LoadResult, source: str, replaced: dict[str, list[str]]) -> None:
+    """Add one file's skipped rows, warnings and file names to ``merged``, with a warning for each
+    earlier file some of whose ids (``replaced``: earlier file -> ids) this one replaced. One rule
+    for a folder loaded whole and one streamed, whose warnings must read the same."""
+    merged.skipped.extend(part.skipped)
+    merged.warnings.extend(part.warnings)
+    merged.warnings.extend(
+        f"{source}: {id_list(ids)} also loaded from {earlier}; kept the records from {source}"
+        for earlier, ids in replaced.items()
+    )
+    merged.files.extend(part.files)
 
 
 def id_list(ids: list[str], shown: int = 5) -> str:
