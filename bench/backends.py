@@ -129,7 +129,8 @@ def project(points: list[tuple[int, float]], n: int) -> float | None:
 def measure_size(a, n: int, uri: str, milvus_pid: int | None) -> dict:
     sample = embed_sample_for(a.embed_sample, n)
     dirs = {kind: prepare_data_dir(n, seed=a.seed, model=a.model, sample=sample, noise=a.noise, threads=a.threads,
-                                   quantizer=a.quantizer, backend=kind, backend_uri=uri)
+                                   quantizer=a.quantizer, backend=kind, backend_uri=uri,
+                                   milvus_index=a.milvus_index if kind == "milvus" else "auto")
             for kind in KINDS}
     built = {k: json.loads((d / "bench.json").read_text()) for k, d in dirs.items()}
     res: dict = {"n": n, "sample": sample, "built": built, "latency": {}, "load": []}
@@ -218,7 +219,7 @@ def report(a, results: list[dict], uri: str) -> str:
     body += ["\n## Targets\n", targets_table(targets)]
     loads = "; ".join(f"{size_label(r['n'])}: " + ", ".join(r["load"][:1] + r["load"][-1:]) for r in results)
     notes = [f"vectors: {a.embed_sample} real sample(s) + noise {a.noise} above it (bench/prepare.py), encoder "
-             f"{a.model}; Milvus: milvus-lite server at {uri}",
+             f"{a.model}; Milvus: {a.milvus_label} at {uri}, dense index {a.milvus_index}",
              f"load average (1/5/15 min) at the first and last latency phase per size: {loads}"]
     cmd = "python -m bench.backends " + " ".join(sys.argv[1:])
     return header("caselink search backends: local vs milvus", command=cmd.strip(), notes=notes) + "\n" + \
@@ -241,8 +242,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--write-batch", type=int, default=100)
     ap.add_argument("--compare", type=int, default=50, help="searches whose top 10 are compared (0: none)")
     ap.add_argument("--backend-uri", default="", help="a running Milvus; default: a milvus-lite server started here")
+    ap.add_argument("--milvus-index", default="auto", choices=("auto", "FLAT", "HNSW", "IVF_FLAT", "AUTOINDEX"),
+                    help="Milvus dense index; auto = FLAT below vectors.exact_below records, HNSW from there "
+                         "(milvus-lite 2.5's C++ core has no HNSW: FLAT or IVF_FLAT there)")
+    ap.add_argument("--milvus-label", default="",
+                    help="what the --backend-uri server is, for the report (default: milvus-lite server)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "backends.md")
     a = ap.parse_args(argv)
+    a.milvus_label = a.milvus_label or "milvus-lite server"
     results = []
     with ExitStack() as stack:
         uri = a.backend_uri

@@ -86,9 +86,17 @@ def read_only_service(tmp_path_factory, encoder, records: list[Record]) -> Itera
 def milvus_uri(tmp_path_factory) -> Iterator[str]:
     """One real Milvus (milvus-lite's gRPC server on a loopback port) for the whole session.
     ``CASELINK_TEST_MILVUS=embedded``: milvus-lite 2.5's embedded C++ core on a local file instead
-    (run from a separate venv that has it; see the README's Milvus section)."""
+    (run from a separate venv that has it; see the README's Milvus section).
+    ``CASELINK_TEST_MILVUS_CORE=/path/to/milvus_lite/lib/milvus``: that C++ core's own program as a
+    gRPC server on a loopback port, reached by this interpreter's pymilvus as a Milvus server."""
     if os.environ.get("CASELINK_TEST_MILVUS") == "embedded":
         yield str(tmp_path_factory.mktemp("milvus") / "milvus.db")
+        return
+    if core := os.environ.get("CASELINK_TEST_MILVUS_CORE"):
+        from throwaway.milvus import milvus_core_server
+
+        with milvus_core_server(tmp_path_factory.mktemp("milvus") / "data", Path(core)) as uri:
+            yield uri
         return
     from throwaway.milvus import milvus_lite_server
 
