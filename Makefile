@@ -7,7 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run index serve test test-slow browser rt postgres bench bench-quick bench-env relevance clean
+.PHONY: install run index serve test test-slow browser rt postgres bench bench-quick bench-env relevance clean \
+	milvus-core test-milvus-core
 
 install: $(STAMP)
 
@@ -61,6 +62,26 @@ test-slow: install browser rt postgres
 
 relevance: install
 	$(BIN)/python -m bench.relevance
+
+# milvus-lite 2.5.1's C++ core (Milvus's own segcore) in a venv of its own: it pins pymilvus 2.5 and
+# needs setuptools<81, while the project keeps pymilvus 3 and milvus-lite 3's Python server. Its
+# `milvus` program serves gRPC on a loopback port (throwaway/milvus.py: milvus_core_server), so the
+# Milvus tests run against it from the project's venv. Not part of `make test`.
+CORE := .venv-milvus-core
+CORE_PROGRAM = $$($(CORE)/bin/python -c 'import importlib.util as u, os; \
+	print(os.path.join(u.find_spec("milvus_lite").submodule_search_locations[0], "lib", "milvus"))')
+
+milvus-core: $(CORE)/.installed
+
+$(CORE)/.installed:
+	test -x $(CORE)/bin/python || $(PYTHON) -m venv $(CORE)
+	$(CORE)/bin/pip install -q "milvus-lite==2.5.1" "setuptools<81" "pymilvus>=2.5,<2.6"
+	@echo "the C++ core's server program: $(CORE_PROGRAM)"
+	touch $@
+
+test-milvus-core: install milvus-core
+	CASELINK_TEST_MILVUS_CORE=$(CORE_PROGRAM) $(BIN)/python -m pytest -q tests/test_backend_contract.py \
+		tests/test_milvus_backend.py tests/test_milvus_service.py tests/test_live_build.py
 
 # Benchmarks run in their own venv (bench/.env) so the peers they compare against (bm25s,
 # rank_bm25, txtai) never become caselink dependencies.
