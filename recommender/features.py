@@ -73,23 +73,24 @@ class QueryFacts:
     length: int = 0
 
 
-def _side(keys: np.ndarray, side: dict[str, tuple[int, float]]) -> np.ndarray:
-    """(n, 5) score, missing, log rank, z within the side's list, gap to the side's best."""
+def _side(keys: list, side: dict[str, tuple[int, float]]) -> np.ndarray:
+    """(n, 5) score, missing, log rank, z within the side's list, gap to the side's best, for
+    ``keys`` (a list: Python keys hash at half the cost of numpy scalars)."""
     n = len(keys)
     out = np.zeros((n, 5), dtype=np.float32)
     if not side:
         out[:, 1] = 1.0
         return out
-    ranks = np.fromiter((r for r, _ in side.values()), dtype=np.float32, count=len(side))
-    scores = np.fromiter((s for _, s in side.values()), dtype=np.float32, count=len(side))
-    lookup_keys = np.asarray(list(side), dtype=str)
-    order = np.argsort(lookup_keys)
-    lookup_keys, ranks, scores = lookup_keys[order], ranks[order], scores[order]
-    pos = np.clip(np.searchsorted(lookup_keys, keys), 0, len(lookup_keys) - 1)
-    found = lookup_keys[pos] == keys
+    # The side's statistics are summed in key order, as they always were (a float32 mean depends
+    # on the order it adds in: another order moves the last bit, and with it a model's split).
+    # The candidates are looked up in the dict: a numpy string table of the side, built, sorted
+    # and searched per query, cost more (bench/learned_cost.md).
+    scores = np.fromiter((side[k][1] for k in sorted(side)), dtype=np.float32, count=len(side))
     floor = float(scores.min())
-    s = np.where(found, scores[pos], floor)
-    r = np.where(found, ranks[pos], len(side) + 1)
+    got = [side.get(k) for k in keys]
+    found = np.fromiter((g is not None for g in got), dtype=bool, count=n)
+    s = np.fromiter((floor if g is None else g[1] for g in got), dtype=np.float32, count=n)
+    r = np.fromiter((len(side) + 1 if g is None else g[0] for g in got), dtype=np.float32, count=n)
     std = float(scores.std()) or 1.0
     out[:, 0] = s
     out[:, 1] = ~found
@@ -140,7 +141,7 @@ def feature_matrix(fused: Fused, query: QueryFacts, facts: dict[str, np.ndarray 
     ``qvec`` the query's index-space vector and ``blocks`` the encoder's (dimensions, share)
     per part (:func:`indexing.centering.blocks_of`): with two or more, one cosine per part.
     """
-    keys = np.asarray(fused.keys, dtype=str)
+    keys = np.asarray(fused.keys).tolist()
     n = len(keys)
     per_part = len(blocks) if len(blocks) > 1 else 0
     X = np.zeros((n, len(FEATURES) + per_part), dtype=np.float32)

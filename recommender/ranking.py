@@ -174,11 +174,17 @@ class Ranking:
             fused = codes_first(fused, query_codes, codes)
         shown = self._shown_verdicts(verdicts or {}, fused, filters, exclude)
         fused = apply_verdicts(fused, {k: v.net for k, v in shown.items()})
+        # Compared as shown (4 decimals): a client that passes a score it was shown as min_score
+        # keeps that result, even when the float behind it rounded up.
+        keep = _kept(fused, q.k, q.min_score)
+        # What moved the first learned results, straight after the model ranked them: a LightGBM
+        # call costs about 0.3 ms more when its code and the model have left the caches, as they
+        # have once the results are built (bench/learned_cost.md).
+        moved = _learned_factors(model, learned_rows, keep) if learned_rows is not None else None
         timings["fusion"] = elapsed_ms(t)
 
         t = time.perf_counter()
-        results = self._results(fused, q, words, query_codes, codes, shown, judged,
-                                learned=(model, learned_rows) if learned_rows is not None else None)
+        results = self._results(fused, keep, q, words, query_codes, codes, shown, judged, learned=moved)
         timings["fetch"] = elapsed_ms(t)
         timings["total"] = round(elapsed_ms(t0) + encode_ms, 3)
         return SearchResponse(query=q.text, mode=mode, path=path, fallback_reason=reason, results=results,
@@ -196,24 +202,15 @@ class Ranking:
         admitted = self.index.backend.admits(missed, filters, exclude) if missed else set()
         return {rid: verdicts[rid] for rid in voted if rid in found or rid in admitted}
 
-    def _results(self, fused: Fused, q: SearchQuery, words: list[str], query_codes: set[str],
-                 codes: Mapping[str, tuple[str, ...]], verdicts: Mapping[str, Verdict], judged: str,
-                 learned: tuple[RankerModel, Mapping[str, np.ndarray]] | None = None) -> list[SearchResult]:
-        # Compared as shown (4 decimals): a client that passes a score it was shown as min_score
-        # keeps that result, even when the float behind it rounded up.
-        keep = _kept(fused, q.k, q.min_score)
+    def _results(self, fused: Fused, keep: list[tuple[str, float]], q: SearchQuery, words: list[str],
+                 query_codes: set[str], codes: Mapping[str, tuple[str, ...]], verdicts: Mapping[str, Verdict],
+                 judged: str, learned: Mapping[str, list[str]] | None = None) -> list[SearchResult]:
+        """The results for ``keep`` (:func:`_kept` of ``fused``); ``learned``: the reranked records'
+        factors (:func:`_learned_factors`), None when the model did not rank."""
         # The parse cache's own records: read here, never changed, and what prepare() keys on.
         records = self.store.records([k for k, _ in keep], shared=True)
         docs = self.index.documents
         tokenizer = docs.tokenizer
-        moved: dict[str, list[str]] = {}
-        if learned is not None:  # the learned score and what moved it, for the first records shown
-            model, rows = learned
-            # SHAP values cost about 50x a plain prediction per record (bench/learned.md): the
-            # first three, which a user reads, get them.
-            shown = [k for k, _ in keep if k in rows][:_LEARNED_FACTORS_SHOWN]
-            if shown:
-                moved = dict(zip(shown, factors(model, np.stack([rows[k] for k in shown]))))
         showing = Showing(words, query_codes, tokenizer=tokenizer, judged=judged)
         dense, keyword = fused.dense, fused.keyword
         # A hit's codes are the index's own (DocumentBuilder.codes, as stored), none included: only a
@@ -227,13 +224,28 @@ class Ranking:
             result = showing.result(prepared, round(score, SCORE_DECIMALS),
                                     codes[key] if key in codes else prepared.codes(docs),
                                     dense.get(key), keyword.get(key), verdicts.get(key))
-            if learned is not None and key in learned[1]:
+            if learned is not None and key in learned:
                 ex = result["explanation"]
-                ex["learned_score"], ex["learned_factors"] = round(score, SCORE_DECIMALS), moved.get(key, [])
+                ex["learned_score"], ex["learned_factors"] = round(score, SCORE_DECIMALS), learned[key]
             out.append(result)
         # One validation for the whole answer; it copies the lists and dicts taken from the shared
         # records, so nothing a caller does to an answer can reach them.
         return _RESULTS.validate_python(out)
+
+
+def _learned_factors(model: RankerModel, rows: Mapping[str, np.ndarray],
+                     keep: list[tuple[str, float]]) -> dict[str, list[str]]:
+    """Each reranked record's factors (its feature row in ``rows``): what moved the learned score
+    for the first three of ``keep`` the model ranked, [] for the rest.
+
+    SHAP values cost about 50x a plain prediction per record (bench/learned.md): the first
+    three, which a user reads, get them."""
+    ranked = [k for k, _ in keep if k in rows]
+    shown = ranked[:_LEARNED_FACTORS_SHOWN]
+    out: dict[str, list[str]] = {k: [] for k in ranked[_LEARNED_FACTORS_SHOWN:]}
+    if shown:
+        out.update(zip(shown, factors(model, np.stack([rows[k] for k in shown]))))
+    return out
 
 
 def _split(fused: Fused, depth: int) -> tuple[Fused, np.ndarray]:
