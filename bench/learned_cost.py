@@ -219,7 +219,7 @@ def depth_relevance(name: str, depths: list[int], cache: Path, *, split: float =
         gather_seconds = time.perf_counter() - t0
     finally:
         engine.close()
-    hybrid_rr = reciprocal_ranks(test_data.fused, test_data.y, test_data.groups)
+    hybrid_rr = reciprocal_ranks(test_data.hybrid(), test_data.y, test_data.groups)
     full_depth = int(test_data.groups.max()) if len(test_data.groups) else 0
     rows, rr_of = [], {}
     for depth in depths:

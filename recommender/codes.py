@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from indexing.records import is_closed_status
 from recommender.results import SearchQuery, SearchResult
 
-MAX_CARDS = 3  # as recommender.ranking.CODES_FIRST_MAX: more codes than that is a report, not an alarm
+MAX_CARDS = 3  # as recommender.fusion.CODES_FIRST_MAX: more codes than that is a report, not an alarm
 _PROCEDURES = 3  # SOP documents listed on a card
 _PROBLEMS = 5  # problem orders listed on a card
 _POOL = 20  # SOP sections and problem orders ranked to fill a card (open problems first among them)

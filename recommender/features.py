@@ -150,7 +150,7 @@ def feature_matrix(fused: Fused, query: QueryFacts, facts: dict[str, np.ndarray 
     X[:, 0:5] = _side(keys, fused.dense)
     X[:, 5:10] = _side(keys, fused.keyword)
     X[:, 10] = fused.scores
-    X[:, 11] = np.log1p(np.arange(1, n + 1, dtype=np.float32))
+    X[:, 11] = np.log1p(np.arange(1, n + 1, dtype=np.float32))  # the position in hybrid's order, as given
     X[:, 12] = _confidence(fused.dense)
     X[:, 13] = _confidence(fused.keyword)
     q_len = np.log1p(float(query.length))

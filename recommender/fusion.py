@@ -27,6 +27,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Exact codes decide the order only when the query names a few of them: an engineer typing
+# "E1023 after PM" means that code; a long report mentioning thirty versions, hosts and class
+# names does not, and ordering by how many of those overlap was measured to hurt (see bench/relevance.md).
+CODES_FIRST_MAX = 3
+
+
+def codes_decide(query_codes: int) -> bool:
+    """Whether a query naming ``query_codes`` exact codes gets :func:`codes_first` (1 to
+    :data:`CODES_FIRST_MAX`): the one condition hybrid and the learned ranker's prior share."""
+    return 0 < query_codes <= CODES_FIRST_MAX
+
 
 @dataclass
 class Fused:
@@ -102,6 +113,15 @@ def single(keys, scores: np.ndarray, side: str) -> Fused:
                  ranked if side == "dense" else {}, ranked if side == "keyword" else {})
 
 
+def codes_order(fused: Fused, query_codes: set[str], record_codes: Mapping[str, Collection[str]]) -> np.ndarray:
+    """The permutation that puts records sharing more of the query's exact codes first, keeping
+    the fused order otherwise (stable)."""
+    if not query_codes or len(fused.keys) == 0:
+        return np.arange(len(fused.keys))
+    hits = np.array([len(query_codes.intersection(record_codes.get(str(k), ()))) for k in fused.keys])
+    return np.lexsort((-fused.scores, -hits))
+
+
 def codes_first(fused: Fused, query_codes: set[str], record_codes: Mapping[str, Collection[str]]) -> Fused:
     """Stable re-order: records sharing more of the query's exact codes come first.
 
@@ -110,8 +130,7 @@ def codes_first(fused: Fused, query_codes: set[str], record_codes: Mapping[str, 
     """
     if not query_codes or len(fused.keys) == 0:
         return fused
-    hits = np.array([len(query_codes.intersection(record_codes.get(str(k), ()))) for k in fused.keys])
-    order = np.lexsort((-fused.scores, -hits))
+    order = codes_order(fused, query_codes, record_codes)
     # Keep scores non-increasing down the list: a record that outranks another on an exact code
     # scores at least as much as it, so a score threshold never cuts a code match above a non-match.
     scores = np.maximum.accumulate(fused.scores[order][::-1])[::-1]

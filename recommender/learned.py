@@ -7,12 +7,16 @@ rest of the file guards it. No pickle. It is written to a temporary file and ren
 place, so a server never reads half a model; a wrong format version, a bad checksum or
 different features are refused with the command that makes a new one.
 
-**Prior.** Boosting starts from the hybrid ranking (format 2): a candidate's raw score is
-``scale * its fused score`` plus the trees' output, so the trees learn corrections to hybrid,
-and a model with no trees (validation could not tell the trees' gain from noise) ranks exactly
-as hybrid. The prior's kind and scale are saved with the model and added at serving as
-at training (LightGBM's ``init_score`` is not part of its model: the caller adds it back).
-Format 1 files (trees alone, no prior) still load and rank as they did.
+**Prior.** Boosting starts from the hybrid ranking as hybrid serves it (format 3): a
+candidate's raw score is ``scale * its fused score``, plus ``code_weight`` per exact code it
+shares with a query naming one to three (the exact-code rule, recommender.fusion.codes_first),
+plus the trees' output. So the trees learn corrections to hybrid, a model with no trees
+(validation could not tell the trees' gain from noise) ranks exactly as hybrid, and the
+calibration is fitted on the order that is served. The prior is saved with the model and added
+at serving as at training (LightGBM's ``init_score`` is not part of its model: the caller adds
+it back). Format 2 files (prior ``hybrid_score``: the fused score alone) and format 1 files
+(trees alone, no prior) still load and rank as they did; serving applies the code rule on top
+of every model (recommender.ranking), so all of them keep hybrid's rules.
 
 ``calibrate`` maps the raw score to the estimated probability that the candidate is relevant
 (isotonic regression fitted on held-out labeled components, so monotone: ranking by the
@@ -33,10 +37,10 @@ import numpy as np
 
 from caselink.errors import IndexFormatError
 from recommender.features import FEATURES
-from recommender.fusion import Fused
+from recommender.fusion import CODES_FIRST_MAX, Fused
 
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)  # 1: the trees alone, no prior
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)  # 1: the trees alone, no prior; 2: prior hybrid_score only
 FILE_NAME = "ranker.json"
 RETRAIN_HINT = "train a new one with: caselink train"
 
@@ -50,14 +54,20 @@ def _checksum(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-PRIOR_KINDS = ("none", "hybrid_score")
+PRIOR_KINDS = ("none", "hybrid_score", "hybrid_with_codes")
 PRIOR_LABEL = "hybrid ranking"  # the prior's line among a result's learned factors
 
 
 @dataclass(frozen=True)
 class Prior:
-    """The ranking boosting starts from: ``none``, or ``hybrid_score``, ``scale * fused_score``,
-    whose order is the hybrid order exactly (ties keep the fused order when reranked).
+    """The ranking boosting starts from.
+
+    - ``none``: zeros (format 1: trees alone).
+    - ``hybrid_score``: ``scale * fused_score`` (format 2): the fused order, without the code rule.
+    - ``hybrid_with_codes``: that plus ``code_weight`` per exact code the candidate shares with a
+      query naming 1 to ``max_codes`` codes: hybrid's order as served, the exact-code rule
+      included (:func:`recommender.fusion.codes_first`), since a ``code_weight`` above ``scale``
+      outweighs any fused score (0-1). Ties keep the fused order when reranked, as in codes_first.
 
     ``baseline`` is the prior's mean over the training candidates: an explanation shows a
     candidate's prior against it, as SHAP shows each feature against the trees' average.
@@ -66,15 +76,32 @@ class Prior:
     kind: str = "none"
     scale: float = 0.0
     baseline: float = 0.0
+    code_weight: float = 0.0
+    max_codes: int = 0
+
+    @classmethod
+    def hybrid(cls, scale: float, baseline: float = 0.0) -> "Prior":
+        """The served hybrid ranking at ``scale``: the code rule weighs twice the whole fused range."""
+        return cls("hybrid_with_codes", float(scale), baseline, code_weight=2.0 * float(scale),
+                   max_codes=CODES_FIRST_MAX)
 
     def scores(self, X: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
         """The prior's raw score per row of ``X`` (zeros for ``none``)."""
         if self.kind == "none" or len(X) == 0:
             return np.zeros(len(X), dtype=np.float64)
-        return self.scale * np.asarray(X[:, features.index("fused_score")], dtype=np.float64)
+        out = self.scale * np.asarray(X[:, features.index("fused_score")], dtype=np.float64)
+        if self.kind == "hybrid_with_codes":
+            shared = np.asarray(X[:, features.index("codes_shared")], dtype=np.float64)
+            named = shared + np.asarray(X[:, features.index("codes_missing")], dtype=np.float64)
+            # Every row of a list has the query's count of codes: the rule is on for the whole list or off.
+            out = out + np.where((named >= 1) & (named <= self.max_codes), self.code_weight * shared, 0.0)
+        return out
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "scale": self.scale, "baseline": self.baseline}
+        out = {"kind": self.kind, "scale": self.scale, "baseline": self.baseline}
+        if self.kind == "hybrid_with_codes":
+            out.update(code_weight=self.code_weight, max_codes=self.max_codes)
+        return out
 
     @classmethod
     def from_json(cls, data, where: str) -> "Prior":
@@ -83,10 +110,16 @@ class Prior:
             raise IndexFormatError(f"ranker model {where}: expected a prior of kind {' or '.join(PRIOR_KINDS)}, "
                                    f"got {got!r}", hint=RETRAIN_HINT)
         try:
-            return cls(data["kind"], float(data.get("scale", 0.0)), float(data.get("baseline", 0.0)))
+            prior = cls(data["kind"], float(data.get("scale", 0.0)), float(data.get("baseline", 0.0)),
+                        float(data.get("code_weight", 0.0)), int(data.get("max_codes", 0)))
         except (TypeError, ValueError):
-            raise IndexFormatError(f"ranker model {where}: the prior's scale and baseline must be numbers, got "
-                                   f"{data.get('scale')!r}, {data.get('baseline')!r}", hint=RETRAIN_HINT) from None
+            raise IndexFormatError(f"ranker model {where}: the prior's scale, baseline, code_weight and max_codes "
+                                   f"must be numbers, got {data.get('scale')!r}, {data.get('baseline')!r}, "
+                                   f"{data.get('code_weight')!r}, {data.get('max_codes')!r}", hint=RETRAIN_HINT) from None
+        if prior.kind == "hybrid_with_codes" and not prior.code_weight > prior.scale:
+            raise IndexFormatError(f"ranker model {where}: expected the prior's code_weight above its scale "
+                                   f"({prior.scale}), got {prior.code_weight}", hint=RETRAIN_HINT)
+        return prior
 
 
 @dataclass
@@ -191,9 +224,15 @@ class RankerModel:
             raise IndexFormatError(f"ranker model {path} was trained on other features than this caselink computes",
                                    hint=RETRAIN_HINT)
         prior = Prior.from_json(data.get("prior"), str(path)) if data["format"] >= 2 else Prior()
-        if prior.kind != "none" and "fused_score" not in data["features"]:
-            raise IndexFormatError(f"ranker model {path}: its prior reads fused_score, not among its features",
-                                   hint=RETRAIN_HINT)
+        if prior.kind == "hybrid_with_codes" and data["format"] < 3:
+            raise IndexFormatError(f"ranker model {path}: a prior of kind hybrid_with_codes in a format "
+                                   f"{data['format']} file", hint=RETRAIN_HINT)
+        reads = {"none": (), "hybrid_score": ("fused_score",),
+                 "hybrid_with_codes": ("fused_score", "codes_shared", "codes_missing")}[prior.kind]
+        absent = [name for name in reads if name not in data["features"]]
+        if absent:
+            raise IndexFormatError(f"ranker model {path}: its prior reads {', '.join(absent)}, not among its "
+                                   "features", hint=RETRAIN_HINT)
         cal = data["calibration"]
         return cls(booster_text=data["lightgbm"], calibration_x=list(cal["x"]), calibration_y=list(cal["y"]),
                    info=data.get("info", {}), features=tuple(data["features"]), prior=prior)

@@ -34,17 +34,13 @@ from indexing.records import Record
 from indexing.store import RecordStore
 from recommender.explain import Showing, prepare
 from recommender.features import QueryFacts, feature_matrix
-from recommender.fusion import Fused, codes_first, fuse, single
+from recommender.fusion import Fused, codes_decide, codes_first, codes_order, fuse, single
 from recommender.learned import RankerModel, RankerSlot, factors, rerank
 from recommender.results import SearchQuery, SearchResponse, SearchResult
 from recommender.verdicts import Verdict, apply_verdicts
 
 # A query is "essentially a code" when codes are all it has besides at most this many words.
 CODE_QUERY_MAX_WORDS = 2
-# Exact codes decide the order only when the query names a few of them: an engineer typing
-# "E1023 after PM" means that code; a long report mentioning thirty versions, hosts and class
-# names does not, and ordering by how many of those overlap was measured to hurt (see bench/relevance.md).
-CODES_FIRST_MAX = 3
 SCORE_DECIMALS = 4
 _LEARNED_FACTORS_SHOWN = 3
 # A whole answer's results are validated in one call: one call per result cost twice as much.
@@ -147,10 +143,18 @@ class Ranking:
             fused = single(dense.ids, dense.scores, "dense")
         else:
             fused = single(keyword.ids, keyword.scores, "keyword")
+        codes = {}  # each candidate's exact codes, as the backend returned them
+        for hits in (dense, keyword):
+            if hits is not None:
+                codes.update(zip(hits.ids, hits.codes))
+        rule = codes_decide(len(query_codes))
         learned_rows = None
         if path == "hybrid" and (model is not None or collect is not None):
-            # The learned ranker reorders the fused list's head before the hard rules (codes, verdicts).
-            head, tail = _split(fused, s.learned_depth and max(s.learned_depth, q.k))
+            # The learned ranker reorders hybrid's first candidates as hybrid would show them: in
+            # the code rule's order (its lifted scores aside: fused_score stays each one's own), so
+            # a code match far down the fused list is among the candidates the model scores.
+            ranked = _reordered(fused, codes_order(fused, query_codes, codes)) if rule else fused
+            head, tail = _split(ranked, s.learned_depth and max(s.learned_depth, q.k))
             blocks = blocks_of(self.index.encoder)
             X = feature_matrix(head, facts or QueryFacts(codes=frozenset(query_codes), length=len(tokens)),
                                self.index.candidate_facts(head.keys, terms=tokens, vectors=len(blocks) > 1),
@@ -162,15 +166,12 @@ class Ranking:
                 learned_rows = dict(zip(head.keys.tolist(), X))
                 fused = _after(head, tail)
                 path = "learned"
-        codes = {}  # each candidate's exact codes, as the backend returned them
-        for hits in (dense, keyword):
-            if hits is not None:
-                codes.update(zip(hits.ids, hits.codes))
-        # A typed search that names a code gets its exact matches first in every path. Related to a
-        # record, the learned ranker has the shared and missing codes among its features and weighs
-        # them as the labels taught it; the hard rule on top would undo that and, lifting scores to
-        # keep them non-increasing, break the calibrated probabilities.
-        if len(query_codes) <= CODES_FIRST_MAX and not (path == "learned" and facts is not None):
+        # One rule set for every path: a query (typed, or a record's relatives) naming a few codes
+        # gets its exact matches first, learned or not, so learned and hybrid differ by the model
+        # alone. The model's prior holds this rule (recommender.learned.Prior, "hybrid_with_codes"):
+        # it is trained and calibrated on the order served, so here the rule moves nothing and lifts
+        # no probability, unless trees overturned it (or the model is an older format's).
+        if rule:
             fused = codes_first(fused, query_codes, codes)
         shown = self._shown_verdicts(verdicts or {}, fused, filters, exclude)
         fused = apply_verdicts(fused, {k: v.net for k, v in shown.items()})
@@ -248,6 +249,11 @@ def _learned_factors(model: RankerModel, rows: Mapping[str, np.ndarray],
     return out
 
 
+def _reordered(fused: Fused, order: np.ndarray) -> Fused:
+    """``fused`` in ``order``, each record keeping its own score."""
+    return Fused(fused.keys[order], fused.scores[order], fused.dense, fused.keyword)
+
+
 def _split(fused: Fused, depth: int) -> tuple[Fused, np.ndarray]:
     """The first ``depth`` of ``fused`` (all when 0) and the keys after them."""
     if not depth or len(fused.keys) <= depth:
@@ -256,7 +262,7 @@ def _split(fused: Fused, depth: int) -> tuple[Fused, np.ndarray]:
 
 
 def _after(head: Fused, tail: np.ndarray) -> Fused:
-    """``head`` (reranked, scores the model's probabilities) and then ``tail`` in fused order.
+    """``head`` (reranked, scores the model's probabilities) and then ``tail`` in hybrid's order.
 
     The model did not score the tail: its records get 0, below every estimate, as a record a
     verdict adds does; a rule that lifts one of them (an exact code) lifts its score with it.

@@ -268,9 +268,10 @@ class CaselinkService:
 
     def ranking_features(self, record_id: str, *, kinds: list[str] | None = None
                          ) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """The hybrid candidates for records related to a stored record, before any reranking:
-        their ids, today's fused scores and the learned ranker's feature matrix (what
-        :mod:`recommender.training` learns from). Empty when the keyword path would answer."""
+        """The hybrid candidates for records related to a stored record, before any reranking, in
+        hybrid's order (the exact-code rule's order when it applies): their ids, their own fused
+        scores and the learned ranker's feature matrix (what :mod:`recommender.training` learns
+        from). Empty when the keyword path would answer."""
         rec = self.get(record_id)
         collect: list = []
         if not rec.is_empty():

@@ -137,6 +137,11 @@ class Gathered:
     missed: int  # queries none of whose relevant records was among the candidates
     names: tuple[str, ...] = FEATURES  # the columns of X
 
+    def hybrid(self) -> np.ndarray:
+        """A score per candidate whose order within each list is hybrid's as served: the fused
+        order with the exact-code rule on top (what learned is measured against)."""
+        return HYBRID_ORDER.scores(self.X, self.names)
+
     def take(self, which: np.ndarray) -> "Gathered":
         """The queries where ``which`` (one bool per query) is set."""
         starts = np.concatenate([[0], np.cumsum(self.groups)[:-1]])
@@ -262,12 +267,17 @@ def top10(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return keep
 
 
-# Boosting starts from the hybrid ranking (recommender.learned.Prior): raw = PRIOR_SCALE * fused
-# score + trees. Fused scores are 0-1, a list's top and middle some 0.2-0.4 apart: at 5 that is a
+# Boosting starts from the hybrid ranking as served (recommender.learned.Prior.hybrid): raw =
+# PRIOR_SCALE * fused score + 2 * PRIOR_SCALE per exact code shared (when the query names 1-3) +
+# trees. The code rule sits in the prior, not on top of the model alone, so training, validation
+# and calibration see the order hybrid serves, and serving's code rule (applied to every path)
+# finds it already in place. Fused scores are 0-1, a list's top and middle some 0.2-0.4 apart: at 5 that is a
 # pair probability of 0.7-0.9 in lambdarank's sigmoid, a firm start that a few trees can still
 # overturn where the labels disagree. Chosen over the fused position (-log(1 + rank)) and over
 # scales 3 and 8 on the training halves' own data (bench/learned.md, "Choosing the prior").
 PRIOR_SCALE = 5.0
+# Hybrid's order as served over gathered lists (any scale gives the same order).
+HYBRID_ORDER = Prior.hybrid(1.0)
 # The trees are kept when the validation components say, with 80% one-sided confidence (the 60%
 # interval's lower end above 0) over at least 30 queries, that they beat the ranking they start
 # from; else none (hybrid order). Looser than the verdict (95%, 50 queries), which decides
@@ -312,9 +322,9 @@ def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds:
                            f"got {n_q}", field="pairs")
     tr, va = split_validation(data, valid_fraction, seed)
     names = tuple(data.names)
-    prior = Prior() if prior_scale is None else Prior("hybrid_score", float(prior_scale))
+    prior = Prior() if prior_scale is None else Prior.hybrid(prior_scale)
     if prior.kind != "none":
-        prior = Prior(prior.kind, prior.scale, round(float(prior.scores(tr.X, names).mean()), 6))
+        prior = Prior.hybrid(prior_scale, round(float(prior.scores(tr.X, names).mean()), 6))
     init_tr, init_va = prior.scores(tr.X, names), prior.scores(va.X, names)
     # One thread: on a shared 2-core machine two OpenMP threads spin-waited and fitted 6x slower
     # than one (81 s against 12 s for the same 100 rounds under load); one is also deterministic.
@@ -329,7 +339,7 @@ def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds:
     fit_seconds = time.perf_counter() - t0
     trees = int(booster.best_iteration or rounds)
     raw_va = init_va + booster.predict(va.X, num_iteration=trees)
-    hybrid_rr = reciprocal_ranks(va.fused, va.y, va.groups)
+    hybrid_rr = reciprocal_ranks(va.hybrid(), va.y, va.groups)
     trees_rr = reciprocal_ranks(raw_va, va.y, va.groups)
     start_rr = reciprocal_ranks(init_va, va.y, va.groups) if prior.kind != "none" else hybrid_rr
     judged = verdict(trees_rr, start_rr, va.components, seed=seed)
@@ -396,7 +406,7 @@ def held_out(service, model: RankerModel, pairs: Sequence[Sequence], *, kinds: l
     shown = top10(raw, data.groups)
     probs = model.calibrate(raw[shown])
     learned_rr = reciprocal_ranks(raw, data.y, data.groups)
-    hybrid_rr = reciprocal_ranks(data.fused, data.y, data.groups)
+    hybrid_rr = reciprocal_ranks(data.hybrid(), data.y, data.groups)
     judged = verdict(learned_rr, hybrid_rr, data.components)
     return {"queries": int(len(data.groups)), "missed_queries": data.missed,
             "mrr@10_learned": round(float(learned_rr.mean()), 4),
