@@ -132,6 +132,11 @@ def latency_cost(requests: int, seed: int, *, sample: int, model_queries: int) -
                                        "p95": round(float(np.percentile(v, 95)), 2)}
                 row[key + "p50_ratio"] = round(row[key + "learned"]["p50"] / row[key + "hybrid"]["p50"], 3)
                 row[key + "p95_ratio"] = round(row[key + "learned"]["p95"] / row[key + "hybrid"]["p95"], 3)
+                # What the learned mode adds to the same request (paired): steadier than a ratio of
+                # two percentiles, which moves with the load and with which requests land in the tail.
+                added = np.asarray(series["learned"]) - np.asarray(series["hybrid"])
+                row[key + "added"] = {"p50": round(float(np.percentile(added, 50)), 2),
+                                      "mean": round(float(added.mean()), 2)}
             out[name] = row
         out["load_after"] = _load()
         return out
@@ -271,18 +276,22 @@ def _markdown(res: dict, command: str) -> str:
                   f"In process, each request answered hybrid and learned back to back (alternating order); model: "
                   f"{lat['model_rounds']} trees over {lat['model_features']} features, trained on the demo links. "
                   f"Load average before / after: {lat['load_before']} / {lat['load_after']}.", "",
-                  "| request | n | reranked | clock | hybrid p50 / p95 ms | learned p50 / p95 ms | p50 ratio | p95 ratio |",
-                  "|---|---:|---:|---|---:|---:|---:|---:|"]
+                  "| request | n | reranked | clock | hybrid p50 / p95 ms | learned p50 / p95 ms | p50 ratio | p95 ratio | "
+                  "added p50 / mean ms |",
+                  "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
         for name in ("related", "search"):
             r = lat[name]
             for key, clock in (("", "wall"), ("cpu_", "CPU")):
                 if key + "hybrid" not in r:
                     continue
                 h, le = r[key + "hybrid"], r[key + "learned"]
+                a = r.get(key + "added")
+                added = f"{a['p50']} / {a['mean']}" if a else "–"
                 lines.append(f"| {name} | {r['requests']} | {r['reranked']} | {clock} | {h['p50']} / {h['p95']} | "
-                             f"{le['p50']} / {le['p95']} | {r[key + 'p50_ratio']} | {r[key + 'p95_ratio']} |")
+                             f"{le['p50']} / {le['p95']} | {r[key + 'p50_ratio']} | {r[key + 'p95_ratio']} | {added} |")
         lines += ["", "`reranked`: requests the learned mode answered by reranking (the rest were answered by "
-                  "keywords: a query that is essentially a code, or no semantic match above the floor)."]
+                  "keywords: a query that is essentially a code, or no semantic match above the floor). "
+                  "`added`: learned minus hybrid for the same request, its median and mean."]
     return "\n".join(lines) + "\n"
 
 
