@@ -18,9 +18,10 @@ it back). Format 2 files (prior ``hybrid_score``: the fused score alone) and for
 (trees alone, no prior) still load and rank as they did; serving applies the code rule on top
 of every model (recommender.ranking), so all of them keep hybrid's rules.
 
-``calibrate`` maps the raw score to the estimated probability that the candidate is relevant
-(isotonic regression fitted on held-out labeled components, so monotone: ranking by the
-probability is ranking by the raw score).
+``calibrate`` maps the raw score to the estimated probability that the candidate is relevant: a
+monotone piecewise-linear map (Platt's logistic curve sampled on a grid, or isotonic regression's
+steps, whichever cross-validated better; :mod:`recommender.calibration`), fitted on out-of-fold
+scores of the training components, so ranking by the probability is ranking by the raw score.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ class RankerModel:
 
     Attributes:
         booster_text: LightGBM's text model; '' for none (no tree beat the prior on validation).
-        calibration_x, calibration_y: isotonic thresholds, raw score -> probability.
+        calibration_x, calibration_y: the calibration's points, raw score -> probability
+            (linear between them, flat beyond; Platt or isotonic: ``info["calibration"]``).
         info: training size, date, settings and validation figures (what ``caselink train`` prints).
         features: the feature names, in column order.
     """

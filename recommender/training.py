@@ -9,8 +9,9 @@ component and its relevant set the rest of the component.
 component's queries, their partners and every pair touching them go to one side together, so
 the held-out side asks about records the model never saw labeled (:func:`split_by_component`).
 The training side is split the same way again: the model is fitted on one part, and the other
-part (``valid_fraction``) stops the boosting, fits the isotonic calibration and gives the
-validation figures saved with the model.
+part (``valid_fraction``) stops the boosting and gives the validation figures saved with the
+model. The calibration is cross-fitted over every training component (each fold's scores from a
+model fitted without it: :mod:`recommender.calibration`).
 
 **Model.** LightGBM's ``lambdarank`` (LambdaMART) over the hybrid candidate list of each query
 (:meth:`recommender.service.CaselinkService.ranking_features`): gradient-boosted trees take the
@@ -30,8 +31,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from caselink.errors import InvalidQuery
+from recommender.calibration import choose, expected_calibration_error, fold_of, out_of_fold, top10
 from recommender.features import FEATURES
 from recommender.learned import Prior, RankerModel
+
 
 Pair = tuple[str, str, int]
 Progress = Callable[[int, int], None]
@@ -243,30 +246,6 @@ def verdict(learned_rr: np.ndarray, hybrid_rr: np.ndarray, comps: np.ndarray, *,
             "passed": bool(n >= min_queries and lo > 0), "reason": reason}
 
 
-def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
-    """ECE: the share-weighted gap between mean predicted probability and observed rate, per bin."""
-    if len(probs) == 0:
-        return 0.0
-    which = np.minimum((probs * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        m = which == b
-        if m.any():
-            total += m.sum() * abs(float(probs[m].mean()) - float(y[m].mean()))
-    return total / len(probs)
-
-
-def top10(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Row mask of each list's 10 best by ``scores`` (what a user is shown)."""
-    keep = np.zeros(len(scores), dtype=bool)
-    start = 0
-    for g in groups:
-        order = np.lexsort((np.arange(g), -scores[start:start + g]))[:10]
-        keep[start + order] = True
-        start += g
-    return keep
-
-
 # Boosting starts from the hybrid ranking as served (recommender.learned.Prior.hybrid): raw =
 # PRIOR_SCALE * fused score + 2 * PRIOR_SCALE per exact code shared (when the query names 1-3) +
 # trees. The code rule sits in the prior, not on top of the model alone, so training, validation
@@ -302,7 +281,8 @@ def split_validation(data: Gathered, valid_fraction: float = 0.25, seed: int = 1
 
 def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds: int = 300,
         prior_scale: float | None = PRIOR_SCALE, params: dict | None = None, info: dict | None = None) -> RankerModel:
-    """Fit lambdarank on part of ``data``'s components, calibrate and validate on the rest.
+    """Fit lambdarank on part of ``data``'s components and validate on the rest; calibrate on
+    out-of-fold scores of all of them (:func:`_calibrate`).
 
     With ``prior_scale`` (the default) boosting starts from the hybrid ranking and the trees
     learn corrections: early stopping on the validation components picks how many, and none are
@@ -314,7 +294,6 @@ def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds:
         InvalidQuery: fewer than 4 queries had a relevant record among their candidates.
     """
     import lightgbm as lgb
-    from sklearn.isotonic import IsotonicRegression
 
     n_q = len(data.groups)
     if n_q < 4:
@@ -350,27 +329,52 @@ def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds:
         # alone and ranks as hybrid. Few labels -> no credible gain -> hybrid, never worse.
         trees, raw_va = 0, init_va
         judged["reason"] += f"; no tree kept ({keep['reason']}): ranks as hybrid"
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw_va, va.y)
+    chosen = _calibrate(data, prior, params, trees, seed)
     model = RankerModel(booster_text=booster.model_to_string(num_iteration=trees) if trees else "",
-                        calibration_x=[float(x) for x in iso.X_thresholds_],
-                        calibration_y=[float(y) for y in iso.y_thresholds_], features=names, prior=prior)
+                        calibration_x=[float(x) for x in chosen.calibration.x],
+                        calibration_y=[float(y) for y in chosen.calibration.y], features=names, prior=prior)
     learned_rr = reciprocal_ranks(raw_va, va.y, va.groups)
-    shown = top10(raw_va, va.groups)
     model.info = {
         **(info or {}),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "queries": int(n_q), "fit_queries": int(len(tr.groups)), "valid_queries": int(len(va.groups)),
         "candidates": int(len(data.y)), "positives": int(data.y.sum()),
         "rounds": trees, "prior": prior.to_json(), "fit_seconds": round(fit_seconds, 2),
+        "calibration": chosen.info(),
         "validation": {
             "mrr@10_learned": round(float(learned_rr.mean()), 4), "mrr@10_hybrid": round(float(hybrid_rr.mean()), 4),
             "mrr@10_trees": round(float(trees_rr.mean()), 4),
-            "ece@10": round(float(expected_calibration_error(model.calibrate(raw_va[shown]), va.y[shown])), 4),
+            # Cross-validated: the kept method's held-out-fold predictions (recommender.calibration.choose).
+            "ece@10": round(chosen.cv_ece[chosen.calibration.method], 4),
             # Passed: the trees' gain over the ranking they start from is credible (see verdict).
             **judged,
         },
     }
     return model
+
+
+def _calibrate(data: Gathered, prior: Prior, params: dict, trees: int, seed: int):
+    """Platt or isotonic (:func:`recommender.calibration.choose`) over out-of-fold raw scores of
+    every training list: each fold's from the prior plus ``trees`` rounds fitted on the other
+    folds (the final model's recipe, no early stopping). With no tree the raw score is the prior,
+    which nothing was fitted on, so every list's score is already held out and no fold is fitted."""
+    import lightgbm as lgb
+
+    names = tuple(data.names)
+
+    def fit_predict(fit_q: np.ndarray, held_q: np.ndarray) -> np.ndarray:
+        part, held = data.take(fit_q), data.take(held_q)
+        raw = prior.scores(held.X, names)
+        if trees == 0 or not len(part.groups):
+            return raw
+        fold_set = lgb.Dataset(part.X, part.y, group=part.groups, init_score=prior.scores(part.X, names),
+                               feature_name=list(names))
+        return raw + lgb.train(params, fold_set, num_boost_round=trees).predict(held.X)
+
+    fold = fold_of(data.components, seed=seed)
+    raw = out_of_fold(fold, data.groups, fit_predict)
+    shown = top10(raw, data.groups)
+    return choose(raw[shown], data.y[shown], np.repeat(fold, data.groups)[shown])
 
 
 def train(service, pairs: Sequence[Sequence], *, kinds: list[str] | None = None,
