@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
 METHODS = ("platt", "isotonic")
 SHOWN = 10  # a list's rows the calibration is fitted and judged on (what a user is shown)
@@ -79,7 +80,7 @@ def platt(raw: np.ndarray, y: np.ndarray) -> Calibration:
     a, b = _logistic(raw, y)
     lo, hi = (float(raw.min()), float(raw.max())) if len(raw) else (0.0, 1.0)
     x = np.linspace(lo, hi, PLATT_GRID) if hi > lo else np.array([lo])
-    return Calibration("platt", x, 1.0 / (1.0 + np.exp(-(a * x + b))))
+    return Calibration("platt", x, expit(a * x + b))
 
 
 def _logistic(raw: np.ndarray, y: np.ndarray, iters: int = 50) -> tuple[float, float]:
@@ -96,7 +97,7 @@ def _logistic(raw: np.ndarray, y: np.ndarray, iters: int = 50) -> tuple[float, f
     w = np.array([0.0, np.log((pos + 1) / (neg + 1))])
     A = np.column_stack([z, np.ones_like(z)])
     for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(A @ w)))
+        p = expit(A @ w)  # no overflow where a step overshoots
         grad = A.T @ (p - t)
         hess = (A * (p * (1 - p))[:, None]).T @ A + 1e-9 * np.eye(2)
         step = np.linalg.solve(hess, grad)
