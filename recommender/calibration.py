@@ -179,3 +179,28 @@ def choose(raw: np.ndarray, y: np.ndarray, row_fold: np.ndarray, methods: tuple[
         cv[m] = expected_calibration_error(pred, y) if len(folds) > 1 else float("inf")
     best = min(methods, key=lambda m: (round(cv[m], 6), methods.index(m)))
     return Chosen(FITTERS[best](raw, y), cv, int(len(raw)), int(len(folds)))
+
+
+def cross_fitted(data, prior, params: dict, trees: int, *, folds: int = FOLDS, seed: int = 13) -> Chosen:
+    """The learned ranker's calibration: :func:`choose` over out-of-fold raw scores of every
+    list of ``data`` (a :class:`recommender.training.Gathered`), each fold's from ``prior`` plus
+    ``trees`` LightGBM rounds with ``params`` fitted on the other folds (the final model's recipe,
+    no early stopping). With no tree the raw score is the prior, which nothing was fitted on, so
+    every list's score is already held out and no fold is fitted."""
+    import lightgbm as lgb
+
+    names = tuple(data.names)
+
+    def fit_predict(fit_q: np.ndarray, held_q: np.ndarray) -> np.ndarray:
+        part, held = data.take(fit_q), data.take(held_q)
+        raw = prior.scores(held.X, names)
+        if trees == 0 or not len(part.groups):
+            return raw
+        fold_set = lgb.Dataset(part.X, part.y, group=part.groups, init_score=prior.scores(part.X, names),
+                               feature_name=list(names))
+        return raw + lgb.train(params, fold_set, num_boost_round=trees).predict(held.X)
+
+    fold = fold_of(data.components, folds, seed)
+    raw = out_of_fold(fold, data.groups, fit_predict)
+    shown = top10(raw, data.groups)
+    return choose(raw[shown], data.y[shown], np.repeat(fold, data.groups)[shown])

@@ -31,7 +31,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from caselink.errors import InvalidQuery
-from recommender.calibration import choose, expected_calibration_error, fold_of, out_of_fold, top10
+from recommender.calibration import cross_fitted, expected_calibration_error, top10
 from recommender.features import FEATURES
 from recommender.learned import Prior, RankerModel
 
@@ -282,7 +282,7 @@ def split_validation(data: Gathered, valid_fraction: float = 0.25, seed: int = 1
 def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds: int = 300,
         prior_scale: float | None = PRIOR_SCALE, params: dict | None = None, info: dict | None = None) -> RankerModel:
     """Fit lambdarank on part of ``data``'s components and validate on the rest; calibrate on
-    out-of-fold scores of all of them (:func:`_calibrate`).
+    out-of-fold scores of all of them (:func:`recommender.calibration.cross_fitted`).
 
     With ``prior_scale`` (the default) boosting starts from the hybrid ranking and the trees
     learn corrections: early stopping on the validation components picks how many, and none are
@@ -329,7 +329,7 @@ def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds:
         # alone and ranks as hybrid. Few labels -> no credible gain -> hybrid, never worse.
         trees, raw_va = 0, init_va
         judged["reason"] += f"; no tree kept ({keep['reason']}): ranks as hybrid"
-    chosen = _calibrate(data, prior, params, trees, seed)
+    chosen = cross_fitted(data, prior, params, trees, seed=seed)
     model = RankerModel(booster_text=booster.model_to_string(num_iteration=trees) if trees else "",
                         calibration_x=[float(x) for x in chosen.calibration.x],
                         calibration_y=[float(y) for y in chosen.calibration.y], features=names, prior=prior)
@@ -351,30 +351,6 @@ def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds:
         },
     }
     return model
-
-
-def _calibrate(data: Gathered, prior: Prior, params: dict, trees: int, seed: int):
-    """Platt or isotonic (:func:`recommender.calibration.choose`) over out-of-fold raw scores of
-    every training list: each fold's from the prior plus ``trees`` rounds fitted on the other
-    folds (the final model's recipe, no early stopping). With no tree the raw score is the prior,
-    which nothing was fitted on, so every list's score is already held out and no fold is fitted."""
-    import lightgbm as lgb
-
-    names = tuple(data.names)
-
-    def fit_predict(fit_q: np.ndarray, held_q: np.ndarray) -> np.ndarray:
-        part, held = data.take(fit_q), data.take(held_q)
-        raw = prior.scores(held.X, names)
-        if trees == 0 or not len(part.groups):
-            return raw
-        fold_set = lgb.Dataset(part.X, part.y, group=part.groups, init_score=prior.scores(part.X, names),
-                               feature_name=list(names))
-        return raw + lgb.train(params, fold_set, num_boost_round=trees).predict(held.X)
-
-    fold = fold_of(data.components, seed=seed)
-    raw = out_of_fold(fold, data.groups, fit_predict)
-    shown = top10(raw, data.groups)
-    return choose(raw[shown], data.y[shown], np.repeat(fold, data.groups)[shown])
 
 
 def train(service, pairs: Sequence[Sequence], *, kinds: list[str] | None = None,
