@@ -173,6 +173,10 @@ class StatsOut(BaseModel):
     feedback: int = Field(0, description="Stored helpful / not helpful votes.")
     backend: str = Field("local", description="The search backend serving (settings backend.kind).")
     encoder_error: str | None = Field(None, description="Set when the encoder failed and search fell back.")
+    learned: str = Field("", description="The trained ranker in use (trees, training date, depth, whether "
+                         "rank.learned = auto uses it); empty when there is none.")
+    learned_warning: str | None = Field(None, description="Set when the ranker file was refused, or the model was "
+                                        "trained at another rank.learned_depth than this server reranks.")
 
 
 class RelatedOut(BaseModel):

@@ -105,7 +105,7 @@ def run_set(name: str, split: float, seed: int, cache: Path) -> dict:
         train_data = gather(svc, train_queries, kinds=kinds)
         gather_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
-        model = fit(train_data, seed=seed)
+        model = fit(train_data, seed=seed, depth=svc.settings.rank.learned_depth)
         fit_seconds = time.perf_counter() - t0
         svc.set_ranker(model)
         retrievers = {m: CaselinkRetriever(engine, m) for m in ("hybrid", "dense", "keyword", "learned")}

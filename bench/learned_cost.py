@@ -229,7 +229,7 @@ def depth_relevance(name: str, depths: list[int], cache: Path, *, split: float =
     rows, rr_of = [], {}
     for depth in depths:
         d = depth or max(full_depth, int(train_data.groups.max()))
-        model = fit(_first(train_data, d), seed=seed)
+        model = fit(_first(train_data, d), seed=seed, depth=depth)
         rr = reciprocal_ranks(_reranked_at(model.raw(test_data.X), test_data.groups, d), test_data.y,
                               test_data.groups)
         rr_of[depth] = rr

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -43,6 +44,7 @@ from recommender.fusion import CODES_FIRST_MAX, Fused
 FORMAT_VERSION = 3
 READABLE_FORMATS = (1, 2, 3)  # 1: the trees alone, no prior; 2: prior hybrid_score only
 FILE_NAME = "ranker.json"
+log = logging.getLogger("caselink.ranker")
 RETRAIN_HINT = "train a new one with: caselink train"
 
 
@@ -133,6 +135,8 @@ class RankerModel:
             (linear between them, flat beyond; Platt or isotonic: ``info["calibration"]``).
         info: training size, date, settings and validation figures (what ``caselink train`` prints).
         features: the feature names, in column order.
+        depth: the ``rank.learned_depth`` its lists were gathered at (0 = whole lists); None when
+            the file does not say (formats 1 and 2, and models fitted outside :func:`train`).
     """
 
     booster_text: str
@@ -141,12 +145,24 @@ class RankerModel:
     info: dict = field(default_factory=dict)
     features: tuple[str, ...] = FEATURES
     prior: Prior = Prior()
+    depth: int | None = None
     _compiled: "_Compiled | None" = field(default=None, repr=False)
 
     @property
     def passed(self) -> bool:
         """Whether validation found it at least as good as the hybrid ranking it reranks."""
         return bool(self.info.get("validation", {}).get("passed", False))
+
+    def depth_note(self, configured: int) -> str | None:
+        """Why serving at ``configured`` candidates is not what this model was trained for, or
+        None when it is (or the file does not say). The model still ranks: its features do not
+        depend on the depth, but it learned from, and was validated on, lists of its own depth."""
+        if self.depth is None or self.depth == configured:
+            return None
+        name = lambda d: "the whole list" if d == 0 else f"{d} candidates"  # noqa: E731
+        return (f"the learned ranker was trained on {name(self.depth)} (rank.learned_depth = {self.depth}) and "
+                f"reranks {name(configured)} here (rank.learned_depth = {configured}): its validation figures are "
+                f"not this server's; retrain (caselink train) or set rank.learned_depth = {self.depth}")
 
     def _ready(self) -> "_Compiled":
         # Built whole, then published in one assignment: a server's threads never see half of it.
@@ -191,7 +207,7 @@ class RankerModel:
     def to_json(self) -> dict:
         body = {"format": FORMAT_VERSION, "features": list(self.features), "info": self.info,
                 "calibration": {"x": self.calibration_x, "y": self.calibration_y},
-                "prior": self.prior.to_json(), "lightgbm": self.booster_text}
+                "prior": self.prior.to_json(), "depth": self.depth, "lightgbm": self.booster_text}
         return {**body, "sha256": _checksum(body)}
 
     def save(self, path: Path) -> Path:
@@ -235,9 +251,13 @@ class RankerModel:
         if absent:
             raise IndexFormatError(f"ranker model {path}: its prior reads {', '.join(absent)}, not among its "
                                    "features", hint=RETRAIN_HINT)
+        depth = data.get("depth")  # absent before format 3 recorded it
+        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
+            raise IndexFormatError(f"ranker model {path}: expected depth to be a whole number >= 0 or null, "
+                                   f"got {depth!r}", hint=RETRAIN_HINT)
         cal = data["calibration"]
         return cls(booster_text=data["lightgbm"], calibration_x=list(cal["x"]), calibration_y=list(cal["y"]),
-                   info=data.get("info", {}), features=tuple(data["features"]), prior=prior)
+                   info=data.get("info", {}), features=tuple(data["features"]), prior=prior, depth=depth)
 
 
 class RankerSlot:
@@ -250,9 +270,10 @@ class RankerSlot:
 
     CHECK_EVERY = 1.0
 
-    def __init__(self, path: Path, features: tuple[str, ...] = FEATURES):
+    def __init__(self, path: Path, features: tuple[str, ...] = FEATURES, depth: int | None = None):
         self.path = path
         self.features = features
+        self.depth = depth  # the rank.learned_depth served, to check a model's own against
         self.error: str | None = None
         self._model: RankerModel | None = None
         self._stamp: tuple[int, int] | None = None
@@ -304,7 +325,15 @@ class RankerSlot:
                     self._model, self.error = RankerModel.load(self.path, self.features), None
                 except IndexFormatError as exc:
                     self._model, self.error = None, str(exc)
+                if note := self.warning(self._model):
+                    log.warning("%s: %s", self.path, note)
             return self._model
+
+    def warning(self, model: RankerModel | None) -> str | None:
+        """What is wrong with serving ``model`` here: the file refused, or trained at another depth."""
+        if model is None:
+            return self.error
+        return model.depth_note(self.depth) if self.depth is not None else None
 
 
 @dataclass(frozen=True)

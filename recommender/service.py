@@ -47,6 +47,8 @@ class Stats:
     centering: list[str]  # kinds centred on their own mean ("*": the corpus mean); empty: not centred
     feedback: int  # stored votes
     backend: str = "local"  # the engine behind the seam (settings backend.kind)
+    learned: str = ""  # the trained ranker in use, one line ("" = none)
+    learned_warning: str | None = None  # its file refused, or trained at another rank.learned_depth
 
 
 class CaselinkService:
@@ -59,7 +61,7 @@ class CaselinkService:
         self.model_reason = model_reason  # why this encoder: given, configured, or what "auto" resolved to
         self._documents = threading.Lock()  # one document replacement at a time: stale = stored - sent
         # Nothing read until a query needs it; a model for other features (encoder) is refused.
-        self._ranker = RankerSlot(ranker_path(settings), self.feature_names())
+        self._ranker = RankerSlot(ranker_path(settings), self.feature_names(), settings.rank.learned_depth)
         self._ranking = Ranking(settings, store, index, self._ranker)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -409,7 +411,8 @@ class CaselinkService:
                      dim=idx.encoder.dim, factory=idx.factory, snapshot=str(idx.snapshot_path or ""),
                      built_at=engine.get("built_at", ""), change_seq=idx.backend.applied_seq(),
                      centering=idx.centred_kinds, feedback=self.store.feedback_count(),
-                     backend=idx.backend.name)
+                     backend=idx.backend.name, learned=_describe(model) if (model := self._ranker.current()) else "",
+                     learned_warning=self._ranker.warning(model))
 
 
 class _Closed:
@@ -420,6 +423,14 @@ class _Closed:
             raise AttributeError(name)
         raise ServiceClosed("the service is closed (the server is shutting down); nothing more is read or written",
                             hint="retry on a running server, or open the service again")
+
+
+def _describe(model: RankerModel) -> str:
+    """A trained ranker in one line: trees, when, at what depth, and whether auto uses it."""
+    depth = {None: "depth not recorded", 0: "whole lists"}.get(model.depth, f"depth {model.depth}")
+    used = "used by rank.learned = auto" if model.passed else "not used by auto (mode=learned asks for it)"
+    return (f"{model.info.get('rounds', '?')} trees, trained {model.info.get('trained_at', '?')} on "
+            f"{model.info.get('queries', '?')} queries, {depth}; {used}")
 
 
 def _stale_sections(store: RecordStore, documents: Mapping[str, Collection[str]]) -> list[str]:

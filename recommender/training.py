@@ -280,7 +280,8 @@ def split_validation(data: Gathered, valid_fraction: float = 0.25, seed: int = 1
 
 
 def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds: int = 300,
-        prior_scale: float | None = PRIOR_SCALE, params: dict | None = None, info: dict | None = None) -> RankerModel:
+        prior_scale: float | None = PRIOR_SCALE, params: dict | None = None, info: dict | None = None,
+        depth: int | None = None) -> RankerModel:
     """Fit lambdarank on part of ``data``'s components and validate on the rest; calibrate on
     out-of-fold scores of all of them (:func:`recommender.calibration.cross_fitted`).
 
@@ -288,7 +289,8 @@ def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds:
     learn corrections: early stopping on the validation components picks how many, and none are
     kept unless they beat the hybrid ranking there credibly enough (:data:`KEEP_LEVEL`); the
     model then ranks as hybrid. ``None`` learns from scratch (format 1's models). ``params``
-    override LightGBM's (:data:`PARAMS`).
+    override LightGBM's (:data:`PARAMS`). ``depth``: the ``rank.learned_depth`` the lists were
+    gathered at, saved with the model so serving can say when it reranks another depth.
 
     Raises:
         InvalidQuery: fewer than 4 queries had a relevant record among their candidates.
@@ -324,6 +326,7 @@ def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds:
     judged = verdict(trees_rr, start_rr, va.components, seed=seed)
     judged.pop("queries")
     keep = verdict(trees_rr, start_rr, va.components, seed=seed, min_queries=KEEP_MIN_QUERIES, level=KEEP_LEVEL)
+    stopped = trees
     if prior.kind != "none" and not keep["passed"]:
         # Corrections that validation cannot tell from noise are not kept: the model is the prior
         # alone and ranks as hybrid. Few labels -> no credible gain -> hybrid, never worse.
@@ -332,14 +335,16 @@ def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds:
     chosen = cross_fitted(data, prior, params, trees, seed=seed)
     model = RankerModel(booster_text=booster.model_to_string(num_iteration=trees) if trees else "",
                         calibration_x=[float(x) for x in chosen.calibration.x],
-                        calibration_y=[float(y) for y in chosen.calibration.y], features=names, prior=prior)
+                        calibration_y=[float(y) for y in chosen.calibration.y], features=names, prior=prior,
+                        depth=depth)
     learned_rr = reciprocal_ranks(raw_va, va.y, va.groups)
     model.info = {
         **(info or {}),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "queries": int(n_q), "fit_queries": int(len(tr.groups)), "valid_queries": int(len(va.groups)),
         "candidates": int(len(data.y)), "positives": int(data.y.sum()),
-        "rounds": trees, "prior": prior.to_json(), "fit_seconds": round(fit_seconds, 2),
+        "rounds": trees, "trees": trees_reason(trees, stopped, rounds, prior, keep),
+        "prior": prior.to_json(), "fit_seconds": round(fit_seconds, 2),
         "calibration": chosen.info(),
         "validation": {
             "mrr@10_learned": round(float(learned_rr.mean()), 4), "mrr@10_hybrid": round(float(hybrid_rr.mean()), 4),
@@ -351,6 +356,21 @@ def fit(data: Gathered, *, valid_fraction: float = 0.25, seed: int = 13, rounds:
         },
     }
     return model
+
+
+def trees_reason(kept: int, stopped: int, rounds: int, prior: Prior, keep: dict) -> str:
+    """How many trees a model kept and why, in a sentence (``caselink train`` prints it).
+
+    ``stopped``: the trees early stopping chose (of at most ``rounds``); ``keep``: the
+    :func:`verdict` at :data:`KEEP_LEVEL` of those trees against the prior on validation."""
+    if prior.kind == "none":
+        return (f"{kept} trees, learned from scratch (no prior): early stopping on the validation components "
+                f"chose {stopped} of at most {rounds} rounds")
+    if kept == 0:
+        return (f"0 trees: validation could not tell their gain from noise ({keep['reason']}; early stopping had "
+                f"chosen {stopped}); ranks as hybrid")
+    return (f"{kept} trees on top of hybrid: early stopping on the validation components chose {kept} of at most "
+            f"{rounds} rounds, and they beat hybrid there ({keep['reason']})")
 
 
 def train(service, pairs: Sequence[Sequence], *, kinds: list[str] | None = None,
@@ -370,7 +390,7 @@ def train(service, pairs: Sequence[Sequence], *, kinds: list[str] | None = None,
     data = gather(service, queries, kinds=kinds, progress=progress)
     gather_seconds = time.perf_counter() - t0
     n_pairs = sum(1 for p in pairs if int(p[2]) == 1)
-    model = fit(data, seed=seed, rounds=rounds, info={**(info or {}), "pairs": n_pairs, "labeled_queries": len(queries),
+    model = fit(data, seed=seed, rounds=rounds, depth=service.settings.rank.learned_depth, info={**(info or {}), "pairs": n_pairs, "labeled_queries": len(queries),
                                        "missed_queries": data.missed, "gather_seconds": round(gather_seconds, 2)})
     return model
 

@@ -422,10 +422,15 @@ def _cli(*args: str, data_dir) -> subprocess.CompletedProcess:
 def test_caselink_train_saves_a_model_that_search_then_uses(demo):
     svc, _, _ = demo
     data_dir = svc.settings.data_dir
+    text = _cli("train", "--max-queries", "100", data_dir=data_dir)  # as a user reads it: the trees and why
+    assert text.returncode == 0, text.stderr
+    line = next(x for x in text.stdout.splitlines() if x.startswith("model: "))
+    assert " trees" in line and "rank.learned_depth = 50" in line
     proc = _cli("train", "--json", data_dir=data_dir)
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["path"] == str(ranker_path(svc.settings)) and info["pairs"] > 100
+    assert info["depth"] == 50 and info["trees"].startswith(f"{info['rounds']} trees")
     assert info["test"]["queries"] >= 50 and info["validation"]["passed"], info["validation"]
     assert info["test"]["passed"] and info["test"]["gain_ci"][0] > 0
     out = json.loads(_cli("related", "C-2023-00026", "--json", data_dir=data_dir).stdout)

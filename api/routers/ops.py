@@ -47,7 +47,8 @@ def stats(svc: ServiceDep) -> StatsOut:
     return StatsOut(records=s.records, total=sum(s.records.values()), indexed=s.indexed, model=s.model, dim=s.dim,
                     factory=s.factory, snapshot=Path(s.snapshot).name if s.snapshot else "", built_at=s.built_at,
                     change_seq=s.change_seq, centering=s.centering, feedback=s.feedback,
-                    backend=s.backend, encoder_error=svc.encoder_error)
+                    backend=s.backend, encoder_error=svc.encoder_error, learned=s.learned,
+                    learned_warning=s.learned_warning)
 
 
 @router.get("/metrics", dependencies=[ReadAccess], summary="Prometheus metrics (text format)",

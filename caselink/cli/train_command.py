@@ -109,13 +109,17 @@ def train_command(
     finally:
         svc.close()
     if as_json:
-        sys.stdout.write(json.dumps({"path": str(path), **model.info}, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps({"path": str(path), "depth": model.depth, **model.info}, ensure_ascii=False) + "\n")
         return
     info, v = model.info, model.info["validation"]
     out.print(f"trained on {info['queries']} queries ({info['pairs']} related pairs) in {info['train_seconds']} s; "
               f"saved {path}", highlight=False)
     out.print(f"validation ({info['valid_queries']} queries): MRR@10 learned {v['mrr@10_learned']:.3f}, "
               f"hybrid {v['mrr@10_hybrid']:.3f}; calibration error {v['ece@10']:.3f}", highlight=False)
+    depth = "whole candidate lists" if model.depth == 0 else f"the first {model.depth} candidates"
+    # One line however long (soft_wrap): the sentence says why, and a grep for it should find it whole.
+    out.print(f"model: {info['trees']}; trained on {depth} (rank.learned_depth = {model.depth})", highlight=False,
+              soft_wrap=True)
     if info.get("test"):
         t = info["test"]
         out.print(f"held out ({t['queries']} queries never trained on): MRR@10 learned {t['mrr@10_learned']:.3f}, "
