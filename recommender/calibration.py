@@ -186,21 +186,33 @@ def cross_fitted(data, prior, params: dict, trees: int, *, folds: int = FOLDS, s
     list of ``data`` (a :class:`recommender.training.Gathered`), each fold's from ``prior`` plus
     ``trees`` LightGBM rounds with ``params`` fitted on the other folds (the final model's recipe,
     no early stopping). With no tree the raw score is the prior, which nothing was fitted on, so
-    every list's score is already held out and no fold is fitted."""
+    every list's score is already held out and no fold is fitted.
+
+    ``data.missed_lists`` (lists with no relevant candidate) are scored and calibrated on too,
+    never fitted on (nothing to rank): a user is shown such lists, and leaving them out would
+    make every probability too high."""
     import lightgbm as lgb
 
     names = tuple(data.names)
+    extra = data.missed_lists
+    parts = [data] + ([extra] if extra is not None and len(extra.groups) else [])
+    X = np.vstack([p.X for p in parts])
+    y = np.concatenate([p.y for p in parts])
+    groups = np.concatenate([p.groups for p in parts])
+    comps = np.concatenate([p.components for p in parts])
+    ranked = np.arange(len(groups)) < len(data.groups)  # lists with a relevant record: the fitting ones
 
     def fit_predict(fit_q: np.ndarray, held_q: np.ndarray) -> np.ndarray:
-        part, held = data.take(fit_q), data.take(held_q)
-        raw = prior.scores(held.X, names)
+        held_X = X[np.repeat(held_q, groups)]
+        raw = prior.scores(held_X, names)
+        part = data.take((fit_q & ranked)[:len(data.groups)])
         if trees == 0 or not len(part.groups):
             return raw
         fold_set = lgb.Dataset(part.X, part.y, group=part.groups, init_score=prior.scores(part.X, names),
                                feature_name=list(names))
-        return raw + lgb.train(params, fold_set, num_boost_round=trees).predict(held.X)
+        return raw + lgb.train(params, fold_set, num_boost_round=trees).predict(held_X)
 
-    fold = fold_of(data.components, folds, seed)
-    raw = out_of_fold(fold, data.groups, fit_predict)
-    shown = top10(raw, data.groups)
-    return choose(raw[shown], data.y[shown], np.repeat(fold, data.groups)[shown])
+    fold = fold_of(comps, folds, seed)
+    raw = out_of_fold(fold, groups, fit_predict)
+    shown = top10(raw, groups)
+    return choose(raw[shown], y[shown], np.repeat(fold, groups)[shown])

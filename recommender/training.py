@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
@@ -139,6 +139,9 @@ class Gathered:
     components: np.ndarray  # component of each query
     missed: int  # queries none of whose relevant records was among the candidates
     names: tuple[str, ...] = FEATURES  # the columns of X
+    # Those queries' lists (every label 0): nothing to rank by, but a user is shown them too, so
+    # the calibration needs them (without them it overstates: 21% of bq's lists). Not kept by take().
+    missed_lists: "Gathered | None" = None
 
     def hybrid(self) -> np.ndarray:
         """A score per candidate whose order within each list is hybrid's as served: the fused
@@ -157,26 +160,42 @@ class Gathered:
 def gather(service, queries: Sequence[LabeledQuery], *, kinds: list[str] | None = None,
            progress: Progress | None = None) -> Gathered:
     """Rank each query's hybrid candidates with ``service`` and label them by its relevant set."""
-    Xs, ys, fs, groups, comps, missed = [], [], [], [], [], 0
+    found, empty = _Lists(), _Lists()
     names = service.feature_names()
     for n, q in enumerate(queries, 1):
         ids, fused, X = service.ranking_features(q.query_id, kinds=kinds)
         y = np.fromiter((i in q.relevant for i in ids), dtype=np.float32, count=len(ids))
         if progress is not None and (n % 50 == 0 or n == len(queries)):
             progress(n, len(queries))
-        if not y.any():
-            missed += 1
-            continue
-        Xs.append(X)
-        ys.append(y)
-        fs.append(fused)
-        groups.append(len(ids))
-        comps.append(q.component)
-    if not Xs:
-        return Gathered(np.zeros((0, len(names)), dtype=np.float32), np.zeros(0), np.zeros(0),
-                        np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), missed, names)
-    return Gathered(np.vstack(Xs), np.concatenate(ys), np.concatenate(fs), np.asarray(groups),
-                    np.asarray(comps), missed, names)
+        if len(ids):
+            (found if y.any() else empty).add(X, y, fused, q.component)
+    missed = len(queries) - len(found.groups)
+    return found.gathered(names, missed, missed_lists=empty.gathered(names, 0))
+
+
+@dataclass
+class _Lists:
+    """Candidate lists as :func:`gather` collects them."""
+
+    X: list = field(default_factory=list)
+    y: list = field(default_factory=list)
+    fused: list = field(default_factory=list)
+    groups: list = field(default_factory=list)
+    comps: list = field(default_factory=list)
+
+    def add(self, X: np.ndarray, y: np.ndarray, fused: np.ndarray, component: int) -> None:
+        self.X.append(X)
+        self.y.append(y)
+        self.fused.append(fused)
+        self.groups.append(len(y))
+        self.comps.append(component)
+
+    def gathered(self, names: tuple[str, ...], missed: int, missed_lists: Gathered | None = None) -> Gathered:
+        if not self.X:
+            return Gathered(np.zeros((0, len(names)), dtype=np.float32), np.zeros(0), np.zeros(0),
+                            np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), missed, names, missed_lists)
+        return Gathered(np.vstack(self.X), np.concatenate(self.y), np.concatenate(self.fused),
+                        np.asarray(self.groups), np.asarray(self.comps), missed, names, missed_lists)
 
 
 def reciprocal_ranks(scores: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -125,3 +125,32 @@ def test_top10_and_ece_helpers():
     assert expected_calibration_error(np.array([0.9, 0.9, 0.1, 0.1]), np.array([1, 1, 0, 0.0])) == pytest.approx(0.1)
     assert Calibration("platt", np.array([0.0, 1.0]), np.array([0.2, 0.8]))(np.array([-5, 0.5, 5])) == \
         pytest.approx([0.2, 0.5, 0.8])
+
+
+def test_lists_without_a_relevant_record_are_calibrated_on_never_fitted_on():
+    """A user is shown lists where nothing relevant was found too: calibrating on the other
+    lists alone would overstate every probability on such a mix."""
+    rng = np.random.default_rng(6)
+
+    def with_empty(n, n_empty):
+        found, empty = _lists(rng, n), _lists(rng, n_empty)
+        empty.X[:, F["fused_score"]] = empty.fused = np.clip(empty.fused - 0.3 * empty.y, 0, 1)
+        empty.y[:] = 0  # the relevant record was not among the candidates
+        empty.components += 10_000
+        return Gathered(found.X, found.y, found.fused, found.groups, found.components, n_empty, found.names,
+                        missed_lists=empty)
+
+    train = with_empty(240, 120)
+    plain = fit(Gathered(train.X, train.y, train.fused, train.groups, train.components, 0, train.names), rounds=40)
+    model = fit(train, rounds=40)
+    assert model.booster_text == plain.booster_text  # the ranking is fitted on the same lists
+    assert model.info["calibration"]["rows"] == plain.info["calibration"]["rows"] + 1200
+    # On held-out lists in the same mix, the calibration that saw the empty lists is the closer.
+    test = with_empty(240, 120)
+    X = np.vstack([test.X, test.missed_lists.X])
+    y = np.concatenate([test.y, test.missed_lists.y])
+    groups = np.concatenate([test.groups, test.missed_lists.groups])
+    raw = model.raw(X)
+    shown = top10(raw, groups)
+    errors = [expected_calibration_error(m.calibrate(raw[shown]), y[shown]) for m in (model, plain)]
+    assert errors[0] < errors[1], errors
