@@ -71,6 +71,9 @@ class Prior:
       query naming 1 to ``max_codes`` codes: hybrid's order as served, the exact-code rule
       included (:func:`recommender.fusion.codes_first`), since a ``code_weight`` above ``scale``
       outweighs any fused score (0-1). Ties keep the fused order when reranked, as in codes_first.
+      With ``keyword_rank`` above 0 (chosen by training only when the labels credibly say the
+      keyword side deserves more trust than fusion gives it) it adds ``scale * keyword_rank *
+      -log(1 + the keyword side's rank)``: hybrid leaning on keyword; 0 is hybrid exactly.
 
     ``baseline`` is the prior's mean over the training candidates: an explanation shows a
     candidate's prior against it, as SHAP shows each feature against the trees' average.
@@ -81,12 +84,15 @@ class Prior:
     baseline: float = 0.0
     code_weight: float = 0.0
     max_codes: int = 0
+    keyword_rank: float = 0.0
 
     @classmethod
-    def hybrid(cls, scale: float, baseline: float = 0.0) -> "Prior":
-        """The served hybrid ranking at ``scale``: the code rule weighs twice the whole fused range."""
-        return cls("hybrid_with_codes", float(scale), baseline, code_weight=2.0 * float(scale),
-                   max_codes=CODES_FIRST_MAX)
+    def hybrid(cls, scale: float, baseline: float = 0.0, keyword_rank: float = 0.0) -> "Prior":
+        """The served hybrid ranking at ``scale`` (leaning on the keyword side's rank by
+        ``keyword_rank``): the code rule outweighs the whole fused range and the keyword lean's
+        (a log rank below 10: ranks up to 20,000)."""
+        return cls("hybrid_with_codes", float(scale), baseline, code_weight=float(scale) * (2.0 + 10.0 * keyword_rank),
+                   max_codes=CODES_FIRST_MAX, keyword_rank=float(keyword_rank))
 
     def scores(self, X: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
         """The prior's raw score per row of ``X`` (zeros for ``none``)."""
@@ -98,12 +104,17 @@ class Prior:
             named = shared + np.asarray(X[:, features.index("codes_missing")], dtype=np.float64)
             # Every row of a list has the query's count of codes: the rule is on for the whole list or off.
             out = out + np.where((named >= 1) & (named <= self.max_codes), self.code_weight * shared, 0.0)
+            if self.keyword_rank:
+                out = out - self.scale * self.keyword_rank * np.asarray(
+                    X[:, features.index("keyword_log_rank")], dtype=np.float64)
         return out
 
     def to_json(self) -> dict:
         out = {"kind": self.kind, "scale": self.scale, "baseline": self.baseline}
         if self.kind == "hybrid_with_codes":
             out.update(code_weight=self.code_weight, max_codes=self.max_codes)
+            if self.keyword_rank:
+                out["keyword_rank"] = self.keyword_rank
         return out
 
     @classmethod
@@ -114,14 +125,17 @@ class Prior:
                                    f"got {got!r}", hint=RETRAIN_HINT)
         try:
             prior = cls(data["kind"], float(data.get("scale", 0.0)), float(data.get("baseline", 0.0)),
-                        float(data.get("code_weight", 0.0)), int(data.get("max_codes", 0)))
+                        float(data.get("code_weight", 0.0)), int(data.get("max_codes", 0)),
+                        float(data.get("keyword_rank", 0.0)))
         except (TypeError, ValueError):
             raise IndexFormatError(f"ranker model {where}: the prior's scale, baseline, code_weight and max_codes "
                                    f"must be numbers, got {data.get('scale')!r}, {data.get('baseline')!r}, "
                                    f"{data.get('code_weight')!r}, {data.get('max_codes')!r}", hint=RETRAIN_HINT) from None
-        if prior.kind == "hybrid_with_codes" and not prior.code_weight > prior.scale:
-            raise IndexFormatError(f"ranker model {where}: expected the prior's code_weight above its scale "
-                                   f"({prior.scale}), got {prior.code_weight}", hint=RETRAIN_HINT)
+        least = prior.scale * (1.0 + 10.0 * prior.keyword_rank)  # the fused range and the keyword lean's
+        if prior.kind == "hybrid_with_codes" and not (prior.code_weight > least and prior.keyword_rank >= 0):
+            raise IndexFormatError(f"ranker model {where}: expected the prior's code_weight above {least} and its "
+                                   f"keyword_rank >= 0, got {prior.code_weight} and {prior.keyword_rank}",
+                                   hint=RETRAIN_HINT)
         return prior
 
 
@@ -247,6 +261,7 @@ class RankerModel:
                                    f"{data['format']} file", hint=RETRAIN_HINT)
         reads = {"none": (), "hybrid_score": ("fused_score",),
                  "hybrid_with_codes": ("fused_score", "codes_shared", "codes_missing")}[prior.kind]
+        reads += ("keyword_log_rank",) if prior.keyword_rank else ()
         absent = [name for name in reads if name not in data["features"]]
         if absent:
             raise IndexFormatError(f"ranker model {path}: its prior reads {', '.join(absent)}, not among its "
