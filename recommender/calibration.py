@@ -19,7 +19,8 @@ format does not change and any caselink that reads a model reads this one.
 **Which rows.** What a user is shown is each list's top 10, so the calibration is fitted and
 judged on those rows (:func:`top10`): a candidate's chance of being relevant at a given raw
 score is not the same at rank 3 as at rank 40, and the tail of 40 unrelated candidates per
-list would otherwise pull the curve down where the shown scores live.
+list would otherwise pull the curve down where the shown scores live. Lists with no relevant
+candidate at all are among them (:func:`cross_fitted`): nothing to rank by, but shown all the same.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The learned ranker's model: a LightGBM lambdarank booster, its calibration, its file.
 
 A model is one JSON file next to the index (``<data_dir>/index/ranker.json``): the booster in
-LightGBM's own text format, the isotonic calibration as two arrays, the feature names it was
+LightGBM's own text format, the calibration as two arrays, the feature names it was
 trained on, the training data's size and date, and its validation figures; a sha256 over the
 rest of the file guards it. No pickle. It is written to a temporary file and renamed into
 place, so a server never reads half a model; a wrong format version, a bad checksum or
