@@ -92,7 +92,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def _queries(pairs, pos: dict[str, int], limit: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """Query rows and each query's relevant rows: every id of a label-1 pair, its component's others."""
-    from recommender.training import labeled_queries
+    from recommender.splits import labeled_queries
 
     qs = labeled_queries(pairs)
     if len(qs) > limit:
@@ -166,7 +166,7 @@ def _hard_negatives(svc, fit_pairs, rel: np.ndarray, pos: dict[str, int], record
                     exclude) -> np.ndarray:
     """Per training pair, the first ``hard`` records hybrid ranks for its first record that are not in
     its component (and not in any test pair: the test half stays unseen), as rows."""
-    from recommender.training import labeled_queries
+    from recommender.splits import labeled_queries
 
     related = {q.query_id: q.relevant for q in labeled_queries(fit_pairs)}
     unseen = {str(i) for p in exclude for i in p[:2]}
@@ -203,7 +203,7 @@ def run_set(name: str, seed: int, cache: Path, pulls: Sequence[float] = (0.1,), 
     from eval.reference import benchmarks_dir
     from eval.runner import evaluate
     from indexing.encoders import load_encoder
-    from recommender.training import components, split_by_component
+    from recommender.splits import components, split_by_component
 
     t_start = time.perf_counter()
     records, pairs = load_benchmark(benchmarks_dir() / name)

@@ -39,16 +39,8 @@ from eval.learned import held_back, reliability
 from eval.reference import benchmarks_dir
 from eval.protocol import QUESTION
 from eval.runner import evaluate
-from recommender.training import (
-    components,
-    fit,
-    gather,
-    labeled_queries,
-    mrr_at_10,
-    reciprocal_ranks,
-    split_by_component,
-    verdict,
-)
+from recommender.splits import components, labeled_queries, split_by_component
+from recommender.training import fit, gather, mrr_at_10, reciprocal_ranks, verdict
 
 REPO = Path(__file__).resolve().parents[1]
 SETS = ("zh_bq_dev", "zh_afqmc_dev", "en_emanual_tv_remote", "en_openoffice_dups", "en_gitbugs_hadoop", "demo")

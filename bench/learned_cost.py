@@ -200,7 +200,8 @@ def depth_relevance(name: str, depths: list[int], cache: Path, *, split: float =
     from eval.caselink_retriever import CaselinkEngine
     from eval.learned import held_back
     from eval.protocol import QUESTION
-    from recommender.training import fit, gather, labeled_queries, reciprocal_ranks, split_by_component, verdict
+    from recommender.splits import labeled_queries, split_by_component
+    from recommender.training import fit, gather, reciprocal_ranks, verdict
 
     records, full, pairs = load_set(name)
     pairs = [(p[0], p[1], int(p[2])) for p in pairs]

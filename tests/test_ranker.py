@@ -20,19 +20,9 @@ from recommender.features import FEATURES, QueryFacts, feature_matrix, feature_n
 from recommender.fusion import Fused
 from recommender.learned import Prior, RankerModel, ranker_path
 from recommender.service import CaselinkService
-from recommender.training import (
-    PRIOR_SCALE,
-    components,
-    expected_calibration_error,
-    gather,
-    labeled_queries,
-    mrr_at_10,
-    Gathered,
-    fit,
-    split_by_component,
-    train,
-    verdict,
-)
+from recommender.calibration import expected_calibration_error
+from recommender.splits import components, labeled_queries, split_by_component
+from recommender.training import PRIOR_SCALE, Gathered, fit, gather, mrr_at_10, train, verdict
 
 F = {name: i for i, name in enumerate(FEATURES)}
 ROOT = Path(__file__).resolve().parents[1]

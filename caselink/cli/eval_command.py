@@ -155,7 +155,7 @@ def _learning_split(labeled, eval_records, split, train_pairs, seed):
     from eval.datasets import load_pairs
     from eval.learned import held_back
     from eval.protocol import build_protocol
-    from recommender.training import split_by_component
+    from recommender.splits import split_by_component
 
     if split is not None and train_pairs is not None:
         raise InvalidQuery("choose one of --split and --train-pairs", field="split")

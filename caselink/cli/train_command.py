@@ -67,7 +67,8 @@ def train_command(
     from caselink.cli.common import settings_from as _settings
     from recommender.learned import ranker_path
     from recommender.service import CaselinkService
-    from recommender.training import held_out, split_by_component, train
+    from recommender.splits import split_by_component
+    from recommender.training import held_out, train
 
     settings = _settings(config, data_dir)
     if not 0.0 <= holdout < 1.0:
