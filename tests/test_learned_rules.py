@@ -1,7 +1,8 @@
 """One rule set for hybrid and learned: a model that kept no tree ranks every request as hybrid.
 
-Learned against hybrid must differ by the model alone (issue 21): the exact-code rule applies in
-both paths, and the model's prior holds it, so the probabilities shown are the calibrated ones.
+Learned against hybrid must differ by the model alone (issue 21): the model's prior holds the
+exact-code rule, so the probabilities shown are the calibrated ones; trees fitted and validated
+against that order may overturn it for a record's relatives, never for a typed code search.
 """
 
 from __future__ import annotations
@@ -151,3 +152,47 @@ def test_format_2_and_3_files_load_and_a_code_prior_needs_format_3(tmp_path):
     rewrite({**three.to_json(), "features": [f for f in FEATURES if f != "codes_missing"]})
     with pytest.raises(IndexFormatError, match="codes_missing"):
         RankerModel.load(path, features=tuple(f for f in FEATURES if f != "codes_missing"))
+
+
+def _demoting_codes(svc: CaselinkService, records) -> RankerModel:
+    """A model whose trees learned that sharing a code counts against relevance (as on bug
+    reports whose "codes" are versions): fitted on the demo's own candidate rows, the trees
+    subtract 3 x the code rule's weight per shared code from the prior."""
+    import lightgbm as lgb
+
+    names = svc.feature_names()
+    rows = np.vstack([svc.ranking_features(rid)[2] for rid in _with_codes(records)[:20]])
+    shared = rows[:, names.index("codes_shared")]
+    prior = Prior.hybrid(PRIOR_SCALE)
+    target = -3.0 * prior.code_weight * shared
+    booster = lgb.train({"objective": "regression", "learning_rate": 1.0, "num_leaves": 4, "min_data_in_leaf": 1,
+                         "verbose": -1, "num_threads": 1}, lgb.Dataset(rows, target), num_boost_round=5)
+    return RankerModel(booster_text=booster.model_to_string(), calibration_x=[-100.0, 0.0, 15.0],
+                       calibration_y=[0.01, 0.3, 0.9], features=names, prior=prior)
+
+
+def test_trees_that_overturn_the_code_rule_rank_a_records_relatives_a_typed_code_search_keeps_it(demo):
+    """The rule is not imposed again on top of trees for a record's relatives (they were fitted and
+    validated against hybrid's order, rule included): the served order is the model's own. A typed
+    search naming a code keeps its exact matches first, whatever the trees say."""
+    svc, records = demo
+    model = _demoting_codes(svc, records)
+    svc.set_ranker(model)
+    try:
+        overturned = 0
+        for rid in _with_codes(records)[:20]:
+            ids, _, X = svc.ranking_features(rid)
+            raw = model.raw(X)
+            order = np.lexsort((np.arange(len(raw)), -raw))[:K]
+            served = svc.related(rid, k=K, mode="learned")
+            assert [r.id for r in served.results] == [ids[i] for i in order], rid
+            overturned += [r.id for r in served.results] != [r.id for r in svc.related(rid, k=K, mode="hybrid").results]
+        assert overturned >= 5, overturned  # the trees did overturn the rule, or this proves nothing
+        for rec in [r for r in records if r.kind == "case" and r.error_codes][:10]:
+            q = SearchQuery(text=f"{rec.title} {rec.error_codes[0]}", k=K, mode="learned")
+            got = svc.search(q)
+            assert got.path == "learned"
+            coded = [bool(r.explanation.matched_codes) for r in got.results]
+            assert any(coded) and coded == sorted(coded, reverse=True), rec.id  # exact matches lead
+    finally:
+        svc.set_ranker(None)
