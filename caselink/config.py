@@ -145,7 +145,12 @@ class BackendConfig(_Section):
         "(a write is searchable when the call returns); the weaker levels answer sooner but may miss recent writes.")
     dense_index: Literal["FLAT", "HNSW", "IVF_FLAT", "AUTOINDEX"] = Field(
         "FLAT", description="Milvus index on the dense vectors: FLAT is exact (as local below vectors.exact_below); "
-        "HNSW or AUTOINDEX for millions of records.")
+        "IVF_FLAT, HNSW or AUTOINDEX for millions of records. A change is applied by 'caselink index', which "
+        "rebuilds the dense index in place (the records stay).")
+    dense_nlist: int = Field(1024, ge=1, le=65536, description="IVF_FLAT: lists per index, fixed when the dense "
+                             "index is built (Milvus builds one per sealed segment).")
+    dense_nprobe: int = Field(64, ge=1, le=65536, description="IVF_FLAT: lists searched per query; more is slower "
+                              "and closer to exact.")
     timeout: float = Field(30.0, gt=0, description="Seconds one Milvus call may take.")
 
     @model_validator(mode="after")

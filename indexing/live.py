@@ -127,7 +127,8 @@ class LiveIndex:
             else:
                 applied = idx.writes_since_snapshot_  # what open() replayed
                 retuned = idx.retune(settings.bm25.k1, settings.bm25.b, settings.bm25.delta)
-                snap = idx.snapshot() if applied or retuned else idx.snapshot_path
+                reindexed = idx.reindex()
+                snap = idx.snapshot() if applied or retuned or reindexed else idx.snapshot_path
                 return idx, BuildReport(idx.count(), idx.embedded_, time.perf_counter() - t0, snap,
                                         idx.factory, applied=applied)
         log.info("building the index from scratch: %s", reason)
@@ -174,6 +175,12 @@ class LiveIndex:
             return False
         log.info("bm25 scoring changed to k1=%s b=%s delta=%s: applied without a rebuild", k1, b, delta)
         return True
+
+    def reindex(self) -> bool:
+        """Bring the backend's vector index to the one configured, in place, where the backend can
+        (Milvus: ``backend.dense_index`` / ``dense_nlist``); True when it was rebuilt."""
+        reindex = getattr(self.backend, "reindex", None)
+        return bool(reindex is not None and reindex())
 
     def capture(self) -> tuple[dict, Callable[[Path], None]]:
         """What a snapshot keeps of this side (the backend's sidecar, :mod:`indexing.snapshot_state`)."""

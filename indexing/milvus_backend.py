@@ -77,6 +77,11 @@ _MAX_TOPK = 16384  # Milvus's limit on one search's results
 _SEARCH_THREADS = 8  # keyword searches under way at once for search_keyword_soon (one per request being ranked)
 
 
+def _spec(dense: dict) -> str:
+    """A dense index for people: 'FLAT', 'IVF_FLAT (nlist 1024)'."""
+    return dense["index"] + (f" (nlist {dense['nlist']})" if "nlist" in dense else "")
+
+
 def _chunks(items: Sequence, n: int = BATCH) -> Iterator[Sequence]:
     for start in range(0, len(items), n):
         yield items[start:start + n]
@@ -93,7 +98,9 @@ class MilvusBackend:
     store : the record store holding the keyword statistics (:mod:`indexing.store_terms`).
     k1, b, delta : BM25L parameters of the stored weights.
     consistency : Milvus consistency level of every read ("Strong" = read-your-writes).
-    dense_index : Milvus index type on the dense vectors.
+    dense_index, dense_nlist : the dense vectors' index: type, and lists for IVF_FLAT (a new
+        collection is built with it; :meth:`reindex` brings an existing one to it).
+    dense_nprobe : IVF_FLAT lists searched per query.
     timeout : seconds per Milvus call.
     """
 
@@ -102,10 +109,10 @@ class MilvusBackend:
 
     def __init__(self, *, uri: str, token: str = "", collection: str, dim: int, store: RecordStore,
                  k1: float = 1.2, b: float = 0.75, delta: float = 0.5, consistency: str = "Strong",
-                 dense_index: str = "FLAT", timeout: float = 30.0, root: Path | None = None, sidecar=None,
-                 owns_store: bool = False):
+                 dense_index: str = "FLAT", dense_nlist: int = 1024, dense_nprobe: int = 64, timeout: float = 30.0,
+                 root: Path | None = None, sidecar=None, owns_store: bool = False):
         self.milvus = MilvusCollections(uri=uri, token=token, collection=collection, dim=dim, consistency=consistency,
-                                        dense_index=dense_index, timeout=timeout)
+                                        dense_index=dense_index, dense_nlist=dense_nlist, timeout=timeout)
         self.collection = collection
         self.dim = dim
         self.store = store
@@ -113,7 +120,7 @@ class MilvusBackend:
         self.k1, self.b, self.delta = k1, b, delta
         self.weights = BM25LWeights(k1=k1, b=b, delta=delta)
         self.consistency = consistency
-        self.dense_index = dense_index
+        self.dense_nprobe = dense_nprobe
         self.dir = IndexDir(root) if root is not None else None  # where the service's side is snapshotted
         self.sidecar = sidecar
         self.snapshot_: Path | None = None
@@ -134,7 +141,8 @@ class MilvusBackend:
             store = RecordStore(settings.store_url).open()
         return cls(uri=cfg.uri, token=cfg.secret(), collection=cfg.collection, dim=dim, store=store, k1=bm.k1,
                    b=bm.b, delta=bm.delta, consistency=cfg.consistency, dense_index=cfg.dense_index,
-                   timeout=cfg.timeout, root=settings.index_root, sidecar=sidecar, owns_store=owns)
+                   dense_nlist=cfg.dense_nlist, dense_nprobe=cfg.dense_nprobe, timeout=cfg.timeout,
+                   root=settings.index_root, sidecar=sidecar, owns_store=owns)
 
     @classmethod
     def build(cls, settings, *, dim: int, total: int, batches: Iterable[Sequence[Entry]], sample: np.ndarray = None,
@@ -204,8 +212,26 @@ class MilvusBackend:
 
     def connect(self, *, fresh: bool = False) -> None:
         self.meta_ = self.milvus.connect(fresh=fresh, meta={"format": FORMAT, "applied_seq": 0,
-                                                            "params": self.weights.params, "fresh": True})
+                                                            "params": self.weights.params, "fresh": True,
+                                                            "dense": self.milvus.dense})
         self.store.transaction(self._reconcile)
+        if self.milvus.dense_built != self.milvus.dense:
+            log.warning("Milvus collection %s has the dense index %s, the settings ask for %s: searched as it is "
+                        "until 'caselink index' rebuilds it in place", self.collection,
+                        _spec(self.milvus.dense_built), _spec(self.milvus.dense))
+
+    def reindex(self) -> bool:
+        """Rebuild the dense index in place when it is not the one configured (type or lists); the
+        records, vectors and keyword weights stay. True when it was rebuilt."""
+        if self.milvus.dense_built == self.milvus.dense:
+            return False
+        log.info("rebuilding the dense index of Milvus collection %s in place: %s -> %s (%d records)",
+                 self.collection, _spec(self.milvus.dense_built), _spec(self.milvus.dense), self.count())
+        t0 = time.perf_counter()
+        with self.lock_:
+            self.meta_ = self.milvus.rebuild_dense_index()
+        log.info("dense index rebuilt in %.1f s", time.perf_counter() - t0)
+        return True
 
     def _reconcile(self, tx: WriteTx) -> None:
         """Under the store's write lock: a new collection starts the statistics afresh; one whose
@@ -336,7 +362,13 @@ class MilvusBackend:
 
     def search_dense(self, vector: np.ndarray, k: int, filters: Filters | None = None,
                      exclude: Collection[str] = ()) -> Hits:
-        params = {"ef": max(int(k) + TIE_SLACK, 64)} if self.dense_index == "HNSW" else {}  # ef >= limit
+        dense = self.milvus.dense_built
+        if dense["index"] == "HNSW":
+            params = {"ef": max(int(k) + TIE_SLACK, 64)}  # ef >= limit
+        elif dense["index"] == "IVF_FLAT":
+            params = {"nprobe": min(self.dense_nprobe, dense["nlist"])}
+        else:
+            params = {}
         return self._search("vec", np.asarray(vector, dtype=np.float32).ravel().tolist(), k, filters, exclude,
                             params)
 
@@ -414,11 +446,17 @@ class MilvusBackend:
 
         m = self.meta_
         _, corpus = self.store.term_stats(())
-        return {"backend": "milvus", "factory": f"milvus:{self.dense_index}", "built_at": m.get("built_at", ""),
+        return {"backend": "milvus", "factory": self.factory, "built_at": m.get("built_at", ""),
                 "uri": self.milvus.safe_uri(), "collection": self.collection,
-                "consistency": self.consistency, "dense_index": self.dense_index, "records": self.count(),
+                "consistency": self.consistency, "dense_index": _spec(self.milvus.dense_built),
+                "records": self.count(),
                 "applied_seq": int(m.get("applied_seq", 0)), "mean_length": round(corpus.avgdl, 3),
                 "bm25": {"k1": self.k1, "b": self.b, "delta": self.delta}, "pymilvus": pymilvus.__version__}
+
+    @property
+    def factory(self) -> str:
+        """The dense index as the index manifest and stats name it: ``milvus:<type>``."""
+        return f"milvus:{self.milvus.dense_built['index']}"
 
     def persist(self) -> None:
         """Flush both collections (sealed segments, durable in Milvus's own storage) and publish a snapshot of
@@ -449,7 +487,7 @@ class MilvusBackend:
                 "milvus": {"collection": self.collection, "uri": self.milvus.safe_uri(), "dim": self.dim},
                 "counts": {"records": self.milvus.count()},
                 "params": {"bm25": {"k1": self.k1, "b": self.b, "delta": self.delta},
-                           "vectors": {"factory": f"milvus:{self.dense_index}"}}}
+                           "vectors": {"factory": self.factory}}}
 
     def close(self) -> None:
         with self._pool_lock:

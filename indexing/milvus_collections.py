@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 from caselink.errors import IndexFormatError, IndexNotReady
-from indexing.milvus_schema import ATTRIBUTES, create_collections
+from indexing.milvus_schema import ATTRIBUTES, create_collections, dense_index_params, dense_spec
 
 __all__ = ["BATCH", "FORMAT", "MilvusCollections"]
 
@@ -27,6 +27,7 @@ _META_KEY = -1
 FORMAT = 2  # 2: term statistics in the record store (1 kept them in <collection>_stats)
 BATCH = 1000  # entities per upsert / ids per "in" expression: well under gRPC's message limit
 _REBUILD = "run 'caselink index --rebuild' to rebuild it from the record store"
+_MILVUS_DEFAULT_NLIST = 128  # what Milvus builds an IVF_FLAT with when given no nlist
 
 
 class MilvusCollections:
@@ -38,19 +39,21 @@ class MilvusCollections:
     collection : the records' collection.
     dim : the dense vectors' dimension; a collection holding another is refused.
     consistency : Milvus consistency level of every read ("Strong" = read-your-writes).
-    dense_index : Milvus index type on the dense vectors (used when creating the collection).
+    dense_index, dense_nlist : the dense vectors' index (type, and lists for IVF_FLAT) for a new
+        collection or :meth:`rebuild_dense_index`.
     timeout : seconds per Milvus call.
     """
 
     def __init__(self, *, uri: str, token: str = "", collection: str, dim: int, consistency: str = "Strong",
-                 dense_index: str = "FLAT", timeout: float = 30.0):
+                 dense_index: str = "FLAT", dense_nlist: int = 1024, timeout: float = 30.0):
         self.uri = uri
         self._token = token
         self.collection = collection
         self.stats_collection = f"{collection}_stats"
         self.dim = dim
         self.consistency = consistency
-        self.dense_index = dense_index
+        self.dense = dense_spec(dense_index, dense_nlist)
+        self.dense_built: dict = dict(self.dense)  # the collection's own dense index, read on connect
         self.timeout = timeout
         self.client = None  # a pymilvus MilvusClient once connected
 
@@ -88,12 +91,14 @@ class MilvusCollections:
                         self.client.drop_collection(name)
             if not self.client.has_collection(self.collection):
                 create_collections(self.client, self.collection, self.stats_collection, dim=self.dim,
-                                   dense_index=self.dense_index, consistency=self.consistency)
+                                   dense=self.dense, consistency=self.consistency)
                 self.save_meta(meta)
             self._check_fields()
             for name in (self.collection, self.stats_collection):
                 self.client.load_collection(name)  # a reopened collection is not searchable until loaded
-            return self.read_meta()
+            meta = self.read_meta()
+            self.dense_built = self._dense_in_place(meta)
+            return meta
 
     def _check_fields(self) -> None:
         fields = self.client.describe_collection(self.collection)["fields"]
@@ -105,6 +110,36 @@ class MilvusCollections:
             raise IndexFormatError(
                 f"Milvus collection '{self.collection}' holds {dim}-d vectors, the configured model gives {self.dim}-d",
                 hint=_REBUILD)
+
+    def _dense_in_place(self, meta: dict) -> dict:
+        """The collection's dense index as built (type from Milvus; lists from Milvus, else from
+        ``meta``, where caselink records them, else Milvus's default)."""
+        described = self.client.describe_index(self.collection, "vec")
+        kind = described.get("index_type", "")
+        if kind != "IVF_FLAT":
+            return dense_spec(kind)
+        nlist = described.get("nlist") or meta.get("dense", {}).get("nlist") or _MILVUS_DEFAULT_NLIST
+        return dense_spec(kind, int(nlist))
+
+    def rebuild_dense_index(self) -> dict:
+        """Replace the dense index with :attr:`dense`, the records kept: Milvus indexes the stored
+        vectors again (minutes at a million records, against an hour to write them). Searches of
+        this collection fail from the release until it is loaded again. Returns the meta entity,
+        which now records the index."""
+        from pymilvus import MilvusClient
+
+        with self.calls("rebuild the dense index"):
+            self.client.release_collection(self.collection)
+            self.client.drop_index(self.collection, "vec")
+            index = MilvusClient.prepare_index_params()
+            index.add_index("vec", index_type=self.dense["index"], metric_type="IP",
+                            params=dense_index_params(self.dense))
+            self.client.create_index(self.collection, index)
+            self.client.load_collection(self.collection)
+            meta = self.read_meta()
+            meta["dense"] = self.dense_built = dict(self.dense)
+            self.save_meta(meta)
+        return meta
 
     # -- meta and write markers ---------------------------------------------------------------
     def read_meta(self) -> dict:

@@ -28,7 +28,8 @@ import numpy as np
 
 from indexing.facets import Filters
 
-__all__ = ["ATTRIBUTES", "FACETS", "BM25LWeights", "create_collections", "filter_expression", "term_id"]
+__all__ = ["ATTRIBUTES", "FACETS", "BM25LWeights", "create_collections", "dense_index_params", "dense_spec",
+           "filter_expression", "term_id"]
 
 _EPOCH = date(1970, 1, 1)
 FACETS = ("kind", "product", "model", "module", "status")
@@ -126,7 +127,21 @@ class BM25LWeights:
         return Counter(term_id(t) for t in terms)
 
 
-def create_collections(client, collection: str, stats_collection: str, *, dim: int, dense_index: str,
+def dense_spec(index: str, nlist: int = 0) -> dict:
+    """What identifies a dense index: its type, and for IVF_FLAT its number of lists."""
+    return {"index": index, "nlist": int(nlist)} if index == "IVF_FLAT" else {"index": index}
+
+
+def dense_index_params(spec: Mapping) -> dict:
+    """Milvus build parameters of the dense index ``spec`` ({"index": type, "nlist": lists})."""
+    if spec["index"] == "HNSW":
+        return {"M": 16, "efConstruction": 200}
+    if spec["index"] == "IVF_FLAT":
+        return {"nlist": int(spec["nlist"])}
+    return {}
+
+
+def create_collections(client, collection: str, stats_collection: str, *, dim: int, dense: Mapping,
                        consistency: str) -> None:
     """The records' collection and its meta collection (change-log position, write markers), indexed."""
     from pymilvus import DataType, MilvusClient
@@ -145,8 +160,7 @@ def create_collections(client, collection: str, stats_collection: str, *, dim: i
     schema.add_field("aw", DataType.FLOAT)
     schema.add_field("bm", DataType.VARCHAR, max_length=64)
     index = client.prepare_index_params()
-    index.add_index("vec", index_type=dense_index, metric_type="IP",
-                    params={"M": 16, "efConstruction": 200} if dense_index == "HNSW" else {})
+    index.add_index("vec", index_type=dense["index"], metric_type="IP", params=dense_index_params(dense))
     index.add_index("kw", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
     for column in _INDEXED:
         index.add_index(column, index_type="INVERTED")

@@ -83,10 +83,7 @@ def rebuild_reason(manifest: dict, *, settings: Settings, model_id: str, dim: in
         collection = manifest.get("milvus", {}).get("collection")
         if collection != settings.backend.collection:
             return f"backend.collection changed (index: {collection}, configured: {settings.backend.collection})"
-        if params.get("vectors", {}).get("factory") != f"milvus:{settings.backend.dense_index}":
-            return (f"backend.dense_index changed (index: {params.get('vectors', {}).get('factory')}, "
-                    f"configured: milvus:{settings.backend.dense_index})")
-        return None
+        return None  # a changed backend.dense_index is rebuilt in place (MilvusBackend.reindex), not from scratch
     have = params.get("vectors", {}).get("factory", "")
     want = factory_string(records, dim, exact_below=v.exact_below, nlist=v.ivf_nlist, quantizer=v.quantizer)
     (have_kind, have_lists, have_storage), (want_kind, want_lists, want_storage) = _shape(have), _shape(want)

@@ -114,3 +114,42 @@ def test_caselink_index_backend_milvus_then_stats_and_search_from_it(tmp_path, m
     stats = json.loads(cli("stats", "--json"))
     assert stats["backend"] == "milvus" and stats["factory"] == "milvus:FLAT" and stats["built_at"]
     assert json.loads(cli("search", "E1023", "--flat", "--json"))["results"][0]["id"] == "C-1001"
+
+
+
+def test_caselink_index_rebuilds_a_changed_dense_index_in_place_and_serve_searches_the_one_built(
+        tmp_path, milvus_uri, use_encoder, milvus_upserts, caplog):
+    flat = _settings(tmp_path, "milvus", milvus_uri)
+    svc, _ = CaselinkService.build(flat, encoder=use_encoder, records=demo_records())
+    svc.close()
+    ivf = flat.model_copy(update={"backend": flat.backend.model_copy(
+        update={"dense_index": "IVF_FLAT", "dense_nlist": 2, "dense_nprobe": 2})})
+    svc = CaselinkService.open(ivf, encoder=use_encoder)  # what `caselink serve` does: no rebuild
+    try:
+        assert svc.stats().factory == "milvus:FLAT"
+        assert "has the dense index FLAT, the settings ask for IVF_FLAT (nlist 2)" in caplog.text
+    finally:
+        svc.close()
+    milvus_upserts.clear()
+    svc, report = CaselinkService.build(ivf, encoder=use_encoder, rebuild=False)  # what `caselink index` does
+    try:
+        assert report.rebuilt_because is None and report.embedded == 0
+        assert milvus_upserts.get(flat.backend.collection, 0) == 0  # no record written again
+        assert svc.stats().factory == "milvus:IVF_FLAT"
+        assert svc.search(SearchQuery(text="真空泵无法启动，抽真空超时", k=3)).results[0].id in {"C-1001", "P-2001"}
+    finally:
+        svc.close()
+    caplog.clear()
+    svc = CaselinkService.open(ivf, encoder=use_encoder)
+    try:
+        assert svc.stats().factory == "milvus:IVF_FLAT" and "has the dense index" not in caplog.text
+    finally:
+        svc.close()
+    # the lists are part of the index (recorded beside it): a new nlist is rebuilt too
+    more = ivf.model_copy(update={"backend": ivf.backend.model_copy(update={"dense_nlist": 3})})
+    caplog.set_level("INFO", logger="caselink.milvus")
+    svc, report = CaselinkService.build(more, encoder=use_encoder, rebuild=False)
+    try:
+        assert report.rebuilt_because is None and "IVF_FLAT (nlist 2) -> IVF_FLAT (nlist 3)" in caplog.text
+    finally:
+        svc.close()
