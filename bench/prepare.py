@@ -242,13 +242,15 @@ def milvus_index_for(n: int, choice: str = "auto") -> str:
     return "FLAT" if n < VectorConfig().exact_below else "HNSW"
 
 
-def backend_overrides(data_dir: Path, backend: str, uri: str = "", milvus_index: str = "FLAT") -> dict:
+def backend_overrides(data_dir: Path, backend: str, uri: str = "", milvus_index: str = "FLAT",
+                      collection: str = "") -> dict:
     """caselink settings (``backend__*`` overrides) that put ``data_dir``'s index on ``backend``;
-    a Milvus collection is named after the directory, so several sizes share one server."""
+    a Milvus collection is named after the directory where it was built (``collection``: the
+    name its bench.json records, kept when the directory moves), so several sizes share one server."""
     if backend == "local":
         return {}
     return {"backend__kind": backend, "backend__uri": uri, "backend__dense_index": milvus_index,
-            "backend__collection": "bench_" + re.sub(r"[^A-Za-z0-9]+", "_", data_dir.name)}
+            "backend__collection": collection or "bench_" + re.sub(r"[^A-Za-z0-9]+", "_", data_dir.name)}
 
 
 def milvus_rows(uri: str, collection: str) -> int:
@@ -268,8 +270,48 @@ def server_config(data_dir: Path) -> dict:
     """The ``[backend]`` section a server on ``data_dir`` needs ({} for local), from its bench.json."""
     info = json.loads((data_dir / "bench.json").read_text()) if (data_dir / "bench.json").is_file() else {}
     o = backend_overrides(data_dir, info.get("backend", "local"), info.get("backend_uri", ""),
-                          info.get("milvus_index", "FLAT"))
+                          info.get("milvus_index", "FLAT"), info.get("collection", ""))
     return {"backend": {k.removeprefix("backend__"): v for k, v in o.items()}} if o else {}
+
+
+_MILVUS_INDEXES = ("FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX")
+
+
+def _built_elsewhere(n: int, *, backend_uri: str, milvus_index: str, **corpus) -> Path | None:
+    """A complete Milvus data directory of the same corpus on the same server, built with another
+    dense index, moved to ``milvus_index``'s name (its collection keeps its own); None when none."""
+    want = data_dir_for(n, backend="milvus", milvus_index=milvus_index, **corpus)
+    for other in _MILVUS_INDEXES:
+        d = data_dir_for(n, backend="milvus", milvus_index=other, **corpus)
+        m = manifest(d)
+        if other == milvus_index or m is None or m.get("counts", {}).get("records", -1) < n:
+            continue
+        info = json.loads((d / "bench.json").read_text())
+        collection = server_config(d)["backend"]["collection"]
+        if info.get("backend_uri") != backend_uri and milvus_rows(backend_uri, collection) < n:
+            continue
+        info.update(backend_uri=backend_uri, collection=collection, milvus_index=milvus_index,
+                    reindexed_from=other)
+        (d / "bench.json").write_text(json.dumps(info))
+        d.rename(want)
+        return want
+    return None
+
+
+def reindex_dir(data_dir: str, model: str, threads: int) -> dict:
+    """Subprocess body: what ``caselink index`` does on an unchanged store whose settings name
+    another Milvus dense index (rebuilt in place, nothing written again)."""
+    from recommender.service import CaselinkService
+
+    d = Path(data_dir)
+    o = {"backend__" + k: v for k, v in server_config(d)["backend"].items()}
+    t0 = time.perf_counter()
+    svc, report = CaselinkService.build(settings_for(d, model=model, threads=threads, **o), rebuild=False)
+    seconds = time.perf_counter() - t0
+    factory = svc.stats().factory
+    svc.close()
+    return {"seconds": seconds, "factory": factory, "embedded": report.embedded,
+            "rebuilt_because": report.rebuilt_because or ""}
 
 
 def manifest(data_dir: Path) -> dict | None:
@@ -314,12 +356,27 @@ def prepare_data_dir(n: int, *, seed: int = 7, model: str = "use-m3", sample: in
     if m is not None and backend != "local":
         # The collection lives in the Milvus server: the directory is reusable only where it is.
         info = json.loads((d / "bench.json").read_text()) if (d / "bench.json").is_file() else {}
-        o = backend_overrides(d, backend, backend_uri, milvus_index)
+        o = backend_overrides(d, backend, backend_uri, milvus_index, info.get("collection", ""))
         if info.get("backend_uri") != backend_uri and milvus_rows(backend_uri, o["backend__collection"]) >= n:
             info["backend_uri"] = backend_uri  # the same server's data on another port
             (d / "bench.json").write_text(json.dumps(info))
         if info.get("backend_uri") != backend_uri:
             m = None
+    if m is None and backend == "milvus":
+        # Another dense index over the same records: re-indexed in place (minutes), not rebuilt (an hour at 1M).
+        moved = _built_elsewhere(n, backend_uri=backend_uri, milvus_index=milvus_index, seed=seed, model=model,
+                                 sample=sample, noise=noise, quantizer=quantizer)
+        if moved is not None:
+            info = json.loads((moved / "bench.json").read_text())
+            log(f"re-indexing {info['reindexed_from']} -> {milvus_index} in place (data directory {moved.name})")
+            report = run_measured("bench.prepare:reindex_dir", {"data_dir": str(moved), "model": model,
+                                                                 "threads": threads}, python=python)
+            if report["rebuilt_because"] or report["factory"] != f"milvus:{milvus_index}":
+                raise RuntimeError(f"re-indexing {moved.name} did not rebuild in place: {report}")
+            log(f"re-indexed {moved.name} in {report['seconds']:.1f} s, peak RSS {report['peak_rss_mb']:.0f} MB")
+            info.update(reindex_seconds=round(report["seconds"], 1), reindex_peak_rss_mb=round(report["peak_rss_mb"]))
+            (moved / "bench.json").write_text(json.dumps(info))
+            return moved
     if m is not None and m.get("counts", {}).get("records", -1) >= n:
         why = incompatible(m, settings_for(d, model=model, threads=threads))
         if not why:
