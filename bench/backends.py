@@ -184,7 +184,7 @@ def report(a, results: list[dict], uri: str) -> str:
             wps = w["records"] / w["seconds"] if w.get("seconds") else float("nan")
             engine = (f"milvus {b.get('milvus_index', '')}" if kind == "milvus" else f"local {a.quantizer}")
             if b.get("reindexed_from"):  # bench/prepare.py moved a build on another dense index: say so
-                engine += f" (built {b['reindexed_from']}, re-indexed in place in {fmt(b.get('reindex_seconds'))} s)"
+                engine += f" (re-indexed in place from {b['reindexed_from']} in {fmt(b.get('reindex_seconds'))} s)"
             size_rows.append([label, engine, fmt(b.get("build_seconds")), fmt_mb(b.get("build_peak_rss_mb")),
                               fmt(r["startup_s"][kind]), fmt_mb(r["rss_ready"][kind]), fmt_mb(r["rss"][kind]["rss_mb"]),
                               fmt_mb(r["rss"][kind]["peak_mb"]), fmt(wps), w.get("errors", "-"),
