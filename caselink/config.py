@@ -86,6 +86,10 @@ class RankConfig(_Section):
     related_max_terms: int = Field(
         64, ge=0, description="Keyword side of 'related to a record': only the record's this many most distinctive "
         "terms (qtf x idf); 0 = all.")
+    code_rule_max_share: float = Field(
+        0.01, ge=0, le=1, description="Related to a record: the exact-code rule (records sharing the record's codes "
+        "first) counts only codes held by at most this share of the records (and never fewer than 20 records): a "
+        "code most of a product line carries names the line, not the problem. 0 = every code, as typed searches.")
     dense_floor: float = Field(
         0.25, ge=-1, le=1, description="Below this best cosine the dense side is not trusted; keyword answers."
     )

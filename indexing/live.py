@@ -39,8 +39,11 @@ from indexing.snapshot_state import capture_state
 from indexing.staleness import check_store, rebuild_reason
 from indexing.tokenize import Tokenizer, is_cjk_char, text_params
 
-__all__ = ["BUILD_BATCH", "BuildReport", "LiveIndex", "Progress"]  # BuildReport, Progress: callers import them here
+__all__ = ["BUILD_BATCH", "CODE_RULE_FLOOR", "BuildReport", "LiveIndex", "Progress"]  # BuildReport, Progress: callers import them here
 log = logging.getLogger("caselink.index")
+# rank.code_rule_max_share never drops a code held by this many records or fewer: in a small
+# history every code is rare enough to name a problem.
+CODE_RULE_FLOOR = 20
 
 
 class LiveIndex:
@@ -416,6 +419,17 @@ class LiveIndex:
         distinct = list(dict.fromkeys(tokens))
         stats = self.backend.term_stats(distinct)
         return select_terms(tokens, n, dict(zip(distinct, stats.df.tolist())), stats.n_docs)
+
+    def distinctive_codes(self, codes: Iterable[str], max_share: float) -> frozenset[str]:
+        """The ``codes`` held by at most ``max_share`` of the records (never fewer than
+        :data:`CODE_RULE_FLOOR`), for the exact-code rule of a record's relatives; all of them when
+        ``max_share`` is 0. A code's records are its keyword term's document frequency."""
+        codes = sorted(set(codes))
+        if not codes or max_share <= 0:
+            return frozenset(codes)
+        stats = self.backend.term_stats(codes)
+        cap = max(CODE_RULE_FLOOR, max_share * stats.n_docs)
+        return frozenset(c for c, df in zip(codes, stats.df.tolist()) if df <= cap)
 
     def candidate_facts(self, ids: Sequence[str], *, terms: Sequence[str] | None = None,
                         vectors: bool = False) -> dict[str, np.ndarray]:

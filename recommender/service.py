@@ -248,11 +248,12 @@ class CaselinkService:
         if self.settings.rank.related_max_terms:
             tokens = self.index.select_terms(tokens, self.settings.rank.related_max_terms)
         verdicts = tally(self.store.feedback_between(rec.id)) if self.settings.rank.feedback and rec.id else {}
-        facts = QueryFacts(codes=frozenset(docs.codes(rec)), kind=rec.kind, product=(rec.product or "").casefold(),
+        codes = self.index.distinctive_codes(docs.codes(rec), self.settings.rank.code_rule_max_share)
+        facts = QueryFacts(codes=codes, kind=rec.kind, product=(rec.product or "").casefold(),
                            model=(rec.model or "").casefold(), module=(rec.module or "").casefold(),
                            created_day=FacetTable.day(rec.created), length=len(tokens))
         return self._ranking.rank(q, text=rec.searchable_text(), tokens=tokens, qvec=qvec,
-                                  query_codes=set(docs.codes(rec)), verdicts=verdicts, encode_ms=encode_ms, facts=facts,
+                                  query_codes=set(codes), verdicts=verdicts, encode_ms=encode_ms, facts=facts,
                                   collect=collect)
 
     def set_ranker(self, model: RankerModel | None) -> None:

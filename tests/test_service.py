@@ -360,3 +360,31 @@ def test_the_index_knows_how_far_behind_the_store_it_is(svc):
     assert svc.index.behind() == 2
     assert svc.index.replay() == 2 and svc.index.behind() == 0
     assert ids(svc.search(SearchQuery(text="E5555", k=3)))[0] == "C-OTHER-1"
+
+
+def test_a_code_most_records_carry_does_not_pull_them_above_a_records_relatives(settings, use_encoder):
+    topics = ["触摸屏校准漂移 touchscreen calibration drift", "传送带打滑 conveyor belt slips",
+              "冷却水流量低报警 coolant flow low", "门锁传感器失效 door interlock sensor fault",
+              "激光功率下降 laser power drop", "网络通讯中断 network link lost"]
+    # X9 (a product line's marking) on 24 unrelated records: above the floor of 20 and 1% of them
+    common = [Record(id=f"F-{i:02d}", kind="case", title=f"{topics[i % 6]} #{i}", error_codes=["X9"],
+                     text=f"{topics[i % 6]}，第{i}次现场记录，复位后恢复。") for i in range(24)]
+    records = common + [
+        Record(id="Q-1", kind="case", title="主轴轴承过热 spindle bearing overheats", error_codes=["X9", "R77"],
+               text="主轴在12000转时轴承温度报警，润滑脂干涸，更换轴承后恢复。"),
+        Record(id="T-1", kind="case", title="主軸軸承溫度過高", text="高速運轉時主軸軸承過熱報警，重新加注潤滑脂後正常。"),
+        Record(id="R-1", kind="case", title="变频器报警 R77", error_codes=["R77"], text="变频器过流报警R77，检查电缆后恢复。"),
+    ]
+    svc, _ = CaselinkService.build(settings, encoder=use_encoder, records=records)
+    try:
+        # the rare code still wins; the common one is left to the ranking, which finds the twin
+        assert ids(svc.related("Q-1", k=5))[:2] == ["R-1", "T-1"]
+    finally:
+        svc.close()
+    every = settings.model_copy(update={"rank": settings.rank.model_copy(update={"code_rule_max_share": 0.0})})
+    svc = CaselinkService.open(every, encoder=use_encoder)
+    try:
+        got = ids(svc.related("Q-1", k=5))
+        assert "T-1" not in got and all(i[0] in "FR" for i in got)  # every code counts: 25 carriers come first
+    finally:
+        svc.close()
