@@ -14,6 +14,7 @@ describes both and its ``change_seq`` is :meth:`applied_seq` at the capture.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import json
 import shutil
@@ -35,6 +36,16 @@ from indexing.vectors import VectorIndex
 
 __all__ = ["LocalBackend", "Sidecar"]
 
+
+
+def _return_freed_memory() -> None:
+    """Hand a snapshot's transient copies back to the OS. glibc keeps large freed blocks in the
+    heap once its mmap threshold has risen, so at 1M records every snapshot left the serving
+    process about 0.6 GB larger (2.28 -> 2.88 GB; bench/memory.md); malloc_trim returns them."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 class Sidecar(Protocol):
     """What the service keeps in the same snapshot as the backend's files."""
@@ -343,6 +354,8 @@ class LocalBackend:
         with self.lock:
             self.snapshot_ = path
             self.built_at_ = state["created"]
+        del state
+        _return_freed_memory()
 
     def close(self) -> None:
         """Nothing is held open: what was written since :meth:`persist` is in the store's change log."""
