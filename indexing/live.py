@@ -39,7 +39,8 @@ from indexing.snapshot_state import capture_state
 from indexing.staleness import check_store, rebuild_reason
 from indexing.tokenize import Tokenizer, is_cjk_char, text_params
 
-__all__ = ["BUILD_BATCH", "CODE_RULE_FLOOR", "BuildReport", "LiveIndex", "Progress"]  # BuildReport, Progress: callers import them here
+# BuildReport, Progress: callers import them here
+__all__ = ["BUILD_BATCH", "CODE_RULE_FLOOR", "BuildReport", "LiveIndex", "Progress"]
 log = logging.getLogger("caselink.index")
 # rank.code_rule_max_share never drops a code held by this many records or fewer: in a small
 # history every code is rare enough to name a problem.

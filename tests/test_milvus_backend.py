@@ -123,7 +123,6 @@ def test_dense_search_filters_exclusions_and_codes(milvus):
     assert milvus.admits(["C-1", "C-2", "SOP#1", "gone"], Filters(kind=("case",)), exclude={"C-2"}) == {"C-1"}
 
 
-
 def test_an_ivf_dense_index_is_built_in_place_and_searched_with_the_configured_lists(milvus_uri, tmp_path):
     rng = np.random.default_rng(3)
     vecs = rng.standard_normal((2000, DIM)).astype(np.float32)  # Milvus indexes segments from 1,024 rows
@@ -142,6 +141,7 @@ def test_an_ivf_dense_index_is_built_in_place_and_searched_with_the_configured_l
     flat.persist()  # sealed: Milvus indexes sealed segments and searches a growing one exhaustively
     exact = [flat.search_dense(q, 20).ids for q in queries]
     flat.close()
+
     def recall(backend):
         return np.mean([len(set(backend.search_dense(q, 20).ids) & set(e)) / 20 for q, e in zip(queries, exact)])
 

@@ -116,7 +116,6 @@ def test_caselink_index_backend_milvus_then_stats_and_search_from_it(tmp_path, m
     assert json.loads(cli("search", "E1023", "--flat", "--json"))["results"][0]["id"] == "C-1001"
 
 
-
 def test_caselink_index_rebuilds_a_changed_dense_index_in_place_and_serve_searches_the_one_built(
         tmp_path, milvus_uri, use_encoder, milvus_upserts, caplog):
     flat = _settings(tmp_path, "milvus", milvus_uri)
