@@ -137,11 +137,22 @@ def latency_cost(requests: int, seed: int, *, sample: int, model_queries: int) -
                 added = np.asarray(series["learned"]) - np.asarray(series["hybrid"])
                 row[key + "added"] = {"p50": round(float(np.percentile(added, 50)), 2),
                                       "mean": round(float(added.mean()), 2)}
+                row[key + "p95_ratio_ci"] = _p95_ratio_ci(series["hybrid"], series["learned"], seed)
             out[name] = row
         out["load_after"] = _load()
         return out
     finally:
         svc.close()
+
+
+def _p95_ratio_ci(hybrid: list[float], learned: list[float], seed: int, draws: int = 2000) -> list[float]:
+    """95% bootstrap interval of p95(learned) / p95(hybrid), the requests resampled in pairs: how
+    far one run's ratio is from the ratio the machine would give over many runs (a p95 of 200
+    requests is their 10th slowest, and it moves by more than the learned mode adds)."""
+    h, le = np.asarray(hybrid), np.asarray(learned)
+    pick = np.random.default_rng(seed).integers(0, len(h), size=(draws, len(h)))
+    ratios = np.percentile(le[pick], 95, axis=1) / np.percentile(h[pick], 95, axis=1)
+    return [round(float(x), 3) for x in np.percentile(ratios, [2.5, 97.5])]
 
 
 def _reranked_at(raw: np.ndarray, groups: np.ndarray, depth: int) -> np.ndarray:
@@ -277,8 +288,8 @@ def _markdown(res: dict, command: str) -> str:
                   f"In process, each request answered hybrid and learned back to back (alternating order); model: "
                   f"{lat['model_rounds']} trees over {lat['model_features']} features, trained on the demo links. "
                   f"Load average before / after: {lat['load_before']} / {lat['load_after']}.", "",
-                  "| request | n | reranked | clock | hybrid p50 / p95 ms | learned p50 / p95 ms | p50 ratio | p95 ratio | "
-                  "added p50 / mean ms |",
+                  "| request | n | reranked | clock | hybrid p50 / p95 ms | learned p50 / p95 ms | p50 ratio | p95 ratio "
+                  "[95%] | added p50 / mean ms |",
                   "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
         for name in ("related", "search"):
             r = lat[name]
@@ -288,11 +299,14 @@ def _markdown(res: dict, command: str) -> str:
                 h, le = r[key + "hybrid"], r[key + "learned"]
                 a = r.get(key + "added")
                 added = f"{a['p50']} / {a['mean']}" if a else "–"
+                ci = r.get(key + "p95_ratio_ci")
+                ratio = f"{r[key + 'p95_ratio']}" + (f" [{ci[0]}, {ci[1]}]" if ci else "")
                 lines.append(f"| {name} | {r['requests']} | {r['reranked']} | {clock} | {h['p50']} / {h['p95']} | "
-                             f"{le['p50']} / {le['p95']} | {r[key + 'p50_ratio']} | {r[key + 'p95_ratio']} | {added} |")
+                             f"{le['p50']} / {le['p95']} | {r[key + 'p50_ratio']} | {ratio} | {added} |")
         lines += ["", "`reranked`: requests the learned mode answered by reranking (the rest were answered by "
                   "keywords: a query that is essentially a code, or no semantic match above the floor). "
-                  "`added`: learned minus hybrid for the same request, its median and mean."]
+                  "`added`: learned minus hybrid for the same request, its median and mean. `[95%]`: "
+                  "the p95 ratio's bootstrap interval, requests resampled in pairs."]
     return "\n".join(lines) + "\n"
 
 

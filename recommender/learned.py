@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from caselink.errors import IndexFormatError
+from recommender.booster import NativeBooster, WrapperBooster, open_booster
 from recommender.features import FEATURES
 from recommender.fusion import CODES_FIRST_MAX, Fused
 
@@ -191,7 +192,7 @@ class RankerModel:
         out = self.prior.scores(X, self.features)
         booster = self._ready().booster
         if booster is not None:
-            out = out + np.asarray(booster.predict(X, num_threads=1), dtype=np.float64)
+            out = out + booster.predict(X)
         return out
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
@@ -208,7 +209,7 @@ class RankerModel:
         booster = self._ready().booster
         if len(X) == 0 or booster is None:
             return np.zeros((len(X), len(self.features)))
-        return np.asarray(booster.predict(X, pred_contrib=True, num_threads=1))[:, :-1]
+        return booster.contributions(X)[:, :-1]
 
     def prior_contribution(self, X: np.ndarray) -> np.ndarray:
         """What the hybrid ranking (the prior) adds to each row's raw score against the
@@ -353,17 +354,16 @@ class RankerSlot:
 
 @dataclass(frozen=True)
 class _Compiled:
-    """A model made ready to score: the booster (None: no trees) and the calibration as arrays."""
+    """A model made ready to score: its trees (None: none; :mod:`recommender.booster`) and the
+    calibration as arrays."""
 
-    booster: object | None
+    booster: "NativeBooster | WrapperBooster | None"
     cx: np.ndarray
     cy: np.ndarray
 
     @classmethod
     def of(cls, model: RankerModel) -> "_Compiled":
-        import lightgbm as lgb
-
-        booster = lgb.Booster(model_str=model.booster_text) if model.booster_text else None
+        booster = open_booster(model.booster_text) if model.booster_text else None
         return cls(booster, np.asarray(model.calibration_x, dtype=np.float64),
                    np.asarray(model.calibration_y, dtype=np.float64))
 
