@@ -73,40 +73,33 @@ class QueryFacts:
     length: int = 0
 
 
-def _side(keys: list, side: dict[str, tuple[int, float]]) -> np.ndarray:
+def _side(keys: list, side: dict[str, tuple[int, float]]) -> tuple[np.ndarray, float]:
     """(n, 5) score, missing, log rank, z within the side's list, gap to the side's best, for
-    ``keys`` (a list: Python keys hash at half the cost of numpy scalars)."""
+    ``keys`` (a list: Python keys hash at half the cost of numpy scalars); and the side's
+    confidence, how far its best stands out of its list (the adaptive fusion's z; 0 when flat or
+    shorter than 3).
+
+    The side's statistics are taken in float64 over its scores in list order: sums of at most a
+    few hundred float32 scores are exact there, so no order of adding moves a bit of them (in
+    float32 the last bit depended on the order, and with it, rarely, a model's split).
+    """
     n = len(keys)
     out = np.zeros((n, 5), dtype=np.float32)
     if not side:
         out[:, 1] = 1.0
-        return out
-    # The side's statistics are summed in key order, as they always were (a float32 mean depends
-    # on the order it adds in: another order moves the last bit, and with it a model's split).
-    # The candidates are looked up in the dict: a numpy string table of the side, built, sorted
-    # and searched per query, cost more (bench/learned_cost.md).
-    scores = np.fromiter((side[k][1] for k in sorted(side)), dtype=np.float32, count=len(side))
-    floor = float(scores.min())
+        return out, 0.0
+    scores = np.fromiter((s for _, s in side.values()), dtype=np.float64, count=len(side))
+    mean, std, best, floor = float(scores.mean()), float(scores.std()), float(scores.max()), float(scores.min())
     got = [side.get(k) for k in keys]
-    found = np.fromiter((g is not None for g in got), dtype=bool, count=n)
-    s = np.fromiter((floor if g is None else g[1] for g in got), dtype=np.float32, count=n)
-    r = np.fromiter((len(side) + 1 if g is None else g[0] for g in got), dtype=np.float32, count=n)
-    std = float(scores.std()) or 1.0
+    s = np.fromiter((floor if g is None else g[1] for g in got), dtype=np.float64, count=n)
+    r = np.fromiter((len(side) + 1 if g is None else g[0] for g in got), dtype=np.float64, count=n)
     out[:, 0] = s
-    out[:, 1] = ~found
+    out[:, 1] = r > len(side)
     out[:, 2] = np.log1p(r)
-    out[:, 3] = (s - float(scores.mean())) / std
-    out[:, 4] = float(scores.max()) - s
-    return out
-
-
-def _confidence(side: dict[str, tuple[int, float]]) -> float:
-    """How far a side's best stands out of its list (the adaptive fusion's z), 0 when flat or short."""
-    if len(side) < 3:
-        return 0.0
-    scores = np.fromiter((s for _, s in side.values()), dtype=np.float32, count=len(side))
-    std = float(scores.std())
-    return 0.0 if std <= 1e-9 else max(0.0, (float(scores.max()) - float(scores.mean())) / std)
+    out[:, 3] = (s - mean) / (std or 1.0)
+    out[:, 4] = best - s
+    confidence = 0.0 if len(side) < 3 or std <= 1e-9 else max(0.0, (best - mean) / std)
+    return out, confidence
 
 
 def _agree(query_value: str, column: np.ndarray) -> np.ndarray:
@@ -147,12 +140,10 @@ def feature_matrix(fused: Fused, query: QueryFacts, facts: dict[str, np.ndarray 
     X = np.zeros((n, len(FEATURES) + per_part), dtype=np.float32)
     if n == 0:
         return X
-    X[:, 0:5] = _side(keys, fused.dense)
-    X[:, 5:10] = _side(keys, fused.keyword)
+    X[:, 0:5], X[:, 12] = _side(keys, fused.dense)
+    X[:, 5:10], X[:, 13] = _side(keys, fused.keyword)
     X[:, 10] = fused.scores
     X[:, 11] = np.log1p(np.arange(1, n + 1, dtype=np.float32))  # the position in hybrid's order, as given
-    X[:, 12] = _confidence(fused.dense)
-    X[:, 13] = _confidence(fused.keyword)
     q_len = np.log1p(float(query.length))
     c_len = np.log1p(np.asarray(facts["length"], dtype=np.float32))
     X[:, 14] = q_len

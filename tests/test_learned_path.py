@@ -1,8 +1,10 @@
-"""The learned request's cheaper parts rank, score and explain exactly as before, on a real index
-(the demo history, a model trained on its links): each side's features against the sorted
-numpy table they were read from before, and the factors of the first three results shown."""
+"""The learned request's cheaper parts rank, score and explain as they mean to, on a real index
+(the demo history, a model trained on its links): each side's features against a reading of
+them one candidate at a time, and the factors of the first three results shown."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from recommender.learned import factors
 from recommender.service import CaselinkService
 from recommender.training import train
 
-_SIDE_COLUMNS = slice(0, 10)  # dense_* and keyword_*: what features._side gives, both sides
+_EXACT = [0, 1, 2, 5, 6, 7]  # each side's score, missing flag and log rank: no arithmetic on the list
 _MISSING = (1, 6)  # dense_missing, keyword_missing
 
 
@@ -35,30 +37,19 @@ def demo(tmp_path_factory, use_encoder):
         svc.close()
 
 
-def _side_by_table(keys: list, side: dict[str, tuple[int, float]]) -> np.ndarray:
-    """features._side as it was before: the side's keys as a numpy string table, sorted, searched."""
-    keys = np.asarray(keys, dtype=str)
+def _side_by_candidate(keys: list, side: dict[str, tuple[int, float]]) -> tuple[np.ndarray, float]:
+    """What features._side means, one candidate at a time, the statistics exact (math.fsum)."""
     out = np.zeros((len(keys), 5), dtype=np.float32)
     if not side:
         out[:, 1] = 1.0
-        return out
-    ranks = np.fromiter((r for r, _ in side.values()), dtype=np.float32, count=len(side))
-    scores = np.fromiter((s for _, s in side.values()), dtype=np.float32, count=len(side))
-    lookup_keys = np.asarray(list(side), dtype=str)
-    order = np.argsort(lookup_keys)
-    lookup_keys, ranks, scores = lookup_keys[order], ranks[order], scores[order]
-    pos = np.clip(np.searchsorted(lookup_keys, keys), 0, len(lookup_keys) - 1)
-    found = lookup_keys[pos] == keys
-    floor = float(scores.min())
-    s = np.where(found, scores[pos], floor)
-    r = np.where(found, ranks[pos], len(side) + 1)
-    std = float(scores.std()) or 1.0
-    out[:, 0] = s
-    out[:, 1] = ~found
-    out[:, 2] = np.log1p(r)
-    out[:, 3] = (s - float(scores.mean())) / std
-    out[:, 4] = float(scores.max()) - s
-    return out
+        return out, 0.0
+    scores = [s for _, s in side.values()]
+    mean = math.fsum(scores) / len(scores)
+    std = math.sqrt(math.fsum((x - mean) ** 2 for x in scores) / len(scores))
+    for i, k in enumerate(keys):
+        rank, score = side.get(k, (len(side) + 1, min(scores)))
+        out[i] = (score, k not in side, math.log1p(rank), (score - mean) / (std or 1.0), max(scores) - score)
+    return out, (0.0 if len(side) < 3 or std <= 1e-9 else max(0.0, (max(scores) - mean) / std))
 
 
 def _answers(svc, queries):
@@ -71,19 +62,22 @@ def _answers(svc, queries):
     return out
 
 
-def test_each_side_s_features_are_the_sorted_table_s_to_the_bit(demo, monkeypatch):
+def test_each_side_s_features_are_what_they_mean(demo, monkeypatch):
+    """Each side's score, missing flag, rank, z and gap, and its confidence, read per candidate
+    with exact statistics: equal within float32 rounding, and the answers served the same."""
     svc, _, queries = demo
     now = _answers(svc, queries)
-    monkeypatch.setattr(features, "_side", _side_by_table)
-    before = _answers(svc, queries)
+    monkeypatch.setattr(features, "_side", _side_by_candidate)
+    reference = _answers(svc, queries)
     # Real lists: long, and with candidates one side did not list (the lookup's other branch).
     assert sum(path == "learned" for *_, path, _ in now) >= len(queries) // 2
     X_all = np.concatenate([X for _, _, X, _, _ in now])
     assert len(X_all) > 20 * len(queries) and all(X_all[:, j].any() for j in _MISSING)
-    for (ids, fused, X, path, shown), (ids0, fused0, X0, path0, shown0) in zip(now, before):
+    for (ids, fused, X, path, shown), (ids0, fused0, X0, path0, shown0) in zip(now, reference):
         assert ids == ids0 and fused.tobytes() == fused0.tobytes()
-        assert X[:, _SIDE_COLUMNS].tobytes() == X0[:, _SIDE_COLUMNS].tobytes() and X.tobytes() == X0.tobytes()
-        assert path == path0 and shown == shown0
+        assert np.allclose(X, X0, rtol=1e-6, atol=1e-6)
+        assert np.array_equal(X[:, _EXACT], X0[:, _EXACT])
+        assert path == path0 and [r[0] for r in shown] == [r[0] for r in shown0]
 
 
 def test_the_first_three_reranked_results_shown_are_explained_by_their_own_rows(demo):
