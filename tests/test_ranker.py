@@ -430,6 +430,22 @@ def test_caselink_train_saves_a_model_that_search_then_uses(demo):
     Path(info["path"]).unlink()
 
 
+def test_caselink_train_on_too_few_labels_says_how_many_a_verdict_needs(demo):
+    svc, _, _ = demo
+    few = _cli("train", "--max-queries", "24", "--json", data_dir=svc.settings.data_dir)
+    assert few.returncode == 0, few.stderr
+    info = json.loads(few.stdout)
+    assert not info["validation"]["passed"] and info["valid_queries"] < 50
+    text = _cli("train", "--max-queries", "24", data_dir=svc.settings.data_dir)
+    assert text.returncode == 0 and "no credible gain over hybrid" in text.stderr
+    line = next(x for x in text.stderr.splitlines() if x.startswith("too few labels to judge"))
+    need = int(line.split("about ")[1].split(" labeled")[0])
+    # A quarter of the 80% the holdout leaves validates: 50 validation queries take about 250 labeled ones.
+    assert f"{info['valid_queries']} validation queries of {info['labeled_queries']} labeled" in line
+    assert 150 <= need <= 400, line
+    Path(info["path"]).unlink()
+
+
 def test_caselink_eval_splits_by_component_and_reports_the_learned_mode(demo, tmp_path):
     svc, _, _ = demo
     proc = _cli("eval", "--demo", "--split", "0.5", "--mode", "all", "--max-queries", "150", "--json",

@@ -131,3 +131,22 @@ def train_command(
     else:
         err.print(f"no credible gain over hybrid ({model.info['validation']['reason']}), so it is not used by "
                   "default; mode=learned still asks for it", highlight=False)
+        if hint := more_labels_hint(info, holdout):
+            err.print(hint, highlight=False, soft_wrap=True)
+
+
+def more_labels_hint(info: dict, holdout: float) -> str | None:
+    """What to do when a model was refused for too few validation queries: how many labeled
+    queries a verdict needs at this split (None when validation had enough)."""
+    from recommender.training import MIN_VERDICT_QUERIES
+
+    valid, labeled = info.get("valid_queries", 0), info.get("labeled_queries", 0)
+    if valid >= MIN_VERDICT_QUERIES or not labeled:
+        return None
+    # Validation gets a share of the components of the training side, which is 1 - holdout of all.
+    share = max(valid, 1) / labeled * (1.0 - holdout)
+    need = int(-(-MIN_VERDICT_QUERIES // share))
+    return (f"too few labels to judge: {valid} validation queries of {labeled} labeled ones; a verdict needs "
+            f"{MIN_VERDICT_QUERIES}, about {need} labeled queries at this split (records linked to at least one "
+            f"other, or voted on). On the public benchmark sets a model began to gain from about 300 related pairs "
+            f"(README, \"Train on your own labels\").")
