@@ -415,22 +415,29 @@ class LiveIndex:
         repetition alone (one character recurs across many words) and have the longest postings,
         so they go.
         """
-        if self.docs_.tokenizer.cjk_unigrams and len(set(tokens)) > n:
-            tokens = [t for t in tokens if not is_cjk_char(t)]
-        distinct = list(dict.fromkeys(tokens))
-        stats = self.backend.term_stats(distinct)
-        return select_terms(tokens, n, dict(zip(distinct, stats.df.tolist())), stats.n_docs)
+        return self.related_terms(tokens, (), max_terms=n, max_share=0.0)[0]
 
-    def distinctive_codes(self, codes: Iterable[str], max_share: float) -> frozenset[str]:
-        """The ``codes`` held by at most ``max_share`` of the records (never fewer than
-        :data:`CODE_RULE_FLOOR`), for the exact-code rule of a record's relatives; all of them when
-        ``max_share`` is 0. A code's records are its keyword term's document frequency."""
+    def related_terms(self, tokens: list[str], codes: Iterable[str], *, max_terms: int,
+                      max_share: float) -> tuple[list[str], frozenset[str]]:
+        """A record's keyword terms and exact codes for ranking its relatives: :meth:`select_terms`
+        of ``tokens`` (all of them when ``max_terms`` is 0), and the ``codes`` held by at most
+        ``max_share`` of the records (never fewer than :data:`CODE_RULE_FLOOR`; all when 0) for the
+        exact-code rule, a code's records being its keyword term's document frequency. One lookup
+        of the document frequencies serves both (under Milvus a store query per related request)."""
         codes = sorted(set(codes))
-        if not codes or max_share <= 0:
-            return frozenset(codes)
-        stats = self.backend.term_stats(codes)
-        cap = max(CODE_RULE_FLOOR, max_share * stats.n_docs)
-        return frozenset(c for c, df in zip(codes, stats.df.tolist()) if df <= cap)
+        if max_terms and self.docs_.tokenizer.cjk_unigrams and len(set(tokens)) > max_terms:
+            tokens = [t for t in tokens if not is_cjk_char(t)]
+        wanted = list(dict.fromkeys([*(tokens if max_terms else ()), *(codes if max_share > 0 else ())]))
+        if not wanted:
+            return tokens, frozenset(codes)
+        stats = self.backend.term_stats(wanted)
+        df = dict(zip(wanted, stats.df.tolist()))
+        if max_terms:
+            tokens = select_terms(tokens, max_terms, df, stats.n_docs)
+        if max_share > 0:
+            cap = max(CODE_RULE_FLOOR, max_share * stats.n_docs)
+            codes = [c for c in codes if df[c] <= cap]
+        return tokens, frozenset(codes)
 
     def candidate_facts(self, ids: Sequence[str], *, terms: Sequence[str] | None = None,
                         vectors: bool = False) -> dict[str, np.ndarray]:

@@ -37,7 +37,6 @@ from indexing.vectors import VectorIndex
 __all__ = ["LocalBackend", "Sidecar"]
 
 
-
 def _return_freed_memory() -> None:
     """Hand a snapshot's transient copies back to the OS. glibc keeps large freed blocks in the
     heap once its mmap threshold has risen, so at 1M records every snapshot left the serving
@@ -46,6 +45,7 @@ def _return_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do
         pass
+
 
 class Sidecar(Protocol):
     """What the service keeps in the same snapshot as the backend's files."""

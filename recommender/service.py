@@ -244,11 +244,10 @@ class CaselinkService:
         except CaselinkError:
             qvec = None
         encode_ms = elapsed_ms(t)
-        tokens = docs.tokens(rec)
-        if self.settings.rank.related_max_terms:
-            tokens = self.index.select_terms(tokens, self.settings.rank.related_max_terms)
-        verdicts = tally(self.store.feedback_between(rec.id)) if self.settings.rank.feedback and rec.id else {}
-        codes = self.index.distinctive_codes(docs.codes(rec), self.settings.rank.code_rule_max_share)
+        rank = self.settings.rank
+        tokens, codes = self.index.related_terms(docs.tokens(rec), docs.codes(rec), max_terms=rank.related_max_terms,
+                                                 max_share=rank.code_rule_max_share)
+        verdicts = tally(self.store.feedback_between(rec.id)) if rank.feedback and rec.id else {}
         facts = QueryFacts(codes=codes, kind=rec.kind, product=(rec.product or "").casefold(),
                            model=(rec.model or "").casefold(), module=(rec.module or "").casefold(),
                            created_day=FacetTable.day(rec.created), length=len(tokens))
