@@ -190,6 +190,7 @@ JSON_ARRAY = st.lists(JSONISH | st.fixed_dictionaries({"id": CODE_TEXT, "kind": 
 @given(data=LOADER_INPUT | JSON_ARRAY.map(lambda t: t.encode("utf-8")) | st.binary(max_size=300).map(
            lambda b: b"[" + b), suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".json"]))
 @example(data=b'[{"id": "C-1", "title": "x"}, 1', suffix=".json")
+@example(data=b"\r\x00\t", suffix=".csv")  # a CR-ended header: the whole file was sniffed as its header line
 def test_a_streamed_load_is_the_whole_load_on_arbitrary_bytes(workdir, data, suffix):
     """stream_table either leaves the file whole (None), or refuses it as load_path does, or yields
     the records load_path returns, with its skipped rows; it raises nothing but LoaderErrors."""

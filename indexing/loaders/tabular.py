@@ -233,8 +233,9 @@ def detected_warning(source: str, encoding: str) -> str:
 
 
 def _sniff_delimiter(text: str) -> str:
-    """The delimiter that occurs most in the header line; comma on a tie (the usual export)."""
-    header = text.split("\n", 1)[0]
+    """The delimiter that occurs most in the header line; comma on a tie (the usual export). The
+    line ends at a CR as well as a LF, as the csv reader's and a streamed read's lines do."""
+    header = text.split("\n", 1)[0].split("\r", 1)[0]
     return max(_DELIMITERS, key=lambda d: (header.count(d), d == ","))
 
 
