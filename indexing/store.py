@@ -2,7 +2,8 @@
 
 One store, two databases (:mod:`indexing.store_db`): a SQLite file (the embedded default, one
 host) or PostgreSQL (shared by several caselink processes on several hosts). The queries are
-written once, with SQLAlchemy Core.
+written once, with SQLAlchemy Core. What each schema version added, and how an older store is
+brought up to date on open, is in :mod:`indexing.store_schema`.
 
 Every write also appends to a ``changes`` log with a sequence number in the same transaction.
 An index records the last sequence it contains; on open, and while a server runs, later changes
@@ -30,7 +31,6 @@ import functools
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,31 +41,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from caselink.errors import CaselinkError
-from indexing.normalize import normalize
 from indexing.records import Record, record_from_json
-from indexing.store_db import (CORPUS_ROWS, FEEDBACK, INDEXES, POSTGRES_SCHEMA, RECORDS, SQLITE_SCHEMA, WRITE_LOCK_KEY,
-                               SQL, Location, SqliteReaders, hold_shared, make_engine, retrying,
-                               translated)
+from indexing.store_db import (FEEDBACK, RECORDS, SQL, WRITE_LOCK_KEY, Location, SqliteReaders, hold_shared,
+                               make_engine, retrying, translated)
+from indexing.store_schema import SCHEMA_VERSION, query_key, set_up  # noqa: F401 - SCHEMA_VERSION: the store's door
 from indexing.store_writes import (CHUNK, UpsertResult, delete_ids, driver_sql, insert_rows, insert_votes,
                                    runs_of_distinct_ids, upsert_part)
 from indexing.store_terms import Corpus, WriteTx, read_term_stats
 
 T = TypeVar("T")
-
-# 2: feedback.query_key (the normalised query text) and the feedback indexes. Opening a version 1
-# store adds and fills them; version 1 code can still open a version 2 store.
-# 3: changes.id, the record id each change is about: a search backend speaks record ids, and a
-# deleted record's id is nowhere else once its row is gone. Opening an older store adds the column
-# and fills it from the records still stored; older code can still open a version 3 store.
-# 4: record_terms, term_df and corpus, the keyword statistics a shared search backend reads
-# (indexing/store_terms.py). Opening an older store adds them empty; the backend counts its
-# records into them when it opens (MilvusBackend). Older code can still open a version 4 store.
-SCHEMA_VERSION = 4
-
-def query_key(text: str) -> str:
-    """What makes two search texts "the same search": :func:`~indexing.normalize.normalize`d
-    (one script, half-width, case-folded, single spaces), independent of the text settings."""
-    return normalize(text)
 
 
 @dataclass(frozen=True)
@@ -121,8 +105,8 @@ class RecordStore:
                         self.path.parent.mkdir(parents=True, exist_ok=True)
                         self._use = hold_shared(self.path)
                     self._engine = make_engine(self.location)
-                    self.store_id_ = self._write(self._setup)
-                    if self.path is not None:  # after _setup: the file is in WAL mode by now
+                    self.store_id_ = self._write(lambda conn: set_up(conn, postgres=self.shared))
+                    if self.path is not None:  # after set_up: the file is in WAL mode by now
                         self._readers = SqliteReaders(self.path)
                 except BaseException:
                     self.close()  # not left half-open for the next call to use
@@ -145,39 +129,6 @@ class RecordStore:
                 raise CaselinkError(f"no record store at {store.where}",
                                     hint="index your records first: caselink index")
         return store.open()
-
-    def _setup(self, conn: Connection) -> str:
-        """Create the tables, bring an older store up to :data:`SCHEMA_VERSION`, name the store; in
-        the write transaction, so two processes opening a new store at once do it once."""
-        schema = POSTGRES_SCHEMA if self.shared else SQLITE_SCHEMA
-        for stmt in (s for s in schema.split(";") if s.strip()):
-            conn.exec_driver_sql(stmt)
-        columns = {c["name"] for c in sa.inspect(conn).get_columns("feedback")}
-        if "query_key" not in columns:
-            conn.exec_driver_sql("ALTER TABLE feedback ADD COLUMN query_key TEXT NOT NULL DEFAULT ''")
-            rows = conn.execute(sa.text("SELECT fid, query FROM feedback WHERE query != ''")).all()
-            if rows:
-                conn.execute(sa.update(FEEDBACK).where(FEEDBACK.c.fid == sa.bindparam("b_fid")),
-                             [{"b_fid": f, "query_key": query_key(q)} for f, q in rows])
-            conn.execute(SQL["meta_set"], {"key": "schema_version", "value": str(SCHEMA_VERSION)})
-        if "id" not in {c["name"] for c in sa.inspect(conn).get_columns("changes")}:
-            # A change about a record deleted before version 3 keeps id NULL: nothing names it any
-            # more (see changes_since).
-            conn.exec_driver_sql("ALTER TABLE changes ADD COLUMN id TEXT")
-            conn.exec_driver_sql("UPDATE changes SET id = (SELECT id FROM records WHERE records.num = changes.num)")
-            conn.execute(SQL["meta_set"], {"key": "schema_version", "value": str(SCHEMA_VERSION)})
-        for stmt in (s for s in INDEXES.split(";") if s.strip()):
-            conn.exec_driver_sql(stmt)
-        version = conn.execute(SQL["meta"], {"key": "schema_version"}).scalar()
-        if version is not None and int(version) < SCHEMA_VERSION:  # the tables above were just added
-            conn.execute(SQL["meta_set"], {"key": "schema_version", "value": str(SCHEMA_VERSION)})
-        for name in CORPUS_ROWS:
-            conn.execute(SQL["corpus_add"], {"name": name})
-        conn.execute(SQL["meta_add"], {"key": "schema_version", "value": str(SCHEMA_VERSION)})
-        # Names this store for the index built from it: an index never serves another store's
-        # records (a data folder pointed at another store). A backup keeps the id.
-        conn.execute(SQL["meta_add"], {"key": "store_id", "value": uuid.uuid4().hex})
-        return conn.execute(SQL["meta"], {"key": "store_id"}).scalar_one()
 
     def close(self) -> None:
         with self._lock:
