@@ -109,7 +109,7 @@ def run_set(name: str, split: float, seed: int, cache: Path) -> dict:
         svc.set_ranker(model)
         retrievers = {m: CaselinkRetriever(engine, m) for m in ("hybrid", "dense", "keyword", "learned")}
         # The issue stated its expected gains against this baseline (TF-IDF and USE, fused by plain RRF).
-        retrievers["naive-rrf"] = NaiveRRFRetriever(TfidfRetriever(), UseDenseRetriever())
+        retrievers["naive-rrf"] = NaiveRRFRetriever(TfidfRetriever(), UseDenseRetriever(cache_path=cache))
         result = evaluate(records, test_pairs, retrievers, dataset=name, seed=seed)
         asked = set(result.queries)
         test_data = gather(svc, [q for q in labeled_queries(test_pairs, **kw) if q.query_id in asked], kinds=kinds)

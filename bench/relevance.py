@@ -59,7 +59,7 @@ def run_set(folder: Path, baselines: bool, settings: Settings, cache_path: Path 
     engine = CaselinkEngine(settings, cache_path=cache_path)
     retrievers = {m: CaselinkRetriever(engine, m) for m in ("hybrid", "dense", "keyword")}
     if baselines:
-        tfidf, use = TfidfRetriever(), UseDenseRetriever()
+        tfidf, use = TfidfRetriever(), UseDenseRetriever(cache_path=cache_path)
         retrievers.update({"tfidf": tfidf, "use": use, "naive-rrf": NaiveRRFRetriever(tfidf, use)})
     t0 = time.perf_counter()
     try:

@@ -160,3 +160,23 @@ def test_tfidf_reproduces_readme_reference(name):
     m = result.modes["tfidf"].metrics
     got = (m["recall@1"], m["recall@10"], m["mrr@10"])
     assert got == pytest.approx(README_TFIDF[name], abs=0.01)
+
+
+def test_use_dense_with_a_cache_encodes_a_text_once_and_gives_the_same_vectors(tmp_path, monkeypatch):
+    cache = tmp_path / "embeddings.sqlite"
+    first = UseDenseRetriever(cache_path=cache)
+    first.fit(EN + [EvalRecord("dup", EN[0].text, title=EN[0].title)])  # a repeated text is encoded once
+    assert np.allclose(first.vectors_[0], first.vectors_[-1])
+    again = UseDenseRetriever(cache_path=cache)
+    monkeypatch.setattr(again, "_encode_all", lambda texts: pytest.fail(f"encoded {len(texts)} cached texts"))
+    again.fit(EN)
+    assert np.array_equal(again.vectors_, first.vectors_[:len(EN)])
+    # The cached vectors are the model's own, and only texts not seen before are encoded.
+    plain = UseDenseRetriever()
+    plain.fit(EN)
+    assert np.allclose(again.vectors_, plain.vectors_, atol=1e-6)
+    asked: list[int] = []
+    fresh = UseDenseRetriever(cache_path=cache)
+    monkeypatch.setattr(fresh, "_encode_all", lambda texts: asked.append(len(texts)) or plain._encode_all(texts))
+    fresh.fit(EN + [EvalRecord("new", "Vacuum leak at the load lock door seal")])
+    assert asked == [1]

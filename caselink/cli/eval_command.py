@@ -107,7 +107,7 @@ def eval_command(
     if baselines:
         from eval.baselines import NaiveRRFRetriever, TfidfRetriever, UseDenseRetriever
 
-        tfidf, use = TfidfRetriever(), UseDenseRetriever()
+        tfidf, use = TfidfRetriever(), UseDenseRetriever(cache_path=settings.cache_path)
         retrievers.update({"tfidf": tfidf, "use": use, "naive-rrf": NaiveRRFRetriever(tfidf, use)})
     try:
         with _progress() as bars:
