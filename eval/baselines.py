@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -189,21 +189,13 @@ class UseDenseRetriever(_Fitted):
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         if self.cache_path is None:
             return self._encode_all(texts)
-        from indexing.embedding_cache import EmbeddingCache, text_hash
+        from indexing.embedding_cache import EmbeddingCache
 
-        hashes = [text_hash(t) for t in texts]
         cache = EmbeddingCache(self.cache_path)
         try:
-            found = cache.get(self.CACHE_KEY, list(dict.fromkeys(hashes)), 512)
-            todo = list(dict.fromkeys(h for h in hashes if h not in found))
-            if todo:
-                first = {h: i for i, h in reversed(list(enumerate(hashes)))}
-                vecs = self._encode_all([texts[first[h]] for h in todo])
-                cache.put(self.CACHE_KEY, todo, vecs)
-                found.update(zip(todo, vecs))
+            return cache.encode(_WholeTextEncoder(self.CACHE_KEY, self._encode_all), texts)[0]
         finally:
             cache.close()
-        return np.stack([found[h] for h in hashes]) if hashes else np.empty((0, 512), dtype=np.float32)
 
     def _encode_all(self, texts: Sequence[str]) -> np.ndarray:
         if self._encoder is None:
@@ -252,6 +244,19 @@ class UseDenseRetriever(_Fitted):
         a = self._rows([p[0] for p in pairs])
         b = self._rows([p[1] for p in pairs])
         return np.einsum("ij,ij->i", self.vectors_[a], self.vectors_[b]).astype(float)
+
+
+class _WholeTextEncoder:
+    """:class:`UseDenseRetriever`'s encoding as the embedding cache asks an encoder for it."""
+
+    dim = 512
+
+    def __init__(self, key: str, encode: Callable[[Sequence[str]], np.ndarray]) -> None:
+        self.cache_key = self.model_id = key
+        self._encode = encode
+
+    def encode(self, texts: Sequence[str], progress=None) -> np.ndarray:
+        return self._encode(texts)
 
 
 class NaiveRRFRetriever:
